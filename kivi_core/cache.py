@@ -51,10 +51,11 @@ class KiviCache(Cache):
     """A KIVI KV cache (keys per channel, values per token, recent R tokens in full precision).
 
     Pass it to an unmodified model: `model.generate(**inputs, past_key_values=KiviCache(KiviConfig()))`.
-    With `model_config` (or after `kivi_core.prepare(model)`), sliding-window layers (Gemma-3's local
-    layers, Mistral's window) are kept as ordinary full-precision sliding caches, which already bound
-    their memory; without it every layer is a KIVI layer that keeps all tokens, and the model's
-    sliding-window mask still makes their attention exact.
+    Sliding-window layers are never silently wrong. With `model_config` (or after
+    `kivi_core.prepare(model)`), the sliding layers of hybrid models (Gemma-3's local layers) are kept as
+    ordinary full-precision sliding caches, which already bound their memory. Otherwise (no config, or a
+    model whose every layer slides, like Mistral-7B-v0.1) they are KIVI layers that keep every token, and
+    the model's sliding-window mask makes their attention exact.
     """
 
     def __init__(self, config: KiviConfig | None = None, model_config=None):
@@ -73,9 +74,13 @@ class KiviCache(Cache):
         if types is None:
             return None
         text = model_config.get_text_config(decoder=True) if hasattr(model_config, "get_text_config") else model_config
+        # Only hybrid models (Gemma-3: local layers beside global ones) keep their sliding layers as
+        # full-precision sliding caches; when every layer slides (Mistral-7B-v0.1's 4096 window) they are
+        # all KIVI layers, or KIVI would save nothing there.
+        hybrid = "full_attention" in types
         layers = []
         for i, kind in enumerate(types):
-            if kind == "full_attention":
+            if kind == "full_attention" or (kind == "sliding_attention" and not hybrid):
                 layers.append(KiviLayer(self.config, self.context))
             elif kind == "sliding_attention":
                 layers.append(DynamicSlidingWindowLayer(sliding_window=text.sliding_window))
