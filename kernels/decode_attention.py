@@ -1,0 +1,413 @@
+"""Fused KIVI decode attention straight from packed storage (flash-decoding split + reduction).
+
+Torch twin (the spec and oracle): `kivi_core.attention_ref.decode_attention_ref`, same signature.
+
+What one decode step reads, per (batch, kv head), once: the packed key codes + key scales/mins of
+[0, n_kq), the fp key tail [n_kq, L), the packed value codes + value scales/mins of [0, n_vq) and the fp
+value window [n_vq, L); plus the query and the [B, L] padding mask. Nothing dequantized is written to
+memory: codes are unpacked and dequantized in registers, tile by tile, and fed to one online softmax.
+
+Layout of the work:
+  * grid (B * H_kv, num_splits): one program owns one kv head and one contiguous chunk of positions, and
+    computes all Hq / H_kv query heads x q_len query tokens of that kv head together (M rows of one
+    tl.dot), so every packed byte is read once (GQA).
+  * Each chunk is walked in BLOCK_N-token tiles: first the part inside [0, n_kq) (K packed; V packed,
+    full precision, or the one tile that straddles n_vq, mixed), then the part in [n_kq, L) (both fp).
+  * Each program leaves (acc, running max, running sum) per row in an fp32 workspace; a second kernel
+    merges the splits (log-sum-exp). With one split the first kernel normalizes and writes the output.
+The split count depends on Python ints only (B, H, L, the SM count), so a call never syncs the host.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from kivi_core.state import KiviState
+
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+_LOG2E = 1.4426950408889634
+MAX_QUERY = 8  # ops.MAX_KERNEL_QUERY: speculative decoding's few tokens; longer chunks go through SDPA
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tile loaders: each returns a [BLOCK_N, DP] tile in the compute dtype (exactly the reference's
+# dequantized values: q * scale + min in fp32, rounded to the model dtype).
+# ---------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _codes_to_f32(c):
+    # int code in [0, 16) -> fp32 without an I2F conversion (those run at 1/4 rate): the bits of
+    # 2^23 + c, minus 2^23, is exactly c.
+    return (c | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+
+
+@triton.jit
+def _load_k_packed(kc_ptr, ks_ptr, km_ptr, s_kcw, s_kcd, s_ksg, s_ksd, s_kmg, s_kmd,
+                   start, seg_end, offs_d, d_ok,
+                   BITS: tl.constexpr, G: tl.constexpr, BLOCK_N: tl.constexpr, DP: tl.constexpr,
+                   dtype: tl.constexpr):
+    # Keys are packed along tokens: word row w holds tokens w*CPW .. w*CPW+CPW-1 of every channel, so a
+    # tile of BLOCK_N tokens is BW full rows of D words (coalesced) and one scale/min row per word row
+    # (a word never straddles a group since CPW | 16 | G; the gather re-reads a row G/CPW times, in L1).
+    CPW: tl.constexpr = 32 // BITS
+    BW: tl.constexpr = BLOCK_N // CPW
+    QMAX: tl.constexpr = (1 << BITS) - 1
+    offs_w = start // CPW + tl.arange(0, BW)
+    w_ok = (offs_w * CPW < seg_end)[:, None] & d_ok[None, :]
+    words = tl.load(kc_ptr + offs_w[:, None] * s_kcw + offs_d[None, :] * s_kcd, mask=w_ok, other=0)
+    grp = (offs_w * CPW) // G
+    sc = tl.load(ks_ptr + grp[:, None] * s_ksg + offs_d[None, :] * s_ksd, mask=w_ok, other=0.0).to(tl.float32)
+    mn = tl.load(km_ptr + grp[:, None] * s_kmg + offs_d[None, :] * s_kmd, mask=w_ok, other=0.0).to(tl.float32)
+    shifts = tl.arange(0, CPW) * BITS
+    c = (words[:, None, :] >> shifts[None, :, None]) & QMAX  # [BW, CPW, DP]: token w*CPW + j
+    k = _codes_to_f32(c) * sc[:, None, :] + mn[:, None, :]
+    return tl.reshape(k, (BLOCK_N, DP)).to(dtype)
+
+
+@triton.jit
+def _load_v_packed(vc_ptr, vs_ptr, vm_ptr, s_vct, s_vcw, s_vst, s_vsg, s_vmt, s_vmg,
+                   offs_n, n_ok, D: tl.constexpr,
+                   BITS: tl.constexpr, G: tl.constexpr, BLOCK_N: tl.constexpr, DP: tl.constexpr,
+                   dtype: tl.constexpr):
+    # Values are packed along channels: a token is one row of D/CPW words (+ D/G scales and mins).
+    CPW: tl.constexpr = 32 // BITS
+    DW: tl.constexpr = DP // CPW
+    QMAX: tl.constexpr = (1 << BITS) - 1
+    offs_w = tl.arange(0, DW)
+    m = n_ok[:, None] & (offs_w < D // CPW)[None, :]
+    rows = offs_n.to(tl.int64)
+    words = tl.load(vc_ptr + rows[:, None] * s_vct + offs_w[None, :] * s_vcw, mask=m, other=0)
+    grp = (offs_w * CPW) // G
+    sc = tl.load(vs_ptr + rows[:, None] * s_vst + grp[None, :] * s_vsg, mask=m, other=0.0).to(tl.float32)
+    mn = tl.load(vm_ptr + rows[:, None] * s_vmt + grp[None, :] * s_vmg, mask=m, other=0.0).to(tl.float32)
+    shifts = tl.arange(0, CPW) * BITS
+    c = (words[:, :, None] >> shifts[None, None, :]) & QMAX  # [BLOCK_N, DW, CPW]: channel w*CPW + j
+    v = _codes_to_f32(c) * sc[:, :, None] + mn[:, :, None]
+    return tl.reshape(v, (BLOCK_N, DP)).to(dtype)
+
+
+@triton.jit
+def _load_fp(ptr, s_t, s_d, rows, r_ok, offs_d, d_ok, dtype: tl.constexpr):
+    m = r_ok[:, None] & d_ok[None, :]
+    return tl.load(ptr + rows.to(tl.int64)[:, None] * s_t + offs_d[None, :] * s_d, mask=m, other=0.0).to(dtype)
+
+
+@triton.jit
+def _attend(qt, k, v, offs_n, seg_end, pos_r, valid_ptr, s_vt, m_i, l_i, acc, qk_scale,
+            HAS_VALID: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr, DOT_F32: tl.constexpr):
+    # One online-softmax step over a [BLOCK_N] tile (base-2 exponentials, scale folded into qk_scale).
+    if DOT_F32:  # CPU interpreter only: its bf16 tl.dot is wrong, so multiply the bf16 values in fp32
+        qt = qt.to(tl.float32)
+        k = k.to(tl.float32)
+        v = v.to(tl.float32)
+    s = tl.dot(qt, tl.trans(k), input_precision=PREC) * qk_scale  # [MP, BLOCK_N] fp32
+    ok = offs_n < seg_end
+    if HAS_VALID:
+        ok = ok & (tl.load(valid_ptr + offs_n * s_vt, mask=ok, other=0) != 0)
+    allowed = ok[None, :]
+    if CAUSAL:
+        allowed = allowed & (offs_n[None, :] <= pos_r[:, None])
+    s = tl.where(allowed, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # fully masked so far: keep p = 0, no NaN
+    alpha = tl.exp2(m_i - m_safe)
+    p = tl.exp2(s - m_safe[:, None])
+    l_i = l_i * alpha + tl.sum(p, axis=1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+    return m_new, l_i, acc
+
+
+@triton.jit
+def _decode_attn_split_kernel(
+    q_ptr, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
+    acc_ptr, m_ptr, l_ptr, out_ptr,
+    H, L, n_kq, n_vq, chunk, qk_scale,
+    s_qb, s_qh, s_qi, s_qd,
+    s_kcb, s_kch, s_kcw, s_kcd,
+    s_ksb, s_ksh, s_ksg, s_ksd,
+    s_kmb, s_kmh, s_kmg, s_kmd,
+    s_ktb, s_kth, s_ktt, s_ktd,
+    s_vcb, s_vch, s_vct, s_vcw,
+    s_vsb, s_vsh, s_vst, s_vsg,
+    s_vmb, s_vmh, s_vmt, s_vmg,
+    s_vwb, s_vwh, s_vwt, s_vwd,
+    s_mb, s_mt,
+    s_ob, s_oi, s_oh, s_od,
+    NUM_SPLITS,
+    GROUP: tl.constexpr, QLEN: tl.constexpr, MP: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
+    G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_VALID: tl.constexpr, SINGLE: tl.constexpr, PREC: tl.constexpr, DOT_F32: tl.constexpr,
+):
+    pid_bh = tl.program_id(0).to(tl.int64)
+    split = tl.program_id(1)
+    b = pid_bh // H
+    h = pid_bh % H
+    dtype = q_ptr.dtype.element_ty
+    M: tl.constexpr = GROUP * QLEN
+
+    # -- this program's query rows: row r = g * QLEN + i is query head h*GROUP + g, token i --
+    offs_r = tl.arange(0, MP)
+    r_ok = offs_r < M
+    head = h * GROUP + offs_r // QLEN
+    tok = offs_r % QLEN
+    pos_r = L - QLEN + tok  # causal: query i sits at position L - q + i
+    offs_d = tl.arange(0, DP)
+    d_ok = offs_d < D
+    qt = tl.load(q_ptr + b * s_qb + head[:, None] * s_qh + tok[:, None] * s_qi + offs_d[None, :] * s_qd,
+                 mask=r_ok[:, None] & d_ok[None, :], other=0.0)
+
+    kc_ptr += b * s_kcb + h * s_kch
+    ks_ptr += b * s_ksb + h * s_ksh
+    km_ptr += b * s_kmb + h * s_kmh
+    kt_ptr += b * s_ktb + h * s_kth
+    vc_ptr += b * s_vcb + h * s_vch
+    vs_ptr += b * s_vsb + h * s_vsh
+    vm_ptr += b * s_vmb + h * s_vmh
+    vw_ptr += b * s_vwb + h * s_vwh
+    valid_ptr += b * s_mb
+
+    m_i = tl.full((MP,), float("-inf"), tl.float32)
+    l_i = tl.zeros((MP,), tl.float32)
+    acc = tl.zeros((MP, DP), tl.float32)
+
+    lo = split * chunk  # chunk is a multiple of BLOCK_N, so packed-key tiles start on word rows
+    hi = tl.minimum(lo + chunk, L)
+    CAUSAL: tl.constexpr = QLEN > 1
+
+    # -- phase 1: [lo, min(hi, n_kq)): keys packed; values packed below n_vq, fp above --
+    kq_end = tl.minimum(hi, n_kq)
+    for start in range(lo, kq_end, BLOCK_N):
+        offs_n = start + tl.arange(0, BLOCK_N)
+        k = _load_k_packed(kc_ptr, ks_ptr, km_ptr, s_kcw, s_kcd, s_ksg, s_ksd, s_kmg, s_kmd,
+                           start, kq_end, offs_d, d_ok, K_BITS, G, BLOCK_N, DP, dtype)
+        if start + BLOCK_N <= n_vq:
+            v = _load_v_packed(vc_ptr, vs_ptr, vm_ptr, s_vct, s_vcw, s_vst, s_vsg, s_vmt, s_vmg,
+                               offs_n, offs_n < kq_end, D, V_BITS, G, BLOCK_N, DP, dtype)
+        elif start >= n_vq:
+            v = _load_fp(vw_ptr, s_vwt, s_vwd, offs_n - n_vq, offs_n < kq_end, offs_d, d_ok, dtype)
+        else:  # the one tile that straddles n_vq
+            v_q = _load_v_packed(vc_ptr, vs_ptr, vm_ptr, s_vct, s_vcw, s_vst, s_vsg, s_vmt, s_vmg,
+                                 offs_n, offs_n < n_vq, D, V_BITS, G, BLOCK_N, DP, dtype)
+            v_f = _load_fp(vw_ptr, s_vwt, s_vwd, offs_n - n_vq, (offs_n >= n_vq) & (offs_n < kq_end),
+                           offs_d, d_ok, dtype)
+            v = tl.where((offs_n < n_vq)[:, None], v_q, v_f)
+        m_i, l_i, acc = _attend(qt, k, v, offs_n, kq_end, pos_r, valid_ptr, s_mt, m_i, l_i, acc, qk_scale,
+                                HAS_VALID, CAUSAL, PREC, DOT_F32)
+
+    # -- phase 2: [max(lo, n_kq), hi): both full precision (key tail, value window) --
+    for start in range(tl.maximum(lo, n_kq), hi, BLOCK_N):
+        offs_n = start + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < hi
+        k = _load_fp(kt_ptr, s_ktt, s_ktd, offs_n - n_kq, n_ok, offs_d, d_ok, dtype)
+        v = _load_fp(vw_ptr, s_vwt, s_vwd, offs_n - n_vq, n_ok, offs_d, d_ok, dtype)
+        m_i, l_i, acc = _attend(qt, k, v, offs_n, hi, pos_r, valid_ptr, s_mt, m_i, l_i, acc, qk_scale,
+                                HAS_VALID, CAUSAL, PREC, DOT_F32)
+
+    if SINGLE:
+        out = acc / tl.where(l_i > 0.0, l_i, 1.0)[:, None]  # no valid key: l = 0, acc = 0 -> zeros
+        o_ptrs = out_ptr + b * s_ob + tok[:, None] * s_oi + head[:, None] * s_oh + offs_d[None, :] * s_od
+        tl.store(o_ptrs, out.to(out_ptr.dtype.element_ty), mask=r_ok[:, None] & d_ok[None, :])
+    else:
+        # workspace: acc [B*H, S, M, D], m and l [B*H, S, M], all fp32 contiguous
+        row = (pid_bh * NUM_SPLITS + split) * M + offs_r
+        tl.store(acc_ptr + row[:, None] * D + offs_d[None, :], acc, mask=r_ok[:, None] & d_ok[None, :])
+        tl.store(m_ptr + row, m_i, mask=r_ok)
+        tl.store(l_ptr + row, l_i, mask=r_ok)
+
+
+@triton.jit
+def _decode_attn_reduce_kernel(
+    acc_ptr, m_ptr, l_ptr, out_ptr,
+    H, NUM_SPLITS,
+    s_ob, s_oi, s_oh, s_od,
+    GROUP: tl.constexpr, QLEN: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, SP: tl.constexpr,
+):
+    # One program per (batch, kv head, row): merge the splits' partial softmaxes (log-sum-exp, base 2).
+    pid_bh = tl.program_id(0).to(tl.int64)
+    r = tl.program_id(1)
+    M: tl.constexpr = GROUP * QLEN
+    b = pid_bh // H
+    h = pid_bh % H
+    offs_s = tl.arange(0, SP)
+    s_ok = offs_s < NUM_SPLITS
+    base = pid_bh * NUM_SPLITS * M + r
+    m = tl.load(m_ptr + base + offs_s * M, mask=s_ok, other=float("-inf"))
+    l = tl.load(l_ptr + base + offs_s * M, mask=s_ok, other=0.0)
+    m_max = tl.max(m, axis=0)
+    m_safe = tl.where(m_max == float("-inf"), 0.0, m_max)
+    w = tl.exp2(m - m_safe)  # splits with no valid key weigh 0
+    denom = tl.sum(w * l, axis=0)
+    offs_d = tl.arange(0, DP)
+    d_ok = offs_d < D
+    acc = tl.zeros((DP,), tl.float32)
+    for s in range(NUM_SPLITS):
+        ws = tl.exp2(tl.load(m_ptr + base + s * M) - m_safe)
+        acc += ws * tl.load(acc_ptr + (base + s * M) * D + offs_d, mask=d_ok, other=0.0)
+    out = acc / tl.where(denom > 0.0, denom, 1.0)
+    head = h * GROUP + r // QLEN
+    tok = r % QLEN
+    tl.store(out_ptr + b * s_ob + tok * s_oi + head * s_oh + offs_d * s_od, out.to(out_ptr.dtype.element_ty),
+             mask=d_ok)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Launcher
+# ---------------------------------------------------------------------------------------------------
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@functools.lru_cache(maxsize=None)
+def _num_sms(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def _default_block_n(head_dim: int) -> int:
+    # 64 tokens a tile at D <= 128 (a 64x128 fp32 dequant tile is 64 registers a thread at 4 warps);
+    # 32 at D = 256 to keep the same register footprint.
+    return 64 if head_dim <= 128 else 32
+
+
+def _num_splits(batch_heads: int, length: int, block_n: int, device: torch.device) -> int:
+    """Flash-decoding split count from Python ints only: enough programs for ~2 waves of the GPU, but
+    at least MIN_BLOCKS tiles per split so that the merge stays negligible."""
+    n_blocks = triton.cdiv(length, block_n)
+    n_sm = _num_sms(device.index if device.index is not None else torch.cuda.current_device()) \
+        if device.type == "cuda" else 4
+    min_blocks = 4
+    want = triton.cdiv(2 * n_sm, batch_heads)
+    return max(1, min(want, triton.cdiv(n_blocks, min_blocks)))
+
+
+def _check(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None) -> None:
+    if query.dim() != 4:
+        raise ValueError(f"query must be [B, Hq, q, D]; got shape {tuple(query.shape)}")
+    B, Hq, q, D = query.shape
+    if query.dtype not in _DTYPES:
+        raise ValueError(f"query.dtype={query.dtype} is not supported: use one of {_DTYPES}")
+    s = state
+    for name in ("k_bits", "v_bits"):
+        if getattr(s, name) not in (2, 4):
+            raise ValueError(f"{name}={getattr(s, name)!r} is not supported: use 2 or 4")
+    G = s.group_size
+    if G <= 0 or G % 16 or D % G:
+        raise ValueError(f"group_size={G} must be a positive multiple of 16 dividing head_dim={D}")
+    if not 1 <= q <= MAX_QUERY:
+        raise ValueError(f"q_len={q} is not supported by the fused kernel: use 1..{MAX_QUERY} (longer: SDPA path)")
+    H = s.k_tail.shape[1]
+    if Hq % H:
+        raise ValueError(f"query heads Hq={Hq} must be a multiple of kv heads H={H}")
+    if s.n_kq % 16 or s.n_kq % G or not 0 <= s.n_vq <= s.n_kq:
+        raise ValueError(f"n_kq={s.n_kq} must be a multiple of group_size={G} and >= n_vq={s.n_vq} >= 0")
+    L = s.length
+    n_kt, n_vw = s.k_tail.shape[2], s.v_win.shape[2]
+    if s.n_vq + n_vw != L:
+        raise ValueError(f"n_vq={s.n_vq} + value window {n_vw} != length {L}")
+    cpw_k, cpw_v = 32 // s.k_bits, 32 // s.v_bits
+    expect = {
+        "k_codes": ((B, H, None, D), torch.int32, s.n_kq // cpw_k, 2),
+        "k_scale": ((B, H, None, D), query.dtype, s.n_kq // G, 2),
+        "k_min": ((B, H, None, D), query.dtype, s.n_kq // G, 2),
+        "k_tail": ((B, H, n_kt, D), query.dtype, n_kt, 2),
+        "v_codes": ((B, H, None, D // cpw_v), torch.int32, s.n_vq, 2),
+        "v_scale": ((B, H, None, D // G), query.dtype, s.n_vq, 2),
+        "v_min": ((B, H, None, D // G), query.dtype, s.n_vq, 2),
+        "v_win": ((B, H, n_vw, D), query.dtype, n_vw, 2),
+    }
+    for name, (shape, dtype, need, axis) in expect.items():
+        t = getattr(s, name)
+        if t.dim() != 4 or any(e is not None and e != a for e, a in zip(shape, t.shape)):
+            raise ValueError(f"state.{name} has shape {tuple(t.shape)}; expected {shape} (None = capacity)")
+        if t.shape[axis] < need:
+            raise ValueError(f"state.{name} holds {t.shape[axis]} rows along the token axis; need {need}")
+        if t.dtype != dtype:
+            raise ValueError(f"state.{name}.dtype={t.dtype}; expected {dtype}")
+        if t.device != query.device:
+            raise ValueError(f"state.{name} is on {t.device}; query is on {query.device}")
+    if valid is not None and (tuple(valid.shape) != (B, L) or valid.dtype != torch.bool):
+        raise ValueError(f"valid must be a bool [B, L] = {(B, L)} mask; got {valid.dtype} {tuple(valid.shape)}")
+
+
+def _ptr(t: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    # An empty segment (e.g. n_kq = 0 before the first flush) is never read; give Triton a live pointer.
+    return t if t.numel() > 0 else fallback
+
+
+def decode_attention_triton(
+    query: torch.Tensor,
+    state: KiviState,
+    valid: torch.Tensor | None,
+    scaling: float,
+    *,
+    num_splits: int | None = None,
+    block_n: int | None = None,
+    num_warps: int = 4,
+) -> torch.Tensor:
+    """Attention of the last q_len positions over all L positions of a KIVI layer, from packed storage.
+
+    Same contract as `decode_attention_ref`: query [B, Hq, q, D] (q <= 8), valid [B, L] bool or None,
+    returns [B, q, Hq, D] in query's dtype. `num_splits`, `block_n`, `num_warps` are tuning overrides
+    (tests and benchmarks); by default they follow the head_dim and the GPU's size.
+    """
+    _check(query, state, valid)
+    s = state
+    B, Hq, q, D = query.shape
+    H = s.k_tail.shape[1]
+    L = s.length
+    GROUP = Hq // H
+    M = GROUP * q
+    out = torch.empty((B, q, Hq, D), device=query.device, dtype=query.dtype)
+    if L == 0 or B == 0:
+        return out.zero_()
+    BLOCK_N = block_n or _default_block_n(D)
+    if BLOCK_N % 16 or BLOCK_N & (BLOCK_N - 1):
+        raise ValueError(f"block_n={BLOCK_N} must be a power of two >= 16 (whole 2-bit words)")
+    S = num_splits or _num_splits(B * H, L, BLOCK_N, query.device)
+    chunk = triton.cdiv(triton.cdiv(L, S), BLOCK_N) * BLOCK_N
+    S = triton.cdiv(L, chunk)  # no empty splits
+    single = S == 1
+    if single:
+        acc_ws = m_ws = l_ws = out  # unused
+    else:
+        acc_ws = torch.empty((B * H, S, M, D), device=query.device, dtype=torch.float32)
+        m_ws = torch.empty((B * H, S, M), device=query.device, dtype=torch.float32)
+        l_ws = torch.empty((B * H, S, M), device=query.device, dtype=torch.float32)
+    mask = valid.view(torch.uint8) if valid is not None else None
+    fb = query
+    k_codes, k_scale, k_min = _ptr(s.k_codes, fb), _ptr(s.k_scale, fb), _ptr(s.k_min, fb)
+    v_codes, v_scale, v_min = _ptr(s.v_codes, fb), _ptr(s.v_scale, fb), _ptr(s.v_min, fb)
+    k_tail, v_win = _ptr(s.k_tail, fb), _ptr(s.v_win, fb)
+    # Strides of an empty segment's stand-in are never used; pass them anyway (4 per tensor).
+    MP = max(16, triton.next_power_of_2(M))  # tl.dot needs >= 16 rows; padding rows are masked
+    DP = triton.next_power_of_2(D)
+    dot_f32 = query.dtype == torch.float32 or (query.dtype == torch.bfloat16 and _interpreting())
+    prec = "ieee" if dot_f32 else "tf32"  # fp32 dots exact (tests); fp16/bf16 dots ignore the setting
+    _decode_attn_split_kernel[(B * H, S)](
+        query, k_codes, k_scale, k_min, k_tail, v_codes, v_scale, v_min, v_win,
+        mask if mask is not None else query,
+        acc_ws, m_ws, l_ws, out,
+        H, L, s.n_kq, s.n_vq, chunk, scaling * _LOG2E,
+        *query.stride(),
+        *k_codes.stride(), *k_scale.stride(), *k_min.stride(), *k_tail.stride(),
+        *v_codes.stride(), *v_scale.stride(), *v_min.stride(), *v_win.stride(),
+        *(mask.stride() if mask is not None else (0, 0)),
+        *out.stride(),
+        S,
+        GROUP=GROUP, QLEN=q, MP=MP, D=D, DP=DP, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits,
+        BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, PREC=prec, DOT_F32=dot_f32,
+        num_warps=num_warps,
+    )
+    if not single:
+        _decode_attn_reduce_kernel[(B * H, M)](
+            acc_ws, m_ws, l_ws, out, H, S, *out.stride(),
+            GROUP=GROUP, QLEN=q, D=D, DP=DP, SP=triton.next_power_of_2(S), num_warps=1,
+        )
+    return out
