@@ -1,0 +1,193 @@
+"""`kivi profile`'s measurements: the full-precision baseline and each KIVI setting, in this process, with
+the same decode loop (`kivi_cli.decode.run`), on random prompts of `ctx - gen` tokens decoded `gen` steps
+(greedy, no early stop): `ctx` tokens in all, of which the cache holds ctx - 1 at the end (the last
+sampled token is never fed back).
+
+Out of memory is a result, not a crash: the side is marked `oom`, everything it allocated is dropped
+(the exception and its traceback too, since its frames hold tensors), the allocator cache is emptied,
+and the next side runs.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from kivi_cli.decode import Sampler, Session, new_cache, run
+from kivi_cli.metrics import (STATUS_ERROR, STATUS_OK, STATUS_OOM, Memory, NvmlPeakSampler, ProfileReport, Side,
+                              cache_bytes, compute_ratios, environment)
+from kivi_cli.models import Loaded
+
+# --find-max-batch stops when the bracket [fits, fails) is this tight relative to the batch that fits:
+# ~3% precision in ~log2(max) + 5 trials instead of a dozen more for the last few sequences.
+SEARCH_TOLERANCE = 1 / 32
+SEARCH_CAP = 8192
+
+
+@dataclass(frozen=True)
+class SideSpec:
+    name: str
+    kivi: object  # KiviConfig or None for the baseline
+
+
+def is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and ("out of memory" in str(exc).lower() or "CUBLAS_STATUS_ALLOC_FAILED" in str(exc)))
+
+
+def free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+
+
+def random_prompt(loaded: Loaded, batch: int, length: int, seed: int) -> torch.Tensor:
+    vocab = loaded.model.config.get_text_config().vocab_size
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab, (batch, length), generator=g).to(loaded.device)
+
+
+def _attempt(loaded: Loaded, spec: SideSpec, batch: int, prompt_len: int, gen: int, seed: int,
+             measure: bool) -> tuple[str, Optional[str], Optional[Memory], Optional[object]]:
+    """One run; returns (status, error, memory, timing). Memory and timing only when `measure`."""
+    from kivi_core import analytic_cache_bytes
+
+    device = loaded.device
+    dims = loaded.dims
+    free(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    status, error, memory, timing = STATUS_OK, None, None, None
+    with NvmlPeakSampler(device) as nvml:
+        try:
+            session = Session(loaded.model, new_cache(loaded.model, spec.kivi), device)
+            ids = random_prompt(loaded, batch, prompt_len, seed)
+            result = run(session, ids, None, gen, Sampler(), stop_at_eos=False)
+            if measure:
+                held, parts = cache_bytes(session.cache)
+                timing = result.timing
+                memory = Memory(
+                    analytic_kv_bytes=analytic_cache_bytes(spec.kivi, batch, dims["kv_heads"], dims["head_dim"],
+                                                           dims["layers"], session.tokens, loaded.dtype),
+                    cache_bytes=held,
+                    cache_bytes_by_component=parts,
+                )
+            del session, ids, result
+        except Exception as exc:  # noqa: BLE001 — OOM and other failures are results of this side
+            status = STATUS_OOM if is_oom(exc) else STATUS_ERROR
+            error = " ".join(str(exc).split())[:300]
+            del exc  # drop the traceback (its frames hold the tensors) before emptying the cache
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device)
+        if memory is not None:
+            memory.torch_peak_allocated_bytes = peak
+            memory.nvml_peak_used_bytes = nvml.peak
+    free(device)
+    return status, error, memory, timing
+
+
+def measure(loaded: Loaded, spec: SideSpec, batch: int, prompt_len: int, gen: int, seed: int) -> Side:
+    from kivi_core import analytic_cache_bytes
+
+    status, error, memory, timing = _attempt(loaded, spec, batch, prompt_len, gen, seed, measure=True)
+    side = Side(spec.name, _kivi_dict(spec.kivi), batch, status, error, memory, timing)
+    if side.memory is None:  # still say what the cache would have needed
+        dims = loaded.dims
+        side.memory = Memory(analytic_cache_bytes(spec.kivi, batch, dims["kv_heads"], dims["head_dim"], dims["layers"],
+                                                  prompt_len + gen, loaded.dtype))
+    return side
+
+
+def find_max_batch(loaded: Loaded, spec: SideSpec, ctx: int, start: int, seed: int,
+                   progress: Callable[[str], None]) -> int:
+    """Largest batch whose prefill of ctx-2 tokens plus one decode step fits (0 if none). The cache then
+    holds ctx-1 tokens, as at the end of a full run: doubling from `start` until a failure, then bisection."""
+
+    def fits(b: int) -> bool:
+        status, error, _, _ = _attempt(loaded, spec, b, max(1, ctx - 2), 2, seed, measure=False)
+        progress(f"{spec.name}: batch {b} {'fits' if status == STATUS_OK else status}")
+        if status == STATUS_ERROR:
+            raise RuntimeError(f"{spec.name} at batch {b}: {error}")
+        return status == STATUS_OK
+
+    lo, hi = 0, None
+    b = max(1, start)
+    while hi is None:
+        if fits(b):
+            lo = b
+            if b >= SEARCH_CAP:
+                return b
+            b = min(b * 2, SEARCH_CAP)
+        else:
+            hi = b
+    while hi - lo > max(1, int(lo * SEARCH_TOLERANCE)):
+        mid = (lo + hi) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def profile(loaded: Loaded, specs: list[SideSpec], batch: int, ctx: int, gen: int, seed: int,
+            find_max: bool, progress: Callable[[str], None]) -> ProfileReport:
+    prompt_len = ctx - gen
+    _warm_up(loaded, specs, batch, seed)
+    sides: list[Side] = []
+    for spec in specs:
+        if find_max:
+            progress(f"{spec.name}: searching the largest batch at ctx {ctx}")
+            best = find_max_batch(loaded, spec, ctx, batch, seed, progress)
+            side = None
+            # the search runs 2 decode steps; the full run may fragment more: step down until it fits
+            for b in _descending(best):
+                progress(f"{spec.name}: measuring at batch {b}")
+                side = measure(loaded, spec, b, prompt_len, gen, seed)
+                if side.status != STATUS_OOM:
+                    break
+            if side is None:
+                side = measure(loaded, spec, batch, prompt_len, gen, seed)
+            side.max_batch = best
+        else:
+            progress(f"{spec.name}: batch {batch}, prompt {prompt_len} + {gen} new tokens")
+            side = measure(loaded, spec, batch, prompt_len, gen, seed)
+        sides.append(side)
+    base = sides[0]
+    for side in sides[1:]:
+        side.ratios = compute_ratios(base, side)
+    return ProfileReport(
+        model=loaded.name, device=str(loaded.device), dtype=str(loaded.dtype).removeprefix("torch."), batch=batch,
+        ctx=ctx, prompt_len=prompt_len, gen=gen, sides=sides, environment=environment(loaded.device),
+        find_max_batch=find_max,
+    )
+
+
+def _descending(best: int) -> list[int]:
+    if best <= 0:
+        return []
+    out = [best]
+    for _ in range(3):
+        nxt = max(1, int(out[-1] * 0.95))
+        if nxt == out[-1]:
+            break
+        out.append(nxt)
+    return out
+
+
+def _warm_up(loaded: Loaded, specs: list[SideSpec], batch: int, seed: int) -> None:
+    """One short run per side so that one-time costs (CUDA context, kernel compilation and autotuning,
+    lazy imports) are not billed to the first measured side. Long enough to cross one key flush."""
+    for spec in specs:
+        r = spec.kivi.residual_length if spec.kivi is not None else 0
+        _attempt(loaded, spec, batch, max(8, r + 8), 4, seed, measure=False)
+
+
+def _kivi_dict(cfg) -> Optional[dict]:
+    if cfg is None:
+        return None
+    return {"k_bits": cfg.k_bits, "v_bits": cfg.v_bits, "group_size": cfg.group_size,
+            "residual_length": cfg.residual_length, "backend": cfg.backend}
