@@ -36,9 +36,9 @@ def chat_cmd(
 ) -> None:
     """Chat with a model; the conversation stays in one KIVI cache (no re-reading of the history).
 
-    Reads one message per line from the terminal or from piped stdin. After each reply a status line
-    (stderr) gives tokens/s and the KV bytes held vs what full precision would hold. With --json, replies
-    are not streamed and one JSON document with every turn is printed at the end.
+    Reads one message per line from the terminal or from piped stdin. After each reply, a
+    status line (stderr) gives tokens/s and the KV bytes held vs full precision. With --json,
+    replies are not streamed; one JSON document with every turn is printed at the end.
     """
     from kivi_cli import models
     from kivi_cli.conversation import Conversation

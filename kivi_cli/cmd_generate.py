@@ -25,8 +25,8 @@ def split_model(args: list[str], model: Optional[str], arch) -> tuple[Optional[s
 
 def generate_cmd(
     args: Annotated[Optional[list[str]], typer.Argument(
-        help="[MODEL] PROMPT...: a first argument that is a folder or a hub id (owner/name) is the model.",
-        show_default=False, metavar="[MODEL] [PROMPT]...")] = None,
+        help="Prompts. A first argument that is a folder or a hub id (owner/name) is the model.",
+        show_default=False, metavar="[MODEL] PROMPT")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id or local folder (instead of the first argument).",
                                                  rich_help_panel=o.MODEL_PANEL, show_default=False)] = None,
     file: o.FileOpt = None,
@@ -50,8 +50,9 @@ def generate_cmd(
 ) -> None:
     """Generate text for one or more prompts with a KIVI cache (greedy unless --temperature > 0).
 
-    With --json, one JSON object per prompt on stdout (JSON Lines), in input order; a bad input line
-    gives {"index", "line", "error"} and the other prompts still run (exit code 1 at the end).
+    Prompts come from the arguments, --file, or stdin. With --json, one JSON object per prompt
+    (JSON Lines), in input order; a bad input line gives {"index", "line", "error"} and the
+    other prompts still run (exit code 1 at the end).
     """
     from kivi_cli import models, prompts
     from kivi_cli.batching import run_prompts

@@ -32,10 +32,11 @@ def profile_cmd(
     trust_remote_code: o.TrustRemoteCodeOpt = False,
     json: o.JsonOpt = False,
 ) -> None:
-    """Measure the full-precision cache and each KIVI setting with the same decode loop: analytic and held
-    KV bytes, torch and NVML peak memory, prefill time, decode tokens/s, GPU and wall time per step.
+    """Measure KV memory and decode speed: full precision vs each KIVI setting, same process and loop.
 
-    A side that runs out of memory is reported as OOM and the others still run.
+    Per side: analytic and held KV bytes, torch and NVML peak memory, prefill time, decode
+    tokens/s, GPU and wall time per decode step, and ratios vs full precision. A side that
+    runs out of memory is reported as OOM and the others still run.
     """
     from kivi_cli import models
     from kivi_cli.profiling import SideSpec, profile
@@ -49,7 +50,8 @@ def profile_cmd(
     specs = [SideSpec("baseline", None)]
     for b in o.parse_bits_list(bits) or ([2] if k_bits or v_bits else []):
         cfg = o.kivi_settings(b, k_bits, v_bits, group_size, residual_length, backend)
-        specs.append(SideSpec(f"kivi-k{cfg.k_bits}v{cfg.v_bits}", cfg))
+        if all(s.kivi != cfg for s in specs):
+            specs.append(SideSpec(f"kivi-k{cfg.k_bits}v{cfg.v_bits}", cfg))
     loaded = models.load(o.model_choice(model, arch, device, dtype, trust_remote_code, seed), out)
     specs[0] = SideSpec({"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}.get(
         str(loaded.dtype).removeprefix("torch."), "full"), None)

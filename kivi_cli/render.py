@@ -45,7 +45,7 @@ def render_generation_summary(out: Output, loaded, kivi, results: list[dict]) ->
 
 # --- chat -------------------------------------------------------------------------------------------------
 def chat_status_line(new_tokens: int, tokens_per_s: Optional[float], held: int, full: int, cached: int) -> str:
-    ratio = f", {full / held:.1f}x smaller" if held else ""
+    ratio = "" if not held else (f", {full / held:.2f}x smaller" if full >= held else f", {held / full:.2f}x larger")
     return (f"[{new_tokens} tokens, {fmt_num(tokens_per_s)} tok/s | KV cache {fmt_bytes(held)} for {cached} tokens "
             f"(full precision: {fmt_bytes(full)}{ratio})]")
 
