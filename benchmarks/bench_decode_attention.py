@@ -1,0 +1,289 @@
+"""Benchmark: KIVI fused decode attention vs fp16 SDPA and vs dequantize-then-SDPA, plus quantize time.
+
+    python3 benchmarks/bench_decode_attention.py [--quick] [--sweep] [--rows 8x32768,64x4096]
+
+For each (B x ctx) and attention shape (Llama-2-7B: 32 q / 32 kv heads; Llama-3.1-8B: 32 q / 8 kv; D=128)
+it times one decode-attention call (q_len 1, fp16, k2v2, G=32, R=128, KIVI's own split: n_kq = ctx
+rounded down to 128, n_vq = ctx - 128) with triton.testing.do_bench (median; do_bench also clears L2
+before every call, and input sets are rotated when one would fit in L2), and reports:
+  * packed bytes read / time in TB/s (the state's bytes: codes + scales/mins + fp tail and window),
+    and that as a fraction of a device-to-device copy measured in the same run (read + write);
+  * speed-up vs (a) torch SDPA over an fp16 cache of the same shape (the faster of enable_gqa and
+    folding a kv head's query heads into q_len), (b) dequantize_state (kivi_core.attention_ref) + SDPA,
+    i.e. what transformers' QuantizedCache does every step.
+Writes JSON (device, versions, command, rows) to $OUT/ when OUT is set, else benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+import triton
+from triton.testing import do_bench
+
+from kivi_core.attention_ref import dequantize_state
+from kivi_core.state import KiviState
+from kivi_kernels.decode_attention import _default_block_n, _num_splits, decode_attention_triton
+from kivi_kernels.quant_pack import quantize_keys_triton, quantize_values_triton
+
+SHAPES = {"llama2-7b": (32, 32), "llama3.1-8b": (32, 8)}  # (q heads, kv heads), head_dim 128
+ROWS = [(1, 512), (1, 32768), (8, 32768), (16, 16384), (64, 4096), (128, 4096)]
+D, G, R = 128, 32, 128
+L2_BYTES = 60 * 2**20  # H200: 60 MB
+
+
+@dataclass
+class Row:
+    shape: str
+    batch: int
+    ctx: int
+    kivi_us: float
+    kivi_bytes: int
+    kivi_tbps: float
+    frac_copy_bw: float
+    sdpa_fp16_us: float | None
+    sdpa_fp16_tbps: float | None
+    speedup_vs_sdpa: float | None
+    dequant_sdpa_us: float | None
+    speedup_vs_dequant: float | None
+    num_splits: int
+    block_n: int
+    num_warps: int
+    notes: list[str] = field(default_factory=list)
+
+
+def state_bytes(B, H, L, n_kq, n_vq, k_bits=2, v_bits=2) -> int:
+    per_head = (
+        n_kq * D * k_bits // 8 + (n_kq // G) * D * 2 * 2 + (L - n_kq) * D * 2
+        + n_vq * D * v_bits // 8 + n_vq * (D // G) * 2 * 2 + (L - n_vq) * D * 2
+    )
+    return B * H * per_head
+
+
+def make_state(B, H, L, n_kq, n_vq, dtype=torch.float16, k_bits=2, v_bits=2) -> KiviState:
+    """Random packed storage (random codes: timing must not run on zeros), capacity = what is used."""
+    dev = "cuda"
+    ck, cv = 32 // k_bits, 32 // v_bits
+    ri = lambda *s: torch.randint(-(2**31), 2**31 - 1, s, device=dev, dtype=torch.int32)  # noqa: E731
+    rs = lambda *s: (torch.rand(*s, device=dev) * 0.1).to(dtype)  # noqa: E731
+    rm = lambda *s: (torch.randn(*s, device=dev) * 0.5).to(dtype)  # noqa: E731
+    return KiviState(
+        ri(B, H, max(n_kq, G) // ck, D), rs(B, H, max(n_kq, G) // G, D), rm(B, H, max(n_kq, G) // G, D), n_kq,
+        torch.randn(B, H, L - n_kq, D, device=dev, dtype=dtype),
+        ri(B, H, max(n_vq, 1), D // cv), rs(B, H, max(n_vq, 1), D // G), rm(B, H, max(n_vq, 1), D // G), n_vq,
+        torch.randn(B, H, L - n_vq, D, device=dev, dtype=dtype),
+        k_bits, v_bits, G,
+    )
+
+
+def kivi_split(L: int) -> tuple[int, int]:
+    return L // R * R, max(0, L - R)
+
+
+def copy_bandwidth() -> float:
+    """Device-to-device copy of 4 GiB; bytes read + written per second (TB/s)."""
+    src = torch.randn(2**30, device="cuda")  # 4 GiB fp32
+    dst = torch.empty_like(src)
+    ms = do_bench(lambda: dst.copy_(src), warmup=25, rep=200, return_mode="median")
+    del src, dst
+    torch.cuda.empty_cache()
+    return 2 * 4 * 2**30 / (ms * 1e-3) / 1e12
+
+
+def n_sets(bytes_per_set: int) -> int:
+    # Rotate inputs so that the working set is >= 3x L2 (do_bench also clears L2 before each call).
+    return max(1, min(16, math.ceil(3 * L2_BYTES / max(bytes_per_set, 1))))
+
+
+def bench_rotating(fns) -> float:
+    it = [0]
+
+    def call():
+        fns[it[0] % len(fns)]()
+        it[0] += 1
+
+    return do_bench(call, warmup=25, rep=100, return_mode="median")
+
+
+def sdpa_fp16(B, Hq, H, L, sets):
+    """Best fp16 SDPA over a cache of the same shape: enable_gqa, or a kv head's queries as q_len."""
+    ks = [torch.randn(B, H, L, D, device="cuda", dtype=torch.float16) for _ in range(sets)]
+    vs = [torch.randn(B, H, L, D, device="cuda", dtype=torch.float16) for _ in range(sets)]
+    q = torch.randn(B, Hq, 1, D, device="cuda", dtype=torch.float16)
+    qf = q.view(B, H, Hq // H, D)  # [B, H, group as q_len, D]: same math for one decode token
+    t_gqa = bench_rotating(
+        [lambda k=k, v=v: F.scaled_dot_product_attention(q, k, v, enable_gqa=Hq != H) for k, v in zip(ks, vs)]
+    )
+    t_fold = bench_rotating([lambda k=k, v=v: F.scaled_dot_product_attention(qf, k, v) for k, v in zip(ks, vs)])
+    del ks, vs
+    torch.cuda.empty_cache()
+    return min(t_gqa, t_fold), {"enable_gqa_us": t_gqa * 1e3, "folded_us": t_fold * 1e3}
+
+
+def dequant_sdpa(state, query, Hq, H):
+    def run():
+        k, v = dequantize_state(state)
+        return F.scaled_dot_product_attention(query, k, v, enable_gqa=Hq != H)
+
+    return do_bench(run, warmup=1, rep=20, return_mode="median")
+
+
+def bench_row(shape, B, ctx, copy_tbps, baselines=True, block_n=None, num_warps=4, splits_scale=1.0):
+    Hq, H = SHAPES[shape]
+    L = ctx
+    n_kq, n_vq = kivi_split(L)
+    nbytes = state_bytes(B, H, L, n_kq, n_vq)
+    sets = n_sets(nbytes)
+    states = [make_state(B, H, L, n_kq, n_vq) for _ in range(sets)]
+    query = torch.randn(B, Hq, 1, D, device="cuda", dtype=torch.float16)
+    bn = block_n or _default_block_n(D)
+    S = max(1, round(_num_splits(B * H, L, bn, query.device) * splits_scale))
+    kw = dict(block_n=bn, num_warps=num_warps, num_splits=S)
+    t = bench_rotating([lambda s=s: decode_attention_triton(query, s, None, D**-0.5, **kw) for s in states])
+    notes = []
+    t_sdpa = t_deq = None
+    extra = {}
+    if baselines:
+        # correctness spot check against the dequantize-then-SDPA path on the same state
+        k, v = dequantize_state(states[0])
+        ref = F.scaled_dot_product_attention(query, k, v, enable_gqa=Hq != H).transpose(1, 2)
+        got = decode_attention_triton(query, states[0], None, D**-0.5, **kw)
+        err = (got.float() - ref.float()).abs().max().item()
+        notes.append(f"max|err| vs dequant+SDPA {err:.2e}")
+        del k, v, ref
+        torch.cuda.empty_cache()
+        try:
+            t_sdpa, extra = sdpa_fp16(B, Hq, H, L, n_sets(2 * B * H * L * D * 2))
+        except torch.OutOfMemoryError:
+            notes.append("fp16 SDPA: OOM")
+        try:
+            t_deq = dequant_sdpa(states[0], query, Hq, H)
+        except torch.OutOfMemoryError:
+            notes.append("dequant+SDPA: OOM")
+        torch.cuda.empty_cache()
+    notes += [f"{k} {v:.1f}" for k, v in extra.items()]
+    tbps = nbytes / (t * 1e-3) / 1e12
+    fp16_bytes = 2 * B * H * L * D * 2
+    del states
+    torch.cuda.empty_cache()
+    return Row(
+        shape, B, ctx, t * 1e3, nbytes, tbps, tbps / copy_tbps,
+        None if t_sdpa is None else t_sdpa * 1e3,
+        None if t_sdpa is None else fp16_bytes / (t_sdpa * 1e-3) / 1e12,
+        None if t_sdpa is None else t_sdpa / t,
+        None if t_deq is None else t_deq * 1e3,
+        None if t_deq is None else t_deq / t,
+        S, bn, num_warps, notes,
+    )
+
+
+def bench_quantize() -> dict:
+    """Quantize a 4096-token prompt at Llama-2-7B shape (1 x 32 heads x 4096 x 128, fp16, 2-bit, G=32)."""
+    B, H, T = 1, 32, 4096
+    k = torch.randn(B, H, T, D, device="cuda", dtype=torch.float16)
+    v = torch.randn(B, H, T, D, device="cuda", dtype=torch.float16)
+    kc = torch.empty(B, H, T // 16, D, device="cuda", dtype=torch.int32)
+    ks = torch.empty(B, H, T // G, D, device="cuda", dtype=torch.float16)
+    km = torch.empty_like(ks)
+    vc = torch.empty(B, H, T, D // 16, device="cuda", dtype=torch.int32)
+    vs = torch.empty(B, H, T, D // G, device="cuda", dtype=torch.float16)
+    vm = torch.empty_like(vs)
+    tk = do_bench(lambda: quantize_keys_triton(k, 2, G, None, (kc, ks, km)), return_mode="median")
+    tv = do_bench(lambda: quantize_values_triton(v, 2, G, (vc, vs, vm)), return_mode="median")
+    moved = 2 * k.numel() * 2 + (kc.numel() + vc.numel()) * 4 + (ks.numel() + vs.numel()) * 4
+    return {"keys_us": tk * 1e3, "values_us": tv * 1e3, "tbps": moved / ((tk + tv) * 1e-3) / 1e12,
+            "per_layer_us": (tk + tv) * 1e3}
+
+
+def versions() -> dict:
+    try:
+        import transformers
+
+        tv = transformers.__version__
+    except Exception:  # pragma: no cover
+        tv = None
+    return {
+        "device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
+        "transformers": tv, "python": platform.python_version(), "cuda": torch.version.cuda,
+    }
+
+
+def fmt(x, spec):
+    return "-" if x is None else format(x, spec)
+
+
+def table(rows: list[Row], copy_tbps: float) -> str:
+    head = (f"{'shape':<12} {'B x ctx':>10} {'kivi us':>9} {'TB/s':>6} {'%copy':>6} {'sdpa us':>9} "
+            f"{'x sdpa':>7} {'deq+sdpa us':>12} {'x deq':>7} {'S':>4} {'BN':>4} {'W':>2}")
+    lines = [f"copy bandwidth (read+write): {copy_tbps:.2f} TB/s", head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r.shape:<12} {f'{r.batch}x{r.ctx}':>10} {r.kivi_us:9.1f} {r.kivi_tbps:6.2f} "
+            f"{100 * r.frac_copy_bw:5.1f}% {fmt(r.sdpa_fp16_us, '9.1f')} {fmt(r.speedup_vs_sdpa, '7.2f')} "
+            f"{fmt(r.dequant_sdpa_us, '12.1f')} {fmt(r.speedup_vs_dequant, '7.1f')} {r.num_splits:4d} "
+            f"{r.block_n:4d} {r.num_warps:2d}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", default=None, help="comma list like 8x32768,64x4096 (default: the six rows)")
+    ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--sweep", action="store_true", help="also sweep block_n / num_warps / splits (no baselines)")
+    ap.add_argument("--no-baselines", action="store_true")
+    args = ap.parse_args()
+    rows = ROWS if args.rows is None else [tuple(int(x) for x in r.split("x")) for r in args.rows.split(",")]
+    shapes = args.shapes.split(",")
+    torch.manual_seed(0)
+    copy_tbps = copy_bandwidth()
+    print(f"copy bandwidth {copy_tbps:.2f} TB/s", flush=True)
+    results: list[Row] = []
+    for shape in shapes:
+        for B, ctx in rows:
+            r = bench_row(shape, B, ctx, copy_tbps, baselines=not args.no_baselines)
+            print(r, flush=True)
+            results.append(r)
+    sweep: list[Row] = []
+    if args.sweep:
+        for shape in shapes:
+            for B, ctx in rows:
+                for bn, nw, sc in [(32, 4, 1.0), (64, 8, 1.0), (128, 8, 1.0), (64, 4, 2.0), (64, 4, 0.5), (128, 4, 1.0)]:
+                    try:
+                        r = bench_row(shape, B, ctx, copy_tbps, baselines=False, block_n=bn, num_warps=nw,
+                                      splits_scale=sc)
+                    except Exception as e:  # a config that does not compile (registers / shared memory)
+                        print(f"sweep {shape} {B}x{ctx} bn={bn} w={nw} s*{sc}: {type(e).__name__}: {e}", flush=True)
+                        continue
+                    print(f"sweep {shape} {B}x{ctx} bn={bn} w={nw} S={r.num_splits}: {r.kivi_us:.1f} us "
+                          f"{r.kivi_tbps:.2f} TB/s", flush=True)
+                    sweep.append(r)
+    quant = bench_quantize()
+    print(f"quantize 1x32x4096x128 fp16 k2v2 G=32: keys {quant['keys_us']:.1f} us, values {quant['values_us']:.1f} "
+          f"us ({quant['tbps']:.2f} TB/s)", flush=True)
+    info = versions() | {
+        "command": " ".join([sys.executable, *sys.argv]), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "copy_tbps": copy_tbps, "config": {"k_bits": 2, "v_bits": 2, "group_size": G, "residual": R, "head_dim": D,
+                                            "dtype": "float16", "q_len": 1},
+        "rows": [asdict(r) for r in results], "sweep": [asdict(r) for r in sweep], "quantize": quant,
+    }
+    out_dir = os.environ.get("OUT") or os.path.join(os.path.dirname(__file__), "results")
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "bench_decode_attention.json")
+    with open(path, "w") as f:
+        json.dump(info, f, indent=1)
+    print(f"wrote {path}")
+    print(table(results, copy_tbps))
+
+
+if __name__ == "__main__":
+    main()

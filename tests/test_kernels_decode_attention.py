@@ -1,0 +1,240 @@
+"""decode_attention_triton vs decode_attention_ref (the oracle), on hand-built KiviStates.
+
+States are built from quantize_*_ref outputs placed into larger, garbage-filled capacity buffers, and
+the fp tail / window are views into bigger buffers, so strides and capacity differ from what is used.
+Without CUDA the kernels run under Triton's CPU interpreter on small shapes; `gpu` tests add real sizes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    # Triton reads this when a kernel is decorated (module import), so set it before importing them.
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import importlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+import kivi_kernels.decode_attention as da  # noqa: E402
+from kivi_core.attention_ref import decode_attention_ref  # noqa: E402
+from kivi_core.quant import quantize_keys_ref, quantize_values_ref  # noqa: E402
+from kivi_core.state import KiviState  # noqa: E402
+
+if not torch.cuda.is_available() and type(da._decode_attn_split_kernel).__name__ != "InterpretedFunction":
+    da = importlib.reload(da)  # imported earlier (by another test) without the interpreter switched on
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+gpu = pytest.mark.gpu
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+# Max abs error vs the fp32 oracle (outputs are O(1) averages of N(0,1) values). fp16/bf16 come from
+# the probabilities being rounded to the dtype for the P @ V product (as in flash attention) and from
+# the output rounding; fp32 runs with IEEE dots.
+TOL = {torch.float32: 2e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2}
+
+
+def make_state(B, H, L, D, n_kq, n_vq, k_bits, v_bits, G, dtype, device, seed=0):
+    """A KIVI layer state holding L random tokens split as (n_kq, n_vq), in oversized buffers."""
+    gen = torch.Generator().manual_seed(seed)
+    k = torch.randn(B, H, L, D, generator=gen).to(dtype)
+    v = torch.randn(B, H, L, D, generator=gen).to(dtype)
+    ck, cv = 32 // k_bits, 32 // v_bits
+    cap_k, cap_v = n_kq + 2 * G, n_vq + 24
+
+    def junk_int(*shape):
+        return torch.randint(-(2**31), 2**31 - 1, shape, generator=gen, dtype=torch.int32)
+
+    def junk(*shape):
+        return (torch.randn(*shape, generator=gen) * 100).to(dtype)
+
+    kc, ks, km = junk_int(B, H, cap_k // ck, D), junk(B, H, cap_k // G, D), junk(B, H, cap_k // G, D)
+    vc, vs, vm = junk_int(B, H, cap_v, D // cv), junk(B, H, cap_v, D // G), junk(B, H, cap_v, D // G)
+    if n_kq:
+        c, s, m = quantize_keys_ref(k[:, :, :n_kq], k_bits, G)
+        kc[:, :, : n_kq // ck], ks[:, :, : n_kq // G], km[:, :, : n_kq // G] = c, s, m
+    if n_vq:
+        c, s, m = quantize_values_ref(v[:, :, :n_vq], v_bits, G)
+        vc[:, :, :n_vq], vs[:, :, :n_vq], vm[:, :, :n_vq] = c, s, m
+    n_kt, n_vw = L - n_kq, L - n_vq
+    kt_buf, vw_buf = junk(B, H, n_kt + 9, D), junk(B, H, n_vw + 9, D)
+    kt_buf[:, :, 3 : 3 + n_kt] = k[:, :, n_kq:]
+    vw_buf[:, :, 5 : 5 + n_vw] = v[:, :, n_vq:]
+    to = lambda t: t.to(device)  # noqa: E731
+    return KiviState(
+        to(kc), to(ks), to(km), n_kq, to(kt_buf)[:, :, 3 : 3 + n_kt],
+        to(vc), to(vs), to(vm), n_vq, to(vw_buf)[:, :, 5 : 5 + n_vw],
+        k_bits, v_bits, G,
+    )
+
+
+def kivi_split(L, G, R):
+    """KIVI's own split of L tokens: keys flushed R at a time, values a sliding window of R."""
+    flush = R or G
+    n_kq = (L // flush) * flush
+    return n_kq, min(n_kq, max(0, L - R))
+
+
+def check(B, Hq, H, q, L, D, n_kq, n_vq, k_bits, v_bits, G, dtype, pad, device=DEVICE, seed=0, **kw):
+    state = make_state(B, H, L, D, n_kq, n_vq, k_bits, v_bits, G, dtype, device, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    query = torch.randn(B, Hq, q, D, generator=gen).to(dtype).to(device)
+    valid = None
+    if pad:
+        valid = torch.ones(B, L, dtype=torch.bool)
+        valid[0, : min(L, 2 * G + 3)] = False  # left padding across a group boundary
+        if B > 1:
+            valid[-1, :] = False  # a row that sees no key at all -> zeros
+        valid = valid.to(device)
+    scaling = D**-0.5
+    out = da.decode_attention_triton(query, state, valid, scaling, **kw)
+    ref = decode_attention_ref(query, state, valid, scaling)
+    assert out.shape == ref.shape == (B, q, Hq, D) and out.dtype == dtype
+    err = (out.float() - ref.float()).abs()
+    if not torch.isfinite(out).all() or err.max() > TOL[dtype]:
+        i = tuple(torch.nonzero(err == err.max())[0].tolist()) if torch.isfinite(err).all() else "non-finite"
+        raise AssertionError(
+            f"max |err| {err.max().item():.3g} > {TOL[dtype]} at {i} (b, i, head, d); "
+            f"L={L} n_kq={n_kq} n_vq={n_vq} k{k_bits}v{v_bits} G={G} {dtype} pad={pad} {kw}"
+        )
+    if pad and B > 1:
+        assert torch.all(out[-1] == 0), "a fully masked row must give zeros"
+    return state, query, valid, out
+
+
+# -- CPU (interpreter) and GPU: small shapes ----------------------------------------------------------
+# G=16, R=32 keep the interpreter fast while every segment and boundary is still exercised.
+
+G_SMALL, R_SMALL = 16, 32
+LENGTHS = [1, 15, 16, 17, 31, 32, 33, 3 * R_SMALL + 5]  # 0, G-1, G, G+1, R-1, R, R+1, 3R+5
+
+
+@pytest.mark.parametrize("L", LENGTHS)
+def test_lengths_across_group_and_residual_boundaries(L):
+    n_kq, n_vq = kivi_split(L, G_SMALL, R_SMALL)
+    check(2, 4, 2, 1, L, 32, n_kq, n_vq, 2, 2, G_SMALL, torch.float32, pad=False, num_splits=2, block_n=16)
+
+
+@pytest.mark.parametrize(
+    "L,n_kq,n_vq",
+    [
+        (40, 0, 0),  # nothing quantized yet
+        (48, 48, 48),  # empty tail and empty window (R = 0)
+        (48, 48, 0),  # keys packed, values all fp
+        (50, 48, 20),  # n_vq inside a tile
+        (80, 64, 64),  # n_vq == n_kq
+        (97, 80, 13),
+    ],
+)
+def test_segment_edges(L, n_kq, n_vq):
+    check(2, 2, 2, 1, L, 32, n_kq, n_vq, 4, 2, G_SMALL, torch.float32, pad=True, num_splits=3, block_n=32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("k_bits,v_bits", [(2, 2), (4, 4), (2, 4), (4, 2)])
+def test_bits_and_dtypes(dtype, k_bits, v_bits):
+    check(2, 2, 1, 1, 90, 64, 64, 58, k_bits, v_bits, 32, dtype, pad=False)
+
+
+@pytest.mark.parametrize("group", [1, 4, 8])
+@pytest.mark.parametrize("q", [1, 3])
+@pytest.mark.parametrize("pad", [False, True])
+def test_gqa_query_len_and_padding(group, q, pad):
+    # L=50: the last q positions straddle the tail's start when q=3 (causal mask inside the tail).
+    check(2, 2 * group, 2, q, 50, 32, 48, 18, 2, 2, G_SMALL, torch.float16, pad=pad, num_splits=2)
+
+
+def test_causal_mask_reaches_packed_keys():
+    # Empty key tail: the last q-1 keys are packed, so the causal mask must apply to packed tiles too.
+    check(1, 4, 2, 3, 64, 32, 64, 32, 2, 2, G_SMALL, torch.float32, pad=False, num_splits=1, block_n=64)
+
+
+@pytest.mark.parametrize("num_splits", [1, 2, 7, 100])
+def test_split_counts(num_splits):
+    check(1, 2, 1, 1, 150, 32, 128, 118, 2, 2, 32, torch.float32, pad=True, num_splits=num_splits, block_n=16)
+
+
+def test_head_dim_not_power_of_two():
+    check(1, 2, 1, 2, 70, 96, 64, 38, 2, 4, 32, torch.float16, pad=False)
+
+
+def test_launcher_rejects_bad_arguments():
+    state = make_state(1, 2, 40, 32, 32, 8, 2, 2, 16, torch.float32, DEVICE)
+    q = torch.randn(1, 2, 1, 32, device=DEVICE)
+    with pytest.raises(ValueError, match="q_len=9"):
+        da.decode_attention_triton(torch.randn(1, 2, 9, 32, device=DEVICE), state, None, 1.0)
+    with pytest.raises(ValueError, match="Hq=3"):
+        da.decode_attention_triton(torch.randn(1, 3, 1, 32, device=DEVICE), state, None, 1.0)
+    with pytest.raises(ValueError, match="dtype"):
+        da.decode_attention_triton(q.half(), state, None, 1.0)
+    with pytest.raises(ValueError, match="valid"):
+        da.decode_attention_triton(q, state, torch.ones(1, 39, dtype=torch.bool, device=DEVICE), 1.0)
+    with pytest.raises(ValueError, match="k_bits=3"):
+        da.decode_attention_triton(q, state._replace(k_bits=3), None, 1.0)
+
+
+# -- GPU only: real sizes -------------------------------------------------------------------------------
+
+
+# (dtype, head_dim, k_bits, v_bits, GQA group): every dtype, head_dim, bit mix and ratio appears, without
+# the full product (each combination is a separate compilation).
+GPU_CASES = [
+    (torch.float16, 128, 2, 2, 1), (torch.float16, 128, 2, 2, 4), (torch.float16, 128, 4, 4, 8),
+    (torch.bfloat16, 128, 2, 2, 4), (torch.bfloat16, 128, 4, 2, 1), (torch.float16, 64, 2, 4, 4),
+    (torch.bfloat16, 64, 2, 2, 8), (torch.float16, 256, 2, 2, 1), (torch.bfloat16, 256, 4, 4, 4),
+    (torch.float16, 256, 2, 2, 8),
+]
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype,D,k_bits,v_bits,group", GPU_CASES, ids=str)
+def test_gpu_shapes(dtype, D, k_bits, v_bits, group):
+    for L, q, pad in [(1, 1, False), (129, 1, True), (1000, 3, True), (4133, 1, False)]:
+        n_kq, n_vq = kivi_split(L, 32, 128)
+        check(3, 2 * group, 2, q, L, D, n_kq, n_vq, k_bits, v_bits, 32, dtype, pad, device="cuda", seed=L + D)
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("G", [32, 64, 128])
+def test_gpu_group_sizes_and_irregular_splits(G):
+    for L, n_kq, n_vq in [(1000, 896, 5), (1000, 0, 0), (768, 768, 768), (777, 768, 700)]:
+        n_kq = n_kq // G * G
+        n_vq = min(n_vq, n_kq)
+        check(2, 8, 2, 1, L, 128, n_kq, n_vq, 2, 2, G, torch.float16, True, device="cuda", seed=G)
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("B,Hq,H", [(1, 32, 32), (1, 32, 8), (2, 8, 1)])
+def test_gpu_long_context_split_k(B, Hq, H):
+    L = 32 * 1024 + 77
+    n_kq, n_vq = kivi_split(L, 32, 128)
+    check(B, Hq, H, 1, L, 128, n_kq, n_vq, 2, 2, 32, torch.float16, pad=True, device="cuda")
+
+
+@gpu
+@needs_cuda
+def test_gpu_no_dequantized_copy_in_memory():
+    """Peak memory during a call grows by the split workspace + output only, not by a cache copy."""
+    B, Hq, H, L, D = 4, 32, 8, 16384, 128
+    n_kq, n_vq = kivi_split(L, 32, 128)
+    state = make_state(B, H, L, D, n_kq, n_vq, 2, 2, 32, torch.float16, "cuda")
+    query = torch.randn(B, Hq, 1, D, device="cuda", dtype=torch.float16)
+    da.decode_attention_triton(query, state, None, D**-0.5)  # compile outside the measurement
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    da.decode_attention_triton(query, state, None, D**-0.5)
+    torch.cuda.synchronize()
+    grew = torch.cuda.max_memory_allocated() - base
+    S = da._num_splits(B * H, L, da._default_block_n(D), query.device)
+    M = Hq // H
+    workspace = B * H * S * M * (D + 2) * 4 + B * Hq * D * 2
+    fp16_cache = 2 * B * H * L * D * 2
+    assert grew <= workspace + 64 * 1024, f"peak grew {grew} B; workspace {workspace} B"
+    assert grew < fp16_cache / 100
