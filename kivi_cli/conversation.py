@@ -72,9 +72,10 @@ class Conversation:
         new: list[int] = []
         printed = 0
         eos = set(self.eos)
+        cut = False
 
         def on_token(t: torch.Tensor) -> bool:  # stream the new text, holding back partial characters
-            nonlocal printed
+            nonlocal printed, cut
             value = int(t[0])
             if value in eos:
                 return True
@@ -83,7 +84,8 @@ class Conversation:
             if not text.endswith("\ufffd"):
                 on_piece(text[printed:])
                 printed = len(text)
-            return should_stop()
+            cut = should_stop()
+            return cut
 
         input_ids = torch.tensor([ids], dtype=torch.long)
         gen = run(self.session, input_ids, None, self.max_new_tokens, self.sampler, eos_ids=self.eos,
@@ -98,7 +100,7 @@ class Conversation:
         self.consumed = rendered + text
         held, _ = cache_bytes(self.session.cache)
         self.last = Turn(user, text, len(new), gen.timing.prefill_s, gen.timing.decode_tokens_per_s,
-                         self.session.tokens, held, self.full_precision_bytes(self.session.tokens), gen.stopped,
+                         self.session.tokens, held, self.full_precision_bytes(self.session.tokens), cut,
                          reprefill)
         return self.last
 
