@@ -39,6 +39,9 @@ SHAPES = {"llama2-7b": (32, 32), "llama3.1-8b": (32, 8)}  # (q heads, kv heads),
 ROWS = [(1, 512), (1, 32768), (8, 32768), (16, 16384), (64, 4096), (128, 4096)]
 D, G, R = 128, 32, 128
 L2_BYTES = 60 * 2**20  # H200: 60 MB
+# (block_n, num_warps, split-count scale, use_dot or None = default) tried by --sweep
+SWEEP = [(32, 4, 1.0, None), (64, 8, 1.0, None), (128, 8, 1.0, None), (128, 4, 1.0, None), (64, 4, 2.0, None),
+         (64, 4, 0.5, None), (64, 4, 1.0, True), (32, 4, 1.0, True), (128, 8, 1.0, True)]
 
 
 @dataclass
@@ -137,7 +140,8 @@ def dequant_sdpa(state, query, Hq, H):
     return do_bench(run, warmup=1, rep=20, return_mode="median")
 
 
-def bench_row(shape, B, ctx, copy_tbps, baselines=True, block_n=None, num_warps=4, splits_scale=1.0):
+def bench_row(shape, B, ctx, copy_tbps, baselines=True, block_n=None, num_warps=4, splits_scale=1.0,
+              use_dot=None):
     Hq, H = SHAPES[shape]
     L = ctx
     n_kq, n_vq = kivi_split(L)
@@ -147,7 +151,7 @@ def bench_row(shape, B, ctx, copy_tbps, baselines=True, block_n=None, num_warps=
     query = torch.randn(B, Hq, 1, D, device="cuda", dtype=torch.float16)
     bn = block_n or _default_block_n(D)
     S = max(1, round(_num_splits(B * H, L, bn, query.device) * splits_scale))
-    kw = dict(block_n=bn, num_warps=num_warps, num_splits=S)
+    kw = dict(block_n=bn, num_warps=num_warps, num_splits=S, use_dot=use_dot)
     t = bench_rotating([lambda s=s: decode_attention_triton(query, s, None, D**-0.5, **kw) for s in states])
     notes = []
     t_sdpa = t_deq = None
@@ -257,14 +261,17 @@ def main() -> None:
     if args.sweep:
         for shape in shapes:
             for B, ctx in rows:
-                for bn, nw, sc in [(32, 4, 1.0), (64, 8, 1.0), (128, 8, 1.0), (64, 4, 2.0), (64, 4, 0.5), (128, 4, 1.0)]:
+                for bn, nw, sc, ud in SWEEP:
+                    if ud is not None and SHAPES[shape][0] != SHAPES[shape][1]:
+                        continue  # the dot-free path is for one query row per kv head
                     try:
                         r = bench_row(shape, B, ctx, copy_tbps, baselines=False, block_n=bn, num_warps=nw,
-                                      splits_scale=sc)
+                                      splits_scale=sc, use_dot=ud)
                     except Exception as e:  # a config that does not compile (registers / shared memory)
                         print(f"sweep {shape} {B}x{ctx} bn={bn} w={nw} s*{sc}: {type(e).__name__}: {e}", flush=True)
                         continue
-                    print(f"sweep {shape} {B}x{ctx} bn={bn} w={nw} S={r.num_splits}: {r.kivi_us:.1f} us "
+                    r.notes.append(f"use_dot={ud}")
+                    print(f"sweep {shape} {B}x{ctx} bn={bn} w={nw} S={r.num_splits} dot={ud}: {r.kivi_us:.1f} us "
                           f"{r.kivi_tbps:.2f} TB/s", flush=True)
                     sweep.append(r)
     quant = bench_quantize()

@@ -100,13 +100,17 @@ def _load_fp(ptr, s_t, s_d, rows, r_ok, offs_d, d_ok, dtype: tl.constexpr):
 
 @triton.jit
 def _attend(qt, k, v, offs_n, seg_end, pos_r, valid_ptr, s_vt, m_i, l_i, acc, qk_scale,
-            HAS_VALID: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr, DOT_F32: tl.constexpr):
+            HAS_VALID: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr, DOT_F32: tl.constexpr,
+            USE_DOT: tl.constexpr):
     # One online-softmax step over a [BLOCK_N] tile (base-2 exponentials, scale folded into qk_scale).
     if DOT_F32:  # CPU interpreter only: its bf16 tl.dot is wrong, so multiply the bf16 values in fp32
         qt = qt.to(tl.float32)
         k = k.to(tl.float32)
         v = v.to(tl.float32)
-    s = tl.dot(qt, tl.trans(k), input_precision=PREC) * qk_scale  # [MP, BLOCK_N] fp32
+    if USE_DOT:
+        s = tl.dot(qt, tl.trans(k), input_precision=PREC) * qk_scale  # [MP, BLOCK_N] fp32
+    else:  # one query row (MHA, q_len 1): CUDA-core products, no operand shuffles for the tensor cores
+        s = tl.sum(qt.to(tl.float32)[:, None, :] * k.to(tl.float32)[None, :, :], axis=2) * qk_scale
     ok = offs_n < seg_end
     if HAS_VALID:
         ok = ok & (tl.load(valid_ptr + offs_n * s_vt, mask=ok, other=0) != 0)
@@ -119,7 +123,10 @@ def _attend(qt, k, v, offs_n, seg_end, pos_r, valid_ptr, s_vt, m_i, l_i, acc, qk
     alpha = tl.exp2(m_i - m_safe)
     p = tl.exp2(s - m_safe[:, None])
     l_i = l_i * alpha + tl.sum(p, axis=1)
-    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+    if USE_DOT:
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+    else:
+        acc = acc * alpha[:, None] + tl.sum(p[:, :, None] * v.to(tl.float32)[None, :, :], axis=1)
     return m_new, l_i, acc
 
 
@@ -143,6 +150,7 @@ def _decode_attn_split_kernel(
     GROUP: tl.constexpr, QLEN: tl.constexpr, MP: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
     G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_VALID: tl.constexpr, SINGLE: tl.constexpr, PREC: tl.constexpr, DOT_F32: tl.constexpr,
+    USE_DOT: tl.constexpr,
 ):
     pid_bh = tl.program_id(0).to(tl.int64)
     split = tl.program_id(1)
@@ -198,7 +206,7 @@ def _decode_attn_split_kernel(
                            offs_d, d_ok, dtype)
             v = tl.where((offs_n < n_vq)[:, None], v_q, v_f)
         m_i, l_i, acc = _attend(qt, k, v, offs_n, kq_end, pos_r, valid_ptr, s_mt, m_i, l_i, acc, qk_scale,
-                                HAS_VALID, CAUSAL, PREC, DOT_F32)
+                                HAS_VALID, CAUSAL, PREC, DOT_F32, USE_DOT)
 
     # -- phase 2: [max(lo, n_kq), hi): both full precision (key tail, value window) --
     for start in range(tl.maximum(lo, n_kq), hi, BLOCK_N):
@@ -207,7 +215,7 @@ def _decode_attn_split_kernel(
         k = _load_fp(kt_ptr, s_ktt, s_ktd, offs_n - n_kq, n_ok, offs_d, d_ok, dtype)
         v = _load_fp(vw_ptr, s_vwt, s_vwd, offs_n - n_vq, n_ok, offs_d, d_ok, dtype)
         m_i, l_i, acc = _attend(qt, k, v, offs_n, hi, pos_r, valid_ptr, s_mt, m_i, l_i, acc, qk_scale,
-                                HAS_VALID, CAUSAL, PREC, DOT_F32)
+                                HAS_VALID, CAUSAL, PREC, DOT_F32, USE_DOT)
 
     if SINGLE:
         out = acc / tl.where(l_i > 0.0, l_i, 1.0)[:, None]  # no valid key: l = 0, acc = 0 -> zeros
@@ -350,12 +358,15 @@ def decode_attention_triton(
     num_splits: int | None = None,
     block_n: int | None = None,
     num_warps: int = 4,
+    use_dot: bool | None = None,
 ) -> torch.Tensor:
     """Attention of the last q_len positions over all L positions of a KIVI layer, from packed storage.
 
     Same contract as `decode_attention_ref`: query [B, Hq, q, D] (q <= 8), valid [B, L] bool or None,
-    returns [B, q, Hq, D] in query's dtype. `num_splits`, `block_n`, `num_warps` are tuning overrides
-    (tests and benchmarks); by default they follow the head_dim and the GPU's size.
+    returns [B, q, Hq, D] in query's dtype. `num_splits`, `block_n`, `num_warps`, `use_dot` are tuning
+    overrides (tests and benchmarks); by default they follow the shapes and the GPU's size. `use_dot`
+    False (default when one query row per kv head) computes in fp32 on CUDA cores without rounding the
+    dequantized tile or the probabilities to the model dtype.
     """
     _check(query, state, valid)
     s = state
@@ -386,7 +397,10 @@ def decode_attention_triton(
     v_codes, v_scale, v_min = _ptr(s.v_codes, fb), _ptr(s.v_scale, fb), _ptr(s.v_min, fb)
     k_tail, v_win = _ptr(s.k_tail, fb), _ptr(s.v_win, fb)
     # Strides of an empty segment's stand-in are never used; pass them anyway (4 per tensor).
-    MP = max(16, triton.next_power_of_2(M))  # tl.dot needs >= 16 rows; padding rows are masked
+    if use_dot is None:
+        use_dot = M > 1
+    # tl.dot needs >= 16 rows (padding rows are masked); the dot-free path runs the one row alone.
+    MP = max(16, triton.next_power_of_2(M)) if use_dot else triton.next_power_of_2(M)
     DP = triton.next_power_of_2(D)
     dot_f32 = query.dtype == torch.float32 or (query.dtype == torch.bfloat16 and _interpreting())
     prec = "ieee" if dot_f32 else "tf32"  # fp32 dots exact (tests); fp16/bf16 dots ignore the setting
@@ -403,7 +417,7 @@ def decode_attention_triton(
         S,
         GROUP=GROUP, QLEN=q, MP=MP, D=D, DP=DP, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits,
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, PREC=prec, DOT_F32=dot_f32,
-        num_warps=num_warps,
+        USE_DOT=use_dot, num_warps=num_warps,
     )
     if not single:
         _decode_attn_reduce_kernel[(B * H, M)](

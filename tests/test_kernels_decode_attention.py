@@ -157,6 +157,12 @@ def test_split_counts(num_splits):
     check(1, 2, 1, 1, 150, 32, 128, 118, 2, 2, 32, torch.float32, pad=True, num_splits=num_splits, block_n=16)
 
 
+@pytest.mark.parametrize("group,q", [(1, 1), (2, 1), (1, 2)])
+@pytest.mark.parametrize("use_dot", [False, True])
+def test_dot_and_dot_free_paths(group, q, use_dot):
+    check(1, 2 * group, 2, q, 60, 32, 32, 28, 2, 2, G_SMALL, torch.float16, pad=True, use_dot=use_dot)
+
+
 def test_head_dim_not_power_of_two():
     check(1, 2, 1, 2, 70, 96, 64, 38, 2, 4, 32, torch.float16, pad=False)
 
