@@ -42,6 +42,7 @@ L2_BYTES = 60 * 2**20  # H200: 60 MB
 # (block_n, num_warps, split-count scale, use_dot or None = default) tried by --sweep
 SWEEP = [(32, 4, 1.0, None), (64, 8, 1.0, None), (128, 8, 1.0, None), (128, 4, 1.0, None), (64, 4, 2.0, None),
          (64, 4, 0.5, None), (64, 4, 1.0, True), (32, 4, 1.0, True), (128, 8, 1.0, True)]
+SWEEP_ROWS = [(1, 512), (1, 32768), (8, 32768), (64, 4096)]  # the rows with targets
 
 
 @dataclass
@@ -261,6 +262,8 @@ def main() -> None:
     if args.sweep:
         for shape in shapes:
             for B, ctx in rows:
+                if (B, ctx) not in SWEEP_ROWS:
+                    continue
                 for bn, nw, sc, ud in SWEEP:
                     if ud is not None and SHAPES[shape][0] != SHAPES[shape][1]:
                         continue  # the dot-free path is for one query row per kv head
