@@ -189,7 +189,7 @@ def test_profile_reports_oom_and_continues(monkeypatch):
     monkeypatch.setattr(profiling, "new_cache", baseline_oom)
     loaded = load(ModelChoice(None, "tiny", "cpu", "auto"))
     specs = [profiling.SideSpec("fp32", None), profiling.SideSpec("kivi-k2v2", KiviConfig())]
-    report = profiling.profile(loaded, specs, batch=2, ctx=48, gen=4, seed=0, find_max=False, progress=lambda _: None)
+    report = profiling.profile(loaded, specs, batch=2, ctx=300, gen=4, seed=0, find_max=False, progress=lambda _: None)
     base, kivi = report.sides
     assert base.status == "oom" and "out of memory" in base.error and base.timing is None
     assert base.memory.analytic_kv_bytes > 0  # still says what it would have needed
