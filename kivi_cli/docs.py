@@ -47,7 +47,8 @@ full-precision baseline first. Each side has:
 | `memory.nvml_peak_used_bytes` | device memory in use sampled by NVML in a background thread; `null` on CPU |
 | `timing.prefill_s`, `timing.decode_s`, `timing.decode_steps` | prefill time; decode wall time over its steps |
 | `timing.decode_tokens_per_s` | `batch * decode_steps / decode_s` |
-| `timing.wall_ms_per_step`, `timing.gpu_ms_per_step` | per decode step: wall time, and GPU time from CUDA events (`null` on CPU) |
+| `timing.wall_ms_per_step`, `timing.gpu_ms_per_step` | per decode step: wall time, and GPU time from CUDA events around the step (launch gaps included; `null` on CPU) |
+| `timing.gpu_busy_ms_per_step` | per decode step: the sum of kernel times (torch profiler, 3 extra steps; `null` on CPU) |
 | `max_batch` | with `--find-max-batch`: the largest batch that ran at `ctx` |
 | `ratios_vs_baseline` | `*_x_smaller` (baseline / side) for each memory source, `decode_tokens_per_s_x` (side / baseline) |
 

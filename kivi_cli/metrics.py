@@ -39,7 +39,8 @@ class Timing:
     prefill_s: float
     decode_steps: int
     decode_wall_s: float
-    gpu_ms_per_step: Optional[float] = None  # CUDA events around each step's forward + sampling
+    gpu_ms_per_step: Optional[float] = None  # CUDA events around each step's forward + sampling (gaps included)
+    gpu_busy_ms_per_step: Optional[float] = None  # kernel time per step from the torch profiler (profile only)
 
     @property
     def wall_ms_per_step(self) -> Optional[float]:
@@ -57,6 +58,7 @@ class Timing:
             "decode_tokens_per_s": self.decode_tokens_per_s,
             "wall_ms_per_step": self.wall_ms_per_step,
             "gpu_ms_per_step": self.gpu_ms_per_step,
+            "gpu_busy_ms_per_step": self.gpu_busy_ms_per_step,
         }
 
 

@@ -16,15 +16,17 @@ from typing import Callable, Optional
 
 import torch
 
-from kivi_cli.decode import Sampler, Session, new_cache, run
+from kivi_cli.decode import Sampler, Session, new_cache, run, sync
 from kivi_cli.metrics import (STATUS_ERROR, STATUS_OK, STATUS_OOM, Memory, NvmlPeakSampler, ProfileReport, Side,
-                              cache_bytes, compute_ratios, environment)
+                              Timing, cache_bytes, compute_ratios, environment)
 from kivi_cli.models import Loaded
 
 # --find-max-batch stops when the bracket [fits, fails) is this tight relative to the batch that fits:
 # ~3% precision in ~log2(max) + 5 trials instead of a dozen more for the last few sequences.
 SEARCH_TOLERANCE = 1 / 32
 SEARCH_CAP = 8192
+# Extra decode steps run under the torch profiler (CUDA) to measure GPU busy time per step.
+KERNEL_PROFILE_STEPS = 3
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,9 @@ def random_prompt(loaded: Loaded, batch: int, length: int, seed: int) -> torch.T
 
 
 def _attempt(loaded: Loaded, spec: SideSpec, batch: int, prompt_len: int, gen: int, seed: int,
-             measure: bool) -> tuple[str, Optional[str], Optional[Memory], Optional[object]]:
-    """One run; returns (status, error, memory, timing). Memory and timing only when `measure`."""
+             measure: bool, kernel_steps: int = 0) -> tuple[str, Optional[str], Optional[Memory], Optional[Timing]]:
+    """One run; returns (status, error, memory, timing). With `measure`, memory is filled in whether the
+    run finished or not (peaks up to the failure); `kernel_steps` > 0 adds a profiler pass (CUDA only)."""
     from kivi_core import analytic_cache_bytes
 
     device = loaded.device
@@ -61,52 +64,64 @@ def _attempt(loaded: Loaded, spec: SideSpec, batch: int, prompt_len: int, gen: i
     free(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    status, error, memory, timing = STATUS_OK, None, None, None
+    status, error, timing = STATUS_OK, None, None
+    tokens, held, parts = prompt_len + gen - 1, None, None
     with NvmlPeakSampler(device) as nvml:
         try:
             session = Session(loaded.model, new_cache(loaded.model, spec.kivi), device)
             ids = random_prompt(loaded, batch, prompt_len, seed)
             result = run(session, ids, None, gen, Sampler(), stop_at_eos=False)
             if measure:
+                tokens = session.tokens
                 held, parts = cache_bytes(session.cache)
                 timing = result.timing
-                memory = Memory(
-                    analytic_kv_bytes=analytic_cache_bytes(spec.kivi, batch, dims["kv_heads"], dims["head_dim"],
-                                                           dims["layers"], session.tokens, loaded.dtype),
-                    cache_bytes=held,
-                    cache_bytes_by_component=parts,
-                )
+                if kernel_steps and device.type == "cuda":
+                    timing.gpu_busy_ms_per_step = kernel_ms_per_step(session, result.tokens[:, -1], kernel_steps)
             del session, ids, result
         except Exception as exc:  # noqa: BLE001 — OOM and other failures are results of this side
             status = STATUS_OOM if is_oom(exc) else STATUS_ERROR
             error = " ".join(str(exc).split())[:300]
             del exc  # drop the traceback (its frames hold the tensors) before emptying the cache
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device)
-        if memory is not None:
-            memory.torch_peak_allocated_bytes = peak
+    memory = None
+    if measure:
+        memory = Memory(analytic_cache_bytes(spec.kivi, batch, dims["kv_heads"], dims["head_dim"], dims["layers"],
+                                             tokens, loaded.dtype), held, parts)
+        if device.type == "cuda":
+            memory.torch_peak_allocated_bytes = torch.cuda.max_memory_allocated(device)
             memory.nvml_peak_used_bytes = nvml.peak
     free(device)
     return status, error, memory, timing
+
+
+def kernel_ms_per_step(session: Session, tok: torch.Tensor, steps: int) -> Optional[float]:
+    """GPU busy time per decode step: the sum of kernel times over `steps` extra steps, from the torch
+    profiler. CUDA events (Timing.gpu_ms_per_step) span the step on the stream, launch gaps included, so
+    when the CPU is the bottleneck they read like wall time; this reads what the GPU actually worked."""
+    try:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(steps):
+                tok = session.step(tok).argmax(dim=-1)
+            sync(session.device)
+        total_us = 0.0
+        for evt in prof.key_averages():
+            total_us += getattr(evt, "self_device_time_total", None) or getattr(evt, "self_cuda_time_total", 0.0)
+        return total_us / 1000 / steps if total_us else None
+    except Exception:  # noqa: BLE001 — a profiler problem leaves the row n/a, never fails the run
+        return None
 
 
 def measure(loaded: Loaded, spec: SideSpec, batch: int, prompt_len: int, gen: int, seed: int) -> Side:
     """Run the side twice with identical shapes and keep the second: the first pays the one-time costs
     (Triton compilation and autotuning per shape, cuBLAS heuristics, lazy imports; on the H200 the tiny
     preset's first KIVI run took 173 ms per step, the second 2.3). If the first runs out of memory, so
-    would the second: it is reported as OOM straight away."""
-    from kivi_core import analytic_cache_bytes
-
-    status, error, _, _ = _attempt(loaded, spec, batch, prompt_len, gen, seed, measure=False)
-    memory = timing = None
+    would the second: it is reported as OOM straight away, with the peaks it reached."""
+    status, error, memory, timing = _attempt(loaded, spec, batch, prompt_len, gen, seed, measure=True)
     if status == STATUS_OK:
-        status, error, memory, timing = _attempt(loaded, spec, batch, prompt_len, gen, seed, measure=True)
-    side = Side(spec.name, _kivi_dict(spec.kivi), batch, status, error, memory, timing)
-    if side.memory is None:  # still say what the cache would have needed
-        dims = loaded.dims
-        side.memory = Memory(analytic_cache_bytes(spec.kivi, batch, dims["kv_heads"], dims["head_dim"], dims["layers"],
-                                                  prompt_len + gen - 1, loaded.dtype))
-    return side
+        status, error, memory, timing = _attempt(loaded, spec, batch, prompt_len, gen, seed, measure=True,
+                                                 kernel_steps=KERNEL_PROFILE_STEPS)
+    return Side(spec.name, _kivi_dict(spec.kivi), batch, status, error, memory, timing)
 
 
 def find_max_batch(loaded: Loaded, spec: SideSpec, ctx: int, start: int, seed: int,

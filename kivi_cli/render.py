@@ -100,7 +100,8 @@ def render_profile(out: Output, report: ProfileReport) -> None:
     row("decode tok/s", lambda s: (fmt_num(s.timing.decode_tokens_per_s) if s.timing else "n/a")
         + ratio("decode_tokens_per_s_x", speed=True)(s))
     row("wall ms / step", lambda s: fmt_num(s.timing.wall_ms_per_step, 2) if s.timing else "n/a")
-    row("GPU ms / step", lambda s: fmt_num(s.timing.gpu_ms_per_step, 2) if s.timing else "n/a")
+    row("GPU ms / step (events)", lambda s: fmt_num(s.timing.gpu_ms_per_step, 2) if s.timing else "n/a")
+    row("GPU busy ms / step", lambda s: fmt_num(s.timing.gpu_busy_ms_per_step, 2) if s.timing else "n/a")
     notes = [f"{s.name}: {s.status.upper()} — {s.error}" for s in report.sides if s.status != STATUS_OK and s.error]
     caption = (f"torch {env.get('torch')}, transformers {env.get('transformers')}, kivi {env.get('kivi')}. "
                "Same decode loop for every side; NVML counts the whole device (context and allocator cache too).")
