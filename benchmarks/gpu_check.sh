@@ -10,9 +10,10 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 # kernels/ installs as `kivi_kernels`. On a bare machine (no `pip install -e .`) alias it through a
 # symlink on PYTHONPATH rather than importing the folder as top-level `kernels`.
-if ! python3 -c "import kivi_kernels.decode_attention" 2>/dev/null; then
+if ! (cd / && python3 -c "import kivi_core, kivi_kernels.decode_attention") 2>/dev/null; then
     shim=$(mktemp -d)
     ln -s "$PWD/kernels" "$shim/kivi_kernels"
+    ln -s "$PWD/kivi_core" "$shim/kivi_core"
     export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
 fi
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv >"$OUT/nvidia_smi.txt" 2>&1
