@@ -119,19 +119,23 @@ class ProfileReport:
 
 
 def compute_ratios(base: Side, side: Side) -> dict[str, Optional[float]]:
-    """Memory: baseline / side ("x smaller"). Speed: side / baseline ("x faster"). None where either is missing."""
+    """Memory: baseline / side ("x smaller"). Speed: side / baseline ("x faster"). Measured ratios only when
+    both sides finished (a side that ran out of memory has peaks up to the failure, not a comparable
+    number); the analytic ratio always."""
 
     def div(a, b):
         return a / b if a is not None and b else None
 
+    both = base.status == STATUS_OK and side.status == STATUS_OK
     bm, sm = base.memory, side.memory
     bt, st = base.timing, side.timing
+    measured = lambda attr: div(getattr(bm, attr), getattr(sm, attr)) if both and bm and sm else None  # noqa: E731
     return {
         "analytic_kv_x_smaller": div(bm and bm.analytic_kv_bytes, sm and sm.analytic_kv_bytes),
-        "cache_bytes_x_smaller": div(bm and bm.cache_bytes, sm and sm.cache_bytes),
-        "torch_peak_x_smaller": div(bm and bm.torch_peak_allocated_bytes, sm and sm.torch_peak_allocated_bytes),
-        "nvml_peak_x_smaller": div(bm and bm.nvml_peak_used_bytes, sm and sm.nvml_peak_used_bytes),
-        "decode_tokens_per_s_x": div(st and st.decode_tokens_per_s, bt and bt.decode_tokens_per_s),
+        "cache_bytes_x_smaller": measured("cache_bytes"),
+        "torch_peak_x_smaller": measured("torch_peak_allocated_bytes"),
+        "nvml_peak_x_smaller": measured("nvml_peak_used_bytes"),
+        "decode_tokens_per_s_x": div(st and st.decode_tokens_per_s, bt and bt.decode_tokens_per_s) if both else None,
     }
 
 

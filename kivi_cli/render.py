@@ -127,6 +127,10 @@ def plot_profile(report: ProfileReport, path: Path) -> Path:
                width, label="KV cache (analytic)")
     ax_mem.bar([i + width / 2 for i in x], [gb(s.memory.torch_peak_allocated_bytes if s.memory else 0)
                                             for s in report.sides], width, label="torch peak allocated")
+    for i, s in enumerate(report.sides):
+        if s.status != STATUS_OK:
+            ax_mem.annotate(f"{s.status.upper()} (peak before failing)", (i + width / 2, 0), ha="center", va="bottom",
+                            fontsize=8, rotation=90)
     ax_mem.set_xticks(list(x), names)
     ax_mem.set_ylabel("GB")
     ax_mem.set_title("Memory")
