@@ -188,23 +188,34 @@ def _decode_attn_split_kernel(
     hi = tl.minimum(lo + chunk, L)
     CAUSAL: tl.constexpr = QLEN > 1
 
-    # -- phase 1: [lo, min(hi, n_kq)): keys packed; values packed below n_vq, fp above --
+    # -- phase 1: [lo, min(hi, n_kq)): keys packed. Three branch-free loops (so Triton can pipeline the
+    #    loads): tiles with V packed, the one tile that straddles n_vq (mixed), tiles with V in the window.
     kq_end = tl.minimum(hi, n_kq)
-    for start in range(lo, kq_end, BLOCK_N):
+    vq_floor = (n_vq // BLOCK_N) * BLOCK_N  # tile starts are multiples of BLOCK_N (lo is)
+    for start in range(lo, tl.minimum(kq_end, vq_floor), BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
         k = _load_k_packed(kc_ptr, ks_ptr, km_ptr, s_kcw, s_kcd, s_ksg, s_ksd, s_kmg, s_kmd,
                            start, kq_end, offs_d, d_ok, K_BITS, G, BLOCK_N, DP, dtype)
-        if start + BLOCK_N <= n_vq:
-            v = _load_v_packed(vc_ptr, vs_ptr, vm_ptr, s_vct, s_vcw, s_vst, s_vsg, s_vmt, s_vmg,
-                               offs_n, offs_n < kq_end, D, V_BITS, G, BLOCK_N, DP, dtype)
-        elif start >= n_vq:
-            v = _load_fp(vw_ptr, s_vwt, s_vwd, offs_n - n_vq, offs_n < kq_end, offs_d, d_ok, dtype)
-        else:  # the one tile that straddles n_vq
-            v_q = _load_v_packed(vc_ptr, vs_ptr, vm_ptr, s_vct, s_vcw, s_vst, s_vsg, s_vmt, s_vmg,
-                                 offs_n, offs_n < n_vq, D, V_BITS, G, BLOCK_N, DP, dtype)
-            v_f = _load_fp(vw_ptr, s_vwt, s_vwd, offs_n - n_vq, (offs_n >= n_vq) & (offs_n < kq_end),
-                           offs_d, d_ok, dtype)
-            v = tl.where((offs_n < n_vq)[:, None], v_q, v_f)
+        v = _load_v_packed(vc_ptr, vs_ptr, vm_ptr, s_vct, s_vcw, s_vst, s_vsg, s_vmt, s_vmg,
+                           offs_n, offs_n < kq_end, D, V_BITS, G, BLOCK_N, DP, dtype)
+        m_i, l_i, acc = _attend(qt, k, v, offs_n, kq_end, pos_r, valid_ptr, s_mt, m_i, l_i, acc, qk_scale,
+                                HAS_VALID, CAUSAL, PREC, DOT_F32, USE_DOT)
+    for start in range(tl.maximum(lo, vq_floor), tl.minimum(kq_end, n_vq), BLOCK_N):  # at most one tile
+        offs_n = start + tl.arange(0, BLOCK_N)
+        k = _load_k_packed(kc_ptr, ks_ptr, km_ptr, s_kcw, s_kcd, s_ksg, s_ksd, s_kmg, s_kmd,
+                           start, kq_end, offs_d, d_ok, K_BITS, G, BLOCK_N, DP, dtype)
+        v_q = _load_v_packed(vc_ptr, vs_ptr, vm_ptr, s_vct, s_vcw, s_vst, s_vsg, s_vmt, s_vmg,
+                             offs_n, offs_n < n_vq, D, V_BITS, G, BLOCK_N, DP, dtype)
+        v_f = _load_fp(vw_ptr, s_vwt, s_vwd, offs_n - n_vq, (offs_n >= n_vq) & (offs_n < kq_end),
+                       offs_d, d_ok, dtype)
+        v = tl.where((offs_n < n_vq)[:, None], v_q, v_f)
+        m_i, l_i, acc = _attend(qt, k, v, offs_n, kq_end, pos_r, valid_ptr, s_mt, m_i, l_i, acc, qk_scale,
+                                HAS_VALID, CAUSAL, PREC, DOT_F32, USE_DOT)
+    for start in range(tl.maximum(lo, vq_floor + BLOCK_N * (vq_floor < n_vq)), kq_end, BLOCK_N):
+        offs_n = start + tl.arange(0, BLOCK_N)
+        k = _load_k_packed(kc_ptr, ks_ptr, km_ptr, s_kcw, s_kcd, s_ksg, s_ksd, s_kmg, s_kmd,
+                           start, kq_end, offs_d, d_ok, K_BITS, G, BLOCK_N, DP, dtype)
+        v = _load_fp(vw_ptr, s_vwt, s_vwd, offs_n - n_vq, offs_n < kq_end, offs_d, d_ok, dtype)
         m_i, l_i, acc = _attend(qt, k, v, offs_n, kq_end, pos_r, valid_ptr, s_mt, m_i, l_i, acc, qk_scale,
                                 HAS_VALID, CAUSAL, PREC, DOT_F32, USE_DOT)
 
