@@ -104,20 +104,28 @@ class Session:
         return out.logits[:, -1]
 
     @torch.inference_mode()
-    def feed(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def feed(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+             chunk: int = 0) -> torch.Tensor:
+        """Append tokens; `chunk` > 0 feeds them `chunk` positions at a time (chunked prefill), which bounds
+        the activations at batch x chunk instead of batch x length. With a KIVI cache, later chunks then
+        attend to the already-quantized earlier ones, where a one-shot prefill attends in full precision."""
         # input_ids, attention_mask: [B, L]
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         attention_mask = attention_mask.to(self.device, torch.long)
-        if self.mask is None:
-            self.mask = attention_mask
-            self._mask_buf = None
-        else:
-            self.mask = torch.cat([self.mask, attention_mask], dim=1)
-            self._mask_buf = None
-        positions = (self.mask.cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1]:]
-        self._next_pos = self.mask.sum(-1)
-        return self._forward(input_ids.to(self.device), positions)
+        input_ids = input_ids.to(self.device)
+        past = self.tokens
+        full = attention_mask if self.mask is None else torch.cat([self.mask, attention_mask], dim=1)
+        self._mask_buf = None
+        positions = (full.cumsum(-1) - 1).clamp(min=0)  # [B, past + L]
+        length = input_ids.shape[1]
+        step = chunk if 0 < chunk < length else length
+        for start in range(0, length, step):
+            end = min(start + step, length)
+            self.mask = full[:, : past + end]
+            logits = self._forward(input_ids[:, start:end], positions[:, past + start: past + end])
+        self._next_pos = full.sum(-1)
+        return logits
 
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -141,7 +149,7 @@ class Generation:
 
 def run(session: Session, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor], max_new_tokens: int,
         sampler: Sampler, eos_ids: Sequence[int] = (), pad_id: int = 0, stop_at_eos: bool = True,
-        on_token: Optional[Callable[[torch.Tensor], bool]] = None) -> Generation:
+        on_token: Optional[Callable[[torch.Tensor], bool]] = None, prefill_chunk: int = 0) -> Generation:
     """Prefill `input_ids` into the session, then decode up to `max_new_tokens` tokens per row.
 
     `on_token(tokens[B])` is called for each new token (streaming); returning True stops the run.
@@ -154,7 +162,7 @@ def run(session: Session, input_ids: torch.Tensor, attention_mask: Optional[torc
 
     sync(device)
     t0 = time.perf_counter()
-    logits = session.feed(input_ids, attention_mask)
+    logits = session.feed(input_ids, attention_mask, chunk=prefill_chunk)
     tok = sampler(logits)
     sync(device)
     prefill_s = time.perf_counter() - t0

@@ -102,6 +102,7 @@ class ProfileReport:
     sides: list[Side]
     environment: dict = field(default_factory=dict)
     find_max_batch: bool = False
+    prefill_chunk: int = 0  # 0 = the whole prompt in one forward
 
     def as_dict(self) -> dict:
         return {
@@ -113,6 +114,7 @@ class ProfileReport:
             "prompt_len": self.prompt_len,
             "gen": self.gen,
             "find_max_batch": self.find_max_batch,
+            "prefill_chunk": self.prefill_chunk,
             "environment": self.environment,
             "sides": [s.as_dict() for s in self.sides],
         }

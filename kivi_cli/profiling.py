@@ -11,6 +11,7 @@ and the next side runs.
 from __future__ import annotations
 
 import gc
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -54,7 +55,7 @@ def random_prompt(loaded: Loaded, batch: int, length: int, seed: int) -> torch.T
 
 
 def _attempt(loaded: Loaded, spec: SideSpec, batch: int, prompt_len: int, gen: int, seed: int,
-             measure: bool, kernel_steps: int = 0) -> tuple[str, Optional[str], Optional[Memory], Optional[Timing]]:
+             measure: bool, kernel_steps: int = 0, prefill_chunk: int = 0) -> tuple[str, Optional[str], Optional[Memory], Optional[Timing]]:
     """One run; returns (status, error, memory, timing). With `measure`, memory is filled in whether the
     run finished or not (peaks up to the failure); `kernel_steps` > 0 adds a profiler pass (CUDA only)."""
     from kivi_core import analytic_cache_bytes
@@ -70,7 +71,7 @@ def _attempt(loaded: Loaded, spec: SideSpec, batch: int, prompt_len: int, gen: i
         try:
             session = Session(loaded.model, new_cache(loaded.model, spec.kivi), device)
             ids = random_prompt(loaded, batch, prompt_len, seed)
-            result = run(session, ids, None, gen, Sampler(), stop_at_eos=False)
+            result = run(session, ids, None, gen, Sampler(), stop_at_eos=False, prefill_chunk=prefill_chunk)
             if measure:
                 tokens = session.tokens
                 held, parts = cache_bytes(session.cache)
@@ -100,7 +101,8 @@ def kernel_ms_per_step(session: Session, tok: torch.Tensor, steps: int) -> Optio
     try:
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        with warnings.catch_warnings(), profile(activities=[ProfilerActivity.CUDA]) as prof:
+            warnings.simplefilter("ignore")
             for _ in range(steps):
                 tok = session.step(tok).argmax(dim=-1)
             sync(session.device)
@@ -112,25 +114,28 @@ def kernel_ms_per_step(session: Session, tok: torch.Tensor, steps: int) -> Optio
         return None
 
 
-def measure(loaded: Loaded, spec: SideSpec, batch: int, prompt_len: int, gen: int, seed: int) -> Side:
+def measure(loaded: Loaded, spec: SideSpec, batch: int, prompt_len: int, gen: int, seed: int,
+            prefill_chunk: int = 0) -> Side:
     """Run the side twice with identical shapes and keep the second: the first pays the one-time costs
     (Triton compilation and autotuning per shape, cuBLAS heuristics, lazy imports; on the H200 the tiny
     preset's first KIVI run took 173 ms per step, the second 2.3). If the first runs out of memory, so
     would the second: it is reported as OOM straight away, with the peaks it reached."""
-    status, error, memory, timing = _attempt(loaded, spec, batch, prompt_len, gen, seed, measure=True)
+    status, error, memory, timing = _attempt(loaded, spec, batch, prompt_len, gen, seed, measure=True,
+                                             prefill_chunk=prefill_chunk)
     if status == STATUS_OK:
         status, error, memory, timing = _attempt(loaded, spec, batch, prompt_len, gen, seed, measure=True,
-                                                 kernel_steps=KERNEL_PROFILE_STEPS)
+                                                 kernel_steps=KERNEL_PROFILE_STEPS, prefill_chunk=prefill_chunk)
     return Side(spec.name, _kivi_dict(spec.kivi), batch, status, error, memory, timing)
 
 
 def find_max_batch(loaded: Loaded, spec: SideSpec, ctx: int, start: int, seed: int,
-                   progress: Callable[[str], None]) -> int:
+                   progress: Callable[[str], None], prefill_chunk: int = 0) -> int:
     """Largest batch whose prefill of ctx-2 tokens plus one decode step fits (0 if none). The cache then
     holds ctx-1 tokens, as at the end of a full run: doubling from `start` until a failure, then bisection."""
 
     def fits(b: int) -> bool:
-        status, error, _, _ = _attempt(loaded, spec, b, max(1, ctx - 2), 2, seed, measure=False)
+        status, error, _, _ = _attempt(loaded, spec, b, max(1, ctx - 2), 2, seed, measure=False,
+                                       prefill_chunk=prefill_chunk)
         progress(f"{spec.name}: batch {b} {'fits' if status == STATUS_OK else status}")
         if status == STATUS_ERROR:
             raise RuntimeError(f"{spec.name} at batch {b}: {error}")
@@ -156,26 +161,26 @@ def find_max_batch(loaded: Loaded, spec: SideSpec, ctx: int, start: int, seed: i
 
 
 def profile(loaded: Loaded, specs: list[SideSpec], batch: int, ctx: int, gen: int, seed: int,
-            find_max: bool, progress: Callable[[str], None]) -> ProfileReport:
+            find_max: bool, progress: Callable[[str], None], prefill_chunk: int = 0) -> ProfileReport:
     prompt_len = ctx - gen
     sides: list[Side] = []
     for spec in specs:
         if find_max:
             progress(f"{spec.name}: searching the largest batch at ctx {ctx}")
-            best = find_max_batch(loaded, spec, ctx, batch, seed, progress)
+            best = find_max_batch(loaded, spec, ctx, batch, seed, progress, prefill_chunk)
             side = None
             # the search runs 2 decode steps; the full run may fragment more: step down until it fits
             for b in _descending(best):
                 progress(f"{spec.name}: measuring at batch {b}")
-                side = measure(loaded, spec, b, prompt_len, gen, seed)
+                side = measure(loaded, spec, b, prompt_len, gen, seed, prefill_chunk)
                 if side.status != STATUS_OOM:
                     break
             if side is None:
-                side = measure(loaded, spec, batch, prompt_len, gen, seed)
+                side = measure(loaded, spec, batch, prompt_len, gen, seed, prefill_chunk)
             side.max_batch = best
         else:
             progress(f"{spec.name}: batch {batch}, prompt {prompt_len} + {gen} new tokens")
-            side = measure(loaded, spec, batch, prompt_len, gen, seed)
+            side = measure(loaded, spec, batch, prompt_len, gen, seed, prefill_chunk)
         sides.append(side)
     base = sides[0]
     for side in sides[1:]:
@@ -183,7 +188,7 @@ def profile(loaded: Loaded, specs: list[SideSpec], batch: int, ctx: int, gen: in
     return ProfileReport(
         model=loaded.name, device=str(loaded.device), dtype=str(loaded.dtype).removeprefix("torch."), batch=batch,
         ctx=ctx, prompt_len=prompt_len, gen=gen, sides=sides, environment=environment(loaded.device),
-        find_max_batch=find_max,
+        find_max_batch=find_max, prefill_chunk=prefill_chunk,
     )
 
 

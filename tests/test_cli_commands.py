@@ -282,3 +282,28 @@ def test_chat_stop_flag_cuts_reply():
     assert turn.stopped and turn.new_tokens == 3
     # the unfed last token is carried into the next turn, so the cache stays consistent
     assert conv.pending and conv.reply("more", lambda _: None, lambda: False).reprefilled is False
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_chunked_prefill_matches_one_shot_full_precision(chunk):
+    from kivi_cli.decode import Sampler, Session, new_cache, run
+    from kivi_cli.models import load
+    from kivi_cli.options import ModelChoice
+
+    loaded = load(ModelChoice(None, "tiny", "cpu", "auto"))
+    tok = loaded.tokenizer
+    tok.padding_side = "left"
+    enc = tok(["short", "a prompt that is quite a bit longer"], padding=True, return_tensors="pt")
+
+    def greedy(c):
+        session = Session(loaded.model, new_cache(loaded.model, None), loaded.device)
+        return run(session, enc["input_ids"], enc["attention_mask"], 10, Sampler(), prefill_chunk=c).tokens
+
+    assert torch.equal(greedy(chunk), greedy(0))
+
+
+def test_profile_prefill_chunk_flag(runner):
+    r = invoke(runner, ["profile", *TINY, "--batch", "2", "--ctx", "180", "--gen", "4", "--prefill-chunk", "64", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["prefill_chunk"] == 64 and all(s["status"] == "ok" for s in doc["sides"])
