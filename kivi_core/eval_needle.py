@@ -47,11 +47,13 @@ class NeedleCase:
     depth: float  # requested depth in [0, 1]
     needle_start: int
     needle_end: int
+    filler_start: int  # the filler occupies [filler_start, filler_start + filler_tokens) plus the needle
+    filler_tokens: int
 
     @property
     def actual_depth(self) -> float:
-        """Where the needle really is: the fraction of the haystack (instruction .. question) before it."""
-        return self.needle_start / max(1, len(self.input_ids) - (self.needle_end - self.needle_start))
+        """Where the needle really is: the fraction of the filler before it (snapped to a sentence boundary)."""
+        return (self.needle_start - self.filler_start) / self.filler_tokens
 
 
 def _ids(tokenizer, text: str) -> list[int]:
@@ -80,12 +82,12 @@ def make_needle_case(tokenizer, length: int, depth: float, rng: random.Random) -
         bounds.append(len(filler))
         i += 1
     filler = filler[:n_filler]  # the last sentence may be cut: it sits right before the question
-    bounds = [b for b in bounds if b <= n_filler]
+    bounds = [b for b in bounds if b < n_filler] + [n_filler]  # the end (before the question) is a boundary too
     cut = min(bounds, key=lambda b: abs(b - depth * n_filler))
     ids = head + filler[:cut] + needle + filler[cut:] + question
     start = len(head) + cut
     assert len(ids) == length
-    return NeedleCase(ids, key, length, depth, start, start + len(needle))
+    return NeedleCase(ids, key, length, depth, start, start + len(needle), len(head), n_filler)
 
 
 def extract_answer(text: str) -> str:
