@@ -47,7 +47,6 @@ def run_prompts(loaded: Loaded, kivi, items: list[Item], *, batch_size: int, max
     sampler = Sampler(temperature, top_p, seed)
     label = kivi.label() if kivi is not None else f"{_short(loaded.dtype)} (no KIVI)"
     batches = [good[i: i + batch_size] for i in range(0, len(good), batch_size)]
-    stream = not out.json and batch_size == 1
 
     next_bad = sorted(bad)
     for n, batch in enumerate(batches, start=1):
@@ -58,7 +57,7 @@ def run_prompts(loaded: Loaded, kivi, items: list[Item], *, batch_size: int, max
             out.hint(f"batch {n}/{len(batches)}: {len(batch)} prompt(s)")
         try:
             records = _run_batch(loaded, kivi, batch, max_new_tokens, sampler, chat, eos, pad, dims, label,
-                                 analytic_cache_bytes, out if stream else None)
+                                 analytic_cache_bytes, out if not out.json and len(batch) == 1 else None)
         except Exception as exc:  # noqa: BLE001 — one failed batch must not lose the others
             message, _ = describe(exc)
             del exc
