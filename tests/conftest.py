@@ -3,6 +3,11 @@ import os
 import pytest
 import torch
 
+# Without a GPU the Triton kernels run in the interpreter. It must be set before anything imports
+# triton (kivi_core pulls in torch._dynamo, which does).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 # Keep CPU tests deterministic and within 2 cores.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
