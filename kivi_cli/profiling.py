@@ -101,13 +101,15 @@ def kernel_ms_per_step(session: Session, tok: torch.Tensor, steps: int) -> Optio
     try:
         from torch.profiler import ProfilerActivity, profile
 
-        with warnings.catch_warnings(), profile(activities=[ProfilerActivity.CUDA]) as prof:
-            warnings.simplefilter("ignore")
-            for _ in range(steps):
-                tok = session.step(tok).argmax(dim=-1)
-            sync(session.device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the profiler warns about clearing events between cycles
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(steps):
+                    tok = session.step(tok).argmax(dim=-1)
+                sync(session.device)
+            events = prof.key_averages()
         total_us = 0.0
-        for evt in prof.key_averages():
+        for evt in events:
             total_us += getattr(evt, "self_device_time_total", None) or getattr(evt, "self_cuda_time_total", 0.0)
         return total_us / 1000 / steps if total_us else None
     except Exception:  # noqa: BLE001 — a profiler problem leaves the row n/a, never fails the run
