@@ -36,7 +36,7 @@ def render_generation_summary(out: Output, loaded, kivi, results: list[dict]) ->
     ratio = last["cache_bytes_full_precision"] / last["cache_bytes"] if last["cache_bytes"] else None
     out.table(
         f"kivi generate — {loaded.name}, {last['kivi']}",
-        ["prompts", "new tokens", "decode tok/s", "KV cache (last batch)", f"full precision", "ratio"],
+        ["prompts", "new tokens", "decode tok/s", "KV cache (last batch)", "full precision", "ratio"],
         [[f"{len(ok)}/{len(results)}", sum(r["generated_tokens"] for r in ok),
           fmt_num(sum(tps) / len(tps)) if tps else "n/a", fmt_bytes(last["cache_bytes"]),
           fmt_bytes(last["cache_bytes_full_precision"]), fmt_ratio(ratio)]],
