@@ -76,7 +76,8 @@ def _minmax_quantize(x: torch.Tensor, bits: int, reduce_dim: int, dtype: torch.d
         empty = torch.isinf(mn)  # a group made only of padding: store scale 0, min 0
         mn = torch.where(empty, 0.0, mn)
         mx = torch.where(empty, 0.0, mx)
-    scale = ((mx - mn) / qmax).to(dtype)
+    # A tensor divisor: CUDA turns division by a Python scalar into a reciprocal multiply (1 ulp off IEEE).
+    scale = ((mx - mn) / torch.full_like(mx, qmax)).to(dtype)
     mn = mn.to(dtype)
     s32, m32 = scale.float(), mn.float()
     safe = torch.where(s32 > 0, s32, 1.0)
