@@ -53,9 +53,11 @@ def test_triton_generate_equals_torch_path(bits, dtype, kv):
     summary = (f"{int(differ.sum())}/{differ.numel()} differing steps, margins there {margin[differ].tolist()[:8]}, "
                f"relative logit difference median {rel.median():.3g} max {rel.max():.3g}")
     print(summary)
-    tie = 0.1 if dtype == torch.float16 else 0.25
+    # bf16 keeps 8 mantissa bits: its rounding differences are 8x fp16's (H200, 300 steps: median relative
+    # logit difference 0.012-0.019 in fp16/bf16 4-bit, 0.037 in bf16 2-bit with 8:1 GQA).
+    tie, spread = (0.1, 2e-2) if dtype == torch.float16 else (0.25, 5e-2)
     assert not (differ & (margin > tie)).any(), summary
-    assert differ.float().mean() < 0.1 and rel.median() < 2e-2, summary
+    assert differ.float().mean() < 0.1 and rel.median() < spread, summary
 
 
 def test_decode_memory_does_not_grow_by_a_dequantized_copy():
