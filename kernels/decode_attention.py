@@ -367,20 +367,50 @@ def decode_attention_triton(
     valid: torch.Tensor | None,
     scaling: float,
     *,
+    impl: str = "auto",
     num_splits: int | None = None,
     block_n: int | None = None,
+    block_w: int | None = None,
     num_warps: int = 4,
     use_dot: bool | None = None,
 ) -> torch.Tensor:
     """Attention of the last q_len positions over all L positions of a KIVI layer, from packed storage.
 
     Same contract as `decode_attention_ref`: query [B, Hq, q, D] (q <= 8), valid [B, L] bool or None,
-    returns [B, q, Hq, D] in query's dtype. `num_splits`, `block_n`, `num_warps`, `use_dot` are tuning
-    overrides (tests and benchmarks); by default they follow the shapes and the GPU's size. `use_dot`
-    False (default when one query row per kv head) computes in fp32 on CUDA cores without rounding the
-    dequantized tile or the probabilities to the model dtype.
+    returns [B, q, Hq, D] in query's dtype. `impl` picks the kernel: "v2" (code-order keys, interleave
+    unpack; `decode_attention_v2.py`), "v1" (this file's kernel) or "auto" = v2 where the layout allows
+    (innermost strides 1, power-of-two group size), else v1. The rest are tuning overrides (tests and
+    benchmarks): `num_splits` (both), `block_n`, `use_dot` (v1), `block_w` (v2: word rows a key tile).
     """
     _check(query, state, valid)
+    if impl not in ("auto", "v1", "v2"):
+        raise ValueError(f"impl={impl!r} is not known: use 'auto', 'v1' or 'v2'")
+    if impl != "v1":
+        from .decode_attention_v2 import decode_attention_v2, unsupported_v2
+
+        why = unsupported_v2(query, state)
+        if why is None:
+            return decode_attention_v2(query, state, valid, scaling, num_splits=num_splits, block_w=block_w,
+                                       num_warps=num_warps)
+        if impl == "v2":
+            raise ValueError(f"impl='v2' cannot run this layout: {why}; use impl='v1' or 'auto'")
+    return _decode_attention_v1(query, state, valid, scaling, num_splits=num_splits, block_n=block_n,
+                                num_warps=num_warps, use_dot=use_dot)
+
+
+def _decode_attention_v1(
+    query: torch.Tensor,
+    state: KiviState,
+    valid: torch.Tensor | None,
+    scaling: float,
+    *,
+    num_splits: int | None = None,
+    block_n: int | None = None,
+    num_warps: int = 4,
+    use_dot: bool | None = None,
+) -> torch.Tensor:
+    """v1: `use_dot` False (default when one query row per kv head) computes in fp32 on CUDA cores
+    without rounding the dequantized tile or the probabilities to the model dtype."""
     s = state
     B, Hq, q, D = query.shape
     H = s.k_tail.shape[1]

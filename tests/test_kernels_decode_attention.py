@@ -25,6 +25,7 @@ import importlib  # noqa: E402
 import pytest  # noqa: E402
 
 import kivi_kernels.decode_attention as da  # noqa: E402
+import kivi_kernels.decode_attention_v2 as da2  # noqa: E402
 from kivi_core.attention_ref import decode_attention_ref  # noqa: E402
 from kivi_core.quant import quantize_keys_ref, quantize_values_ref  # noqa: E402
 from kivi_core.state import KiviState  # noqa: E402
@@ -33,6 +34,7 @@ import triton.language.standard as _tl_standard  # noqa: E402
 
 if not torch.cuda.is_available() and type(da._decode_attn_split_kernel).__name__ != "InterpretedFunction":
     da = importlib.reload(da)  # imported earlier (by another test) without the interpreter switched on
+    da2 = importlib.reload(da2)
 # If something imported triton before this module (torch._dynamo does, e.g. via kivi_core in another test
 # module) and the variable was not set then, triton's own functions are compiled-mode objects and the
 # interpreter cannot run here: the CPU tests then run in a fresh process (test_in_fresh_interpreter).
@@ -133,6 +135,15 @@ def check(B, Hq, H, q, L, D, n_kq, n_vq, k_bits, v_bits, G, dtype, pad, device=D
 
 
 # -- CPU (interpreter) and GPU: small shapes ----------------------------------------------------------
+# Every test below runs both kernels: v1 (the first, 3D-unpack kernel) and v2 (code-order keys).
+
+IMPLS = ["v1", "v2"]
+
+
+@pytest.fixture(params=IMPLS)
+def impl(request):
+    return request.param
+
 # G=16, R=32 keep the interpreter fast while every segment and boundary is still exercised.
 
 G_SMALL, R_SMALL = 16, 32
@@ -140,9 +151,10 @@ LENGTHS = [1, 15, 16, 17, 31, 32, 33, 3 * R_SMALL + 5]  # 0, G-1, G, G+1, R-1, R
 
 
 @pytest.mark.parametrize("L", LENGTHS)
-def test_lengths_across_group_and_residual_boundaries(L):
+def test_lengths_across_group_and_residual_boundaries(L, impl):
     n_kq, n_vq = kivi_split(L, G_SMALL, R_SMALL)
-    check(2, 4, 2, 1, L, 32, n_kq, n_vq, 2, 2, G_SMALL, torch.float32, pad=False, num_splits=2, block_n=16)
+    check(2, 4, 2, 1, L, 32, n_kq, n_vq, 2, 2, G_SMALL, torch.float32, pad=False, num_splits=2,
+          block_n=16, impl=impl)
 
 
 @pytest.mark.parametrize(
@@ -156,57 +168,83 @@ def test_lengths_across_group_and_residual_boundaries(L):
         (97, 80, 13),
     ],
 )
-def test_segment_edges(L, n_kq, n_vq):
-    check(2, 2, 2, 1, L, 32, n_kq, n_vq, 4, 2, G_SMALL, torch.float32, pad=True, num_splits=3, block_n=32)
+def test_segment_edges(L, n_kq, n_vq, impl):
+    check(2, 2, 2, 1, L, 32, n_kq, n_vq, 4, 2, G_SMALL, torch.float32, pad=True, num_splits=3,
+          block_n=32, impl=impl)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("k_bits,v_bits", [(2, 2), (4, 4), (2, 4), (4, 2)])
-def test_bits_and_dtypes(dtype, k_bits, v_bits):
-    check(2, 2, 1, 1, 90, 64, 64, 58, k_bits, v_bits, 32, dtype, pad=False)
+def test_bits_and_dtypes(dtype, k_bits, v_bits, impl):
+    check(2, 2, 1, 1, 90, 64, 64, 58, k_bits, v_bits, 32, dtype, pad=False, impl=impl)
 
 
 @pytest.mark.parametrize("group", [1, 4, 8])
 @pytest.mark.parametrize("q", [1, 3])
 @pytest.mark.parametrize("pad", [False, True])
-def test_gqa_query_len_and_padding(group, q, pad):
+def test_gqa_query_len_and_padding(group, q, pad, impl):
     # L=50: the last q positions straddle the tail's start when q=3 (causal mask inside the tail).
-    check(2, 2 * group, 2, q, 50, 32, 48, 18, 2, 2, G_SMALL, torch.float16, pad=pad, num_splits=2)
+    check(2, 2 * group, 2, q, 50, 32, 48, 18, 2, 2, G_SMALL, torch.float16, pad=pad, num_splits=2, impl=impl)
 
 
-def test_causal_mask_reaches_packed_keys():
+def test_causal_mask_reaches_packed_keys(impl):
     # Empty key tail: the last q-1 keys are packed, so the causal mask must apply to packed tiles too.
-    check(1, 4, 2, 3, 64, 32, 64, 32, 2, 2, G_SMALL, torch.float32, pad=False, num_splits=1, block_n=64)
+    check(1, 4, 2, 3, 64, 32, 64, 32, 2, 2, G_SMALL, torch.float32, pad=False, num_splits=1,
+          block_n=64, impl=impl)
 
 
 @pytest.mark.parametrize("num_splits", [1, 2, 7, 100])
-def test_split_counts(num_splits):
-    check(1, 2, 1, 1, 150, 32, 128, 118, 2, 2, 32, torch.float32, pad=True, num_splits=num_splits, block_n=16)
+def test_split_counts(num_splits, impl):
+    check(1, 2, 1, 1, 150, 32, 128, 118, 2, 2, 32, torch.float32, pad=True, num_splits=num_splits,
+          block_n=16, impl=impl)
 
 
 @pytest.mark.parametrize("group,q", [(1, 1), (2, 1), (1, 2)])
 @pytest.mark.parametrize("use_dot", [False, True])
 def test_dot_and_dot_free_paths(group, q, use_dot):
-    check(1, 2 * group, 2, q, 60, 32, 32, 28, 2, 2, G_SMALL, torch.float16, pad=True, use_dot=use_dot)
+    check(1, 2 * group, 2, q, 60, 32, 32, 28, 2, 2, G_SMALL, torch.float16, pad=True,
+          use_dot=use_dot, impl="v1")
 
 
-def test_head_dim_not_power_of_two():
-    check(1, 2, 1, 2, 70, 96, 64, 38, 2, 4, 32, torch.float16, pad=False)
+@pytest.mark.parametrize("L,k_bits,num_splits", [(300, 2, 2), (700, 4, 3), (1029, 2, 100)])
+def test_long_contexts_split_across_tiles(L, k_bits, num_splits, impl):
+    # v2's key tiles are 16 word rows (256 tokens at 2 bits, 128 at 4): these lengths span several tiles, a
+    # split boundary inside phase 1 and the tile straddling n_vq.
+    n_kq, n_vq = kivi_split(L, G_SMALL, R_SMALL)
+    check(1, 2, 1, 1, L, 32, n_kq, n_vq, k_bits, 2, G_SMALL, torch.float16, pad=True, num_splits=num_splits,
+          impl=impl)
 
 
-def test_launcher_rejects_bad_arguments():
+def test_v2_wider_key_tile_and_auto_fallback():
+    check(1, 4, 2, 2, 600, 32, 576, 300, 2, 2, G_SMALL, torch.float16, pad=True, num_splits=2, impl="v2",
+          block_w=32)
+    # G=48 is not a power of two: "auto" runs v1, "v2" refuses with the reason
+    check(1, 2, 1, 1, 100, 96, 96, 40, 2, 2, 48, torch.float16, pad=False, impl="auto")
+    state = make_state(1, 1, 100, 96, 96, 40, 2, 2, 48, torch.float16, DEVICE)
+    q = torch.randn(1, 2, 1, 96, device=DEVICE, dtype=torch.float16)
+    with pytest.raises(ValueError, match="group_size=48"):
+        da.decode_attention_triton(q, state, None, 1.0, impl="v2")
+    with pytest.raises(ValueError, match="impl='v3'"):
+        da.decode_attention_triton(q, state, None, 1.0, impl="v3")
+
+
+def test_head_dim_not_power_of_two(impl):
+    check(1, 2, 1, 2, 70, 96, 64, 38, 2, 4, 32, torch.float16, pad=False, impl=impl)
+
+
+def test_launcher_rejects_bad_arguments(impl):
     state = make_state(1, 2, 40, 32, 32, 8, 2, 2, 16, torch.float32, DEVICE)
     q = torch.randn(1, 2, 1, 32, device=DEVICE)
     with pytest.raises(ValueError, match="q_len=9"):
-        da.decode_attention_triton(torch.randn(1, 2, 9, 32, device=DEVICE), state, None, 1.0)
+        da.decode_attention_triton(torch.randn(1, 2, 9, 32, device=DEVICE), state, None, 1.0, impl=impl)
     with pytest.raises(ValueError, match="Hq=3"):
-        da.decode_attention_triton(torch.randn(1, 3, 1, 32, device=DEVICE), state, None, 1.0)
+        da.decode_attention_triton(torch.randn(1, 3, 1, 32, device=DEVICE), state, None, 1.0, impl=impl)
     with pytest.raises(ValueError, match="dtype"):
-        da.decode_attention_triton(q.half(), state, None, 1.0)
+        da.decode_attention_triton(q.half(), state, None, 1.0, impl=impl)
     with pytest.raises(ValueError, match="valid"):
-        da.decode_attention_triton(q, state, torch.ones(1, 39, dtype=torch.bool, device=DEVICE), 1.0)
+        da.decode_attention_triton(q, state, torch.ones(1, 39, dtype=torch.bool, device=DEVICE), 1.0, impl=impl)
     with pytest.raises(ValueError, match="k_bits=3"):
-        da.decode_attention_triton(q, state._replace(k_bits=3), None, 1.0)
+        da.decode_attention_triton(q, state._replace(k_bits=3), None, 1.0, impl=impl)
 
 
 # -- GPU only: real sizes -------------------------------------------------------------------------------
@@ -225,47 +263,51 @@ GPU_CASES = [
 @gpu
 @needs_cuda
 @pytest.mark.parametrize("dtype,D,k_bits,v_bits,group", GPU_CASES, ids=str)
-def test_gpu_shapes(dtype, D, k_bits, v_bits, group):
+def test_gpu_shapes(dtype, D, k_bits, v_bits, group, impl):
     for L, q, pad in [(1, 1, False), (129, 1, True), (1000, 3, True), (4133, 1, False)]:
         n_kq, n_vq = kivi_split(L, 32, 128)
-        check(3, 2 * group, 2, q, L, D, n_kq, n_vq, k_bits, v_bits, 32, dtype, pad, device="cuda", seed=L + D)
+        check(3, 2 * group, 2, q, L, D, n_kq, n_vq, k_bits, v_bits, 32, dtype, pad, device="cuda", seed=L + D,
+              impl=impl)
 
 
 @gpu
 @needs_cuda
 @pytest.mark.parametrize("G", [32, 64, 128])
-def test_gpu_group_sizes_and_irregular_splits(G):
+def test_gpu_group_sizes_and_irregular_splits(G, impl):
     for L, n_kq, n_vq in [(1000, 896, 5), (1000, 0, 0), (768, 768, 768), (777, 768, 700)]:
         n_kq = n_kq // G * G
         n_vq = min(n_vq, n_kq)
-        check(2, 8, 2, 1, L, 128, n_kq, n_vq, 2, 2, G, torch.float16, True, device="cuda", seed=G)
+        check(2, 8, 2, 1, L, 128, n_kq, n_vq, 2, 2, G, torch.float16, True, device="cuda", seed=G, impl=impl)
 
 
 @gpu
 @needs_cuda
 @pytest.mark.parametrize("B,Hq,H", [(1, 32, 32), (1, 32, 8), (2, 8, 1)])
-def test_gpu_long_context_split_k(B, Hq, H):
+def test_gpu_long_context_split_k(B, Hq, H, impl):
     L = 32 * 1024 + 77
     n_kq, n_vq = kivi_split(L, 32, 128)
-    check(B, Hq, H, 1, L, 128, n_kq, n_vq, 2, 2, 32, torch.float16, pad=True, device="cuda")
+    check(B, Hq, H, 1, L, 128, n_kq, n_vq, 2, 2, 32, torch.float16, pad=True, device="cuda", impl=impl)
 
 
 @gpu
 @needs_cuda
-def test_gpu_no_dequantized_copy_in_memory():
+def test_gpu_no_dequantized_copy_in_memory(impl):
     """Peak memory during a call grows by the split workspace + output only, not by a cache copy."""
     B, Hq, H, L, D = 4, 32, 8, 16384, 128
     n_kq, n_vq = kivi_split(L, 32, 128)
     state = make_state(B, H, L, D, n_kq, n_vq, 2, 2, 32, torch.float16, "cuda")
     query = torch.randn(B, Hq, 1, D, device="cuda", dtype=torch.float16)
-    da.decode_attention_triton(query, state, None, D**-0.5)  # compile outside the measurement
+    da.decode_attention_triton(query, state, None, D**-0.5, impl=impl)  # compile outside the measurement
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
-    da.decode_attention_triton(query, state, None, D**-0.5)
+    da.decode_attention_triton(query, state, None, D**-0.5, impl=impl)
     torch.cuda.synchronize()
     grew = torch.cuda.max_memory_allocated() - base
-    S = da._num_splits(B * H, L, da._default_block_n(D), query.device)
+    if impl == "v1":
+        S = da._num_splits(B * H, L, da._default_block_n(D), query.device)
+    else:
+        S = da2.num_splits_v2(B * H, L, da2._default_block_w(D) * 16, query.device)
     M = Hq // H
     workspace = B * H * S * M * (D + 2) * 4 + B * Hq * D * 2
     fp16_cache = 2 * B * H * L * D * 2
