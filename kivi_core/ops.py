@@ -6,6 +6,7 @@ the same signature; this module only chooses between them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -45,12 +46,19 @@ def _triton_importable() -> bool:
     return True
 
 
+def _on(device: torch.device):
+    """Triton launches on the *current* CUDA device: pin it to the tensors' one, so a model split over
+    GPUs (device_map) runs each layer's kernels where that layer's cache lives."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def quantize_keys(k, bits, group_size, valid, out, backend):
     """Quantize keys per channel into `out = (codes, scale, min)` views of the cache's storage."""
     if use_triton(backend, k.device):
         from kivi_kernels.quant_pack import quantize_keys_triton
 
-        return quantize_keys_triton(k, bits, group_size, valid, out=out)
+        with _on(k.device):
+            return quantize_keys_triton(k, bits, group_size, valid, out=out)
     codes, scale, mn = quantize_keys_ref(k, bits, group_size, valid)
     out[0].copy_(codes)
     out[1].copy_(scale)
@@ -62,7 +70,8 @@ def quantize_values(v, bits, group_size, out, backend):
     if use_triton(backend, v.device):
         from kivi_kernels.quant_pack import quantize_values_triton
 
-        return quantize_values_triton(v, bits, group_size, out=out)
+        with _on(v.device):
+            return quantize_values_triton(v, bits, group_size, out=out)
     codes, scale, mn = quantize_values_ref(v, bits, group_size)
     out[0].copy_(codes)
     out[1].copy_(scale)
@@ -74,5 +83,6 @@ def decode_attention(query: torch.Tensor, state: KiviState, valid, scaling: floa
     if use_triton(backend, query.device):
         from kivi_kernels.decode_attention import decode_attention_triton
 
-        return decode_attention_triton(query, state, valid, scaling)
+        with _on(query.device):
+            return decode_attention_triton(query, state, valid, scaling)
     return decode_attention_ref(query, state, valid, scaling)
