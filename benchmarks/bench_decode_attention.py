@@ -1,6 +1,6 @@
 """Benchmark: KIVI fused decode attention vs fp16 SDPA and vs dequantize-then-SDPA, plus quantize time.
 
-    python3 benchmarks/bench_decode_attention.py [--quick] [--sweep] [--rows 8x32768,64x4096]
+    python3 benchmarks/bench_decode_attention.py [--impl v1,v2] [--sweep] [--rows 8x32768,64x4096]
 
 For each (B x ctx) and attention shape (Llama-2-7B: 32 q / 32 kv heads; Llama-3.1-8B: 32 q / 8 kv; D=128)
 it times one decode-attention call (q_len 1, fp16, k2v2, G=32, R=128, KIVI's own split: n_kq = ctx
@@ -11,7 +11,10 @@ before every call, and input sets are rotated when one would fit in L2), and rep
   * speed-up vs (a) torch SDPA over an fp16 cache of the same shape (the faster of enable_gqa and
     folding a kv head's query heads into q_len), (b) dequantize_state (kivi_core.attention_ref) + SDPA,
     i.e. what transformers' QuantizedCache does every step.
-Writes JSON (device, versions, command, rows) to $OUT/ when OUT is set, else benchmarks/results/.
+Each kernel named in --impl (v1: the first kernel; v2: code-order keys, see kernels/decode_attention_v2.py)
+is timed on the same states; every row records its impl, and the table prints them side by side (the
+baselines are measured once per row). Writes JSON (device, versions, command, rows) to $OUT/ when OUT is
+set, else benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -33,10 +36,13 @@ from triton.testing import do_bench
 from kivi_core.attention_ref import dequantize_state
 from kivi_core.state import KiviState
 from kivi_kernels.decode_attention import _default_block_n, _num_splits, decode_attention_triton
+from kivi_kernels.decode_attention_v2 import _default_block_w, num_splits_v2
 from kivi_kernels.quant_pack import quantize_keys_triton, quantize_values_triton
 
 SHAPES = {"llama2-7b": (32, 32), "llama3.1-8b": (32, 8)}  # (q heads, kv heads), head_dim 128
 ROWS = [(1, 512), (1, 32768), (8, 32768), (16, 16384), (64, 4096), (128, 4096)]
+TARGET_ROWS = [(1, 512), (8, 32768), (64, 4096)]  # the rows with targets (issue 3)
+IMPLS = ("v1", "v2")
 D, G, R = 128, 32, 128
 L2_BYTES = 60 * 2**20  # H200: 60 MB
 # (block_n, num_warps, split-count scale, use_dot or None = default) tried by --sweep
@@ -47,6 +53,7 @@ SWEEP_ROWS = [(1, 512), (1, 32768), (8, 32768), (64, 4096)]  # the rows with tar
 
 @dataclass
 class Row:
+    impl: str
     shape: str
     batch: int
     ctx: int
@@ -62,6 +69,7 @@ class Row:
     num_splits: int
     block_n: int
     num_warps: int
+    launch_us: float | None = None  # host time of one call, synchronizing only at the end (launch-bound?)
     notes: list[str] = field(default_factory=list)
 
 
@@ -141,8 +149,21 @@ def dequant_sdpa(state, query, Hq, H):
     return do_bench(run, warmup=1, rep=20, return_mode="median")
 
 
-def bench_row(shape, B, ctx, copy_tbps, baselines=True, block_n=None, num_warps=4, splits_scale=1.0,
-              use_dot=None):
+def host_us(fn, n=200) -> float:
+    """Wall time a call when calls are queued back to back (launch overhead shows when it exceeds GPU time)."""
+    for _ in range(10):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=None, num_warps=4, splits_scale=1.0,
+              use_dot=None, block_w=None) -> list[Row]:
+    """One (shape, B x ctx) row per impl, on the same states; baselines measured once and shared."""
     Hq, H = SHAPES[shape]
     L = ctx
     n_kq, n_vq = kivi_split(L)
@@ -150,20 +171,32 @@ def bench_row(shape, B, ctx, copy_tbps, baselines=True, block_n=None, num_warps=
     sets = n_sets(nbytes)
     states = [make_state(B, H, L, n_kq, n_vq) for _ in range(sets)]
     query = torch.randn(B, Hq, 1, D, device="cuda", dtype=torch.float16)
-    bn = block_n or _default_block_n(D)
-    S = max(1, round(_num_splits(B * H, L, bn, query.device) * splits_scale))
-    kw = dict(block_n=bn, num_warps=num_warps, num_splits=S, use_dot=use_dot)
-    t = bench_rotating([lambda s=s: decode_attention_triton(query, s, None, D**-0.5, **kw) for s in states])
-    notes = []
+    timed = []
+    for impl in impls:
+        if impl == "v1":
+            bn = block_n or _default_block_n(D)
+            S = max(1, round(_num_splits(B * H, L, bn, query.device) * splits_scale))
+            kw = dict(impl="v1", block_n=bn, num_warps=num_warps, num_splits=S, use_dot=use_dot)
+        else:
+            bw = block_w or _default_block_w(D)
+            bn = bw * 16  # tokens a key tile at 2 bits
+            S = max(1, round(num_splits_v2(B * H, L, bn, query.device) * splits_scale))
+            kw = dict(impl="v2", block_w=bw, num_warps=num_warps, num_splits=S)
+        t = bench_rotating([lambda s=s, kw=kw: decode_attention_triton(query, s, None, D**-0.5, **kw)
+                            for s in states])
+        t_host = host_us(lambda kw=kw: decode_attention_triton(query, states[0], None, D**-0.5, **kw))
+        timed.append((impl, t, t_host, S, bn, kw))
     t_sdpa = t_deq = None
     extra = {}
+    errs = {}
+    notes = []
     if baselines:
         # correctness spot check against the dequantize-then-SDPA path on the same state
         k, v = dequantize_state(states[0])
         ref = F.scaled_dot_product_attention(query, k, v, enable_gqa=Hq != H).transpose(1, 2)
-        got = decode_attention_triton(query, states[0], None, D**-0.5, **kw)
-        err = (got.float() - ref.float()).abs().max().item()
-        notes.append(f"max|err| vs dequant+SDPA {err:.2e}")
+        for impl, _, _, _, _, kw in timed:
+            got = decode_attention_triton(query, states[0], None, D**-0.5, **kw)
+            errs[impl] = (got.float() - ref.float()).abs().max().item()
         del k, v, ref
         torch.cuda.empty_cache()
         try:
@@ -176,19 +209,25 @@ def bench_row(shape, B, ctx, copy_tbps, baselines=True, block_n=None, num_warps=
             notes.append("dequant+SDPA: OOM")
         torch.cuda.empty_cache()
     notes += [f"{k} {v:.1f}" for k, v in extra.items()]
-    tbps = nbytes / (t * 1e-3) / 1e12
     fp16_bytes = 2 * B * H * L * D * 2
     del states
     torch.cuda.empty_cache()
-    return Row(
-        shape, B, ctx, t * 1e3, nbytes, tbps, tbps / copy_tbps,
-        None if t_sdpa is None else t_sdpa * 1e3,
-        None if t_sdpa is None else fp16_bytes / (t_sdpa * 1e-3) / 1e12,
-        None if t_sdpa is None else t_sdpa / t,
-        None if t_deq is None else t_deq * 1e3,
-        None if t_deq is None else t_deq / t,
-        S, bn, num_warps, notes,
-    )
+    rows = []
+    for impl, t, t_host, S, bn, _ in timed:
+        tbps = nbytes / (t * 1e-3) / 1e12
+        n = list(notes)
+        if impl in errs:
+            n.insert(0, f"max|err| vs dequant+SDPA {errs[impl]:.2e}")
+        rows.append(Row(
+            impl, shape, B, ctx, t * 1e3, nbytes, tbps, tbps / copy_tbps,
+            None if t_sdpa is None else t_sdpa * 1e3,
+            None if t_sdpa is None else fp16_bytes / (t_sdpa * 1e-3) / 1e12,
+            None if t_sdpa is None else t_sdpa / t,
+            None if t_deq is None else t_deq * 1e3,
+            None if t_deq is None else t_deq / t,
+            S, bn, num_warps, t_host, n,
+        ))
+    return rows
 
 
 def bench_quantize() -> dict:
@@ -227,54 +266,72 @@ def fmt(x, spec):
 
 
 def table(rows: list[Row], copy_tbps: float) -> str:
-    head = (f"{'shape':<12} {'B x ctx':>10} {'kivi us':>9} {'TB/s':>6} {'%copy':>6} {'sdpa us':>9} "
-            f"{'x sdpa':>7} {'deq+sdpa us':>12} {'x deq':>7} {'S':>4} {'BN':>4} {'W':>2}")
+    head = (f"{'impl':<4} {'shape':<12} {'B x ctx':>10} {'kivi us':>9} {'TB/s':>6} {'%copy':>6} {'sdpa us':>9} "
+            f"{'x sdpa':>7} {'deq+sdpa us':>12} {'x deq':>7} {'S':>4} {'BN':>4} {'W':>2} {'host us':>8}")
     lines = [f"copy bandwidth (read+write): {copy_tbps:.2f} TB/s", head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r.shape:<12} {f'{r.batch}x{r.ctx}':>10} {r.kivi_us:9.1f} {r.kivi_tbps:6.2f} "
+            f"{r.impl:<4} {r.shape:<12} {f'{r.batch}x{r.ctx}':>10} {r.kivi_us:9.1f} {r.kivi_tbps:6.2f} "
             f"{100 * r.frac_copy_bw:5.1f}% {fmt(r.sdpa_fp16_us, '9.1f')} {fmt(r.speedup_vs_sdpa, '7.2f')} "
             f"{fmt(r.dequant_sdpa_us, '12.1f')} {fmt(r.speedup_vs_dequant, '7.1f')} {r.num_splits:4d} "
-            f"{r.block_n:4d} {r.num_warps:2d}"
+            f"{r.block_n:4d} {r.num_warps:2d} {fmt(r.launch_us, '8.1f')}"
         )
     return "\n".join(lines)
 
 
+# v2 sweep: (block_w, num_warps, split-count scale)
+SWEEP_V2 = [(16, 8, 1.0), (32, 4, 1.0), (32, 8, 1.0), (16, 4, 0.5), (16, 4, 2.0)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", default=None, help="comma list like 8x32768,64x4096 (default: the six rows)")
+    ap.add_argument("--rows", default=None,
+                    help="comma list like 8x32768,64x4096, or 'targets' (1x512,8x32768,64x4096); default: all six")
     ap.add_argument("--shapes", default=",".join(SHAPES))
-    ap.add_argument("--sweep", action="store_true", help="also sweep block_n / num_warps / splits (no baselines)")
+    ap.add_argument("--impl", default=",".join(IMPLS), help="kernels to time side by side (v1, v2)")
+    ap.add_argument("--sweep", action="store_true", help="also sweep tiles / warps / splits (no baselines)")
     ap.add_argument("--no-baselines", action="store_true")
     args = ap.parse_args()
-    rows = ROWS if args.rows is None else [tuple(int(x) for x in r.split("x")) for r in args.rows.split(",")]
+    if args.rows is None:
+        rows = ROWS
+    elif args.rows == "targets":
+        rows = TARGET_ROWS
+    else:
+        rows = [tuple(int(x) for x in r.split("x")) for r in args.rows.split(",")]
     shapes = args.shapes.split(",")
+    impls = tuple(args.impl.split(","))
+    if not set(impls) <= set(IMPLS):
+        ap.error(f"--impl {args.impl}: use a comma list of {', '.join(IMPLS)}")
     torch.manual_seed(0)
     copy_tbps = copy_bandwidth()
     print(f"copy bandwidth {copy_tbps:.2f} TB/s", flush=True)
     results: list[Row] = []
     for shape in shapes:
         for B, ctx in rows:
-            r = bench_row(shape, B, ctx, copy_tbps, baselines=not args.no_baselines)
-            print(r, flush=True)
-            results.append(r)
+            for r in bench_row(shape, B, ctx, copy_tbps, impls=impls, baselines=not args.no_baselines):
+                print(r, flush=True)
+                results.append(r)
     sweep: list[Row] = []
     if args.sweep:
+        configs = []
+        if "v1" in impls:
+            configs += [("v1", dict(block_n=bn, num_warps=nw, splits_scale=sc, use_dot=ud)) for bn, nw, sc, ud in SWEEP]
+        if "v2" in impls:
+            configs += [("v2", dict(block_w=bw, num_warps=nw, splits_scale=sc)) for bw, nw, sc in SWEEP_V2]
         for shape in shapes:
             for B, ctx in rows:
                 if (B, ctx) not in SWEEP_ROWS:
                     continue
-                for bn, nw, sc, ud in SWEEP:
-                    if ud is not None and SHAPES[shape][0] != SHAPES[shape][1]:
+                for impl, cfg in configs:
+                    if cfg.get("use_dot") is not None and SHAPES[shape][0] != SHAPES[shape][1]:
                         continue  # the dot-free path is for one query row per kv head
                     try:
-                        r = bench_row(shape, B, ctx, copy_tbps, baselines=False, block_n=bn, num_warps=nw,
-                                      splits_scale=sc, use_dot=ud)
+                        (r,) = bench_row(shape, B, ctx, copy_tbps, impls=(impl,), baselines=False, **cfg)
                     except Exception as e:  # a config that does not compile (registers / shared memory)
-                        print(f"sweep {shape} {B}x{ctx} bn={bn} w={nw} s*{sc}: {type(e).__name__}: {e}", flush=True)
+                        print(f"sweep {impl} {shape} {B}x{ctx} {cfg}: {type(e).__name__}: {e}", flush=True)
                         continue
-                    r.notes.append(f"use_dot={ud}")
-                    print(f"sweep {shape} {B}x{ctx} bn={bn} w={nw} S={r.num_splits} dot={ud}: {r.kivi_us:.1f} us "
+                    r.notes.append(str(cfg))
+                    print(f"sweep {impl} {shape} {B}x{ctx} {cfg} S={r.num_splits}: {r.kivi_us:.1f} us "
                           f"{r.kivi_tbps:.2f} TB/s", flush=True)
                     sweep.append(r)
     quant = bench_quantize()

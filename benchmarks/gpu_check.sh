@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One device call: the kernels' GPU tests, then the decode-attention benchmark; logs and JSON under $OUT.
-#   OUT=/some/dir bash benchmarks/gpu_check.sh [benchmark args, e.g. --sweep]
+# One device call: the kernels' GPU tests (v1 and v2 decode attention, quantize-pack), then the
+# decode-attention benchmark (v1 and v2 side by side); logs and JSON under $OUT. ~4 min on an H200.
+#   OUT=/some/dir bash benchmarks/gpu_check.sh [benchmark args; default: --rows targets]
 # Env: TEST_TIMEOUT / BENCH_TIMEOUT (seconds), XDIST (pytest-xdist workers; 0 = none), SKIP_TESTS=1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,12 +22,13 @@ rc=0
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
     xdist=()
     if [ "${XDIST:-8}" != 0 ] && python3 -c "import xdist" 2>/dev/null; then xdist=(-n "${XDIST:-8}"); fi
-    timeout "${TEST_TIMEOUT:-300}" python3 -m pytest -m gpu tests/test_kernels_*.py -x -q -p no:cacheprovider \
+    timeout "${TEST_TIMEOUT:-120}" python3 -m pytest -m gpu tests/test_kernels_*.py -x -q -p no:cacheprovider \
         "${xdist[@]}" 2>&1 | tee "$OUT/gpu_tests.log"
     rc=${PIPESTATUS[0]}
     echo "gpu tests exit code: $rc"
 fi
-timeout "${BENCH_TIMEOUT:-400}" python3 benchmarks/bench_decode_attention.py "$@" 2>&1 | tee "$OUT/bench.log"
+[ $# -eq 0 ] && set -- --rows targets
+timeout "${BENCH_TIMEOUT:-130}" python3 benchmarks/bench_decode_attention.py "$@" 2>&1 | tee "$OUT/bench.log"
 brc=${PIPESTATUS[0]}
 echo "gpu tests exit code: $rc; benchmark exit code: $brc"
 exit $(( rc != 0 ? rc : brc ))

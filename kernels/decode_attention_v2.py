@@ -37,9 +37,7 @@ import triton.language as tl
 from kivi_core.state import KiviState
 
 from .decode_attention import (
-    _DTYPES,
     _LOG2E,
-    MAX_QUERY,
     _attend,
     _decode_attn_reduce_kernel,
     _interpreting,
