@@ -78,6 +78,19 @@ def _k_code(words, a, b, J: tl.constexpr, BITS: tl.constexpr, dtype: tl.constexp
 
 
 @triton.jit
+def _k_code_dyn(words, a, b, j, BITS: tl.constexpr, dtype: tl.constexpr):
+    # `_k_code` for a runtime j: the two rare phase-1 loops (the tile straddling n_vq, tiles whose V is
+    # in the window) loop over codes without unrolling, which cuts the kernel's unrolled bodies from
+    # 3 x cpw to cpw + 2 (compile time). Costs one more SHF an element there.
+    P: tl.constexpr = 23 - BITS
+    QMAX: tl.constexpr = (1 << BITS) - 1
+    sh = j * BITS - P
+    x = (words >> tl.maximum(sh, 0)) << tl.maximum(-sh, 0)
+    f = ((x & (QMAX << P)) | 0x3F800000).to(tl.float32, bitcast=True)
+    return (f * a + b).to(dtype)
+
+
+@triton.jit
 def _v_packed(vc_ptr, vs_ptr, vm_ptr, s_vct, s_vst, rows, r_ok, D: tl.constexpr,
               BITS: tl.constexpr, G: tl.constexpr, DP: tl.constexpr, dtype: tl.constexpr):
     # Value rows `rows` ([BLOCK_W] token indices) dequantized to [BLOCK_W, DP] in natural channel order.
@@ -177,9 +190,9 @@ def _decode_attn_v2_kernel(
         w0 = start // CPW_K
         words, ka, kb = _k_words(kc_ptr, ks_ptr, km_ptr, s_kcw, s_ksg, w0, kq_end, offs_w, offs_d, d_ok,
                                  K_BITS, G)
-        for j in tl.static_range(CPW_K):
+        for j in range(CPW_K):
             offs_n = (w0 + offs_w) * CPW_K + j
-            k = _k_code(words, ka, kb, j, K_BITS, dtype)
+            k = _k_code_dyn(words, ka, kb, j, K_BITS, dtype)
             v_q = _v_packed(vc_ptr, vs_ptr, vm_ptr, s_vct, s_vst, offs_n, offs_n < n_vq, D, V_BITS, G, DP, dtype)
             v_f = _load_fp(vw_ptr, s_vwt, 1, offs_n - n_vq, (offs_n >= n_vq) & (offs_n < kq_end),
                            offs_d, d_ok, dtype)
@@ -190,9 +203,9 @@ def _decode_attn_v2_kernel(
         w0 = start // CPW_K
         words, ka, kb = _k_words(kc_ptr, ks_ptr, km_ptr, s_kcw, s_ksg, w0, kq_end, offs_w, offs_d, d_ok,
                                  K_BITS, G)
-        for j in tl.static_range(CPW_K):
+        for j in range(CPW_K):
             offs_n = (w0 + offs_w) * CPW_K + j
-            k = _k_code(words, ka, kb, j, K_BITS, dtype)
+            k = _k_code_dyn(words, ka, kb, j, K_BITS, dtype)
             v = _load_fp(vw_ptr, s_vwt, 1, offs_n - n_vq, offs_n < kq_end, offs_d, d_ok, dtype)
             m_i, l_i, acc = _attend(qt, k, v, offs_n, kq_end, pos_r, valid_ptr, 1, m_i, l_i, acc, qk_scale,
                                     HAS_VALID, CAUSAL, PREC, DOT_F32, True)
