@@ -24,7 +24,7 @@ k2v2 G=32 (96 B a token a head for 256 K+V elements = 2.67 elements a byte) is 1
     costs SHF, LOP3, FADD (magic 2^23), FFMA, half a pack (~4.5).
   * Both products on tensor cores (tl.dot, M padded to 16): reductions over D and over tokens cost no
     shuffles; for one query row that wastes MMA throughput, which is far from the limit here.
-  * A lean launcher: 44 kernel arguments instead of 70 (innermost strides asserted 1, scale and min
+  * A lean launcher: 41 kernel arguments instead of 70 (innermost strides asserted 1, scale and min
     share strides), one workspace allocation, Python-int checks only, one launch when num_splits == 1.
 """
 
