@@ -8,7 +8,7 @@ from the rules alone (no code shared with `kivi_core.layer`), so agreement with 
 protocol is evidence that both implement KIVI.
 
 Rules (the same as `kivi_core.layer`, see its docstring): a step's own tokens are attended in full
-precision; afterwards keys are flushed from a full-precision tail in whole blocks of F = R tokens (G when
+precision (except at R = 0, where attention sees only quantized states); afterwards keys are flushed from a full-precision tail in whole blocks of F = R tokens (G when
 R = 0), values leave a sliding window of R one token per step. Quantization is asymmetric min-max per
 group of G, scale and min rounded to the model dtype, round half to even, arithmetic in fp32.
 
@@ -78,6 +78,15 @@ class SimulatedKiviLayer(DynamicLayer):
             self._settle()
         self.keys = torch.cat([self.keys, key_states], dim=-2)
         self.values = torch.cat([self.values, value_states], dim=-2)
+        if self.config.residual_length == 0:
+            # No window: attention sees only quantized states, the step's own included; the incomplete
+            # key group is shown quantized as one group of its current tokens.
+            self._settle()
+            keys, n = self.keys, self.keys.shape[-2] - self.n_kq
+            if n and self.key_axis == "channel":
+                keys = keys.clone()
+                keys[:, :, self.n_kq :] = fake_quant(keys[:, :, self.n_kq :], self.config.k_bits, n, "channel")
+            return keys, self.values
         self._pending = True
         return self.keys, self.values
 

@@ -12,8 +12,12 @@ The scheme, exactly (Liu et al., ICML 2024, "KIVI", Algorithm 1 and the referenc
 - Attention at each step sees the step's own tokens, the key tail and the value window in full
   precision: a step first appends, attention runs, and only then is the layer *settled* (flush, slide).
   This is the order of the reference code (quantize after the attention of the step that filled the tail).
-- R = 0 (the paper's "no window" ablation): values are quantized right after the step that produced
-  them; keys still need G tokens to form a per-channel group, so they are flushed G at a time.
+- R = 0 (the paper's "no window" ablation): attention sees nothing in full precision. Each step
+  quantizes its values (per token) and flushes whole key groups before attention; keys still need G
+  tokens to form a per-channel group, so the incomplete group is kept in full precision for later but
+  shown to attention quantized with its current range. Measured on SmolLM2 (decode-mode PPL, issue 5's
+  protocol) this reproduces the published ablation anchor; keeping the step's own tokens in full
+  precision instead gives 22.1 vs the anchor's 27.8.
 
 Deviations from the paper, on purpose:
 - Left padding: padded positions take no part in a key group's min/max (the reference code let them
@@ -37,7 +41,7 @@ from transformers.cache_utils import CacheLayerMixin
 from . import ops
 from .config import KiviConfig
 from .memory import CacheBytes
-from .quant import codes_per_word
+from .quant import codes_per_word, fake_quantize_partial_keys
 from .state import KiviState
 
 # Growth quanta, in tokens. At ctx 4096 (Llama-2-7B shape, k2v2 G=32 R=128) the worst-case slack is
@@ -128,8 +132,15 @@ class KiviLayer(CacheLayerMixin):
     def state(self) -> KiviState:
         """Views of the storage for attention (valid until the next update)."""
         cfg = self.config
+        tail = self.k_tail[:, :, : self.n_kt]
+        if cfg.residual_length == 0 and self.n_kt:
+            # No window: even the incomplete key group is seen quantized (a small temporary, < G tokens).
+            valid = self._context_valid()
+            if valid is not None:
+                valid = valid[:, self.n_kq : self.length]
+            tail = fake_quantize_partial_keys(tail, cfg.k_bits, valid)
         return KiviState(
-            self.k_codes, self.k_scale, self.k_min, self.n_kq, self.k_tail[:, :, : self.n_kt],
+            self.k_codes, self.k_scale, self.k_min, self.n_kq, tail,
             self.v_codes, self.v_scale, self.v_min, self.n_vq, self.v_win[:, :, self.w0 : self.w0 + self.n_vw],
             cfg.k_bits, cfg.v_bits, cfg.group_size,
         )
@@ -235,10 +246,15 @@ class KiviLayer(CacheLayerMixin):
                     self.context.notice_unfused()
         history = self.length > 0
         self._append(key_states, value_states)
+        no_window = self.config.residual_length == 0
+        if no_window:
+            # R = 0 (the paper's no-window ablation): attention sees only quantized states, the step's
+            # own tokens included, so the step settles before attention, not after.
+            self.settle(self._context_valid())
         if self.fused:
             key_states._kivi_layer = self
             return key_states, value_states
-        if history:
+        if history or no_window:
             keys, values = self.materialize()
         else:
             keys, values = key_states, value_states

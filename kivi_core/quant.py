@@ -104,6 +104,19 @@ def quantize_keys_ref(
     return codes, scale.squeeze(3), mn.squeeze(3)
 
 
+def fake_quantize_partial_keys(k: torch.Tensor, bits: int, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Quantize-then-dequantize k [B, H, T, D] as ONE per-channel group of T tokens (T < G allowed).
+
+    For R = 0 only: the incomplete key group is shown to attention quantized with its current range,
+    while its full-precision states wait for the group to complete.
+    """
+    B, H, T, D = k.shape
+    x = k.float().view(B, H, 1, T, D)
+    v = None if valid is None else valid.view(B, 1, 1, T, 1).to(torch.bool)
+    q, scale, mn = _minmax_quantize(x, bits, 3, k.dtype, v)
+    return (q.float() * scale.float() + mn.float()).view(B, H, T, D).to(k.dtype)
+
+
 def dequantize_keys_ref(
     codes: torch.Tensor, scale: torch.Tensor, mn: torch.Tensor, bits: int, group_size: int
 ) -> torch.Tensor:

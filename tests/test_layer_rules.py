@@ -10,7 +10,7 @@ import torch
 
 from kivi_core import KiviConfig, KiviLayer
 from kivi_core.attention_ref import dequantize_state
-from kivi_core.quant import dequantize_keys_ref, dequantize_values_ref, quantize_keys_ref, quantize_values_ref
+from kivi_core.quant import fake_quantize_partial_keys, dequantize_keys_ref, dequantize_values_ref, quantize_keys_ref, quantize_values_ref
 
 
 class SlowKivi:
@@ -21,14 +21,23 @@ class SlowKivi:
         self.valid = []  # per token: [B] bool
 
     def add(self, k, v, valid=None):
-        """Returns what attention must see at this step: (keys, values) before the step settles."""
+        """Returns what attention must see at this step: (keys, values) before the step settles (R > 0),
+        or after it with the incomplete key group fake-quantized (R = 0: nothing is seen in full precision)."""
         q = k.shape[2]
         for t in range(q):
             self.k.append(k[:, :, t])
             self.v.append(v[:, :, t])
             self.valid.append(torch.ones(k.shape[0], dtype=torch.bool) if valid is None else valid[:, len(self.k) - 1])
-        seen = self.expected()
         cfg, L = self.cfg, len(self.k)
+        if cfg.residual_length == 0:
+            self._settle(q, L)
+            return self.expected(partial_fake=True)
+        seen = self.expected()
+        self._settle(q, L)
+        return seen
+
+    def _settle(self, q, L):
+        cfg = self.cfg
         if q > 1 and self.n_kq == 0 and self.n_vq == 0 and L == q:  # prefill rules
             self.n_kq = L - L % cfg.key_flush
             self.n_vq = max(0, L - cfg.residual_length)
@@ -37,9 +46,8 @@ class SlowKivi:
                 self.n_kq += cfg.key_flush
             while L - self.n_vq > cfg.residual_length:
                 self.n_vq += 1
-        return seen
 
-    def expected(self):
+    def expected(self, partial_fake=False):
         cfg = self.cfg
         K = torch.stack(self.k, dim=2)
         V = torch.stack(self.v, dim=2)
@@ -52,6 +60,8 @@ class SlowKivi:
         if self.n_vq:
             c, s, m = quantize_values_ref(V[:, :, : self.n_vq], cfg.v_bits, cfg.group_size)
             V[:, :, : self.n_vq] = dequantize_values_ref(c, s, m, cfg.v_bits, cfg.group_size)
+        if partial_fake and self.n_kq < K.shape[2]:
+            K[:, :, self.n_kq :] = fake_quantize_partial_keys(K[:, :, self.n_kq :], cfg.k_bits, valid[:, self.n_kq :])
         return K, V
 
 
@@ -80,7 +90,7 @@ def _run(cfg, prefill, steps, dtype=torch.float32, B=2, H=2, D=32, fused=False, 
         _assert_same(f"values seen by attention after token {b}", got_v, want_v)
         assert (layer.n_kq, layer.n_vq, layer.length) == (slow.n_kq, slow.n_vq, b), f"counters after token {b}"
         st_k, st_v = dequantize_state(layer.state(), dtype)
-        want_k, want_v = slow.expected()
+        want_k, want_v = slow.expected(partial_fake=cfg.residual_length == 0)
         _assert_same(f"stored keys after token {b}", st_k, want_k)
         _assert_same(f"stored values after token {b}", st_v, want_v)
     return layer
