@@ -7,54 +7,17 @@ Without CUDA the kernels run under Triton's CPU interpreter on small shapes; `gp
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
+import pytest
 import torch
 
-# Triton reads TRITON_INTERPRET when a function is decorated: its own library (tl.zeros, tl.sum, ...) at
-# `import triton`, our kernels at their module's import. So it must be set before triton is imported.
-_TRITON_PREIMPORTED = "triton" in sys.modules
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
+import kivi_kernels.decode_attention as da
+import kivi_kernels.decode_attention_v2 as da2
+from kivi_core.attention_ref import decode_attention_ref
+from kivi_core.quant import quantize_keys_ref, quantize_values_ref
+from kivi_core.state import KiviState
 
-import importlib  # noqa: E402
-
-import pytest  # noqa: E402
-
-import kivi_kernels.decode_attention as da  # noqa: E402
-import kivi_kernels.decode_attention_v2 as da2  # noqa: E402
-from kivi_core.attention_ref import decode_attention_ref  # noqa: E402
-from kivi_core.quant import quantize_keys_ref, quantize_values_ref  # noqa: E402
-from kivi_core.state import KiviState  # noqa: E402
-
-import triton.language.standard as _tl_standard  # noqa: E402
-
-if not torch.cuda.is_available() and type(da._decode_attn_split_kernel).__name__ != "InterpretedFunction":
-    da = importlib.reload(da)  # imported earlier (by another test) without the interpreter switched on
-    da2 = importlib.reload(da2)
-# If something imported triton before this module (torch._dynamo does, e.g. via kivi_core in another test
-# module) and the variable was not set then, triton's own functions are compiled-mode objects and the
-# interpreter cannot run here: the CPU tests then run in a fresh process (test_in_fresh_interpreter).
-INTERPRETER_BROKEN = not torch.cuda.is_available() and type(_tl_standard.zeros).__name__ != "InterpretedFunction"
-
-
-@pytest.fixture(autouse=True)
-def _needs_live_interpreter(request):
-    if INTERPRETER_BROKEN and request.node.name != "test_in_fresh_interpreter":
-        pytest.skip("triton was imported before TRITON_INTERPRET was set; run by test_in_fresh_interpreter")
-
-
-@pytest.mark.skipif(not INTERPRETER_BROKEN, reason="the triton interpreter is live in this process")
-def test_in_fresh_interpreter():
-    root = Path(__file__).resolve().parents[1]
-    r = subprocess.run(
-        [sys.executable, "-m", "pytest", str(Path(__file__).resolve()), "-q", "-x", "-p", "no:cacheprovider"],
-        cwd=root, env={**os.environ, "TRITON_INTERPRET": "1"}, capture_output=True, text=True, timeout=900,
-    )
-    assert r.returncode == 0, f"preimported={_TRITON_PREIMPORTED}\n" + r.stdout[-6000:] + r.stderr[-3000:]
+# tests/conftest.py sets TRITON_INTERPRET=1 without CUDA before anything imports triton (triton reads it
+# when a function is decorated), so the kernels below run in the CPU interpreter.
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 gpu = pytest.mark.gpu
