@@ -191,3 +191,18 @@ def test_config_validation_messages():
         KiviConfig(group_size=24)
     with pytest.raises(ValueError, match="backend='cuda'"):
         KiviConfig(backend="cuda")
+
+
+def test_triton_backend_end_to_end_in_the_interpreter():
+    """backend='triton' runs the kernels inside generate() on CPU (TRITON_INTERPRET=1, set by conftest)."""
+    model = build("llama")
+    ids = torch.randint(0, 97, (2, 45))
+    cfg = dict(k_bits=2, v_bits=4, group_size=16, residual_length=16)
+    ref = _generate(model, ids, KiviCache(KiviConfig(**cfg, backend="torch")), max_new_tokens=20,
+                    output_logits=True, return_dict_in_generate=True)
+    cache = KiviCache(KiviConfig(**cfg, backend="triton"))
+    out = _generate(model, ids, cache, max_new_tokens=20, output_logits=True, return_dict_in_generate=True)
+    assert all(layer.fused for layer in cache.kivi_layers())
+    for step, (a, b) in enumerate(zip(ref.logits, out.logits)):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4, msg=lambda m: f"step {step}: {m}")
+    assert torch.equal(out.sequences, ref.sequences)
