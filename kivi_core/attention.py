@@ -20,6 +20,7 @@ import torch
 from transformers.modeling_utils import AttentionInterface
 
 from . import ops
+from .quant import rotate
 
 # Implementations whose signature (module, query, key, value, attention_mask, **kwargs) and mask formats
 # (None, a 2D padding mask, or a 4D bool/additive mask) the dispatcher understands.
@@ -70,10 +71,16 @@ def attend(layer, original, module, query, key, value, attention_mask, **kwargs)
         # First step: `key`/`value` are the full states already; claim the layer for the fused path.
         layer.fused = True
         out = original(module, query, key, value, attention_mask, **kwargs)
-    elif ops.use_triton(layer.config.backend, query.device) and _fused_ok(query, attention_mask, kwargs):
+    elif (
+        ops.use_triton(layer.config.backend, query.device)
+        and _fused_ok(query, attention_mask, kwargs)
+        and not layer.config.sink_tokens  # sinks are not read by the kernel: dequantize path
+    ):
         scaling = kwargs.get("scaling")
         if scaling is None:
             scaling = getattr(module, "scaling", query.shape[-1] ** -0.5)
+        if layer._rot is not None:  # keys are stored rotated: rotate the query, not the cache
+            query = rotate(query, layer._rot)
         out = (ops.decode_attention(query, layer.state(), valid, scaling, layer.config.backend), None)
     else:
         k, v = layer.materialize()

@@ -24,6 +24,16 @@ class KiviConfig:
         window: values are quantized at once and keys as soon as a group of G tokens is complete.
     backend: "auto" uses the Triton kernels on CUDA and the pure-torch path elsewhere; "torch" and
         "triton" force one ("triton" on CPU needs TRITON_INTERPRET=1).
+
+    Beyond the paper (opt-in, tuning-free; defaults keep the paper's scheme):
+    sink_tokens (S): the first S tokens of each sequence (after its padding) stay in full precision and
+        take no part in their key group's range (attention sinks, as in KVQuant / IntactKV). They run on
+        the dequantize path: the fused kernel does not read them.
+    rotate_keys: keys are rotated by a normalized Hadamard matrix before quantization (RotateKV,
+        llama.cpp), spreading outliers across channels; attention rotates the query instead of
+        un-rotating keys, so the fused kernel runs unchanged. head_dim must be a power of two.
+    Measured on SmolLM2-135M (decode-mode PPL, 4 windows): k2v2 +16.4% -> sinks(4) +8.7%, rotation
+    +12.2%, both +5.3% (benchmarks/results/eval_smollm2_options.md).
     """
 
     k_bits: int = 2
@@ -31,6 +41,8 @@ class KiviConfig:
     group_size: int = 32
     residual_length: int = 128
     backend: str = "auto"
+    sink_tokens: int = 0
+    rotate_keys: bool = False
 
     def __post_init__(self) -> None:
         for name in ("k_bits", "v_bits"):
@@ -49,6 +61,10 @@ class KiviConfig:
                 f"residual_length={r} is not a multiple of group_size={g}: keys are flushed R tokens at a time in "
                 f"whole groups, so use e.g. residual_length={max(g, (r // g) * g)}."
             )
+        if not isinstance(self.sink_tokens, int) or self.sink_tokens < 0:
+            raise ValueError(f"sink_tokens={self.sink_tokens!r} is not supported: use 0 (off) or a small count like 4.")
+        if not isinstance(self.rotate_keys, bool):
+            raise ValueError(f"rotate_keys={self.rotate_keys!r} is not supported: use True or False.")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend={self.backend!r} is not one of {BACKENDS}.")
 
@@ -58,6 +74,11 @@ class KiviConfig:
         return self.residual_length or self.group_size
 
     def check_head_dim(self, head_dim: int) -> None:
+        if self.rotate_keys and head_dim & (head_dim - 1):
+            raise ValueError(
+                f"rotate_keys=True needs a power-of-two head_dim for the Hadamard rotation, got {head_dim}; "
+                "use rotate_keys=False for this model."
+            )
         if head_dim % self.group_size:
             raise ValueError(
                 f"group_size={self.group_size} does not divide the model's head_dim={head_dim}: values are "
@@ -70,4 +91,5 @@ class KiviConfig:
         return self.k_bits + extra, self.v_bits + extra
 
     def label(self) -> str:
-        return f"k{self.k_bits}v{self.v_bits} G={self.group_size} R={self.residual_length}"
+        extra = (f" sinks={self.sink_tokens}" if self.sink_tokens else "") + (" rot" if self.rotate_keys else "")
+        return f"k{self.k_bits}v{self.v_bits} G={self.group_size} R={self.residual_length}{extra}"

@@ -41,7 +41,7 @@ from transformers.cache_utils import CacheLayerMixin
 from . import ops
 from .config import KiviConfig
 from .memory import CacheBytes
-from .quant import codes_per_word, fake_quantize_partial_keys
+from .quant import codes_per_word, fake_quantize_partial_keys, hadamard, rotate
 from .state import KiviState
 
 # Growth quanta, in tokens. At ctx 4096 (Llama-2-7B shape, k2v2 G=32 R=128) the worst-case slack is
@@ -114,6 +114,12 @@ class KiviLayer(CacheLayerMixin):
         self.k_tail = torch.empty(B, H, 0, D, dtype=self.dtype, **empty)  # full-precision keys [n_kq, L)
         self.v_win = torch.empty(B, H, 0, D, dtype=self.dtype, **empty)  # full-precision values [n_vq, L)
         self.w0 = 0  # first used slot of v_win
+        # Attention sinks (config.sink_tokens): full-precision copies of each row's first S real tokens.
+        self.sink_k = torch.empty(B, H, 0, D, dtype=self.dtype, **empty)  # rotated like all stored keys
+        self.sink_v = torch.empty(B, H, 0, D, dtype=self.dtype, **empty)
+        self.sink_pos = torch.empty(B, 0, dtype=torch.long, **empty)  # [B, S] positions
+        self._sink_max = -1  # largest sink position (host int, read once at capture)
+        self._rot = hadamard(D, self.device) if cfg.rotate_keys else None
         self.n_kq = 0
         self.n_vq = 0
         self.batch, self.heads, self.head_dim = B, H, D
@@ -146,6 +152,8 @@ class KiviLayer(CacheLayerMixin):
         )
 
     def _append(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        if self._rot is not None:  # keys are stored rotated: the tail too, so one rotated query fits all
+            key_states = rotate(key_states, self._rot)
         q = key_states.shape[2]
         if self.n_kt == 0 and self.n_vw == 0 and q > TAIL_BLOCK:
             # A prompt into an empty tail: keep references, settle quantizes straight from them and
@@ -182,6 +190,8 @@ class KiviLayer(CacheLayerMixin):
         cfg = self.config
         G, F, R = cfg.group_size, cfg.key_flush, cfg.residual_length
         backend = cfg.backend
+        if cfg.sink_tokens and self.n_kq == 0 and self.n_vq == 0 and self.sink_pos.shape[1] == 0:
+            self._capture_sinks(valid)
         # Keys: whole flush blocks of the tail go to the packed store.
         nf = (self.n_kt // F) * F
         if nf:
@@ -191,6 +201,8 @@ class KiviLayer(CacheLayerMixin):
             self.k_scale = _grown(self.k_scale, a // G, b // G, self._k_block // G, 2)
             self.k_min = _grown(self.k_min, a // G, b // G, self._k_block // G, 2)
             kvalid = None if valid is None else valid[:, a:b]
+            if a <= self._sink_max:  # sinks stay full precision and do not widen their group's range
+                kvalid = self._exclude_sinks(kvalid, a, b)
             out = (self.k_codes[:, :, a // ck : b // ck], self.k_scale[:, :, a // G : b // G], self.k_min[:, :, a // G : b // G])
             ops.quantize_keys(self.k_tail[:, :, :nf], cfg.k_bits, G, kvalid, out, backend)
             self.n_kq = b
@@ -217,6 +229,30 @@ class KiviLayer(CacheLayerMixin):
                 win[:, :, :vw].copy_(self.v_win[:, :, self.w0 : self.w0 + vw])
             self.v_win, self.w0 = win, 0
         self._borrowed = False
+
+    def _capture_sinks(self, valid: torch.Tensor | None) -> None:
+        """Keep full-precision copies of each row's first S real tokens (from the first settled chunk)."""
+        L = self.length
+        S = min(self.config.sink_tokens, L)
+        real = torch.ones(self.batch, L, dtype=torch.bool, device=self.device) if valid is None else valid[:, :L]
+        order = torch.arange(L, device=self.device)
+        # first S real positions of each row (padding sorts last)
+        pos = torch.argsort(torch.where(real, order, order + L), dim=1)[:, :S]  # [B, S]
+        idx = pos[:, None, :, None].expand(self.batch, self.heads, S, self.head_dim)
+        self.sink_k = self.k_tail[:, :, :L].gather(2, idx).clone()
+        self.sink_v = self.v_win[:, :, self.w0 : self.w0 + L].gather(2, idx).clone()
+        self.sink_pos = pos
+        self._sink_max = int(pos.max()) if S else -1  # one host read, at the prompt
+
+    def _exclude_sinks(self, kvalid: torch.Tensor | None, a: int, b: int) -> torch.Tensor:
+        n = b - a
+        out = torch.ones(self.batch, n + 1, dtype=torch.bool, device=self.device)  # last column: a dump
+        if kvalid is not None:
+            out[:, :n] = kvalid
+        inside = (self.sink_pos >= a) & (self.sink_pos < b)
+        cols = torch.where(inside, self.sink_pos - a, n)  # sinks outside [a, b) write into the dump
+        out.scatter_(1, cols, False)
+        return out[:, :n]
 
     def _rehome_tail(self, start: int) -> None:
         """Move the unflushed keys [start, start + n_kt) of k_tail into a right-sized buffer of our own."""
@@ -271,7 +307,14 @@ class KiviLayer(CacheLayerMixin):
         """All keys and values as new dense tensors in the model dtype (the unfused path)."""
         from .attention_ref import dequantize_state
 
-        return dequantize_state(self.state(), self.dtype)
+        keys, values = dequantize_state(self.state(), self.dtype)
+        if self.sink_pos.shape[1]:
+            idx = self.sink_pos[:, None, :, None].expand(-1, self.heads, -1, self.head_dim)
+            keys.scatter_(2, idx, self.sink_k)
+            values.scatter_(2, idx, self.sink_v)
+        if self._rot is not None:
+            keys = rotate(keys, self._rot)  # H is its own inverse
+        return keys, values
 
     def _context_valid(self) -> torch.Tensor | None:
         return None if self.context is None else self.context.valid
@@ -291,7 +334,7 @@ class KiviLayer(CacheLayerMixin):
         return -1
 
     # ------------------------------------------------------------------ whole-cache operations
-    _STORAGE = ("k_codes", "k_scale", "k_min", "k_tail", "v_codes", "v_scale", "v_min", "v_win")
+    _STORAGE = ("k_codes", "k_scale", "k_min", "k_tail", "v_codes", "v_scale", "v_min", "v_win", "sink_k", "sink_v", "sink_pos")
 
     def _map_batch(self, fn) -> None:
         if not self.is_initialized:
@@ -342,5 +385,5 @@ class KiviLayer(CacheLayerMixin):
         return CacheBytes(
             codes=nb(self.k_codes) + nb(self.v_codes),
             scales=nb(self.k_scale) + nb(self.k_min) + nb(self.v_scale) + nb(self.v_min),
-            residual=nb(self.k_tail) + nb(self.v_win),
+            residual=nb(self.k_tail) + nb(self.v_win) + nb(self.sink_k) + nb(self.sink_v) + nb(self.sink_pos),
         )

@@ -104,6 +104,22 @@ def quantize_keys_ref(
     return codes, scale.squeeze(3), mn.squeeze(3)
 
 
+def hadamard(n: int, device=None) -> torch.Tensor:
+    """The normalized Sylvester Hadamard matrix [n, n] in fp32 (n a power of two): symmetric and
+    orthonormal, so it is its own inverse and q . k == (q H) . (k H)."""
+    if n <= 0 or n & (n - 1):
+        raise ValueError(f"a Hadamard rotation needs a power-of-two size, got {n}")
+    h = torch.ones(1, 1)
+    while h.shape[0] < n:
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    return (h / n**0.5).to(device)
+
+
+def rotate(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """x [..., D] @ h in fp32, back in x's dtype."""
+    return (x.float() @ h).to(x.dtype)
+
+
 def fake_quantize_partial_keys(k: torch.Tensor, bits: int, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Quantize-then-dequantize k [B, H, T, D] as ONE per-channel group of T tokens (T < G allowed).
 

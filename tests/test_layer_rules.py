@@ -159,3 +159,46 @@ def test_reorder_follows_beams():
     layer.reorder_cache(idx)
     after_k, after_v = dequantize_state(layer.state())
     assert torch.equal(after_k, before_k[idx]) and torch.equal(after_v, before_v[idx])
+
+
+def test_sinks_stay_full_precision_and_out_of_group_ranges():
+    cfg = KiviConfig(group_size=G, residual_length=R, sink_tokens=3)
+    layer = KiviLayer(cfg)
+    layer.fused = True
+    B, H, L, D = 2, 2, 3 * R + 5, 32
+    k, v = torch.randn(B, H, L, D), torch.randn(B, H, L, D)
+    k[:, :, :3] *= 50  # outlier-sized sink keys
+    valid = torch.ones(B, L, dtype=torch.bool)
+    valid[1, :7] = False  # row 1 is left-padded: its sinks are positions 7, 8, 9
+    layer.update(k, v)
+    layer.settle(valid)
+    assert layer.sink_pos.tolist() == [[0, 1, 2], [7, 8, 9]]
+    keys, values = layer.materialize()
+    for b, pos in enumerate(([0, 1, 2], [7, 8, 9])):
+        assert torch.equal(keys[b][:, pos], k[b][:, pos]) and torch.equal(values[b][:, pos], v[b][:, pos])
+    # The group holding the sinks is quantized from the other tokens' range only.
+    ref_valid = valid.clone()
+    ref_valid[0, :3] = False
+    ref_valid[1, 7:10] = False
+    c, s, m = quantize_keys_ref(k[:, :, : 3 * R], cfg.k_bits, G, ref_valid[:, : 3 * R])
+    assert torch.equal(layer.k_scale[:, :, : 3 * R // G], s)
+    mine = layer.memory().residual
+    assert mine >= 2 * B * H * 3 * D * 4  # the sinks are counted
+
+
+def test_rotated_keys_round_trip_and_quantize_in_the_rotated_basis():
+    from kivi_core.quant import hadamard
+
+    cfg = KiviConfig(group_size=G, residual_length=R, rotate_keys=True)
+    layer = KiviLayer(cfg)
+    layer.fused = True
+    k, v = torch.randn(1, 2, 2 * R + 3, 32), torch.randn(1, 2, 2 * R + 3, 32)
+    layer.update(k, v)
+    layer.settle()
+    keys, _ = layer.materialize()
+    h = hadamard(32)
+    c, s, m = quantize_keys_ref(k[:, :, : 2 * R] @ h, cfg.k_bits, G)
+    want = torch.cat([dequantize_keys_ref(c, s, m, cfg.k_bits, G), k[:, :, 2 * R :] @ h], dim=2) @ h
+    torch.testing.assert_close(keys, want, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="power-of-two head_dim"):
+        KiviLayer(cfg).update(torch.randn(1, 1, 2, 48), torch.randn(1, 1, 2, 48))

@@ -206,3 +206,39 @@ def test_triton_backend_end_to_end_in_the_interpreter():
     for step, (a, b) in enumerate(zip(ref.logits, out.logits)):
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4, msg=lambda m: f"step {step}: {m}")
     assert torch.equal(out.sequences, ref.sequences)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_sinks_and_rotation_inside_generate(backend):
+    """The opt-in options keep generate() exact where nothing is quantized and run on both backends."""
+    model = prepare(build("llama"))
+    kw = cache_kwarg(model)
+    seqs = [torch.randint(1, 97, (n,)) for n in (60, 35)]
+    ids, mask = _left_pad(seqs)
+    ref = model.generate(ids, attention_mask=mask, max_new_tokens=12, do_sample=False, output_logits=True,
+                         return_dict_in_generate=True, **{kw: DynamicCache()})
+    exact = KiviConfig(group_size=16, residual_length=1024, sink_tokens=4, rotate_keys=True, backend=backend)
+    out = model.generate(ids, attention_mask=mask, max_new_tokens=12, do_sample=False, output_logits=True,
+                         return_dict_in_generate=True, **{kw: KiviCache(exact)})
+    for a, b in zip(ref.logits, out.logits):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+    q = KiviConfig(k_bits=2, v_bits=2, group_size=16, residual_length=16, sink_tokens=4, rotate_keys=True,
+                   backend=backend)
+    cache = KiviCache(q)
+    res = model.generate(ids, attention_mask=mask, max_new_tokens=12, do_sample=False, output_logits=True,
+                         return_dict_in_generate=True, **{kw: cache})
+    assert all(torch.isfinite(x).all() for x in res.logits)
+    layer = cache.kivi_layers()[0]
+    assert layer.sink_pos.tolist() == [[0, 1, 2, 3], [25, 26, 27, 28]]
+
+
+def test_rotation_fused_equals_dequantize_path():
+    model = build("llama")
+    ids = torch.randint(0, 97, (2, 45))
+    cfg = dict(k_bits=2, v_bits=2, group_size=16, residual_length=16, rotate_keys=True)
+    a = _generate(model, ids, KiviCache(KiviConfig(**cfg, backend="torch")), max_new_tokens=12,
+                  output_logits=True, return_dict_in_generate=True)
+    b = _generate(model, ids, KiviCache(KiviConfig(**cfg, backend="triton")), max_new_tokens=12,
+                  output_logits=True, return_dict_in_generate=True)
+    for x, y in zip(a.logits, b.logits):
+        torch.testing.assert_close(y, x, atol=1e-4, rtol=1e-4)
