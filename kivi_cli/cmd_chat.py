@@ -28,6 +28,8 @@ def chat_cmd(
     v_bits: o.VBitsOpt = None,
     group_size: o.GroupSizeOpt = 32,
     residual_length: o.ResidualLengthOpt = 128,
+    sink_tokens: o.SinkTokensOpt = 0,
+    rotate_keys: o.RotateKeysOpt = False,
     backend: o.BackendOpt = o.Backend.auto,
     device: o.DeviceOpt = "auto",
     dtype: o.DtypeOpt = o.Dtype.auto,
@@ -47,7 +49,7 @@ def chat_cmd(
     from kivi_cli.render import chat_status_line, render_chat_stats
 
     out = Output(json=json)
-    kivi = o.kivi_settings(bits, k_bits, v_bits, group_size, residual_length, backend)
+    kivi = o.kivi_settings(bits, k_bits, v_bits, group_size, residual_length, backend, sink_tokens, rotate_keys)
     loaded = models.load(o.model_choice(model, arch, device, dtype, trust_remote_code, seed), out)
     if not getattr(loaded.tokenizer, "chat_template", None):
         raise UsageError(f"{loaded.name} has no chat template; use `kivi generate` for plain completion.")

@@ -42,6 +42,8 @@ def generate_cmd(
     v_bits: o.VBitsOpt = None,
     group_size: o.GroupSizeOpt = 32,
     residual_length: o.ResidualLengthOpt = 128,
+    sink_tokens: o.SinkTokensOpt = 0,
+    rotate_keys: o.RotateKeysOpt = False,
     backend: o.BackendOpt = o.Backend.auto,
     device: o.DeviceOpt = "auto",
     dtype: o.DtypeOpt = o.Dtype.auto,
@@ -61,7 +63,7 @@ def generate_cmd(
     out = Output(json=json)
     model, texts = split_model(args or [], model, arch)
     items = prompts.collect(texts, file)
-    kivi = o.kivi_settings(bits, k_bits, v_bits, group_size, residual_length, backend)
+    kivi = o.kivi_settings(bits, k_bits, v_bits, group_size, residual_length, backend, sink_tokens, rotate_keys)
     loaded = models.load(o.model_choice(model, arch, device, dtype, trust_remote_code, seed), out)
     if chat and not getattr(loaded.tokenizer, "chat_template", None):
         raise UsageError(f"--chat: the tokenizer of {loaded.name} has no chat template; drop --chat.")

@@ -23,6 +23,8 @@ def profile_cmd(
     v_bits: o.VBitsOpt = None,
     group_size: o.GroupSizeOpt = 32,
     residual_length: o.ResidualLengthOpt = 128,
+    sink_tokens: o.SinkTokensOpt = 0,
+    rotate_keys: o.RotateKeysOpt = False,
     backend: o.BackendOpt = o.Backend.auto,
     find_max_batch: Annotated[bool, typer.Option("--find-max-batch", help="Search the largest batch that fits at --ctx for each side and measure there.")] = False,
     prefill_chunk: Annotated[int, typer.Option("--prefill-chunk", min=0, help="Feed the prompt this many tokens at a time (0 = all at once). Bounds prefill activations, so larger batches fit; with KIVI, later chunks attend to quantized earlier ones.")] = 0,
@@ -50,7 +52,7 @@ def profile_cmd(
         raise UsageError(f"--plot {str(plot)!r}: give a .png file name.")
     specs = [SideSpec("baseline", None)]
     for b in o.parse_bits_list(bits) or ([2] if k_bits or v_bits else []):
-        cfg = o.kivi_settings(b, k_bits, v_bits, group_size, residual_length, backend)
+        cfg = o.kivi_settings(b, k_bits, v_bits, group_size, residual_length, backend, sink_tokens, rotate_keys)
         if all(s.kivi != cfg for s in specs):
             specs.append(SideSpec(f"kivi-k{cfg.k_bits}v{cfg.v_bits}", cfg))
     loaded = models.load(o.model_choice(model, arch, device, dtype, trust_remote_code, seed), out)

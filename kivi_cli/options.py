@@ -134,6 +134,16 @@ ResidualLengthOpt = Annotated[
     typer.Option("--residual-length", "-R", help="Recent tokens kept in full precision R (paper: 128; 0 = no window).",
                  rich_help_panel=KIVI_PANEL),
 ]
+SinkTokensOpt = Annotated[
+    int,
+    typer.Option("--sink-tokens", min=0, help="Beyond the paper: keep each sequence's first N tokens in full precision "
+                 "(attention sinks; dequantize path). 0 = off.", rich_help_panel=KIVI_PANEL),
+]
+RotateKeysOpt = Annotated[
+    bool,
+    typer.Option("--rotate-keys", help="Beyond the paper: Hadamard-rotate keys before quantizing them (the query is "
+                 "rotated instead; head_dim must be a power of two).", rich_help_panel=KIVI_PANEL),
+]
 BackendOpt = Annotated[
     Backend,
     typer.Option("--backend", help="auto: Triton kernels on CUDA, pure torch elsewhere.", rich_help_panel=KIVI_PANEL),
@@ -186,7 +196,8 @@ def model_choice(model: Optional[str], arch: Optional[Arch], device: str, dtype:
 
 
 def kivi_settings(bits: int, k_bits: Optional[int], v_bits: Optional[int], group_size: int,
-                  residual_length: int, backend: Backend = Backend.auto):
+                  residual_length: int, backend: Backend = Backend.auto, sink_tokens: int = 0,
+                  rotate_keys: bool = False):
     """Map the KIVI flags onto a `KiviConfig`; None means the full-precision baseline (`--bits 16`)."""
     from kivi_core import KiviConfig
 
@@ -199,6 +210,8 @@ def kivi_settings(bits: int, k_bits: Optional[int], v_bits: Optional[int], group
             v_bits=v_bits if v_bits is not None else default,
             group_size=group_size,
             residual_length=residual_length,
+            sink_tokens=sink_tokens,
+            rotate_keys=rotate_keys,
             backend=backend.value,
         )
     except ValueError as e:  # the config names the bad value and the fix; the flag names are ours
