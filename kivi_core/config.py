@@ -32,8 +32,9 @@ class KiviConfig:
     rotate_keys: keys are rotated by a normalized Hadamard matrix before quantization (RotateKV,
         llama.cpp), spreading outliers across channels; attention rotates the query instead of
         un-rotating keys, so the fused kernel runs unchanged. head_dim must be a power of two.
-    Measured on SmolLM2-135M (decode-mode PPL, 4 windows): k2v2 +16.4% -> sinks(4) +8.7%, rotation
-    +12.2%, both +5.3% (benchmarks/results/eval_smollm2_options.md).
+    Measured on SmolLM2-135M (issue 5's decode-mode PPL protocol, 4,088 tokens): k2v2 +18.1% vs full
+    precision -> sinks=4 +8.8% (+1.6% bytes), rotation +12.3% (no bytes), both +5.2%
+    (benchmarks/results/eval_smollm2_options.md).
     """
 
     k_bits: int = 2
