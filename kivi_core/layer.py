@@ -363,6 +363,7 @@ class KiviLayer(CacheLayerMixin):
         self.is_initialized = False
         self.length = 0
         self._pending_settle = False
+        self._borrowed = False
         for name in self._STORAGE:
             if hasattr(self, name):
                 delattr(self, name)

@@ -202,3 +202,18 @@ def test_rotated_keys_round_trip_and_quantize_in_the_rotated_basis():
     torch.testing.assert_close(keys, want, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="power-of-two head_dim"):
         KiviLayer(cfg).update(torch.randn(1, 1, 2, 48), torch.randn(1, 1, 2, 48))
+
+
+def test_reset_then_reuse_matches_a_fresh_layer():
+    cfg = KiviConfig(group_size=G, residual_length=R, sink_tokens=2)
+    a, b = KiviLayer(cfg), KiviLayer(cfg)
+    a.fused = b.fused = True
+    k, v = torch.randn(1, 2, 2 * R + 9, 32), torch.randn(1, 2, 2 * R + 9, 32)
+    a.update(torch.randn(1, 2, 40, 32), torch.randn(1, 2, 40, 32))
+    a.reset()
+    for layer in (a, b):
+        layer.update(k, v)
+        layer.settle()
+    for x, y in zip(dequantize_state(a.state()), dequantize_state(b.state())):
+        assert torch.equal(x, y)
+    assert a.get_seq_length() == b.get_seq_length() == 2 * R + 9
