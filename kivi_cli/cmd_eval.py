@@ -47,6 +47,7 @@ def eval_cmd(
     group_size: Annotated[str, typer.Option("--group-size", "-G", help="Group size G, or a comma list to compare (paper: 32).", rich_help_panel=o.KIVI_PANEL)] = "32",
     residual_length: Annotated[str, typer.Option("--residual-length", "-R", help="Full-precision window R, or a comma list (paper: 128; 0 = no window).", rich_help_panel=o.KIVI_PANEL)] = "128",
     ablations: Annotated[str, typer.Option("--ablations", help="Also run the paper's ablations at the lowest --bits: per-token-keys (keys quantized per token too, simulated), no-window (R=0).", rich_help_panel=o.KIVI_PANEL)] = "",
+    options: Annotated[str, typer.Option("--options", help="Also run kivi's opt-in options at the lowest --bits: sinks (4 full-precision sink tokens), rotate (Hadamard-rotated keys), sinks+rotate.", rich_help_panel=o.KIVI_PANEL)] = "",
     backend: o.BackendOpt = o.Backend.auto,
     windows: Annotated[int, typer.Option("--windows", min=1, help="PPL: consecutive windows of text.", rich_help_panel=EVAL_PANEL)] = 8,
     window: Annotated[int, typer.Option("--window", min=3, help="PPL: tokens per window T.", rich_help_panel=EVAL_PANEL)] = 1024,
@@ -74,7 +75,7 @@ def eval_cmd(
 
     from kivi_cli import models
     from kivi_core import prepare
-    from kivi_core.eval_settings import ABLATIONS, standard_settings
+    from kivi_core.eval_settings import ABLATIONS, OPTIONS, standard_settings
 
     out = Output(json=json)
     task_list = _split(tasks, "--tasks", str, TASKS)
@@ -82,12 +83,13 @@ def eval_cmd(
     g_list = _split(group_size, "--group-size", int)
     r_list = _split(residual_length, "--residual-length", int)
     abl = tuple(_split(ablations, "--ablations", str, ABLATIONS))
+    opts = tuple(_split(options, "--options", str, OPTIONS))
     if not task_list:
         raise UsageError("--tasks is empty: use ppl, needle or ppl,needle.")
     if not g_list or not r_list:
         raise UsageError("--group-size and --residual-length need at least one value, e.g. -G 32 -R 128.")
     try:
-        settings = standard_settings(tuple(bit_list), tuple(g_list), tuple(r_list), abl, backend.value)
+        settings = standard_settings(tuple(bit_list), tuple(g_list), tuple(r_list), abl, backend.value, opts)
     except ValueError as e:
         raise UsageError(o._flag_names(str(e))) from None
     if prefill > window - 2:

@@ -14,6 +14,9 @@ from .memory import CacheBytes
 # kind -> how the cache is built
 KINDS = ("fp", "kivi", "per-token-keys", "simulated")
 ABLATIONS = ("per-token-keys", "no-window")
+# Opt-in options beyond the paper (KiviConfig.sink_tokens / rotate_keys), compared at the lowest bits.
+OPTIONS = ("sinks", "rotate", "sinks+rotate")
+SINKS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +43,7 @@ class Setting:
         if self.config is None:
             return "full precision"
         c = self.config
-        base = f"k{c.k_bits}v{c.v_bits} G={c.group_size} R={c.residual_length}"
+        base = c.label()
         if self.kind == "per-token-keys":
             return base + " keys per-token" + (" (sliding)" if self.key_window == "sliding" else "")
         if self.kind == "simulated":
@@ -91,21 +94,32 @@ def standard_settings(
     residual_lengths: tuple[int, ...] = (128,),
     ablations: tuple[str, ...] = (),
     backend: str = "auto",
+    options: tuple[str, ...] = (),
 ) -> list[Setting]:
     """Full precision, then KIVI k{b}v{b} for each bits x G x R, then the ablations (at the lowest bits,
     first G and R): "per-token-keys" (keys per token too) and "no-window" (R = 0).
 
-    bits may contain 16 (= the full-precision baseline, always included anyway).
+    bits may contain 16 (= the full-precision baseline, always included anyway). options: "sinks"
+    (4 full-precision sink tokens), "rotate" (Hadamard-rotated keys), "sinks+rotate", at the lowest bits.
     """
     for a in ablations:
         if a not in ABLATIONS:
             raise ValueError(f"ablation {a!r} is not one of {', '.join(ABLATIONS)}.")
+    for opt in options:
+        if opt not in OPTIONS:
+            raise ValueError(f"option {opt!r} is not one of {', '.join(OPTIONS)}.")
     kbits = [b for b in bits if b != 16]
     settings = [Setting("fp")]
     for b in kbits:
         for g in group_sizes:
             for r in residual_lengths:
                 settings.append(Setting("kivi", KiviConfig(k_bits=b, v_bits=b, group_size=g, residual_length=r, backend=backend)))
+    b, g, r = (min(kbits) if kbits else 2), group_sizes[0], residual_lengths[0]
+    for opt in options:
+        settings.append(Setting("kivi", KiviConfig(
+            k_bits=b, v_bits=b, group_size=g, residual_length=r, backend=backend,
+            sink_tokens=SINKS if "sinks" in opt else 0, rotate_keys="rotate" in opt,
+        )))
     if ablations:
         b = min(kbits) if kbits else 2
         g, r = group_sizes[0], residual_lengths[0]

@@ -71,6 +71,11 @@ def test_standard_settings_names():
                      "k2v2 G=32 R=0"]
     with pytest.raises(ValueError, match="per-token-keys"):
         standard_settings(ablations=("rotate",))
+    opts = [s.name for s in standard_settings((2,), (32,), (128,), options=("sinks", "rotate", "sinks+rotate"))]
+    assert opts == ["full precision", "k2v2 G=32 R=128", "k2v2 G=32 R=128 sinks=4", "k2v2 G=32 R=128 rot",
+                    "k2v2 G=32 R=128 sinks=4 rot"]
+    with pytest.raises(ValueError, match="sinks"):
+        standard_settings(options=("per-token-keys",))
 
 
 @pytest.mark.parametrize("length", [300, 400, 533])
