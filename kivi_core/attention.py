@@ -20,6 +20,7 @@ import torch
 from transformers.modeling_utils import AttentionInterface
 
 from . import ops
+from .phases import PhasedKiviLayer
 from .quant import rotate
 
 # Implementations whose signature (module, query, key, value, attention_mask, **kwargs) and mask formats
@@ -64,6 +65,8 @@ def _fused_ok(query: torch.Tensor, attention_mask, kwargs: dict) -> bool:
 
 def attend(layer, original, module, query, key, value, attention_mask, **kwargs):
     """Attention for a query whose keys live in `layer` (called by the dispatcher)."""
+    if isinstance(layer, PhasedKiviLayer):  # rows grouped by padding phase: each part attends here
+        return layer.attend(attend, original, module, query, key, value, attention_mask, **kwargs)
     valid = valid_from_mask(attention_mask, layer.length)
     if valid is None:
         valid = layer._context_valid()

@@ -1,5 +1,5 @@
 """`KiviCache`: the container transformers' `generate()` talks to. It builds layers and delegates;
-all KIVI logic is in `kivi_core.layer.KiviLayer`."""
+all KIVI logic is in `kivi_core.layer.KiviLayer` (one per padding phase, see `kivi_core.phases`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 from transformers.cache_utils import Cache, DynamicSlidingWindowLayer
 
 from .config import KiviConfig
-from .layer import KiviLayer
 from .memory import CacheBytes
+from .phases import PhasedKiviLayer
 
 
 class CacheContext:
@@ -67,7 +67,7 @@ class KiviCache(Cache):
         if layers:
             super().__init__(layers=layers)
         else:
-            super().__init__(layer_class_to_replicate=functools.partial(KiviLayer, self.config, self.context))
+            super().__init__(layer_class_to_replicate=functools.partial(PhasedKiviLayer, self.config, self.context))
 
     def _layers_for(self, model_config) -> list | None:
         types = _layer_types(model_config)
@@ -81,7 +81,7 @@ class KiviCache(Cache):
         layers = []
         for i, kind in enumerate(types):
             if kind == "full_attention" or (kind == "sliding_attention" and not hybrid):
-                layers.append(KiviLayer(self.config, self.context))
+                layers.append(PhasedKiviLayer(self.config, self.context))
             elif kind == "sliding_attention":
                 layers.append(DynamicSlidingWindowLayer(sliding_window=text.sliding_window))
             else:
@@ -107,15 +107,15 @@ class KiviCache(Cache):
         else:
             self.context.valid = None
 
-    def kivi_layers(self) -> list[KiviLayer]:
-        return [layer for layer in self.layers if isinstance(layer, KiviLayer)]
+    def kivi_layers(self) -> list[PhasedKiviLayer]:
+        return [layer for layer in self.layers if isinstance(layer, PhasedKiviLayer)]
 
     def memory(self) -> CacheBytes:
         """Bytes really held by every layer's tensors, by component (full-precision sliding layers count
         as residual)."""
         total = CacheBytes()
         for layer in self.layers:
-            if isinstance(layer, KiviLayer):
+            if isinstance(layer, PhasedKiviLayer):
                 total = total + layer.memory()
             elif getattr(layer, "is_initialized", False) and layer.keys is not None:
                 total = total + CacheBytes(

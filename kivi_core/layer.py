@@ -24,9 +24,9 @@ Deviations from the paper, on purpose:
   widen the range, KIVI issue #46); a group made only of padding stores scale 0, min 0.
 - Scale and min are rounded to the model dtype before the codes are computed, so the stored pair is
   exactly the one dequantization uses.
-- Key groups and flushes are aligned to absolute positions of the (padded) batch, so a left-padded row
-  matches the same row run alone only up to quantization noise (exactly while nothing is quantized).
-  Bitwise equality would need rows grouped by padding phase (pad count mod R); not built yet.
+- Key groups and flushes count from the start of the stored sequence. `KiviCache` stores a left-padded
+  batch as one KiviLayer per padding phase (kivi_core.phases), so each row's groups are those it has
+  alone.
 - Opt-in, beyond the paper (KiviConfig): `sink_tokens` keeps each row's first S real tokens in full
   precision (`sink_k/sink_v`, used on the dequantize path) and out of their key group's range;
   `rotate_keys` stores keys Hadamard-rotated (tail included), so attention rotates the query instead.
