@@ -75,12 +75,44 @@ def _grown(buf: torch.Tensor, used: int, need: int, block: int, dim: int) -> tor
     return new
 
 
-class KiviLayer(CacheLayerMixin):
-    """KIVI cache of one attention layer (see the module docstring for the exact scheme)."""
+class KiviLayerBase(CacheLayerMixin):
+    """What every KIVI cache layer answers the same way to transformers: a growing layer of `length`
+    positions that cannot be cropped or offloaded."""
 
     is_sliding = False
     is_compileable = False
     is_croppable = False
+    length: int = 0
+
+    def get_mask_sizes(self, query_length, *args) -> tuple[int, int]:
+        # transformers >= 5.2x passes the query length, earlier 5.x the cache_position tensor.
+        q = query_length if isinstance(query_length, int) else int(query_length.shape[0])
+        return self.length + q, 0
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def get_max_length(self) -> int:
+        return -1
+
+    def get_max_cache_shape(self) -> int:  # transformers 5.17 name
+        return -1
+
+    def crop(self, tokens_to_remove: int) -> None:
+        raise NotImplementedError(
+            "KiviCache cannot be cropped: quantized key groups span many tokens and cannot be cut back "
+            "exactly. Use a DynamicCache for assisted/speculative generation that rolls tokens back."
+        )
+
+    def offload(self):
+        raise NotImplementedError("KiviCache does not support offloading; it is already ~5x smaller than fp16.")
+
+    def prefetch(self):
+        return None
+
+
+class KiviLayer(KiviLayerBase):
+    """KIVI cache of one attention layer (see the module docstring for the exact scheme)."""
 
     def __init__(self, config: KiviConfig, context=None):
         super().__init__()
@@ -325,20 +357,6 @@ class KiviLayer(CacheLayerMixin):
     def _context_valid(self) -> torch.Tensor | None:
         return None if self.context is None else self.context.valid
 
-    def get_mask_sizes(self, query_length, *args) -> tuple[int, int]:
-        # transformers >= 5.2x passes the query length, earlier 5.x the cache_position tensor.
-        q = query_length if isinstance(query_length, int) else int(query_length.shape[0])
-        return self.length + q, 0
-
-    def get_seq_length(self) -> int:
-        return self.length
-
-    def get_max_length(self) -> int:
-        return -1
-
-    def get_max_cache_shape(self) -> int:  # transformers 5.17 name
-        return -1
-
     # ------------------------------------------------------------------ whole-cache operations
     _STORAGE = ("k_codes", "k_scale", "k_min", "k_tail", "v_codes", "v_scale", "v_min", "v_win", "sink_k", "sink_v", "sink_pos")
 
@@ -359,12 +377,6 @@ class KiviLayer(CacheLayerMixin):
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         self._map_batch(lambda t: t[indices.to(t.device) if isinstance(indices, torch.Tensor) else indices])
 
-    def crop(self, tokens_to_remove: int) -> None:
-        raise NotImplementedError(
-            "KiviCache cannot be cropped: quantized key groups span many tokens and cannot be cut back "
-            "exactly. Use a DynamicCache for assisted/speculative generation that rolls tokens back."
-        )
-
     def reset(self) -> None:
         self.is_initialized = False
         self.length = 0
@@ -373,12 +385,6 @@ class KiviLayer(CacheLayerMixin):
         for name in self._STORAGE:
             if hasattr(self, name):
                 delattr(self, name)
-
-    def offload(self):
-        raise NotImplementedError("KiviCache does not support offloading; it is already ~5x smaller than fp16.")
-
-    def prefetch(self):
-        return None
 
     # ------------------------------------------------------------------ accounting
     def memory(self) -> CacheBytes:

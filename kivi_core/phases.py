@@ -16,10 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers.cache_utils import CacheLayerMixin
-
 from .config import KiviConfig
-from .layer import KiviLayer
+from .layer import KiviLayer, KiviLayerBase
 from .memory import CacheBytes
 
 
@@ -41,12 +39,8 @@ class Part:
     context: PartContext
 
 
-class PhasedKiviLayer(CacheLayerMixin):
+class PhasedKiviLayer(KiviLayerBase):
     """A KIVI layer for a batch whose rows may be left-padded by different amounts (see module doc)."""
-
-    is_sliding = False
-    is_compileable = False
-    is_croppable = False
 
     def __init__(self, config: KiviConfig, context=None):
         super().__init__()
@@ -198,19 +192,6 @@ class PhasedKiviLayer(CacheLayerMixin):
             values[rows, :, part.shift :] = v
         return keys, values
 
-    def get_mask_sizes(self, query_length, *args) -> tuple[int, int]:
-        q = query_length if isinstance(query_length, int) else int(query_length.shape[0])
-        return self.length + q, 0
-
-    def get_seq_length(self) -> int:
-        return self.length
-
-    def get_max_length(self) -> int:
-        return -1
-
-    def get_max_cache_shape(self) -> int:
-        return -1
-
     # ------------------------------------------------------------------ whole-cache operations
     def _remap(self, source: torch.Tensor) -> None:
         """New row i takes old row source[i] (beams, repeats, selections); parts follow their rows."""
@@ -256,18 +237,9 @@ class PhasedKiviLayer(CacheLayerMixin):
             return 0 if self._prompt is None else self._prompt[0].shape[0]
         return sum(p.layer.batch if p.rows is None else p.rows.numel() for p in self.parts)
 
-    def crop(self, tokens_to_remove: int) -> None:
-        KiviLayer.crop(None, tokens_to_remove)
-
     def reset(self) -> None:
         self.parts, self._prompt, self.length, self._pending = None, None, 0, False
         self.is_initialized = False
-
-    def offload(self):
-        raise NotImplementedError("KiviCache does not support offloading; it is already ~5x smaller than fp16.")
-
-    def prefetch(self):
-        return None
 
     def memory(self) -> CacheBytes:
         total = CacheBytes()
