@@ -1,6 +1,6 @@
 """Benchmark: KIVI fused decode attention vs fp16 SDPA and vs dequantize-then-SDPA, plus quantize time.
 
-    python3 benchmarks/bench_decode_attention.py [--impl v1,v2] [--sweep] [--rows 8x32768,64x4096]
+    python3 benchmarks/bench_decode_attention.py [--impl v1,v3] [--sweep] [--rows 8x32768,64x4096]
 
 For each (B x ctx) and attention shape (Llama-2-7B: 32 q / 32 kv heads; Llama-3.1-8B: 32 q / 8 kv; D=128)
 it times one decode-attention call (q_len 1, fp16, k2v2, G=32, R=128, KIVI's own split: n_kq = ctx
@@ -11,8 +11,8 @@ before every call, and input sets are rotated when one would fit in L2), and rep
   * speed-up vs (a) torch SDPA over an fp16 cache of the same shape (the faster of enable_gqa and
     folding a kv head's query heads into q_len), (b) dequantize_state (kivi_core.attention_ref) + SDPA,
     i.e. what transformers' QuantizedCache does every step.
-Each kernel named in --impl (v1: the first kernel; v2: code-order keys, see kernels/decode_attention_v2.py)
-is timed on the same states; every row records its impl, and the table prints them side by side (the
+Each kernel named in --impl (v1: tensor-core tiles, any shape; v3: MHA decode on CUDA cores, see
+kernels/decode_attention_v3.py — timed on the MHA shape only) is timed on the same states; every row records its impl, and the table prints them side by side (the
 baselines are measured once per row). Writes JSON (device, versions, command, rows) to $OUT/ when OUT is
 set, else benchmarks/results/.
 """
@@ -36,13 +36,13 @@ from triton.testing import do_bench
 from kivi_core.attention_ref import dequantize_state
 from kivi_core.state import KiviState
 from kivi_kernels.decode_attention import _default_block_n, _num_splits, decode_attention_triton
-from kivi_kernels.decode_attention_v2 import _default_block_w, num_splits_v2
+from kivi_kernels.decode_attention_v3 import DEFAULT_BLOCK_W, DEFAULT_WARPS, num_splits_v3
 from kivi_kernels.quant_pack import quantize_keys_triton, quantize_values_triton
 
 SHAPES = {"llama2-7b": (32, 32), "llama3.1-8b": (32, 8)}  # (q heads, kv heads), head_dim 128
 ROWS = [(1, 512), (1, 32768), (8, 32768), (16, 16384), (64, 4096), (128, 4096)]
 TARGET_ROWS = [(1, 512), (8, 32768), (64, 4096)]  # the rows with targets (issue 3)
-IMPLS = ("v1", "v2")
+IMPLS = ("v1", "v3")
 D, G, R = 128, 32, 128
 L2_BYTES = 60 * 2**20  # H200: 60 MB
 # (block_n, num_warps, split-count scale, use_dot or None = default) tried by --sweep
@@ -161,7 +161,7 @@ def host_us(fn, n=200) -> float:
     return (time.perf_counter() - t0) / n * 1e6
 
 
-def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=None, num_warps=4, splits_scale=1.0,
+def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=None, num_warps=None, splits_scale=1.0,
               use_dot=None, block_w=None) -> list[Row]:
     """One (shape, B x ctx) row per impl, on the same states; baselines measured once and shared."""
     Hq, H = SHAPES[shape]
@@ -176,12 +176,14 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
         if impl == "v1":
             bn = block_n or _default_block_n(D)
             S = max(1, round(_num_splits(B * H, L, bn, query.device) * splits_scale))
-            kw = dict(impl="v1", block_n=bn, num_warps=num_warps, num_splits=S, use_dot=use_dot)
+            kw = dict(impl="v1", block_n=bn, num_warps=num_warps or 4, num_splits=S, use_dot=use_dot)
         else:
-            bw = block_w or _default_block_w(D)
+            if Hq != H:
+                continue  # v3 is the MHA-decode kernel; GQA calls run v1
+            bw = block_w or DEFAULT_BLOCK_W
             bn = bw * 16  # tokens a key tile at 2 bits
-            S = max(1, round(num_splits_v2(B * H, L, bn, query.device) * splits_scale))
-            kw = dict(impl="v2", block_w=bw, num_warps=num_warps, num_splits=S)
+            S = max(1, round(num_splits_v3(B * H, L, bn, query.device) * splits_scale))
+            kw = dict(impl="v3", block_w=bw, num_warps=num_warps or DEFAULT_WARPS, num_splits=S)
         t = bench_rotating([lambda s=s, kw=kw: decode_attention_triton(query, s, None, D**-0.5, **kw)
                             for s in states])
         t_host = host_us(lambda kw=kw: decode_attention_triton(query, states[0], None, D**-0.5, **kw))
@@ -213,7 +215,7 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
     del states
     torch.cuda.empty_cache()
     rows = []
-    for impl, t, t_host, S, bn, _ in timed:
+    for impl, t, t_host, S, bn, kw in timed:
         tbps = nbytes / (t * 1e-3) / 1e12
         n = list(notes)
         if impl in errs:
@@ -225,7 +227,7 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
             None if t_sdpa is None else t_sdpa / t,
             None if t_deq is None else t_deq * 1e3,
             None if t_deq is None else t_deq / t,
-            S, bn, num_warps, t_host, n,
+            S, bn, kw["num_warps"], t_host, n,
         ))
     return rows
 
@@ -279,8 +281,8 @@ def table(rows: list[Row], copy_tbps: float) -> str:
     return "\n".join(lines)
 
 
-# v2 sweep: (block_w, num_warps, split-count scale)
-SWEEP_V2 = [(16, 8, 1.0), (32, 4, 1.0), (32, 8, 1.0), (16, 4, 0.5), (16, 4, 2.0)]
+# v3 sweep: (block_w, num_warps, split-count scale)
+SWEEP_V3 = [(32, 4, 0.5), (32, 4, 2.0), (16, 4, 1.0), (64, 4, 1.0), (32, 2, 1.0), (32, 8, 1.0), (64, 8, 1.0)]
 
 
 def main() -> None:
@@ -288,7 +290,7 @@ def main() -> None:
     ap.add_argument("--rows", default=None,
                     help="comma list like 8x32768,64x4096, or 'targets' (1x512,8x32768,64x4096); default: all six")
     ap.add_argument("--shapes", default=",".join(SHAPES))
-    ap.add_argument("--impl", default=",".join(IMPLS), help="kernels to time side by side (v1, v2)")
+    ap.add_argument("--impl", default=",".join(IMPLS), help="kernels to time side by side (v1, v3)")
     ap.add_argument("--sweep", action="store_true", help="also sweep tiles / warps / splits (no baselines)")
     ap.add_argument("--no-baselines", action="store_true")
     args = ap.parse_args()
@@ -316,15 +318,15 @@ def main() -> None:
         configs = []
         if "v1" in impls:
             configs += [("v1", dict(block_n=bn, num_warps=nw, splits_scale=sc, use_dot=ud)) for bn, nw, sc, ud in SWEEP]
-        if "v2" in impls:
-            configs += [("v2", dict(block_w=bw, num_warps=nw, splits_scale=sc)) for bw, nw, sc in SWEEP_V2]
+        if "v3" in impls:
+            configs += [("v3", dict(block_w=bw, num_warps=nw, splits_scale=sc)) for bw, nw, sc in SWEEP_V3]
         for shape in shapes:
             for B, ctx in rows:
                 if (B, ctx) not in SWEEP_ROWS:
                     continue
                 for impl, cfg in configs:
-                    if cfg.get("use_dot") is not None and SHAPES[shape][0] != SHAPES[shape][1]:
-                        continue  # the dot-free path is for one query row per kv head
+                    if (cfg.get("use_dot") is not None or impl == "v3") and SHAPES[shape][0] != SHAPES[shape][1]:
+                        continue  # the dot-free path and v3 are for one query row per kv head
                     try:
                         (r,) = bench_row(shape, B, ctx, copy_tbps, impls=(impl,), baselines=False, **cfg)
                     except Exception as e:  # a config that does not compile (registers / shared memory)

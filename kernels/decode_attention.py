@@ -367,37 +367,37 @@ def decode_attention_triton(
     valid: torch.Tensor | None,
     scaling: float,
     *,
-    impl: str = "v1",
+    impl: str = "auto",
     num_splits: int | None = None,
     block_n: int | None = None,
     block_w: int | None = None,
-    num_warps: int = 4,
+    num_warps: int | None = None,
     use_dot: bool | None = None,
 ) -> torch.Tensor:
     """Attention of the last q_len positions over all L positions of a KIVI layer, from packed storage.
 
     Same contract as `decode_attention_ref`: query [B, Hq, q, D] (q <= 8), valid [B, L] bool or None,
-    returns [B, q, Hq, D] in query's dtype. `impl` picks the kernel: "v1" (this file's kernel, the
-    default: on the H200 it is faster than v2 at large shapes — 8x32K Llama-2: 1.61 ms vs 2.37 ms,
-    64x4096: 1.60 vs 2.79 ms, benchmarks/results/h200_v1_v2.md), "v2" (code-order keys, interleave unpack;
-    `decode_attention_v2.py`) or "auto" = v2 where the layout allows (innermost strides 1,
-    power-of-two group size), else v1. The rest are tuning overrides (tests and
-    benchmarks): `num_splits` (both), `block_n`, `use_dot` (v1), `block_w` (v2: word rows a key tile).
+    returns [B, q, Hq, D] in query's dtype. `impl` picks the kernel: "auto" (the default) runs v3
+    (`decode_attention_v3.py`: one query row a kv head, CUDA cores, scales folded) where it applies
+    (MHA decode, head_dim 64/128, unit innermost strides) and v1 (this file: tensor-core tiles, any
+    GQA group and q_len) elsewhere; "v1" / "v3" force one ("v3" refuses what it cannot run, with why).
+    The rest are tuning overrides (tests and benchmarks): `num_splits` (both), `num_warps` (both),
+    `block_n` and `use_dot` (v1), `block_w` (v3: key word rows a tile).
     """
     _check(query, state, valid)
-    if impl not in ("auto", "v1", "v2"):
-        raise ValueError(f"impl={impl!r} is not known: use 'auto', 'v1' or 'v2'")
+    if impl not in ("auto", "v1", "v3"):
+        raise ValueError(f"impl={impl!r} is not known: use 'auto', 'v1' or 'v3'")
     if impl != "v1":
-        from .decode_attention_v2 import decode_attention_v2, unsupported_v2
+        from .decode_attention_v3 import decode_attention_v3, unsupported_v3
 
-        why = unsupported_v2(query, state)
+        why = unsupported_v3(query, state)
         if why is None:
-            return decode_attention_v2(query, state, valid, scaling, num_splits=num_splits, block_w=block_w,
+            return decode_attention_v3(query, state, valid, scaling, num_splits=num_splits, block_w=block_w,
                                        num_warps=num_warps)
-        if impl == "v2":
-            raise ValueError(f"impl='v2' cannot run this layout: {why}; use impl='v1' or 'auto'")
+        if impl == "v3":
+            raise ValueError(f"impl='v3' cannot run this call: {why}; use impl='v1' or 'auto'")
     return _decode_attention_v1(query, state, valid, scaling, num_splits=num_splits, block_n=block_n,
-                                num_warps=num_warps, use_dot=use_dot)
+                                num_warps=num_warps or 4, use_dot=use_dot)
 
 
 def _decode_attention_v1(

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import kivi_kernels.decode_attention as da
-import kivi_kernels.decode_attention_v2 as da2
+import kivi_kernels.decode_attention_v3 as da3
 from kivi_core.attention_ref import decode_attention_ref
 from kivi_core.quant import quantize_keys_ref, quantize_values_ref
 from kivi_core.state import KiviState
@@ -98,9 +98,10 @@ def check(B, Hq, H, q, L, D, n_kq, n_vq, k_bits, v_bits, G, dtype, pad, device=D
 
 
 # -- CPU (interpreter) and GPU: small shapes ----------------------------------------------------------
-# Every test below runs both kernels: v1 (the first, 3D-unpack kernel) and v2 (code-order keys).
+# Every test below runs with impl "v1" (tensor-core tiles, any shape) and "auto" (v3 where the call is MHA
+# decode with head_dim 64/128, else v1); the v3 tests further down force v3 on shapes that reach its bulk.
 
-IMPLS = ["v1", "v2"]
+IMPLS = ["v1", "auto"]
 
 
 @pytest.fixture(params=IMPLS)
@@ -171,24 +172,46 @@ def test_dot_and_dot_free_paths(group, q, use_dot):
 
 @pytest.mark.parametrize("L,k_bits,num_splits", [(300, 2, 2), (700, 4, 3), (1029, 2, 100)])
 def test_long_contexts_split_across_tiles(L, k_bits, num_splits, impl):
-    # v2's key tiles are 16 word rows (256 tokens at 2 bits, 128 at 4): these lengths span several tiles, a
-    # split boundary inside phase 1 and the tile straddling n_vq.
+    # several tiles, a split boundary inside the packed region and the tile straddling n_vq
     n_kq, n_vq = kivi_split(L, G_SMALL, R_SMALL)
     check(1, 2, 1, 1, L, 32, n_kq, n_vq, k_bits, 2, G_SMALL, torch.float16, pad=True, num_splits=num_splits,
           impl=impl)
 
 
-def test_v2_wider_key_tile_and_auto_fallback():
-    check(1, 4, 2, 2, 600, 32, 576, 300, 2, 2, G_SMALL, torch.float16, pad=True, num_splits=2, impl="v2",
-          block_w=32)
-    # G=48 is not a power of two: "auto" runs v1, "v2" refuses with the reason
-    check(1, 2, 1, 1, 100, 96, 96, 40, 2, 2, 48, torch.float16, pad=False, impl="auto")
+# v3 (MHA decode): block_w 8 makes its bulk tiles 128 tokens at 2 bits (64 at 4), so these lengths run
+# whole and partial bulk tiles, split starts inside the bulk, and v1's tiles for the value window / tail.
+V3_CASES = [
+    (300, 2, 2, 16, False, 1, torch.float32), (700, 2, 2, 32, True, 2, torch.float32),
+    (1029, 4, 2, 16, True, 3, torch.float16), (600, 2, 4, 16, True, 1, torch.bfloat16),
+    (130, 2, 2, 16, False, 1, torch.float32), (513, 4, 4, 32, True, 4, torch.float32),
+]
+
+
+@pytest.mark.parametrize("L,k_bits,v_bits,G,pad,num_splits,dtype", V3_CASES, ids=str)
+def test_v3_bulk_tiles_match_oracle(L, k_bits, v_bits, G, pad, num_splits, dtype):
+    n_kq, n_vq = kivi_split(L, G, 2 * G)
+    check(2, 2, 2, 1, L, 64, n_kq, n_vq, k_bits, v_bits, G, dtype, pad=pad, num_splits=num_splits, block_w=8,
+          impl="v3")
+
+
+@pytest.mark.parametrize("L,n_kq,n_vq", [(200, 192, 192), (200, 192, 0), (200, 0, 0), (256, 256, 130)])
+def test_v3_segment_edges(L, n_kq, n_vq):
+    check(1, 2, 2, 1, L, 64, n_kq, n_vq, 2, 2, 32, torch.float32, pad=True, num_splits=2, block_w=8, impl="v3")
+
+
+def test_v3_refuses_what_it_cannot_run_and_auto_falls_back():
+    check(1, 4, 2, 2, 600, 32, 576, 300, 2, 2, G_SMALL, torch.float16, pad=True, num_splits=2, impl="auto")
     state = make_state(1, 1, 100, 96, 96, 40, 2, 2, 48, torch.float16, DEVICE)
-    q = torch.randn(1, 2, 1, 96, device=DEVICE, dtype=torch.float16)
-    with pytest.raises(ValueError, match="group_size=48"):
-        da.decode_attention_triton(q, state, None, 1.0, impl="v2")
-    with pytest.raises(ValueError, match="impl='v3'"):
-        da.decode_attention_triton(q, state, None, 1.0, impl="v3")
+    with pytest.raises(ValueError, match="impl='v3'.*Hq=2, H=1"):
+        da.decode_attention_triton(torch.randn(1, 2, 1, 96, device=DEVICE, dtype=torch.float16), state, None,
+                                   1.0, impl="v3")
+    with pytest.raises(ValueError, match="head_dim 64 or 128"):
+        da.decode_attention_triton(torch.randn(1, 1, 1, 96, device=DEVICE, dtype=torch.float16), state, None,
+                                   1.0, impl="v3")
+    with pytest.raises(ValueError, match="impl='v2'"):
+        da.decode_attention_triton(torch.randn(1, 1, 1, 96, device=DEVICE, dtype=torch.float16), state, None,
+                                   1.0, impl="v2")
+    check(1, 1, 1, 1, 100, 96, 96, 40, 2, 2, 48, torch.float16, pad=False, impl="auto")  # D=96: v1
 
 
 def test_head_dim_not_power_of_two(impl):
@@ -254,9 +277,10 @@ def test_gpu_long_context_split_k(B, Hq, H, impl):
 
 @gpu
 @needs_cuda
-def test_gpu_no_dequantized_copy_in_memory(impl):
+@pytest.mark.parametrize("Hq,H", [(32, 8), (32, 32)])
+def test_gpu_no_dequantized_copy_in_memory(impl, Hq, H):
     """Peak memory during a call grows by the split workspace + output only, not by a cache copy."""
-    B, Hq, H, L, D = 4, 32, 8, 16384, 128
+    B, L, D = 4, 16384, 128
     n_kq, n_vq = kivi_split(L, 32, 128)
     state = make_state(B, H, L, D, n_kq, n_vq, 2, 2, 32, torch.float16, "cuda")
     query = torch.randn(B, Hq, 1, D, device="cuda", dtype=torch.float16)
@@ -267,10 +291,10 @@ def test_gpu_no_dequantized_copy_in_memory(impl):
     da.decode_attention_triton(query, state, None, D**-0.5, impl=impl)
     torch.cuda.synchronize()
     grew = torch.cuda.max_memory_allocated() - base
-    if impl == "v1":
+    if impl == "v1" or Hq != H:
         S = da._num_splits(B * H, L, da._default_block_n(D), query.device)
     else:
-        S = da2.num_splits_v2(B * H, L, da2._default_block_w(D) * 16, query.device)
+        S = da3.num_splits_v3(B * H, L, da3.DEFAULT_BLOCK_W * 16, query.device)
     M = Hq // H
     workspace = B * H * S * M * (D + 2) * 4 + B * Hq * D * 2
     fp16_cache = 2 * B * H * L * D * 2
