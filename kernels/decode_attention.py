@@ -377,27 +377,46 @@ def decode_attention_triton(
     """Attention of the last q_len positions over all L positions of a KIVI layer, from packed storage.
 
     Same contract as `decode_attention_ref`: query [B, Hq, q, D] (q <= 8), valid [B, L] bool or None,
-    returns [B, q, Hq, D] in query's dtype. `impl` picks the kernel: "auto" (the default) runs v3
-    (`decode_attention_v3.py`: one query row a kv head, CUDA cores, scales folded) where it applies
-    (MHA decode, head_dim 64/128, unit innermost strides) and v1 (this file: tensor-core tiles, any
-    GQA group and q_len) elsewhere; "v1" / "v3" force one ("v3" refuses what it cannot run, with why).
+    returns [B, q, Hq, D] in query's dtype. `impl` picks the kernel: "auto" (the default, see
+    `pick_impl`) runs v3 (`decode_attention_v3.py`: one query row a kv head, CUDA cores, scales folded)
+    on small MHA-decode calls, where it is measured faster, and v1 (this file: tensor-core tiles, any GQA
+    group and q_len) elsewhere; "v1" / "v3" force one ("v3" refuses what it cannot run, with why).
     The rest are tuning overrides (tests and benchmarks): `num_splits` (both), `num_warps` (both),
     `block_n` and `use_dot` (v1), `block_w` (v3: key word rows a tile).
     """
     _check(query, state, valid)
     if impl not in ("auto", "v1", "v3"):
         raise ValueError(f"impl={impl!r} is not known: use 'auto', 'v1' or 'v3'")
-    if impl != "v1":
-        from .decode_attention_v3 import decode_attention_v3, unsupported_v3
+    if pick_impl(query, state, impl) == "v3":
+        from .decode_attention_v3 import decode_attention_v3
 
-        why = unsupported_v3(query, state)
-        if why is None:
-            return decode_attention_v3(query, state, valid, scaling, num_splits=num_splits, block_w=block_w,
-                                       num_warps=num_warps)
-        if impl == "v3":
-            raise ValueError(f"impl='v3' cannot run this call: {why}; use impl='v1' or 'auto'")
+        return decode_attention_v3(query, state, valid, scaling, num_splits=num_splits, block_w=block_w,
+                                   num_warps=num_warps)
     return _decode_attention_v1(query, state, valid, scaling, num_splits=num_splits, block_n=block_n,
                                 num_warps=num_warps or 4, use_dot=use_dot)
+
+
+# "auto" runs v3 on calls with at most this many (batch x kv head x position) triples. Measured on the
+# H200 (benchmarks/results/h200_v3.md, Llama-2-7B shape, k2v2): 1x512 (16K) v3 58 us vs v1 211 us (v3's
+# launcher does less host work: 83 vs 216 us a call); 1x32K (1M) v3 277 us vs v1 222 us, and v1 stays
+# ahead at every larger shape (8x32K 1.62 vs 2.01 ms). Between the two points nothing was measured, so
+# the switch sits near the small end.
+V3_MAX_WORK = 1 << 17
+
+
+def pick_impl(query: torch.Tensor, state: KiviState, impl: str = "auto") -> str:
+    """The kernel a call runs: "v1" or "v3" ("v3" refused with the reason when it cannot run the call)."""
+    if impl == "v1":
+        return "v1"
+    from .decode_attention_v3 import unsupported_v3
+
+    why = unsupported_v3(query, state)
+    if impl == "v3":
+        if why is not None:
+            raise ValueError(f"impl='v3' cannot run this call: {why}; use impl='v1' or 'auto'")
+        return "v3"
+    B, H = query.shape[0], state.k_tail.shape[1]
+    return "v3" if why is None and B * H * state.length <= V3_MAX_WORK else "v1"
 
 
 def _decode_attention_v1(
