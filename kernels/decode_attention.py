@@ -379,7 +379,7 @@ def decode_attention_triton(
     Same contract as `decode_attention_ref`: query [B, Hq, q, D] (q <= 8), valid [B, L] bool or None,
     returns [B, q, Hq, D] in query's dtype. `impl` picks the kernel: "auto" (the default, see
     `pick_impl`) runs v3 (`decode_attention_v3.py`: one query row a kv head, CUDA cores, scales folded)
-    on small MHA-decode calls, where it is measured faster, and v1 (this file: tensor-core tiles, any GQA
+    on MHA-decode calls, where it is measured faster, and v1 (this file: tensor-core tiles, any GQA
     group and q_len) elsewhere; "v1" / "v3" force one ("v3" refuses what it cannot run, with why).
     The rest are tuning overrides (tests and benchmarks): `num_splits` (both), `num_warps` (both),
     `block_n` and `use_dot` (v1), `block_w` (v3: key word rows a tile).
@@ -396,14 +396,6 @@ def decode_attention_triton(
                                 num_warps=num_warps or 4, use_dot=use_dot)
 
 
-# "auto" runs v3 on calls with at most this many (batch x kv head x position) triples. Measured on the
-# H200 (benchmarks/results/h200_v3.md, Llama-2-7B shape, k2v2): 1x512 (16K) v3 58 us vs v1 211 us (v3's
-# launcher does less host work: 83 vs 216 us a call); 1x32K (1M) v3 277 us vs v1 222 us, and v1 stays
-# ahead at every larger shape (8x32K 1.62 vs 2.01 ms). Between the two points nothing was measured, so
-# the switch sits near the small end.
-V3_MAX_WORK = 1 << 17
-
-
 def pick_impl(query: torch.Tensor, state: KiviState, impl: str = "auto") -> str:
     """The kernel a call runs: "v1" or "v3" ("v3" refused with the reason when it cannot run the call)."""
     if impl == "v1":
@@ -415,8 +407,9 @@ def pick_impl(query: torch.Tensor, state: KiviState, impl: str = "auto") -> str:
         if why is not None:
             raise ValueError(f"impl='v3' cannot run this call: {why}; use impl='v1' or 'auto'")
         return "v3"
-    B, H = query.shape[0], state.k_tail.shape[1]
-    return "v3" if why is None and B * H * state.length <= V3_MAX_WORK else "v1"
+    # v3 is faster than v1 on every MHA shape measured (H200, benchmarks/results/h200_v3.md: 8x32K 1.28
+    # vs 1.62 ms, 64x4096 1.40 vs 1.61 ms, 1x512 42 vs 102 us); v1 serves GQA, q_len > 1, head_dim 256.
+    return "v3" if why is None else "v1"
 
 
 def _decode_attention_v1(

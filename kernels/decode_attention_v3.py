@@ -1,25 +1,26 @@
 """KIVI decode attention, v3: one query row per kv head (MHA decode) on CUDA cores, scales folded.
 
 Same contract and oracle as v1 (`decode_attention.py`, torch twin `decode_attention_ref`); reached
-through `decode_attention_triton(..., impl="v3")` and by default where it applies (M = 1 row a program).
+through `decode_attention_triton` ("auto" runs it on every MHA-decode call it supports, "v3" forces it).
 
-Why (SASS of v1 compiled for sm_90, counted per loop: `benchmarks/kernel_sass.py`): v1 spends ~12
-instructions per K/V element in its main loop, most of them moving the dequantized tile through shared
-memory into tensor-core operand layout, and converting fp32 -> fp16 for the MMA. For one query row the
-MMA does nothing useful (15 of its 16 rows are padding). At k2v2 G=32 the H200's copy bandwidth allows
-~3 instructions an element. v3 removes everything that is not the arithmetic itself:
+Why (SASS compiled for sm_90 without a GPU, counted per loop by `benchmarks/kernel_sass.py`): v1 spends
+~12 instructions per K/V element in its main loop, most of them moving the dequantized tile through
+shared memory into tensor-core operand layout and converting fp32 -> fp16 for the MMA, and for one
+query row the MMA does nothing useful (15 of its 16 rows are padding). v3 keeps only the arithmetic:
 
   * Scales are folded into the other operand instead of dequantizing codes:
       keys   s[t]   = sum_d (q_d * sk[g(t), d]) * c[t, d] + sum_d q_d * mk[g(t), d]
       values out[d] = sum_t (p_t * sv[t, g(d)]) * c[t, d] + sum_t p_t * mv[t, g(d)]
     so a code costs one FFMA; the scale products are per (group, channel) or per (token, group).
-  * Code -> float without I2F: rotate code j of a word to the top mantissa bits and or in 1.0f
-    (f = 1 + c / 2^b exactly: SHF.W + LOP3); sum f*x - sum x recovers sum c*x (the offsets are
-    corrected once a tile, per token / per channel group).
-  * Keys stay in their layout [words, D] as a 3D [BW, cpw, D] tile reduced over D; values as
-    [BT, D/cpw, cpw] reduced over tokens. No reshape of a big tile, no tl.dot.
-Everything outside the bulk (the tile holding n_vq, the value window, the key tail: <= R + 2 tiles)
-reuses v1's loaders on the dot-free path.
+  * Code -> float without I2F: (word & mask_j) | bits(2^23) is 2^23 + c_j * 2^(b*j) exactly, so one
+    LOP3 + one FADD (integer ops issue at half rate on sm_90, so this beats shift + mask); the
+    positional 2^(b*j) is undone once per token / channel after the sums.
+  * Keys are walked in tiles of 32 word rows (512 tokens at 2 bits) x 16 channels, as [cpw, rows, DC]
+    with the code index j in registers; values as sub-tiles of the tokens {w*cpw + j} (one j at a
+    time, rows at stride cpw), [cpw, rows, D/cpw] with the channel-in-word index in registers, summed
+    over rows once at the end. No reshape of a big tile, no tl.dot, no shuffles in the inner loops.
+Everything outside the bulk (the value window and key tail: <= R + 16 tokens) reuses v1's loaders on
+the dot-free path in 16-token tiles. Measured numbers: `benchmarks/results/h200_v3.md`.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ def _bulk(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
           D: tl.constexpr, DP: tl.constexpr, G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr,
           BW: tl.constexpr, DC: tl.constexpr, HAS_VALID: tl.constexpr):
     # Tiles of BW key word rows (BW * cpw tokens) from lo, masked at end (all of [lo, end) has K and V
-    # packed; end is a multiple of 64). One thread owns one word row: keys are walked DC channels at a
-    # time, so the sum over D stays in the thread.
+    # packed; end is a multiple of 16). Keys are walked DC channels at a time into a [cpw, BW, DC]
+    # accumulator (FFMA only); its sum over DC (a few lanes) happens once a tile.
     CPWK: tl.constexpr = 32 // K_BITS
     CPWV: tl.constexpr = 32 // V_BITS
     BT: tl.constexpr = BW * CPWK
@@ -84,8 +85,9 @@ def _bulk(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
     offs_dw = tl.arange(0, DWP)
     dw_ok = offs_dw < D // CPWV
     gv = (offs_dw * CPWV) // G
-    zk = jk[:, None, None] * 0  # a [cpw, 1, 1] zero: loads below are 3D with the code index j leading, so
-    zv = jv[:, None, None] * 0  # Triton keeps j in registers and the rows on lanes (same word, same thread)
+    # Words are loaded once as 2D tiles and broadcast over the code index j ([1, rows, cols] -> [cpw, rows,
+    # cols]): Triton then keeps j in registers. Loading the 3D tile directly (j in the pointer) had each
+    # thread load its word once per j it owned: 4-8x the L1 traffic, 2.0 ms vs 1.28 ms at 8x32K (H200).
     for start in range(lo, end, BT):
         rows_w = (start // CPWK + tl.arange(0, BW)).to(tl.int64)
         w_ok = rows_w * CPWK < end
@@ -94,8 +96,8 @@ def _bulk(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
         base = tl.zeros((BW, DC), tl.float32)
         for dc in range(0, D, DC):
             qc = tl.load(q_ptr + 0 * rows_w[:, None] + (dc + offs_c)[None, :]).to(tl.float32)  # sk's layout
-            kw = tl.load(kc_ptr + zk + rows_w[None, :, None] * s_kcw + (dc + offs_c)[None, None, :],
-                         mask=w_ok[None, :, None], other=0)
+            kw = tl.load(kc_ptr + rows_w[:, None] * s_kcw + (dc + offs_c)[None, :], mask=w_ok[:, None],
+                         other=0)[None, :, :]
             sk = tl.load(ks_ptr + gk[:, None] * s_ksg + (dc + offs_c)[None, :], mask=w_ok[:, None],
                          other=0.0).to(tl.float32)
             mk = tl.load(km_ptr + gk[:, None] * s_kmg + (dc + offs_c)[None, :], mask=w_ok[:, None],
@@ -123,8 +125,7 @@ def _bulk(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
             pj = tl.sum(tl.where(jk[:, None] == j, p, 0.0), axis=0)  # [BW]: tokens w*cpw + j
             rows_t = rows_w * CPWK + j
             r_ok = (rows_t < end)[:, None] & dw_ok[None, :]  # masked rows: scale 0, so p * scale is 0
-            vw = tl.load(vc_ptr + zv + rows_t[None, :, None] * s_vct + offs_dw[None, None, :],
-                         mask=r_ok[None, :, :], other=0)
+            vw = tl.load(vc_ptr + rows_t[:, None] * s_vct + offs_dw[None, :], mask=r_ok, other=0)[None, :, :]
             sv = tl.load(vs_ptr + rows_t[:, None] * s_vst + gv[None, :], mask=r_ok, other=0.0)
             mv = tl.load(vm_ptr + rows_t[:, None] * s_vmt + gv[None, :], mask=r_ok, other=0.0)
             ps = pj[:, None] * sv.to(tl.float32)  # [BW, DWP]
@@ -247,10 +248,11 @@ def unsupported_v3(query: torch.Tensor, state: KiviState) -> str | None:
     return None
 
 
-# BW = 32 key word rows a tile (one per lane; 512 tokens at 2 bits), DC = 8 channels a step, 4 warps:
-# 4.5 SASS instructions per K/V element in the main loop for sm_90 (v1: 12.4), no spills
-# (benchmarks/kernel_sass.py; DC = 4: 4.9, 8 warps: 7.7 with spills).
-DEFAULT_BLOCK_W, DEFAULT_DC, DEFAULT_WARPS = 32, 8, 4
+# BW = 32 key word rows a tile (512 tokens at 2 bits), DC = 16 channels a step, 4 warps; window / tail
+# tiles of 16 tokens (they share the kernel's registers: 64-token tiles there cost 36 more a thread).
+# H200, Llama-2 shape k2v2 (benchmarks/results/h200_v3.md): 8x32K 1.28 ms (v1 1.62), 64x4096 1.40 ms
+# (1.30 at 2 warps; v1 1.61), 1x32K 232 us (189 at 2 warps; v1 219); block_w 64 and DC 8 were slower.
+DEFAULT_BLOCK_W, DEFAULT_DC, DEFAULT_WARPS = 32, 16, 4
 
 
 def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None, scaling: float, *,
@@ -268,7 +270,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     if BW < 1 or BW & (BW - 1):
         raise ValueError(f"block_w={BW} must be a power of two")
     BT = BW * (32 // s.k_bits)
-    BLOCK_N = 64
+    BLOCK_N = 16
     tile = max(BT, BLOCK_N)
     S = num_splits or num_splits_v3(B * H, L, tile, query.device)
     chunk = triton.cdiv(triton.cdiv(L, S), tile) * tile  # bulk tiles start at a split's start

@@ -199,15 +199,13 @@ def test_v3_segment_edges(L, n_kq, n_vq):
     check(1, 2, 2, 1, L, 64, n_kq, n_vq, 2, 2, 32, torch.float32, pad=True, num_splits=2, block_w=8, impl="v3")
 
 
-def test_auto_picks_v3_only_for_small_mha_calls():
-    small = make_state(1, 4, 512, 64, 512, 384, 2, 2, 32, torch.float16, "cpu")
+def test_auto_picks_v3_for_mha_decode_only():
+    st = make_state(1, 4, 512, 64, 512, 384, 2, 2, 32, torch.float16, "cpu")
     q = torch.empty(1, 4, 1, 64, dtype=torch.float16)
-    assert da.pick_impl(q, small) == "v3"
-    assert da.pick_impl(q, small, "v1") == "v1"
-    assert da.pick_impl(torch.empty(1, 8, 1, 64, dtype=torch.float16), small) == "v1"  # GQA
-    big = small._replace(k_tail=torch.empty(64, 4, 0, 64, dtype=torch.float16), n_kq=da.V3_MAX_WORK)
-    assert da.pick_impl(torch.empty(64, 4, 1, 64, dtype=torch.float16), big) == "v1"
-    assert da.pick_impl(torch.empty(64, 4, 1, 64, dtype=torch.float16), big, "v3") == "v3"
+    assert da.pick_impl(q, st) == "v3"
+    assert da.pick_impl(q, st, "v1") == "v1"
+    assert da.pick_impl(torch.empty(1, 8, 1, 64, dtype=torch.float16), st) == "v1"  # GQA
+    assert da.pick_impl(torch.empty(1, 4, 2, 64, dtype=torch.float16), st) == "v1"  # q_len 2
 
 
 def test_v3_refuses_what_it_cannot_run_and_auto_falls_back():
