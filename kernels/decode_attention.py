@@ -99,6 +99,16 @@ def _load_fp(ptr, s_t, s_d, rows, r_ok, offs_d, d_ok, dtype: tl.constexpr):
 
 
 @triton.jit
+def _win_rows(offs_n, n_vq, WIN: tl.constexpr):
+    # Row of the value window holding position offs_n: a plain window starts at n_vq; a ring of WIN
+    # slots (the lean engine's static cache, kivi_core.static) holds position t at slot t % WIN.
+    if WIN == 0:
+        return offs_n - n_vq
+    else:
+        return offs_n % WIN
+
+
+@triton.jit
 def _attend(qt, k, v, offs_n, seg_end, pos_r, valid_ptr, s_vt, m_i, l_i, acc, qk_scale,
             HAS_VALID: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr, DOT_F32: tl.constexpr,
             USE_DOT: tl.constexpr):
@@ -132,7 +142,7 @@ def _attend(qt, k, v, offs_n, seg_end, pos_r, valid_ptr, s_vt, m_i, l_i, acc, qk
 
 @triton.jit
 def _decode_attn_split_kernel(
-    q_ptr, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
+    q_ptr, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr, lens_ptr,
     acc_ptr, m_ptr, l_ptr, out_ptr,
     H, L, n_kq, n_vq, chunk, qk_scale,
     s_qb, s_qh, s_qi, s_qd,
@@ -150,8 +160,12 @@ def _decode_attn_split_kernel(
     GROUP: tl.constexpr, QLEN: tl.constexpr, MP: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
     G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_VALID: tl.constexpr, SINGLE: tl.constexpr, PREC: tl.constexpr, DOT_F32: tl.constexpr,
-    USE_DOT: tl.constexpr,
+    USE_DOT: tl.constexpr, DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
+    if DEV_LENS:  # lengths live on the device (CUDA-graph replays): [L, n_kq, n_vq]
+        L = tl.load(lens_ptr)
+        n_kq = tl.load(lens_ptr + 1)
+        n_vq = tl.load(lens_ptr + 2)
     pid_bh = tl.program_id(0).to(tl.int64)
     split = tl.program_id(1)
     b = pid_bh // H
@@ -206,7 +220,7 @@ def _decode_attn_split_kernel(
                            start, kq_end, offs_d, d_ok, K_BITS, G, BLOCK_N, DP, dtype)
         v_q = _load_v_packed(vc_ptr, vs_ptr, vm_ptr, s_vct, s_vcw, s_vst, s_vsg, s_vmt, s_vmg,
                              offs_n, offs_n < n_vq, D, V_BITS, G, BLOCK_N, DP, dtype)
-        v_f = _load_fp(vw_ptr, s_vwt, s_vwd, offs_n - n_vq, (offs_n >= n_vq) & (offs_n < kq_end),
+        v_f = _load_fp(vw_ptr, s_vwt, s_vwd, _win_rows(offs_n, n_vq, WIN), (offs_n >= n_vq) & (offs_n < kq_end),
                        offs_d, d_ok, dtype)
         v = tl.where((offs_n < n_vq)[:, None], v_q, v_f)
         m_i, l_i, acc = _attend(qt, k, v, offs_n, kq_end, pos_r, valid_ptr, s_mt, m_i, l_i, acc, qk_scale,
@@ -215,7 +229,7 @@ def _decode_attn_split_kernel(
         offs_n = start + tl.arange(0, BLOCK_N)
         k = _load_k_packed(kc_ptr, ks_ptr, km_ptr, s_kcw, s_kcd, s_ksg, s_ksd, s_kmg, s_kmd,
                            start, kq_end, offs_d, d_ok, K_BITS, G, BLOCK_N, DP, dtype)
-        v = _load_fp(vw_ptr, s_vwt, s_vwd, offs_n - n_vq, offs_n < kq_end, offs_d, d_ok, dtype)
+        v = _load_fp(vw_ptr, s_vwt, s_vwd, _win_rows(offs_n, n_vq, WIN), offs_n < kq_end, offs_d, d_ok, dtype)
         m_i, l_i, acc = _attend(qt, k, v, offs_n, kq_end, pos_r, valid_ptr, s_mt, m_i, l_i, acc, qk_scale,
                                 HAS_VALID, CAUSAL, PREC, DOT_F32, USE_DOT)
 
@@ -224,7 +238,7 @@ def _decode_attn_split_kernel(
         offs_n = start + tl.arange(0, BLOCK_N)
         n_ok = offs_n < hi
         k = _load_fp(kt_ptr, s_ktt, s_ktd, offs_n - n_kq, n_ok, offs_d, d_ok, dtype)
-        v = _load_fp(vw_ptr, s_vwt, s_vwd, offs_n - n_vq, n_ok, offs_d, d_ok, dtype)
+        v = _load_fp(vw_ptr, s_vwt, s_vwd, _win_rows(offs_n, n_vq, WIN), n_ok, offs_d, d_ok, dtype)
         m_i, l_i, acc = _attend(qt, k, v, offs_n, hi, pos_r, valid_ptr, s_mt, m_i, l_i, acc, qk_scale,
                                 HAS_VALID, CAUSAL, PREC, DOT_F32, USE_DOT)
 
@@ -396,6 +410,23 @@ def decode_attention_triton(
                                 num_warps=num_warps or 4, use_dot=use_dot)
 
 
+def decode_attention_static(query: torch.Tensor, state: KiviState, lens: torch.Tensor, win: int, max_len: int,
+                            scaling: float) -> torch.Tensor:
+    """Decode attention for the lean engine's static cache (kivi_core.static): the lengths are read on the
+    device from `lens` = int32 [L, n_kq, n_vq], the value window is a ring of `win` slots (position t at
+    slot t % win), and the grid covers `max_len` positions, so the launch is the same at every step and a
+    CUDA graph can replay it. `state` holds the full buffers (its n_kq / n_vq are not read). The caller
+    checked the shapes once when it built the buffers."""
+    if state.length > max_len or lens.dtype != torch.int32 or lens.numel() != 3 or win < 1:
+        raise ValueError(f"static attention needs int32 lens[3], win >= 1, max_len >= buffers; got "
+                         f"{lens.dtype} {tuple(lens.shape)}, win={win}, max_len={max_len}")
+    if pick_impl(query, state) == "v3":
+        from .decode_attention_v3 import decode_attention_v3
+
+        return decode_attention_v3(query, state, None, scaling, lens=lens, win=win, max_len=max_len)
+    return _decode_attention_v1(query, state, None, scaling, lens=lens, win=win, max_len=max_len)
+
+
 def pick_impl(query: torch.Tensor, state: KiviState, impl: str = "auto") -> str:
     """The kernel a call runs: "v1" or "v3" ("v3" refused with the reason when it cannot run the call)."""
     if impl == "v1":
@@ -422,13 +453,16 @@ def _decode_attention_v1(
     block_n: int | None = None,
     num_warps: int = 4,
     use_dot: bool | None = None,
+    lens: torch.Tensor | None = None,
+    win: int = 0,
+    max_len: int = 0,
 ) -> torch.Tensor:
     """v1: `use_dot` False (default when one query row per kv head) computes in fp32 on CUDA cores
     without rounding the dequantized tile or the probabilities to the model dtype."""
     s = state
     B, Hq, q, D = query.shape
     H = s.k_tail.shape[1]
-    L = s.length
+    L = max_len if lens is not None else s.length  # device lengths: the grid covers the capacity
     GROUP = Hq // H
     M = GROUP * q
     out = torch.empty((B, q, Hq, D), device=query.device, dtype=query.dtype)
@@ -464,7 +498,7 @@ def _decode_attention_v1(
     prec = "ieee" if dot_f32 else "tf32"  # fp32 dots exact (tests); fp16/bf16 dots ignore the setting
     _decode_attn_split_kernel[(B * H, S)](
         query, k_codes, k_scale, k_min, k_tail, v_codes, v_scale, v_min, v_win,
-        mask if mask is not None else query,
+        mask if mask is not None else query, lens if lens is not None else query,
         acc_ws, m_ws, l_ws, out,
         H, L, s.n_kq, s.n_vq, chunk, scaling * _LOG2E,
         *query.stride(),
@@ -475,7 +509,7 @@ def _decode_attention_v1(
         S,
         GROUP=GROUP, QLEN=q, MP=MP, D=D, DP=DP, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits,
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, PREC=prec, DOT_F32=dot_f32,
-        USE_DOT=use_dot, num_warps=num_warps,
+        USE_DOT=use_dot, DEV_LENS=lens is not None, WIN=win, num_warps=num_warps,
     )
     if not single:
         _decode_attn_reduce_kernel[(B * H, M)](

@@ -39,6 +39,7 @@ from .decode_attention import (
     _load_k_packed,
     _load_v_packed,
     _num_sms,
+    _win_rows,
 )
 
 
@@ -137,7 +138,7 @@ def _bulk(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
 
 @triton.jit
 def _decode_attn_v3_kernel(
-    q_ptr, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
+    q_ptr, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr, lens_ptr,
     acc_ptr, m_ptr, l_ptr, out_ptr,
     H, L, n_kq, n_vq, chunk, qk_scale,
     s_qb, s_qh, s_qd,
@@ -154,7 +155,12 @@ def _decode_attn_v3_kernel(
     NUM_SPLITS,
     D: tl.constexpr, DP: tl.constexpr, G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr,
     BW: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, SINGLE: tl.constexpr,
+    DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
+    if DEV_LENS:  # lengths live on the device (CUDA-graph replays): [L, n_kq, n_vq]
+        L = tl.load(lens_ptr)
+        n_kq = tl.load(lens_ptr + 1)
+        n_vq = tl.load(lens_ptr + 2)
     # Innermost strides are 1 (the launcher checks), which lets Triton vectorize every load.
     pid_bh = tl.program_id(0).to(tl.int64)
     split = tl.program_id(1)
@@ -205,7 +211,7 @@ def _decode_attn_v3_kernel(
                            start, kq_end, offs_d, d_ok, K_BITS, G, BLOCK_N, DP, tl.float32)
         v_q = _load_v_packed(vc_ptr, vs_ptr, vm_ptr, s_vct, 1, s_vst, 1, s_vmt, 1,
                              offs_n, offs_n < n_vq, D, V_BITS, G, BLOCK_N, DP, tl.float32)
-        v_f = _load_fp(vw_ptr, s_vwt, 1, offs_n - n_vq, (offs_n >= n_vq) & (offs_n < kq_end),
+        v_f = _load_fp(vw_ptr, s_vwt, 1, _win_rows(offs_n, n_vq, WIN), (offs_n >= n_vq) & (offs_n < kq_end),
                        offs_d, d_ok, tl.float32)
         v = tl.where((offs_n < n_vq)[:, None], v_q, v_f)
         m_i, l_i, acc = _attend(qt, k, v, offs_n, kq_end, pos_r, valid_ptr, s_mt, m_i, l_i, acc, qk_scale,
@@ -214,7 +220,7 @@ def _decode_attn_v3_kernel(
         offs_n = start + tl.arange(0, BLOCK_N)
         n_ok = offs_n < hi
         k = _load_fp(kt_ptr, s_ktt, 1, offs_n - n_kq, n_ok, offs_d, d_ok, tl.float32)
-        v = _load_fp(vw_ptr, s_vwt, 1, offs_n - n_vq, n_ok, offs_d, d_ok, tl.float32)
+        v = _load_fp(vw_ptr, s_vwt, 1, _win_rows(offs_n, n_vq, WIN), n_ok, offs_d, d_ok, tl.float32)
         m_i, l_i, acc = _attend(qt, k, v, offs_n, hi, pos_r, valid_ptr, s_mt, m_i, l_i, acc, qk_scale,
                                 HAS_VALID, False, "ieee", False, False)
 
@@ -256,13 +262,13 @@ DEFAULT_BLOCK_W, DEFAULT_DC, DEFAULT_WARPS = 32, 16, 4
 
 
 def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None, scaling: float, *,
-                        num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None
-                        ) -> torch.Tensor:
+                        num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
+                        lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0) -> torch.Tensor:
     """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`)."""
     s = state
     B, Hq, _, D = query.shape
     H = Hq
-    L = s.length
+    L = max_len if lens is not None else s.length  # device lengths: the grid covers the capacity
     out = torch.empty((B, 1, Hq, D), device=query.device, dtype=query.dtype)
     if L == 0 or B == 0:
         return out.zero_()
@@ -292,6 +298,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     _decode_attn_v3_kernel[(B * H, S)](
         query, ptr(s.k_codes), ptr(s.k_scale), ptr(s.k_min), ptr(s.k_tail),
         ptr(s.v_codes), ptr(s.v_scale), ptr(s.v_min), ptr(s.v_win), mask if mask is not None else query,
+        lens if lens is not None else query,
         acc_ws, m_ws, l_ws, out,
         H, L, s.n_kq, s.n_vq, chunk, scaling * _LOG2E,
         query.stride(0), query.stride(1), query.stride(3),
@@ -301,7 +308,8 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         out.stride(0), out.stride(2),
         S,
         D=D, DP=D, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits, BW=BW, DC=min(DEFAULT_DC, D),
-        BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, num_warps=num_warps or DEFAULT_WARPS,
+        BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, DEV_LENS=lens is not None, WIN=win,
+        num_warps=num_warps or DEFAULT_WARPS,
     )
     if not single:
         _decode_attn_reduce_kernel[(B * H, 1)](

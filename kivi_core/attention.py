@@ -65,6 +65,11 @@ def _fused_ok(query: torch.Tensor, attention_mask, kwargs: dict) -> bool:
 
 def attend(layer, original, module, query, key, value, attention_mask, **kwargs):
     """Attention for a query whose keys live in `layer` (called by the dispatcher)."""
+    if getattr(layer, "is_static_decode", False):  # the lean engine's static caches (kivi_core.static)
+        scaling = kwargs.get("scaling")
+        if scaling is None:
+            scaling = getattr(module, "scaling", query.shape[-1] ** -0.5)
+        return layer.attend(query, scaling), None
     if isinstance(layer, PhasedKiviLayer):  # rows grouped by padding phase: each part attends here
         return layer.attend(attend, original, module, query, key, value, attention_mask, **kwargs)
     valid = valid_from_mask(attention_mask, layer.length)

@@ -21,6 +21,7 @@ class CacheContext:
     def __init__(self) -> None:
         self.valid: torch.Tensor | None = None
         self.warned_unfused = False
+        self.capacity = 0  # positions to allocate packed storage for up front (0: grow as needed)
 
     def notice_unfused(self) -> None:
         if not self.warned_unfused:
@@ -58,11 +59,16 @@ class KiviCache(Cache):
     the model's sliding-window mask makes their attention exact.
     """
 
-    def __init__(self, config: KiviConfig | None = None, model_config=None):
+    def __init__(self, config: KiviConfig | None = None, model_config=None, capacity: int = 0):
         self.config = config if config is not None else KiviConfig()
         if not isinstance(self.config, KiviConfig):
             raise TypeError(f"KiviCache takes a KiviConfig, got {type(self.config).__name__}.")
+        if capacity < 0:
+            raise ValueError(f"capacity={capacity} must be >= 0 (positions to allocate up front; 0 = grow)")
         self.context = CacheContext()
+        # With a capacity (the lean engine: prompt + new tokens), a single-phase batch allocates its packed
+        # stores once, and kivi_core.static continues them without a copy.
+        self.context.capacity = capacity
         layers = self._layers_for(model_config) if model_config is not None else None
         if layers:
             super().__init__(layers=layers)

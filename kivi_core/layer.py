@@ -127,6 +127,7 @@ class KiviLayer(KiviLayerBase):
         self._pending_settle = False
         # True while k_tail / v_win are the caller's prompt tensors (never written to; re-homed on settle).
         self._borrowed = False
+        self.capacity = 0  # positions of packed storage to allocate at once (KiviCache(capacity=...))
 
     # ------------------------------------------------------------------ storage
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
@@ -143,11 +144,12 @@ class KiviLayer(KiviLayerBase):
         G = cfg.group_size
         ck, cv = codes_per_word(cfg.k_bits), codes_per_word(cfg.v_bits)
         empty = dict(device=self.device)
-        self.k_codes = torch.empty(B, H, 0, D, dtype=torch.int32, **empty)  # [B, H, tokens/ck, D]
-        self.k_scale = torch.empty(B, H, 0, D, dtype=self.dtype, **empty)  # [B, H, tokens/G, D]
+        cap = _round_up(self.capacity, math.lcm(STORE_BLOCK, cfg.key_flush, ck))
+        self.k_codes = torch.empty(B, H, cap // ck, D, dtype=torch.int32, **empty)  # [B, H, tokens/ck, D]
+        self.k_scale = torch.empty(B, H, cap // G, D, dtype=self.dtype, **empty)  # [B, H, tokens/G, D]
         self.k_min = torch.empty_like(self.k_scale)
-        self.v_codes = torch.empty(B, H, 0, D // cv, dtype=torch.int32, **empty)  # [B, H, tokens, D/cv]
-        self.v_scale = torch.empty(B, H, 0, D // G, dtype=self.dtype, **empty)  # [B, H, tokens, D/G]
+        self.v_codes = torch.empty(B, H, cap, D // cv, dtype=torch.int32, **empty)  # [B, H, tokens, D/cv]
+        self.v_scale = torch.empty(B, H, cap, D // G, dtype=self.dtype, **empty)  # [B, H, tokens, D/G]
         self.v_min = torch.empty_like(self.v_scale)
         self.k_tail = torch.empty(B, H, 0, D, dtype=self.dtype, **empty)  # full-precision keys [n_kq, L)
         self.v_win = torch.empty(B, H, 0, D, dtype=self.dtype, **empty)  # full-precision values [n_vq, L)

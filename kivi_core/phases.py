@@ -88,6 +88,8 @@ class PhasedKiviLayer(KiviLayerBase):
             ctx = PartContext()
             layer = KiviLayer(self.config, ctx)
             layer.fused = True  # storage only: attention is driven from here
+            if identity:
+                layer.capacity = getattr(self.context, "capacity", 0)
             k = keys if idx is None else keys.index_select(0, idx)
             v = values if idx is None else values.index_select(0, idx)
             part = Part(idx, shift, layer, ctx)

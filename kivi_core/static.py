@@ -1,0 +1,306 @@
+"""Static (CUDA-graph capturable) decode caches for the lean engine (`kivi_core.engine`).
+
+A decode step of a normal `KiviCache` passes Python ints (lengths) to its kernels and slices its storage
+by them, so a captured CUDA graph would replay the first step's positions forever. The caches here are
+built once, after the prompt, for a fixed maximum length, and a step touches them only through device
+tensors:
+
+* every buffer is allocated for `max_len` positions up front (packed codes, scales/mins, a key tail of
+  R slots, and the value window as a ring of R + 1 slots: position t lives in slot t % (R + 1), so the
+  oldest window value is still there while the step's attention runs);
+* each layer keeps `lens = int32 [L, n_kq, n_vq]` on the device; appends are `index_copy_` at indices
+  computed from it, the attention kernels read it (`decode_attention_static`), and the step adds
+  constant deltas to it;
+* what a step does besides appending is known on the host from the step count alone
+  (`DecodeSchedule`): a key flush every R steps, one value leaving the window per step once it holds
+  R. So the engine captures one graph per step kind ((flush, slide) = 2 kinds in steady state) and
+  picks the replay without asking the GPU.
+
+The KIVI rules are the ones of `kivi_core.layer` (append -> attend -> settle); `StaticKiviCache` is
+converted from a prefilled single-phase `KiviCache` and continues it exactly (tests compare greedy tokens
+with `model.generate(past_key_values=KiviCache(...))`). `StaticFp16Cache` is the fp16 side of the same
+loop: dense buffers of `max_len`, SDPA over them with a length mask.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers.cache_utils import Cache
+
+from . import ops
+from .cache import KiviCache
+from .layer import KiviLayerBase
+from .memory import CacheBytes
+from .quant import codes_per_word
+from .state import KiviState
+
+
+class DecodeSchedule:
+    """Host mirror of the lengths every layer of a static KIVI cache shares, and what the next step does."""
+
+    def __init__(self, length: int, n_kq: int, n_vq: int, residual: int, max_len: int):
+        self.length, self.n_kq, self.n_vq = length, n_kq, n_vq
+        self.R = residual
+        self.max_len = max_len
+
+    def kind(self) -> tuple[bool, bool]:
+        """(flush, slide) of the next step: its key fills the tail to R / its value pushes one out."""
+        L1 = self.length + 1
+        if L1 > self.max_len:
+            raise ValueError(f"the static cache holds max_len={self.max_len} positions; step {L1} does not fit "
+                             "(build it with a larger max_len)")
+        return L1 - self.n_kq == self.R, L1 - self.n_vq > self.R
+
+    def advance(self) -> None:
+        flush, slide = self.kind()
+        self.length += 1
+        self.n_kq += self.R if flush else 0
+        self.n_vq += 1 if slide else 0
+
+
+class _StaticLayer(KiviLayerBase):
+    """Built whole (no lazy initialization); `length` counts the step in flight during its attention."""
+
+    is_static_decode = True  # kivi_core.attention routes tagged calls to `attend(query, scaling)`
+
+    def lazy_initialization(self, key_states, value_states) -> None:  # pragma: no cover - built whole
+        raise RuntimeError("static cache layers are built whole")
+
+    @property
+    def length(self) -> int:  # type: ignore[override]
+        return self.schedule.length + (1 if getattr(self, "_in_step", False) else 0)
+
+
+class StaticKiviLayer(_StaticLayer):
+    """One layer of a `StaticKiviCache` (see the module docstring). Decode only: one token a step."""
+
+    def __init__(self, src, schedule: DecodeSchedule, max_len: int):
+        super().__init__()
+        cfg = src.config
+        self.config, self.schedule, self.max_len = cfg, schedule, max_len
+        self.fused = True
+        B, H, D = src.batch, src.heads, src.head_dim
+        dev, dt = src.device, src.dtype
+        self.batch, self.heads, self.head_dim, self.device, self.dtype = B, H, D, dev, dt
+        G, R = cfg.group_size, cfg.residual_length
+        ck, cv = codes_per_word(cfg.k_bits), codes_per_word(cfg.v_bits)
+        self.R, self.W, self.ck = R, R + 1, ck
+        cap = -(-max_len // R) * R  # flushes write whole blocks of R
+
+        def store(t: torch.Tensor, n: int, rows: int) -> torch.Tensor:
+            # keep the prefill's buffer when it is already big enough (KiviCache(capacity=...)): no copy
+            if t.shape[2] >= rows:
+                return t
+            out = t.new_empty(B, H, rows, t.shape[3])
+            out[:, :, :n].copy_(t[:, :, :n])
+            return out
+
+        n_kq, n_vq, L = src.n_kq, src.n_vq, src.length
+        self.k_codes = store(src.k_codes, n_kq // ck, cap // ck)
+        self.k_scale = store(src.k_scale, n_kq // G, cap // G)
+        self.k_min = store(src.k_min, n_kq // G, cap // G)
+        self.v_codes = store(src.v_codes, n_vq, cap)
+        self.v_scale = store(src.v_scale, n_vq, cap)
+        self.v_min = store(src.v_min, n_vq, cap)
+        self.k_tail = torch.zeros(B, H, R, D, device=dev, dtype=dt)
+        self.k_tail[:, :, : L - n_kq].copy_(src.k_tail[:, :, : L - n_kq])
+        self.v_win = torch.zeros(B, H, self.W, D, device=dev, dtype=dt)
+        slots = torch.arange(n_vq, L, device=dev) % self.W
+        self.v_win.index_copy_(2, slots, src.v_win[:, :, src.w0 : src.w0 + (L - n_vq)])
+        self.lens = torch.tensor([L, n_kq, n_vq], device=dev, dtype=torch.int32)
+        # quantizer outputs for one flush / one value, then index_copy_'d into place
+        self._kq = (torch.empty(B, H, R // ck, D, device=dev, dtype=torch.int32),
+                    torch.empty(B, H, R // G, D, device=dev, dtype=dt), torch.empty(B, H, R // G, D, device=dev, dtype=dt))
+        self._vq = (torch.empty(B, H, 1, D // cv, device=dev, dtype=torch.int32),
+                    torch.empty(B, H, 1, D // G, device=dev, dtype=dt), torch.empty(B, H, 1, D // G, device=dev, dtype=dt))
+        self._k_rows = torch.arange(R // ck, device=dev)
+        self._g_rows = torch.arange(R // G, device=dev)
+        self._delta = {(f, s): torch.tensor([0, R if f else 0, 1 if s else 0], device=dev, dtype=torch.int32)
+                       for f in (False, True) for s in (False, True)}
+        self._one = torch.tensor([1, 0, 0], device=dev, dtype=torch.int32)
+        self.is_initialized = True
+
+    # ------------------------------------------------------------------ a step
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if key_states.shape[2] != 1:
+            raise ValueError(f"the static KIVI cache decodes one token a step; got {key_states.shape[2]} "
+                             "(prefill with KiviCache, then convert)")
+        lens = self.lens.long()
+        self.k_tail.index_copy_(2, (lens[0] - lens[1]).view(1), key_states)
+        self.v_win.index_copy_(2, (lens[0] % self.W).view(1), value_states)
+        self.lens.add_(self._one)
+        self._in_step = True
+        key_states._kivi_layer = self
+        return key_states, value_states
+
+    def attend(self, query: torch.Tensor, scaling: float) -> torch.Tensor:
+        """The step's attention ([B, Hq, 1, D] -> [B, 1, Hq, D]), then the settle of the step."""
+        cfg = self.config
+        if ops.use_triton(cfg.backend, query.device):
+            from kivi_kernels.decode_attention import decode_attention_static
+
+            st = KiviState(self.k_codes, self.k_scale, self.k_min, 0, self.k_tail, self.v_codes, self.v_scale,
+                           self.v_min, 0, self.v_win, cfg.k_bits, cfg.v_bits, cfg.group_size)
+            with ops._on(query.device):
+                out = decode_attention_static(query, st, self.lens, self.W, self.max_len, scaling)
+        else:  # torch path (CPU, eager only): the same state with host lengths, window in order
+            out = ops.decode_attention(query, self._host_state(), None, scaling, "torch")
+        self._settle()
+        return out
+
+    def _host_state(self) -> KiviState:
+        sch = self.schedule
+        L, n_kq, n_vq = sch.length + 1, sch.n_kq, sch.n_vq
+        win = self.v_win.index_select(2, torch.arange(n_vq, L, device=self.device) % self.W)
+        cfg = self.config
+        return KiviState(self.k_codes, self.k_scale, self.k_min, n_kq, self.k_tail[:, :, : L - n_kq],
+                         self.v_codes, self.v_scale, self.v_min, n_vq, win, cfg.k_bits, cfg.v_bits, cfg.group_size)
+
+    def _settle(self) -> None:
+        cfg = self.config
+        G, backend = cfg.group_size, cfg.backend
+        flush, slide = self.schedule.kind()
+        lens = self.lens.long()
+        if flush:
+            ops.quantize_keys(self.k_tail, cfg.k_bits, G, None, self._kq, backend)
+            self.k_codes.index_copy_(2, lens[1] // self.ck + self._k_rows, self._kq[0])
+            self.k_scale.index_copy_(2, lens[1] // G + self._g_rows, self._kq[1])
+            self.k_min.index_copy_(2, lens[1] // G + self._g_rows, self._kq[2])
+        if slide:
+            v = self.v_win.index_select(2, (lens[2] % self.W).view(1))
+            ops.quantize_values(v, cfg.v_bits, G, self._vq, backend)
+            at = lens[2].view(1)
+            self.v_codes.index_copy_(2, at, self._vq[0])
+            self.v_scale.index_copy_(2, at, self._vq[1])
+            self.v_min.index_copy_(2, at, self._vq[2])
+        self.lens.add_(self._delta[(flush, slide)])
+        self._in_step = False
+
+    def memory(self) -> CacheBytes:
+        def nb(*ts):
+            return sum(t.numel() * t.element_size() for t in ts)
+
+        return CacheBytes(codes=nb(self.k_codes, self.v_codes),
+                          scales=nb(self.k_scale, self.k_min, self.v_scale, self.v_min),
+                          residual=nb(self.k_tail, self.v_win))
+
+
+class StaticFp16Layer(_StaticLayer):
+    """The fp16 side of the lean loop: dense [B, H, max_len, D] buffers allocated up front (what
+    transformers' StaticCache holds), SDPA under a length mask. A prompt (several tokens) is written at
+    host positions and attended by the model's own attention; decode steps go through device `lens`."""
+
+    def __init__(self, batch: int, heads: int, head_dim: int, schedule: DecodeSchedule, max_len: int,
+                 device, dtype):
+        super().__init__()
+        self.schedule, self.max_len = schedule, max_len
+        self.fused = True
+        self.keys = torch.zeros(batch, heads, max_len, head_dim, device=device, dtype=dtype)
+        self.values = torch.zeros_like(self.keys)
+        self.lens = torch.zeros(1, device=device, dtype=torch.int32)
+        self._pos = torch.arange(max_len, device=device)
+        self.is_initialized = True
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        q = key_states.shape[2]
+        if q > 1:  # the prompt: host positions, dense prefix views for the model's causal attention
+            a = self.schedule.length
+            if a + q > self.max_len:
+                raise ValueError(f"a prompt of {q} tokens after {a} does not fit max_len={self.max_len}")
+            self.keys[:, :, a : a + q].copy_(key_states)
+            self.values[:, :, a : a + q].copy_(value_states)
+            self.lens.fill_(a + q)
+            return self.keys[:, :, : a + q], self.values[:, :, : a + q]
+        at = self.lens.long()
+        self.keys.index_copy_(2, at, key_states)
+        self.values.index_copy_(2, at, value_states)
+        self.lens.add_(1)
+        self._in_step = True
+        key_states._kivi_layer = self
+        return key_states, value_states
+
+    def attend(self, query: torch.Tensor, scaling: float) -> torch.Tensor:
+        mask = (self._pos < self.lens.long())[None, None, None, :]  # [1, 1, 1, max_len]
+        gqa = query.shape[1] != self.keys.shape[1]
+        out = F.scaled_dot_product_attention(query, self.keys, self.values, attn_mask=mask, scale=scaling,
+                                             enable_gqa=gqa)
+        self._in_step = False
+        return out.transpose(1, 2)
+
+    def memory(self) -> CacheBytes:
+        return CacheBytes(residual=2 * self.keys.numel() * self.keys.element_size())
+
+
+class _StaticCache(Cache):
+    def __init__(self, layers: list, schedule: DecodeSchedule):
+        super().__init__(layers=layers)
+        self.schedule = schedule
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.schedule.length
+
+    def memory(self) -> CacheBytes:
+        total = CacheBytes()
+        for layer in self.layers:
+            total = total + layer.memory()
+        return total
+
+
+class StaticKiviCache(_StaticCache):
+    """A prefilled `KiviCache` continued as a static, graph-capturable cache of `max_len` positions."""
+
+    @classmethod
+    def from_cache(cls, cache: KiviCache, max_len: int) -> "StaticKiviCache":
+        cfg = cache.config
+        why = static_unsupported(cache)
+        if why:
+            raise ValueError(f"this KiviCache cannot run in the lean engine: {why}")
+        parts = [layer.parts[0].layer for layer in cache.layers]
+        for p in parts:  # the prompt's last step: flush and slide as a decode step would
+            p.settle(None)
+        L = parts[0].length
+        if max_len < L + 1:
+            raise ValueError(f"max_len={max_len} must exceed the prompt's {L} positions")
+        schedule = DecodeSchedule(L, parts[0].n_kq, parts[0].n_vq, cfg.residual_length, max_len)
+        layers = [StaticKiviLayer(p, schedule, max_len) for p in parts]
+        out = cls(layers, schedule)
+        out.config = cfg
+        return out
+
+
+class StaticFp16Cache(_StaticCache):
+    """Dense fp16/bf16 buffers of `max_len` positions for every layer of `model` (prompt, then decode;
+    after the prompt's forward call `prompt_done(n)`)."""
+
+    @classmethod
+    def for_model(cls, model, batch: int, max_len: int) -> "StaticFp16Cache":
+        cfg = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        p = next(model.parameters())
+        schedule = DecodeSchedule(0, 0, 0, 1 << 30, max_len)
+        layers = [StaticFp16Layer(batch, heads, head_dim, schedule, max_len, p.device, p.dtype)
+                  for _ in range(cfg.num_hidden_layers)]
+        return cls(layers, schedule)
+
+    def prompt_done(self, length: int) -> None:
+        self.schedule.length = length
+
+
+def static_unsupported(cache: KiviCache) -> str | None:
+    """Why a prefilled KiviCache cannot be continued statically (None when it can)."""
+    cfg = cache.config
+    if cfg.residual_length == 0:
+        return "residual_length=0 (the no-window ablation settles before attention)"
+    if cfg.sink_tokens:
+        return "sink_tokens (sinks are read on the dequantize path only)"
+    if cfg.rotate_keys:
+        return "rotate_keys"
+    for layer in cache.layers:
+        parts = getattr(layer, "parts", None)
+        if parts is None:
+            return "a layer is not a KIVI layer (hybrid sliding layers) or holds no prompt yet"
+        if len(parts) != 1 or parts[0].rows is not None or parts[0].shift:
+            return "the prompt rows are left-padded by different amounts (several padding phases)"
+    return None

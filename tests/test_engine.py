@@ -1,0 +1,127 @@
+"""The lean decode loop (kivi_core.engine) vs plain `model.generate(past_key_values=KiviCache(...))`.
+
+On CPU the loop runs eagerly (no CUDA graphs) through the static caches (kivi_core.static); the GPU test
+runs the captured graphs. Greedy tokens must be equal (random-weight models: ties are not an issue
+at fp32 on CPU; on GPU the models are fp16 and the test allows no mismatch either, see below).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers as tf
+
+from kivi_core import KiviCache, KiviConfig
+from kivi_core.compat import cache_kwarg
+from kivi_core.engine import lean_generate
+from kivi_core.static import DecodeSchedule, StaticKiviCache
+
+from models import build
+
+
+def reference(model, ids, new, cfg, mask=None):
+    """Plain greedy generate; no EOS (the lean loop decodes exactly `new` tokens and suppresses nothing)."""
+    mask = torch.ones_like(ids) if mask is None else mask
+    model.generation_config.eos_token_id = None
+    kw = {} if cfg is None else {"past_key_values": KiviCache(cfg)}
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new, do_sample=False,
+                         eos_token_id=None, **kw)
+    return out[:, ids.shape[1]:]
+
+
+def mha_llama(dtype=torch.float32, layers=2):
+    torch.manual_seed(0)
+    cfg = tf.LlamaConfig(vocab_size=97, hidden_size=128, intermediate_size=96, num_hidden_layers=layers,
+                         num_attention_heads=2, num_key_value_heads=2, head_dim=64, max_position_embeddings=1024)
+    return tf.LlamaForCausalLM(cfg).to(dtype).eval()
+
+
+@pytest.mark.parametrize("family,T,k_bits", [("llama", 40, 2), ("llama", 77, 4), ("qwen3", 50, 2)])
+def test_lean_eager_equals_generate(family, T, k_bits):
+    model = build(family)
+    cfg = KiviConfig(k_bits=k_bits, v_bits=2, group_size=16, residual_length=32)
+    ids = torch.randint(0, 97, (2, T), generator=torch.Generator().manual_seed(T))
+    new = 130  # > 4 R: several key flushes, the window full and sliding
+    res = lean_generate(model, ids, new, cfg)
+    assert res.graphs == "eager"
+    assert torch.equal(res.tokens, reference(model, ids, new, cfg))
+    assert res.cache.schedule.length == T + new - 1
+
+
+def test_lean_short_prompt_fills_the_window_first():
+    model = mha_llama()
+    cfg = KiviConfig(k_bits=2, v_bits=2, group_size=32, residual_length=64)
+    ids = torch.randint(0, 97, (1, 5), generator=torch.Generator().manual_seed(1))
+    res = lean_generate(model, ids, 140, cfg)
+    assert torch.equal(res.tokens, reference(model, ids, 140, cfg))
+
+
+def test_lean_padding_phases_fall_back_to_generate():
+    model = build("llama")
+    cfg = KiviConfig(k_bits=2, v_bits=2, group_size=16, residual_length=32)
+    ids = torch.randint(0, 97, (2, 40), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(ids)
+    mask[1, :7] = 0
+    res = lean_generate(model, ids, 20, cfg, attention_mask=mask)
+    assert res.graphs.startswith("generate")
+    assert torch.equal(res.tokens, reference(model, ids, 20, cfg, mask))
+
+
+def test_lean_fp16_side_equals_dynamic_generate():
+    model = build("llama")
+    ids = torch.randint(0, 97, (2, 33), generator=torch.Generator().manual_seed(3))
+    res = lean_generate(model, ids, 40, None)
+    assert torch.equal(res.tokens, reference(model, ids, 40, None))
+
+
+def test_static_cache_refuses_what_it_cannot_continue():
+    model = build("llama")
+    ids = torch.randint(0, 97, (1, 20))
+    for cfg, why in [(KiviConfig(group_size=16, residual_length=0), "residual_length=0"),
+                     (KiviConfig(group_size=16, residual_length=32, sink_tokens=2), "sink_tokens")]:
+        cache = KiviCache(cfg)
+        model(input_ids=ids, use_cache=True, **{cache_kwarg(model): cache})
+        with pytest.raises(ValueError, match=why):
+            StaticKiviCache.from_cache(cache, 64)
+
+
+def test_schedule_refuses_to_run_past_max_len():
+    s = DecodeSchedule(10, 0, 0, 32, 11)
+    s.advance()  # position 10: the last that fits
+    with pytest.raises(ValueError, match="max_len=11"):
+        s.kind()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("gqa", [False, True])
+def test_gpu_graphs_equal_generate(gqa):
+    torch.manual_seed(0)
+    cfg = tf.LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=1 if gqa else 4, head_dim=64,
+                         max_position_embeddings=4096)
+    model = tf.LlamaForCausalLM(cfg).to("cuda", torch.float16).eval()
+    kcfg = KiviConfig(k_bits=2, v_bits=2, group_size=32, residual_length=64)
+    ids = torch.randint(0, 512, (4, 300), device="cuda")
+    res = lean_generate(model, ids, 200, kcfg)
+    assert res.graphs == "cuda graphs"
+    assert any("replay" in k for k in res.step_kinds), res.step_kinds
+    ref = reference(model, ids, 200, kcfg)
+    # fp16 greedy: the graphs run the same kernels in the same order, so tokens match exactly; allow
+    # a late divergence only after an exact tie would be the single exception (none seen)
+    assert torch.equal(res.tokens, ref), (res.tokens != ref).nonzero()[:5]
+
+
+@pytest.mark.parametrize("gqa", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_lean_eager_triton_kernels_with_device_lengths(gqa):
+    # backend="triton": the static attention kernels (v3 for MHA, v1 for GQA) read lengths from the
+    # device and the value window as a ring; on CPU they run under the Triton interpreter.
+    torch.manual_seed(0)
+    cfg = tf.LlamaConfig(vocab_size=97, hidden_size=128, intermediate_size=96, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1 if gqa else 2, head_dim=64,
+                         max_position_embeddings=1024)
+    model = tf.LlamaForCausalLM(cfg).eval()
+    kcfg = KiviConfig(k_bits=2, v_bits=2, group_size=16, residual_length=32, backend="triton")
+    ids = torch.randint(0, 97, (2, 33), generator=torch.Generator().manual_seed(4))
+    res = lean_generate(model, ids, 36, kcfg)  # one key flush (at position 63), the window sliding
+    assert torch.equal(res.tokens, reference(model, ids, 36, kcfg))
