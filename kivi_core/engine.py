@@ -36,6 +36,8 @@ class LeanResult:
     prefill_s: float = 0.0
     decode_s: float = 0.0
     step_kinds: dict = field(default_factory=dict)  # kind -> "eager" / "captured" counts
+    steady_steps: int = 0  # steps from the first graph replay on (CUDA), timed with CUDA events
+    steady_ms_per_step: float | None = None
 
 
 class GraphStepper:
@@ -47,6 +49,8 @@ class GraphStepper:
         self.captured: dict = {}
         self.pool = torch.cuda.graph_pool_handle() if graphs else None
         self.counts: dict = {}
+        self.start_event = None  # recorded before the first replay: steady-state timing, no host sync
+        self.steady_steps = 0
 
     def __call__(self) -> None:
         kind = self.schedule.kind()
@@ -54,6 +58,9 @@ class GraphStepper:
             self.step()
             how = "eager"
         elif kind in self.captured:
+            if self.start_event is None:
+                self.start_event = torch.cuda.Event(enable_timing=True)
+                self.start_event.record()
             self.captured[kind].replay()
             how = "replay"
         elif kind in self.seen:
@@ -68,7 +75,17 @@ class GraphStepper:
             self.seen.add(kind)
             how = "eager"
         self.counts[(kind, how)] = self.counts.get((kind, how), 0) + 1
+        self.steady_steps += self.start_event is not None
         self.schedule.advance()
+
+    def steady_ms_per_step(self) -> float | None:
+        """GPU time a step from the first replay on (call after a synchronize)."""
+        if self.start_event is None or not self.steady_steps:
+            return None
+        end = torch.cuda.Event(enable_timing=True)
+        end.record()
+        end.synchronize()
+        return self.start_event.elapsed_time(end) / self.steady_steps
 
 
 def _greedy_step(model, cache, ids: torch.Tensor, pos: torch.Tensor):
@@ -82,24 +99,41 @@ def _greedy_step(model, cache, ids: torch.Tensor, pos: torch.Tensor):
     return step
 
 
+def _prefill(model, input_ids, attention_mask, cache, chunk: int, after_chunk=None) -> torch.Tensor:
+    """Run the prompt through `model` into `cache`, `chunk` tokens at a time; the last position's
+    greedy token [B, 1]. Only the last position's logits are computed (a [B, T, vocab] tensor would
+    be larger than the KIVI cache at large batch)."""
+    T = input_ids.shape[1]
+    chunk = chunk or T
+    kw = {cache_kwarg(model): cache}
+    for a in range(0, T, chunk):
+        b = min(T, a + chunk)
+        mask = None if attention_mask is None else attention_mask[:, :b]
+        out = model(input_ids=input_ids[:, a:b], attention_mask=mask, use_cache=True, logits_to_keep=1, **kw)
+        if after_chunk is not None:
+            after_chunk(b)
+    return out.logits[:, -1:].argmax(-1)
+
+
 @torch.no_grad()
 def lean_generate(model, input_ids: torch.Tensor, new_tokens: int, kivi: KiviConfig | None = None,
-                  attention_mask: torch.Tensor | None = None, graphs: bool | None = None) -> LeanResult:
-    """Greedy-decode `new_tokens` tokens after `input_ids` [B, T] with the lean loop (see module doc)."""
+                  attention_mask: torch.Tensor | None = None, graphs: bool | None = None,
+                  prefill_chunk: int = 0) -> LeanResult:
+    """Greedy-decode `new_tokens` tokens after `input_ids` [B, T] with the lean loop (see module doc).
+    `prefill_chunk` > 0 feeds the prompt that many tokens at a time (bounds prefill activations)."""
     if new_tokens < 1:
         raise ValueError(f"new_tokens={new_tokens} must be >= 1")
+    if prefill_chunk < 0:
+        raise ValueError(f"prefill_chunk={prefill_chunk} must be >= 0 (0: the whole prompt at once)")
     B, T = input_ids.shape
     device = input_ids.device
     graphs = device.type == "cuda" if graphs is None else graphs
     max_len = T + new_tokens
-    kw = cache_kwarg(model)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
     if kivi is not None:
         pre = KiviCache(kivi, model_config=model.config, capacity=max_len)
-        out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **{kw: pre})
-        first = out.logits[:, -1:].argmax(-1)
-        del out
+        first = _prefill(model, input_ids, attention_mask, pre, prefill_chunk)
         if static_unsupported(pre) is not None:
             full = torch.ones_like(input_ids) if attention_mask is None else attention_mask
             gc = copy.deepcopy(model.generation_config)
@@ -113,10 +147,7 @@ def lean_generate(model, input_ids: torch.Tensor, new_tokens: int, kivi: KiviCon
         if attention_mask is not None and not bool(attention_mask.all()):
             raise ValueError("the fp16 lean loop takes unpadded prompts (attention_mask all ones)")
         cache = StaticFp16Cache.for_model(model, B, max_len)
-        out = model(input_ids=input_ids, use_cache=True, **{kw: cache})
-        first = out.logits[:, -1:].argmax(-1)
-        del out
-        cache.prompt_done(T)
+        first = _prefill(model, input_ids, None, cache, prefill_chunk, cache.prompt_done)
     if attention_mask is not None:
         pos = attention_mask.long().sum(1, keepdim=True)  # next position of each row (left padding)
     else:
@@ -133,4 +164,5 @@ def lean_generate(model, input_ids: torch.Tensor, new_tokens: int, kivi: KiviCon
     sync()
     t2 = time.perf_counter()
     kinds = {f"flush={k[0][0]} slide={k[0][1]} {k[1]}": n for k, n in stepper.counts.items()}
-    return LeanResult(tokens, cache, "cuda graphs" if graphs else "eager", t1 - t0, t2 - t1, kinds)
+    return LeanResult(tokens, cache, "cuda graphs" if graphs else "eager", t1 - t0, t2 - t1, kinds,
+                      stepper.steady_steps, stepper.steady_ms_per_step())
