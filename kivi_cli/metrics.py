@@ -33,7 +33,9 @@ class Memory:
 @dataclass
 class Timing:
     """One prefill + decode run. Decode runs `decode_steps` forwards after the prefill (the prefill's
-    logits give the first new token), so tokens/s = batch * decode_steps / decode_wall_s."""
+    logits give the first new token), so tokens/s = batch * decode_steps / decode_wall_s. For the lean
+    loop on CUDA the steps counted are those from the first CUDA-graph replay on (each step kind runs
+    once eagerly and is captured at its next occurrence before that)."""
 
     batch: int
     prefill_s: float
@@ -103,6 +105,7 @@ class ProfileReport:
     environment: dict = field(default_factory=dict)
     find_max_batch: bool = False
     prefill_chunk: int = 0  # 0 = the whole prompt in one forward
+    loop: str = "lean"  # "lean": kivi_core.engine (static caches, CUDA graphs); "generate": the plain loop
 
     def as_dict(self) -> dict:
         return {
@@ -115,6 +118,7 @@ class ProfileReport:
             "gen": self.gen,
             "find_max_batch": self.find_max_batch,
             "prefill_chunk": self.prefill_chunk,
+            "loop": self.loop,
             "environment": self.environment,
             "sides": [s.as_dict() for s in self.sides],
         }

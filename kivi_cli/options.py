@@ -43,6 +43,11 @@ class Dtype(str, Enum):
     float32 = "float32"
 
 
+class Loop(str, Enum):
+    lean = "lean"
+    generate = "generate"
+
+
 class Backend(str, Enum):
     auto = "auto"
     torch = "torch"

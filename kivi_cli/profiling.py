@@ -30,6 +30,10 @@ SEARCH_CAP = 8192
 KERNEL_PROFILE_STEPS = 3
 
 
+class _Done(Exception):
+    """Ends a lean-loop attempt early (its measurement is complete) through the same cleanup path."""
+
+
 @dataclass(frozen=True)
 class SideSpec:
     name: str
@@ -54,8 +58,23 @@ def random_prompt(loaded: Loaded, batch: int, length: int, seed: int) -> torch.T
     return torch.randint(0, vocab, (batch, length), generator=g).to(loaded.device)
 
 
+def _lean_run(loaded: Loaded, spec: SideSpec, ids: torch.Tensor, gen: int, prefill_chunk: int):
+    """The lean loop (kivi_core.engine): static caches, CUDA graphs on CUDA. Timing covers the steps
+    from the first graph replay on (CUDA events; no host work between replays, so GPU time = wall)."""
+    from kivi_core.engine import lean_generate
+
+    res = lean_generate(loaded.model, ids, gen, spec.kivi, prefill_chunk=prefill_chunk)
+    if res.steady_ms_per_step is not None:
+        steps, wall = res.steady_steps, res.steady_ms_per_step * res.steady_steps / 1000
+    else:
+        steps, wall = gen - 1, res.decode_s
+    timing = Timing(ids.shape[0], res.prefill_s, steps, wall, res.steady_ms_per_step)
+    return res.cache, timing
+
+
 def _attempt(loaded: Loaded, spec: SideSpec, batch: int, prompt_len: int, gen: int, seed: int,
-             measure: bool, kernel_steps: int = 0, prefill_chunk: int = 0) -> tuple[str, Optional[str], Optional[Memory], Optional[Timing]]:
+             measure: bool, kernel_steps: int = 0, prefill_chunk: int = 0,
+             loop: str = "lean") -> tuple[str, Optional[str], Optional[Memory], Optional[Timing]]:
     """One run; returns (status, error, memory, timing). With `measure`, memory is filled in whether the
     run finished or not (peaks up to the failure); `kernel_steps` > 0 adds a profiler pass (CUDA only)."""
     from kivi_core import analytic_cache_bytes
@@ -69,8 +88,14 @@ def _attempt(loaded: Loaded, spec: SideSpec, batch: int, prompt_len: int, gen: i
     tokens, held, parts = prompt_len + gen - 1, None, None
     with NvmlPeakSampler(device) as nvml:
         try:
-            session = Session(loaded.model, new_cache(loaded.model, spec.kivi), device)
             ids = random_prompt(loaded, batch, prompt_len, seed)
+            if loop == "lean" and gen > 1:
+                cache, lean_timing = _lean_run(loaded, spec, ids, gen, prefill_chunk)
+                if measure:
+                    held, parts = cache_bytes(cache)
+                    timing = lean_timing
+                raise _Done
+            session = Session(loaded.model, new_cache(loaded.model, spec.kivi), device)
             result = run(session, ids, None, gen, Sampler(), stop_at_eos=False, prefill_chunk=prefill_chunk)
             if measure:
                 tokens = session.tokens
@@ -79,6 +104,8 @@ def _attempt(loaded: Loaded, spec: SideSpec, batch: int, prompt_len: int, gen: i
                 if kernel_steps and device.type == "cuda":
                     timing.gpu_busy_ms_per_step = kernel_ms_per_step(session, result.tokens[:, -1], kernel_steps)
             del session, ids, result
+        except _Done:
+            cache = ids = None  # noqa: F841 — drop the lean run's cache before emptying the allocator
         except Exception as exc:  # noqa: BLE001 — OOM and other failures are results of this side
             status = STATUS_OOM if is_oom(exc) else STATUS_ERROR
             error = " ".join(str(exc).split())[:300]
@@ -117,27 +144,28 @@ def kernel_ms_per_step(session: Session, tok: torch.Tensor, steps: int) -> Optio
 
 
 def measure(loaded: Loaded, spec: SideSpec, batch: int, prompt_len: int, gen: int, seed: int,
-            prefill_chunk: int = 0) -> Side:
+            prefill_chunk: int = 0, loop: str = "lean") -> Side:
     """Run the side twice with identical shapes and keep the second: the first pays the one-time costs
     (Triton compilation and autotuning per shape, cuBLAS heuristics, lazy imports; on the H200 the tiny
     preset's first KIVI run took 173 ms per step, the second 2.3). If the first runs out of memory, so
     would the second: it is reported as OOM straight away, with the peaks it reached."""
     status, error, memory, timing = _attempt(loaded, spec, batch, prompt_len, gen, seed, measure=True,
-                                             prefill_chunk=prefill_chunk)
+                                             prefill_chunk=prefill_chunk, loop=loop)
     if status == STATUS_OK:
         status, error, memory, timing = _attempt(loaded, spec, batch, prompt_len, gen, seed, measure=True,
-                                                 kernel_steps=KERNEL_PROFILE_STEPS, prefill_chunk=prefill_chunk)
+                                                 kernel_steps=KERNEL_PROFILE_STEPS, prefill_chunk=prefill_chunk,
+                                                 loop=loop)
     return Side(spec.name, _kivi_dict(spec.kivi), batch, status, error, memory, timing)
 
 
 def find_max_batch(loaded: Loaded, spec: SideSpec, ctx: int, start: int, seed: int,
-                   progress: Callable[[str], None], prefill_chunk: int = 0) -> int:
+                   progress: Callable[[str], None], prefill_chunk: int = 0, loop: str = "lean") -> int:
     """Largest batch whose prefill of ctx-2 tokens plus one decode step fits (0 if none). The cache then
     holds ctx-1 tokens, as at the end of a full run: doubling from `start` until a failure, then bisection."""
 
     def fits(b: int) -> bool:
         status, error, _, _ = _attempt(loaded, spec, b, max(1, ctx - 2), 2, seed, measure=False,
-                                       prefill_chunk=prefill_chunk)
+                                       prefill_chunk=prefill_chunk, loop=loop)
         progress(f"{spec.name}: batch {b} {'fits' if status == STATUS_OK else status}")
         if status == STATUS_ERROR:
             raise RuntimeError(f"{spec.name} at batch {b}: {error}")
@@ -163,26 +191,27 @@ def find_max_batch(loaded: Loaded, spec: SideSpec, ctx: int, start: int, seed: i
 
 
 def profile(loaded: Loaded, specs: list[SideSpec], batch: int, ctx: int, gen: int, seed: int,
-            find_max: bool, progress: Callable[[str], None], prefill_chunk: int = 0) -> ProfileReport:
+            find_max: bool, progress: Callable[[str], None], prefill_chunk: int = 0,
+            loop: str = "lean") -> ProfileReport:
     prompt_len = ctx - gen
     sides: list[Side] = []
     for spec in specs:
         if find_max:
             progress(f"{spec.name}: searching the largest batch at ctx {ctx}")
-            best = find_max_batch(loaded, spec, ctx, batch, seed, progress, prefill_chunk)
+            best = find_max_batch(loaded, spec, ctx, batch, seed, progress, prefill_chunk, loop)
             side = None
             # the search runs 2 decode steps; the full run may fragment more: step down until it fits
             for b in _descending(best):
                 progress(f"{spec.name}: measuring at batch {b}")
-                side = measure(loaded, spec, b, prompt_len, gen, seed, prefill_chunk)
+                side = measure(loaded, spec, b, prompt_len, gen, seed, prefill_chunk, loop)
                 if side.status != STATUS_OOM:
                     break
             if side is None:
-                side = measure(loaded, spec, batch, prompt_len, gen, seed, prefill_chunk)
+                side = measure(loaded, spec, batch, prompt_len, gen, seed, prefill_chunk, loop)
             side.max_batch = best
         else:
             progress(f"{spec.name}: batch {batch}, prompt {prompt_len} + {gen} new tokens")
-            side = measure(loaded, spec, batch, prompt_len, gen, seed, prefill_chunk)
+            side = measure(loaded, spec, batch, prompt_len, gen, seed, prefill_chunk, loop)
         sides.append(side)
     base = sides[0]
     for side in sides[1:]:
@@ -190,7 +219,7 @@ def profile(loaded: Loaded, specs: list[SideSpec], batch: int, ctx: int, gen: in
     return ProfileReport(
         model=loaded.name, device=str(loaded.device), dtype=str(loaded.dtype).removeprefix("torch."), batch=batch,
         ctx=ctx, prompt_len=prompt_len, gen=gen, sides=sides, environment=environment(loaded.device),
-        find_max_batch=find_max, prefill_chunk=prefill_chunk,
+        find_max_batch=find_max, prefill_chunk=prefill_chunk, loop=loop,
     )
 
 

@@ -70,7 +70,8 @@ def render_profile(out: Output, report: ProfileReport) -> None:
     env = report.environment
     title = (f"kivi profile — {report.model} on {env.get('device_name', report.device)} ({report.dtype}); "
              f"batch {report.batch}, ctx {report.ctx} = prompt {report.prompt_len} + {report.gen} generated"
-             + (f", prefill in chunks of {report.prefill_chunk}" if report.prefill_chunk else ""))
+             + (f", prefill in chunks of {report.prefill_chunk}" if report.prefill_chunk else "")
+             + ("; lean loop (CUDA graphs on CUDA)" if report.loop == "lean" else "; plain decode loop"))
     base = report.sides[0]
     columns = ["", *(s.name for s in report.sides)]
     rows = []

@@ -128,7 +128,7 @@ def lean_generate(model, input_ids: torch.Tensor, new_tokens: int, kivi: KiviCon
     B, T = input_ids.shape
     device = input_ids.device
     graphs = device.type == "cuda" if graphs is None else graphs
-    max_len = T + new_tokens
+    max_len = T + new_tokens - 1  # the last sampled token is never fed back
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
     if kivi is not None:

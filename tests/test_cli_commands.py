@@ -173,23 +173,36 @@ def test_profile_table(runner):
     assert "batch 1" in r.stderr  # progress on stderr
 
 
-def test_profile_reports_oom_and_continues(monkeypatch):
+@pytest.mark.parametrize("loop", ["lean", "generate"])
+def test_profile_reports_oom_and_continues(monkeypatch, loop):
     from kivi_cli import profiling
     from kivi_cli.models import load
     from kivi_cli.options import ModelChoice
     from kivi_core import KiviConfig
 
-    real = profiling.new_cache
+    oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 137.44 GiB")
+    if loop == "generate":
+        real = profiling.new_cache
 
-    def baseline_oom(model, kivi):
-        if kivi is None:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 137.44 GiB")
-        return real(model, kivi)
+        def baseline_oom(model, kivi):
+            if kivi is None:
+                raise oom
+            return real(model, kivi)
 
-    monkeypatch.setattr(profiling, "new_cache", baseline_oom)
+        monkeypatch.setattr(profiling, "new_cache", baseline_oom)
+    else:
+        real = profiling._lean_run
+
+        def baseline_oom(loaded, spec, *args):
+            if spec.kivi is None:
+                raise oom
+            return real(loaded, spec, *args)
+
+        monkeypatch.setattr(profiling, "_lean_run", baseline_oom)
     loaded = load(ModelChoice(None, "tiny", "cpu", "auto"))
     specs = [profiling.SideSpec("fp32", None), profiling.SideSpec("kivi-k2v2", KiviConfig())]
-    report = profiling.profile(loaded, specs, batch=2, ctx=300, gen=4, seed=0, find_max=False, progress=lambda _: None)
+    report = profiling.profile(loaded, specs, batch=2, ctx=300, gen=4, seed=0, find_max=False,
+                               progress=lambda _: None, loop=loop)
     base, kivi = report.sides
     assert base.status == "oom" and "out of memory" in base.error and base.timing is None
     assert base.memory.analytic_kv_bytes > 0  # still says what it would have needed
@@ -197,7 +210,8 @@ def test_profile_reports_oom_and_continues(monkeypatch):
     assert kivi.ratios["analytic_kv_x_smaller"] > 1 and kivi.ratios["decode_tokens_per_s_x"] is None
 
 
-def test_profile_find_max_batch(monkeypatch):
+@pytest.mark.parametrize("loop", ["lean", "generate"])
+def test_profile_find_max_batch(monkeypatch, loop):
     from kivi_cli import profiling
     from kivi_cli.models import load
     from kivi_cli.options import ModelChoice
@@ -205,23 +219,34 @@ def test_profile_find_max_batch(monkeypatch):
 
     limits = {None: 5, "kivi": 19}  # pretend memory: the batch that still fits on each side
     current = {}
-    real_cache, real_prompt = profiling.new_cache, profiling.random_prompt
+    real_cache, real_lean = profiling.new_cache, profiling._lean_run
+
+    def check(batch, kivi):
+        if batch > limits[None if kivi is None else "kivi"]:
+            raise torch.OutOfMemoryError("out of memory")
 
     def new_cache(model, kivi):
-        current["limit"] = limits[None if kivi is None else "kivi"]
+        current["kivi"] = kivi
         return real_cache(model, kivi)
 
-    def random_prompt(loaded, batch, length, seed):
-        if batch > current["limit"]:
-            raise torch.OutOfMemoryError("out of memory")
-        return real_prompt(loaded, batch, length, seed)
+    real_run = profiling.run
+
+    def run(session, ids, *args, **kwargs):
+        check(ids.shape[0], current["kivi"])
+        return real_run(session, ids, *args, **kwargs)
+
+    def lean_run(loaded, spec, ids, *args):
+        check(ids.shape[0], spec.kivi)
+        return real_lean(loaded, spec, ids, *args)
 
     monkeypatch.setattr(profiling, "new_cache", new_cache)
-    monkeypatch.setattr(profiling, "random_prompt", random_prompt)
+    monkeypatch.setattr(profiling, "run", run)
+    monkeypatch.setattr(profiling, "_lean_run", lean_run)
     loaded = load(ModelChoice(None, "tiny", "cpu", "auto"))
     specs = [profiling.SideSpec("fp32", None), profiling.SideSpec("kivi-k2v2", KiviConfig())]
     seen = []
-    report = profiling.profile(loaded, specs, batch=2, ctx=24, gen=2, seed=0, find_max=True, progress=seen.append)
+    report = profiling.profile(loaded, specs, batch=2, ctx=24, gen=2, seed=0, find_max=True, progress=seen.append,
+                               loop=loop)
     base, kivi = report.sides
     assert (base.max_batch, kivi.max_batch) == (5, 19)
     assert (base.batch, kivi.batch) == (5, 19) and base.status == kivi.status == "ok"

@@ -45,7 +45,7 @@ def test_lean_eager_equals_generate(family, T, k_bits):
     res = lean_generate(model, ids, new, cfg)
     assert res.graphs == "eager"
     assert torch.equal(res.tokens, reference(model, ids, new, cfg))
-    assert res.cache.schedule.length == T + new - 1
+    assert res.cache.schedule.length == T + new - 1 == res.cache.schedule.max_len
 
 
 def test_lean_short_prompt_fills_the_window_first():
