@@ -19,7 +19,9 @@ from kivi_core.attention_ref import decode_attention_ref  # noqa: E402
 D = 128
 VARIANTS = sys.argv[1].split(",") if len(sys.argv) > 1 else ["xa", "xb", "xc", "xd", "xe"]
 CFGS = [(32, 4), (64, 4), (32, 2)]
-ROWS = [(8, 32768), (64, 4096), (1, 32768), (1, 512)]
+# "v3": the shipped kernel (kivi_kernels.decode_attention_v3), swept over (block_w, warps, maxnreg)
+V3_CFGS = [(32, 4, None), (32, 4, 168), (32, 4, 128), (32, 8, 128), (64, 8, 128), (32, 2, None), (32, 8, None)]
+ROWS = [(8, 32768), (64, 4096), (128, 4096), (1, 32768), (1, 512)]
 res = []
 for B, L in ROWS:
     H = 32
@@ -31,17 +33,18 @@ for B, L in ROWS:
     res.append(dict(B=B, L=L, impl="v1", us=t1 * 1e3))
     print(f"{B}x{L} v1 {t1*1e3:.1f} us", flush=True)
     for v in VARIANTS:
-        m = importlib.import_module(f"kivi_kernels._exp_{v}")
-        for bw, nw in CFGS:
+        m = importlib.import_module("kivi_kernels.decode_attention_v3" if v == "v3" else f"kivi_kernels._exp_{v}")
+        for bw, nw, *mr in (V3_CFGS if v == "v3" else CFGS):
+            extra = {"maxnreg": mr[0]} if mr and mr[0] else {}
             try:
-                f = lambda: m.decode_attention_v3(q, st, None, D**-0.5, block_w=bw, num_warps=nw)  # noqa: E731
+                f = lambda: m.decode_attention_v3(q, st, None, D**-0.5, block_w=bw, num_warps=nw, **extra)  # noqa: E731
                 err = (f().float() - ref.float()).abs().max().item()
                 t = do_bench(f, return_mode="median")
             except Exception as e:
                 print(f"{B}x{L} {v} bw{bw} nw{nw}: {type(e).__name__} {str(e)[:200]}", flush=True)
                 continue
-            res.append(dict(B=B, L=L, impl=v, block_w=bw, num_warps=nw, us=t * 1e3, err_vs_v1=err))
-            print(f"{B}x{L} {v} bw{bw} nw{nw}: {t*1e3:.1f} us  (v1 {t1*1e3:.1f})  err {err:.1e}", flush=True)
+            res.append(dict(B=B, L=L, impl=v, block_w=bw, num_warps=nw, us=t * 1e3, err_vs_v1=err, **extra))
+            print(f"{B}x{L} {v} bw{bw} nw{nw} {extra}: {t*1e3:.1f} us  (v1 {t1*1e3:.1f})  err {err:.1e}", flush=True)
     del st
     torch.cuda.empty_cache()
 out = os.environ.get("OUT", ".")

@@ -22,6 +22,7 @@ from triton.compiler import ASTSource
 path, kname = sys.argv[1], sys.argv[2]
 kv = dict(a.split("=", 1) for a in sys.argv[3:])
 nw = int(kv.pop("num_warps", 4)); ns = int(kv.pop("num_stages", 3)); arch = int(kv.pop("arch", 90))
+maxnreg = kv.pop("maxnreg", None)
 tag = kv.pop("tag", kname)
 sys.path.insert(0, os.path.dirname(path))
 import types
@@ -44,7 +45,7 @@ for n in names:
     else: sig[n] = "i32"
 div = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if n not in const and (n.endswith("_ptr") or (n.startswith("s_") and not n.endswith(("d", "mt"))) or n == "chunk")}
 src = ASTSource(fn=fn, signature=sig, constexprs={(names.index(k),): v for k, v in const.items()}, attrs=div)
-k = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": nw, "num_stages": ns})
+k = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": nw, "num_stages": ns, **({"maxnreg": int(maxnreg)} if maxnreg else {})})
 open(f"{KC}/{tag}.ttgir", "w").write(k.asm["ttgir"])
 open(f"{KC}/{tag}.cubin", "wb").write(k.asm["cubin"])
 B = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin")

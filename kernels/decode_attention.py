@@ -162,8 +162,8 @@ def _decode_attn_split_kernel(
     HAS_VALID: tl.constexpr, SINGLE: tl.constexpr, PREC: tl.constexpr, DOT_F32: tl.constexpr,
     USE_DOT: tl.constexpr, DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
-    if DEV_LENS:  # lengths live on the device (CUDA-graph replays): [L, n_kq, n_vq]
-        L = tl.load(lens_ptr)
+    if DEV_LENS:  # lengths on the device (CUDA-graph replays): [L, n_kq, n_vq] before the step's token
+        L = tl.load(lens_ptr) + 1
         n_kq = tl.load(lens_ptr + 1)
         n_vq = tl.load(lens_ptr + 2)
     pid_bh = tl.program_id(0).to(tl.int64)
@@ -413,8 +413,9 @@ def decode_attention_triton(
 def decode_attention_static(query: torch.Tensor, state: KiviState, lens: torch.Tensor, win: int, max_len: int,
                             scaling: float) -> torch.Tensor:
     """Decode attention for the lean engine's static cache (kivi_core.static): the lengths are read on the
-    device from `lens` = int32 [L, n_kq, n_vq], the value window is a ring of `win` slots (position t at
-    slot t % win), and the grid covers `max_len` positions, so the launch is the same at every step and a
+    device from `lens` = int32 [L, n_kq, n_vq] as they were before the step's token (which is already
+    appended: attention covers L + 1 positions), the value window is a ring of `win` slots (position t
+    at slot t % win), and the grid covers `max_len` positions, so the launch is the same at every step and a
     CUDA graph can replay it. `state` holds the full buffers (its n_kq / n_vq are not read). The caller
     checked the shapes once when it built the buffers."""
     if state.length > max_len or lens.dtype != torch.int32 or lens.numel() != 3 or win < 1:

@@ -157,8 +157,8 @@ def _decode_attn_v3_kernel(
     BW: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, SINGLE: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
-    if DEV_LENS:  # lengths live on the device (CUDA-graph replays): [L, n_kq, n_vq]
-        L = tl.load(lens_ptr)
+    if DEV_LENS:  # lengths on the device (CUDA-graph replays): [L, n_kq, n_vq] before the step's token
+        L = tl.load(lens_ptr) + 1
         n_kq = tl.load(lens_ptr + 1)
         n_vq = tl.load(lens_ptr + 2)
     # Innermost strides are 1 (the launcher checks), which lets Triton vectorize every load.
@@ -263,7 +263,8 @@ DEFAULT_BLOCK_W, DEFAULT_DC, DEFAULT_WARPS = 32, 16, 4
 
 def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None, scaling: float, *,
                         num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
-                        lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0) -> torch.Tensor:
+                        lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
+                        maxnreg: int | None = None) -> torch.Tensor:
     """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`)."""
     s = state
     B, Hq, _, D = query.shape
@@ -309,7 +310,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         S,
         D=D, DP=D, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits, BW=BW, DC=min(DEFAULT_DC, D),
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, DEV_LENS=lens is not None, WIN=win,
-        num_warps=num_warps or DEFAULT_WARPS,
+        num_warps=num_warps or DEFAULT_WARPS, **({"maxnreg": maxnreg} if maxnreg else {}),
     )
     if not single:
         _decode_attn_reduce_kernel[(B * H, 1)](

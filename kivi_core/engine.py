@@ -93,6 +93,7 @@ def _greedy_step(model, cache, ids: torch.Tensor, pos: torch.Tensor):
 
     def step():
         logits = model(input_ids=ids, position_ids=pos, use_cache=True, **kw).logits
+        cache.end_step()
         ids.copy_(logits[:, -1:].argmax(-1))
         pos.add_(1)
 

@@ -8,9 +8,10 @@ tensors:
 * every buffer is allocated for `max_len` positions up front (packed codes, scales/mins, a key tail of
   R slots, and the value window as a ring of R + 1 slots: position t lives in slot t % (R + 1), so the
   oldest window value is still there while the step's attention runs);
-* each layer keeps `lens = int32 [L, n_kq, n_vq]` on the device; appends are `index_copy_` at indices
-  computed from it, the attention kernels read it (`decode_attention_static`), and the step adds
-  constant deltas to it;
+* the layers share `lens = int32 [L, n_kq, n_vq]` on the device (the positions before the step); the
+  append / slide kernels (`kivi_kernels.static_step`) and the attention kernels
+  (`decode_attention_static`) read it, and one add of a constant delta after the last layer moves it
+  on (`end_step`);
 * what a step does besides appending is known on the host from the step count alone
   (`DecodeSchedule`): a key flush every R steps, one value leaving the window per step once it holds
   R. So the engine captures one graph per step kind ((flush, slide) = 2 kinds in steady state) and
@@ -32,7 +33,7 @@ from . import ops
 from .cache import KiviCache
 from .layer import KiviLayerBase
 from .memory import CacheBytes
-from .quant import codes_per_word
+from .quant import codes_per_word, quantize_values_ref
 from .state import KiviState
 
 
@@ -73,12 +74,15 @@ class _StaticLayer(KiviLayerBase):
 
 
 class StaticKiviLayer(_StaticLayer):
-    """One layer of a `StaticKiviCache` (see the module docstring). Decode only: one token a step."""
+    """One layer of a `StaticKiviCache` (see the module docstring). Decode only: one token a step.
 
-    def __init__(self, src, schedule: DecodeSchedule, max_len: int):
+    `lens` (shared by the cache's layers) holds [L, n_kq, n_vq] as before the step; the cache adds the
+    step's delta once, after the last layer (`_StaticCache.end_step`)."""
+
+    def __init__(self, src, schedule: DecodeSchedule, max_len: int, lens: torch.Tensor):
         super().__init__()
         cfg = src.config
-        self.config, self.schedule, self.max_len = cfg, schedule, max_len
+        self.config, self.schedule, self.max_len, self.lens = cfg, schedule, max_len, lens
         self.fused = True
         B, H, D = src.batch, src.heads, src.head_dim
         dev, dt = src.device, src.dtype
@@ -108,17 +112,12 @@ class StaticKiviLayer(_StaticLayer):
         self.v_win = torch.zeros(B, H, self.W, D, device=dev, dtype=dt)
         slots = torch.arange(n_vq, L, device=dev) % self.W
         self.v_win.index_copy_(2, slots, src.v_win[:, :, src.w0 : src.w0 + (L - n_vq)])
-        self.lens = torch.tensor([L, n_kq, n_vq], device=dev, dtype=torch.int32)
-        # quantizer outputs for one flush / one value, then index_copy_'d into place
+        # a flush's quantizer output, index_copy_'d into place (every R steps)
         self._kq = (torch.empty(B, H, R // ck, D, device=dev, dtype=torch.int32),
                     torch.empty(B, H, R // G, D, device=dev, dtype=dt), torch.empty(B, H, R // G, D, device=dev, dtype=dt))
-        self._vq = (torch.empty(B, H, 1, D // cv, device=dev, dtype=torch.int32),
-                    torch.empty(B, H, 1, D // G, device=dev, dtype=dt), torch.empty(B, H, 1, D // G, device=dev, dtype=dt))
         self._k_rows = torch.arange(R // ck, device=dev)
         self._g_rows = torch.arange(R // G, device=dev)
-        self._delta = {(f, s): torch.tensor([0, R if f else 0, 1 if s else 0], device=dev, dtype=torch.int32)
-                       for f in (False, True) for s in (False, True)}
-        self._one = torch.tensor([1, 0, 0], device=dev, dtype=torch.int32)
+        self._triton = ops.use_triton(cfg.backend, dev)
         self.is_initialized = True
 
     # ------------------------------------------------------------------ a step
@@ -126,10 +125,15 @@ class StaticKiviLayer(_StaticLayer):
         if key_states.shape[2] != 1:
             raise ValueError(f"the static KIVI cache decodes one token a step; got {key_states.shape[2]} "
                              "(prefill with KiviCache, then convert)")
-        lens = self.lens.long()
-        self.k_tail.index_copy_(2, (lens[0] - lens[1]).view(1), key_states)
-        self.v_win.index_copy_(2, (lens[0] % self.W).view(1), value_states)
-        self.lens.add_(self._one)
+        if self._triton:
+            from kivi_kernels.static_step import static_append
+
+            with ops._on(self.device):
+                static_append(key_states, value_states, self.k_tail, self.v_win, self.lens)
+        else:
+            lens = self.lens.long()
+            self.k_tail.index_copy_(2, (lens[0] - lens[1]).view(1), key_states)
+            self.v_win.index_copy_(2, (lens[0] % self.W).view(1), value_states)
         self._in_step = True
         key_states._kivi_layer = self
         return key_states, value_states
@@ -137,7 +141,7 @@ class StaticKiviLayer(_StaticLayer):
     def attend(self, query: torch.Tensor, scaling: float) -> torch.Tensor:
         """The step's attention ([B, Hq, 1, D] -> [B, 1, Hq, D]), then the settle of the step."""
         cfg = self.config
-        if ops.use_triton(cfg.backend, query.device):
+        if self._triton:
             from kivi_kernels.decode_attention import decode_attention_static
 
             st = KiviState(self.k_codes, self.k_scale, self.k_min, 0, self.k_tail, self.v_codes, self.v_scale,
@@ -161,20 +165,25 @@ class StaticKiviLayer(_StaticLayer):
         cfg = self.config
         G, backend = cfg.group_size, cfg.backend
         flush, slide = self.schedule.kind()
-        lens = self.lens.long()
-        if flush:
+        if flush:  # every R steps: the full tail -> packed rows n_kq / cpw ...
+            n_kq = self.lens[1].long()
             ops.quantize_keys(self.k_tail, cfg.k_bits, G, None, self._kq, backend)
-            self.k_codes.index_copy_(2, lens[1] // self.ck + self._k_rows, self._kq[0])
-            self.k_scale.index_copy_(2, lens[1] // G + self._g_rows, self._kq[1])
-            self.k_min.index_copy_(2, lens[1] // G + self._g_rows, self._kq[2])
-        if slide:
-            v = self.v_win.index_select(2, (lens[2] % self.W).view(1))
-            ops.quantize_values(v, cfg.v_bits, G, self._vq, backend)
-            at = lens[2].view(1)
-            self.v_codes.index_copy_(2, at, self._vq[0])
-            self.v_scale.index_copy_(2, at, self._vq[1])
-            self.v_min.index_copy_(2, at, self._vq[2])
-        self.lens.add_(self._delta[(flush, slide)])
+            self.k_codes.index_copy_(2, n_kq // self.ck + self._k_rows, self._kq[0])
+            self.k_scale.index_copy_(2, n_kq // G + self._g_rows, self._kq[1])
+            self.k_min.index_copy_(2, n_kq // G + self._g_rows, self._kq[2])
+        if slide:  # the oldest window value -> packed row n_vq
+            if self._triton:
+                from kivi_kernels.static_step import static_slide
+
+                with ops._on(self.device):
+                    static_slide(self.v_win, self.v_codes, self.v_scale, self.v_min, self.lens, cfg.v_bits, G)
+            else:
+                n_vq = self.lens[2].long().view(1)
+                v = self.v_win.index_select(2, n_vq % self.W)
+                c, sc, mn = quantize_values_ref(v, cfg.v_bits, G)
+                self.v_codes.index_copy_(2, n_vq, c)
+                self.v_scale.index_copy_(2, n_vq, sc)
+                self.v_min.index_copy_(2, n_vq, mn)
         self._in_step = False
 
     def memory(self) -> CacheBytes:
@@ -189,16 +198,16 @@ class StaticKiviLayer(_StaticLayer):
 class StaticFp16Layer(_StaticLayer):
     """The fp16 side of the lean loop: dense [B, H, max_len, D] buffers allocated up front (what
     transformers' StaticCache holds), SDPA under a length mask. A prompt (several tokens) is written at
-    host positions and attended by the model's own attention; decode steps go through device `lens`."""
+    host positions and attended by the model's own attention; decode steps go through the shared
+    device `lens` (positions before the step, as for KIVI)."""
 
     def __init__(self, batch: int, heads: int, head_dim: int, schedule: DecodeSchedule, max_len: int,
-                 device, dtype):
+                 lens: torch.Tensor, device, dtype):
         super().__init__()
-        self.schedule, self.max_len = schedule, max_len
+        self.schedule, self.max_len, self.lens = schedule, max_len, lens
         self.fused = True
         self.keys = torch.zeros(batch, heads, max_len, head_dim, device=device, dtype=dtype)
         self.values = torch.zeros_like(self.keys)
-        self.lens = torch.zeros(1, device=device, dtype=torch.int32)
         self._pos = torch.arange(max_len, device=device)
         self.is_initialized = True
 
@@ -210,18 +219,16 @@ class StaticFp16Layer(_StaticLayer):
                 raise ValueError(f"a prompt of {q} tokens after {a} does not fit max_len={self.max_len}")
             self.keys[:, :, a : a + q].copy_(key_states)
             self.values[:, :, a : a + q].copy_(value_states)
-            self.lens.fill_(a + q)
             return self.keys[:, :, : a + q], self.values[:, :, : a + q]
-        at = self.lens.long()
+        at = self.lens[:1].long()
         self.keys.index_copy_(2, at, key_states)
         self.values.index_copy_(2, at, value_states)
-        self.lens.add_(1)
         self._in_step = True
         key_states._kivi_layer = self
         return key_states, value_states
 
     def attend(self, query: torch.Tensor, scaling: float) -> torch.Tensor:
-        mask = (self._pos < self.lens.long())[None, None, None, :]  # [1, 1, 1, max_len]
+        mask = (self._pos <= self.lens[:1].long())[None, None, None, :]  # [1, 1, 1, max_len]: L + 1 positions
         gqa = query.shape[1] != self.keys.shape[1]
         out = F.scaled_dot_product_attention(query, self.keys, self.values, attn_mask=mask, scale=scaling,
                                              enable_gqa=gqa)
@@ -233,9 +240,16 @@ class StaticFp16Layer(_StaticLayer):
 
 
 class _StaticCache(Cache):
-    def __init__(self, layers: list, schedule: DecodeSchedule):
+    def __init__(self, layers: list, schedule: DecodeSchedule, lens: torch.Tensor):
         super().__init__(layers=layers)
-        self.schedule = schedule
+        self.schedule, self.lens = schedule, lens
+        R = schedule.R if schedule.R < (1 << 30) else 0
+        self._delta = {(f, sl): torch.tensor([1, R if f else 0, 1 if sl else 0], device=lens.device,
+                                             dtype=torch.int32) for f in (False, True) for sl in (False, True)}
+
+    def end_step(self) -> None:
+        """After the step's forward (all layers): advance the shared device lengths by the step's delta."""
+        self.lens.add_(self._delta[self.schedule.kind()])
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.schedule.length
@@ -263,8 +277,9 @@ class StaticKiviCache(_StaticCache):
         if max_len < L + 1:
             raise ValueError(f"max_len={max_len} must exceed the prompt's {L} positions")
         schedule = DecodeSchedule(L, parts[0].n_kq, parts[0].n_vq, cfg.residual_length, max_len)
-        layers = [StaticKiviLayer(p, schedule, max_len) for p in parts]
-        out = cls(layers, schedule)
+        lens = torch.tensor([L, parts[0].n_kq, parts[0].n_vq], device=parts[0].device, dtype=torch.int32)
+        layers = [StaticKiviLayer(p, schedule, max_len, lens) for p in parts]
+        out = cls(layers, schedule, lens)
         out.config = cfg
         return out
 
@@ -280,12 +295,14 @@ class StaticFp16Cache(_StaticCache):
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         p = next(model.parameters())
         schedule = DecodeSchedule(0, 0, 0, 1 << 30, max_len)
-        layers = [StaticFp16Layer(batch, heads, head_dim, schedule, max_len, p.device, p.dtype)
+        lens = torch.zeros(3, device=p.device, dtype=torch.int32)
+        layers = [StaticFp16Layer(batch, heads, head_dim, schedule, max_len, lens, p.device, p.dtype)
                   for _ in range(cfg.num_hidden_layers)]
-        return cls(layers, schedule)
+        return cls(layers, schedule, lens)
 
     def prompt_done(self, length: int) -> None:
         self.schedule.length = length
+        self.lens[0] = length
 
 
 def static_unsupported(cache: KiviCache) -> str | None:
