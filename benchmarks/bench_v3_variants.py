@@ -20,7 +20,7 @@ D = 128
 VARIANTS = sys.argv[1].split(",") if len(sys.argv) > 1 else ["xa", "xb", "xc", "xd", "xe"]
 CFGS = [(32, 4), (64, 4), (32, 2)]
 # "v3": the shipped kernel (kivi_kernels.decode_attention_v3), swept over (block_w, warps, maxnreg)
-V3_CFGS = [(32, 4, None), (32, 4, 168), (32, 4, 128), (32, 8, 128), (64, 8, 128), (32, 2, None), (32, 8, None)]
+V3_CFGS = [(32, 4, None), (32, 4, 128), (32, 2, None), (64, 4, 128)]
 ROWS = [(8, 32768), (64, 4096), (128, 4096), (1, 32768), (1, 512)]
 res = []
 for B, L in ROWS:
@@ -34,7 +34,7 @@ for B, L in ROWS:
     print(f"{B}x{L} v1 {t1*1e3:.1f} us", flush=True)
     for v in VARIANTS:
         m = importlib.import_module("kivi_kernels.decode_attention_v3" if v == "v3" else f"kivi_kernels._exp_{v}")
-        for bw, nw, *mr in (V3_CFGS if v == "v3" else CFGS):
+        for bw, nw, *mr in (V3_CFGS if v in ("v3", "pf") else CFGS):
             extra = {"maxnreg": mr[0]} if mr and mr[0] else {}
             try:
                 f = lambda: m.decode_attention_v3(q, st, None, D**-0.5, block_w=bw, num_warps=nw, **extra)  # noqa: E731

@@ -254,6 +254,12 @@ def unsupported_v3(query: torch.Tensor, state: KiviState) -> str | None:
     return None
 
 
+# At >= 1024 (batch x kv head) programs the kernel is capped at 128 registers a thread (4 CTAs an SM
+# instead of 2; a few spills): H200 64x4096 1.29 vs 1.39 ms, 128x4096 2.51 vs 2.64 ms; at 8x32K
+# (256 programs) the cap costs 8% (1.38 vs 1.28 ms), so it stays off there. Hand-written prefetch of
+# the next step's loads was slower (1.33 vs 1.28 ms at 8x32K): benchmarks/results/h200_v3.md.
+MAXNREG_FROM_PROGRAMS, MAXNREG = 1024, 128
+
 # BW = 32 key word rows a tile (512 tokens at 2 bits), DC = 16 channels a step, 4 warps; window / tail
 # tiles of 16 tokens (they share the kernel's registers: 64-token tiles there cost 36 more a thread).
 # H200, Llama-2 shape k2v2 (benchmarks/results/h200_v3.md): 8x32K 1.28 ms (v1 1.62), 64x4096 1.40 ms
@@ -278,6 +284,8 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         raise ValueError(f"block_w={BW} must be a power of two")
     BT = BW * (32 // s.k_bits)
     BLOCK_N = 16
+    if maxnreg is None and B * H >= MAXNREG_FROM_PROGRAMS and query.device.type == "cuda":
+        maxnreg = MAXNREG
     tile = max(BT, BLOCK_N)
     S = num_splits or num_splits_v3(B * H, L, tile, query.device)
     chunk = triton.cdiv(triton.cdiv(L, S), tile) * tile  # bulk tiles start at a split's start
