@@ -9,8 +9,9 @@ the argmax all run without Python between them. The fp16 side (`kivi=None`) uses
 dense buffers of the same maximum length, so the comparison stays fair. On CPU the same steps run
 eagerly (no graphs), which is what the CPU tests compare with `model.generate`.
 
-Left-padded batches whose rows fall into several padding phases cannot be continued statically (each
-phase has its own flush schedule): `lean_generate` then decodes with plain `model.generate` over a
+Left-padded prompts are not continued statically (the static attention reads no padding mask, and rows
+in several padding phases have their own flush schedules), nor are the settings `static_unsupported`
+names (R = 0, sinks, rotated keys): `lean_generate` then decodes with plain `model.generate` over a
 `KiviCache`, which is exact, and says so in `LeanResult.graphs`.
 """
 
@@ -32,7 +33,7 @@ from .static import DecodeSchedule, StaticFp16Cache, StaticKiviCache, static_uns
 class LeanResult:
     tokens: torch.Tensor  # [B, new_tokens] (greedy)
     cache: object
-    graphs: str  # "cuda graphs" | "eager" | "generate (several padding phases)"
+    graphs: str  # "cuda graphs" | "eager" | "generate (padded prompt or unsupported setting)"
     prefill_s: float = 0.0
     decode_s: float = 0.0
     step_kinds: dict = field(default_factory=dict)  # kind -> "eager" / "captured" counts
@@ -133,15 +134,18 @@ def lean_generate(model, input_ids: torch.Tensor, new_tokens: int, kivi: KiviCon
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
     if kivi is not None:
+        padded = attention_mask is not None and not bool(attention_mask.all())  # one host read, at the prompt
         pre = KiviCache(kivi, model_config=model.config, capacity=max_len)
         first = _prefill(model, input_ids, attention_mask, pre, prefill_chunk)
-        if static_unsupported(pre) is not None:
+        # the static attention reads no padding mask: padded prompts (even a single padding phase) and
+        # what static_unsupported names decode through plain generate, which is exact
+        if padded or static_unsupported(pre) is not None:
             full = torch.ones_like(input_ids) if attention_mask is None else attention_mask
             gc = copy.deepcopy(model.generation_config)
             gc.eos_token_id = None  # exactly new_tokens tokens, nothing suppressed: as the lean loop
             gen = model.generate(input_ids=input_ids, attention_mask=full, max_new_tokens=new_tokens,
                                  do_sample=False, generation_config=gc, past_key_values=KiviCache(kivi))
-            return LeanResult(gen[:, T:], None, "generate (several padding phases)")
+            return LeanResult(gen[:, T:], None, "generate (padded prompt or unsupported setting)")
         cache = StaticKiviCache.from_cache(pre, max_len)
         del pre
     else:

@@ -56,12 +56,13 @@ def test_lean_short_prompt_fills_the_window_first():
     assert torch.equal(res.tokens, reference(model, ids, 140, cfg))
 
 
-def test_lean_padding_phases_fall_back_to_generate():
+@pytest.mark.parametrize("pad", [7, 32])  # two padding phases; one phase (pad = R) that still pads
+def test_lean_padded_prompts_fall_back_to_generate(pad):
     model = build("llama")
     cfg = KiviConfig(k_bits=2, v_bits=2, group_size=16, residual_length=32)
     ids = torch.randint(0, 97, (2, 40), generator=torch.Generator().manual_seed(2))
     mask = torch.ones_like(ids)
-    mask[1, :7] = 0
+    mask[1, :pad] = 0
     res = lean_generate(model, ids, 20, cfg, attention_mask=mask)
     assert res.graphs.startswith("generate")
     assert torch.equal(res.tokens, reference(model, ids, 20, cfg, mask))
