@@ -4,6 +4,7 @@ from . import attention as _attention
 from .cache import KiviCache
 from .compat import cache_kwarg, output_cache
 from .config import KiviConfig
+from .engine import LeanResult, lean_generate
 from .layer import KiviLayer
 from .memory import CacheBytes, analytic_cache_bytes
 from .prepare import prepare
@@ -28,10 +29,12 @@ __all__ = [
     "KiviConfig",
     "KiviLayer",
     "KiviState",
+    "LeanResult",
     "analytic_cache_bytes",
     "cache_kwarg",
     "dequantize_keys_ref",
     "dequantize_values_ref",
+    "lean_generate",
     "output_cache",
     "pack",
     "prepare",
