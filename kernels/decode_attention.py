@@ -99,6 +99,26 @@ def _load_fp(ptr, s_t, s_d, rows, r_ok, offs_d, d_ok, dtype: tl.constexpr):
 
 
 @triton.jit
+def _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS: tl.constexpr):
+    # (L, n_kq, n_vq) of this call: the arguments, or with DEV_LENS the device tensor [L, n_kq, n_vq] as
+    # it was before the step's token (appended already, so attention covers L + 1): CUDA-graph replays.
+    if DEV_LENS:
+        return tl.load(lens_ptr) + 1, tl.load(lens_ptr + 1), tl.load(lens_ptr + 2)
+    else:
+        return L, n_kq, n_vq
+
+
+@triton.jit
+def _head_ptrs(b, h, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
+               s_kcb, s_kch, s_ksb, s_ksh, s_kmb, s_kmh, s_ktb, s_kth,
+               s_vcb, s_vch, s_vsb, s_vsh, s_vmb, s_vmh, s_vwb, s_vwh, s_mb):
+    # every storage pointer moved to (batch b, kv head h); the mask to row b
+    return (kc_ptr + b * s_kcb + h * s_kch, ks_ptr + b * s_ksb + h * s_ksh, km_ptr + b * s_kmb + h * s_kmh,
+            kt_ptr + b * s_ktb + h * s_kth, vc_ptr + b * s_vcb + h * s_vch, vs_ptr + b * s_vsb + h * s_vsh,
+            vm_ptr + b * s_vmb + h * s_vmh, vw_ptr + b * s_vwb + h * s_vwh, valid_ptr + b * s_mb)
+
+
+@triton.jit
 def _win_rows(offs_n, n_vq, WIN: tl.constexpr):
     # Row of the value window holding position offs_n: a plain window starts at n_vq; a ring of WIN
     # slots (the lean engine's static cache, kivi_core.static) holds position t at slot t % WIN.
@@ -162,10 +182,7 @@ def _decode_attn_split_kernel(
     HAS_VALID: tl.constexpr, SINGLE: tl.constexpr, PREC: tl.constexpr, DOT_F32: tl.constexpr,
     USE_DOT: tl.constexpr, DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
-    if DEV_LENS:  # lengths on the device (CUDA-graph replays): [L, n_kq, n_vq] before the step's token
-        L = tl.load(lens_ptr) + 1
-        n_kq = tl.load(lens_ptr + 1)
-        n_vq = tl.load(lens_ptr + 2)
+    L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
     pid_bh = tl.program_id(0).to(tl.int64)
     split = tl.program_id(1)
     b = pid_bh // H
@@ -184,15 +201,10 @@ def _decode_attn_split_kernel(
     qt = tl.load(q_ptr + b * s_qb + head[:, None] * s_qh + tok[:, None] * s_qi + offs_d[None, :] * s_qd,
                  mask=r_ok[:, None] & d_ok[None, :], other=0.0)
 
-    kc_ptr += b * s_kcb + h * s_kch
-    ks_ptr += b * s_ksb + h * s_ksh
-    km_ptr += b * s_kmb + h * s_kmh
-    kt_ptr += b * s_ktb + h * s_kth
-    vc_ptr += b * s_vcb + h * s_vch
-    vs_ptr += b * s_vsb + h * s_vsh
-    vm_ptr += b * s_vmb + h * s_vmh
-    vw_ptr += b * s_vwb + h * s_vwh
-    valid_ptr += b * s_mb
+    kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr = _head_ptrs(
+        b, h, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
+        s_kcb, s_kch, s_ksb, s_ksh, s_kmb, s_kmh, s_ktb, s_kth, s_vcb, s_vch, s_vsb, s_vsh, s_vmb, s_vmh,
+        s_vwb, s_vwh, s_mb)
 
     m_i = tl.full((MP,), float("-inf"), tl.float32)
     l_i = tl.zeros((MP,), tl.float32)

@@ -38,7 +38,9 @@ from .decode_attention import (
     _load_fp,
     _load_k_packed,
     _load_v_packed,
+    _head_ptrs,
     _num_sms,
+    _step_lens,
     _win_rows,
 )
 
@@ -157,10 +159,7 @@ def _decode_attn_v3_kernel(
     BW: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, SINGLE: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
-    if DEV_LENS:  # lengths on the device (CUDA-graph replays): [L, n_kq, n_vq] before the step's token
-        L = tl.load(lens_ptr) + 1
-        n_kq = tl.load(lens_ptr + 1)
-        n_vq = tl.load(lens_ptr + 2)
+    L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
     # Innermost strides are 1 (the launcher checks), which lets Triton vectorize every load.
     pid_bh = tl.program_id(0).to(tl.int64)
     split = tl.program_id(1)
@@ -172,15 +171,10 @@ def _decode_attn_v3_kernel(
     offs_d = tl.arange(0, DP)
     d_ok = offs_d < D
     q = tl.load(q_ptr + b * s_qb + h * s_qh + offs_d * s_qd, mask=d_ok, other=0.0).to(tl.float32)
-    kc_ptr += b * s_kcb + h * s_kch
-    ks_ptr += b * s_ksb + h * s_ksh
-    km_ptr += b * s_kmb + h * s_kmh
-    kt_ptr += b * s_ktb + h * s_kth
-    vc_ptr += b * s_vcb + h * s_vch
-    vs_ptr += b * s_vsb + h * s_vsh
-    vm_ptr += b * s_vmb + h * s_vmh
-    vw_ptr += b * s_vwb + h * s_vwh
-    valid_ptr += b * s_mb
+    kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr = _head_ptrs(
+        b, h, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
+        s_kcb, s_kch, s_ksb, s_ksh, s_kmb, s_kmh, s_ktb, s_kth, s_vcb, s_vch, s_vsb, s_vsh, s_vmb, s_vmh,
+        s_vwb, s_vwh, s_mb)
     lo = split * chunk  # chunk is a multiple of BT
     hi = tl.minimum(lo + chunk, L)
 
