@@ -27,6 +27,7 @@ def profile_cmd(
     rotate_keys: o.RotateKeysOpt = False,
     backend: o.BackendOpt = o.Backend.auto,
     find_max_batch: Annotated[bool, typer.Option("--find-max-batch", help="Search the largest batch that fits at --ctx for each side and measure there.")] = False,
+    safety_margin: Annotated[float, typer.Option("--safety-margin", min=0.0, max=0.5, help="With --find-max-batch: measure at the largest batch that fits times (1 - margin), leaving headroom.")] = 0.05,
     prefill_chunk: Annotated[int, typer.Option("--prefill-chunk", min=0, help="Feed the prompt this many tokens at a time (0 = all at once). Bounds prefill activations, so larger batches fit; with KIVI, later chunks attend to quantized earlier ones.")] = 0,
     loop: Annotated[o.Loop, typer.Option("--loop", help="Decode loop for both sides: lean (static caches, one CUDA graph per step kind on CUDA; greedy) or generate (the plain per-step loop).")] = o.Loop.lean,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw memory and tokens/s vs full precision to this PNG (needs matplotlib).", show_default=False, rich_help_panel=o.OUTPUT_PANEL)] = None,
@@ -62,7 +63,8 @@ def profile_cmd(
     if loaded.device.type == "cpu":
         out.hint("CPU run: torch/NVML peak rows are n/a; KIVI runs its pure-torch path here.")
 
-    report = profile(loaded, specs, batch, ctx, gen, seed, find_max_batch, out.hint, prefill_chunk, loop.value)
+    report = profile(loaded, specs, batch, ctx, gen, seed, find_max_batch, out.hint, prefill_chunk, loop.value,
+                     safety_margin)
     render_profile(out, report)
     if plot is not None:
         out.hint(f"plot written to {plot_profile(report, plot)}")

@@ -106,6 +106,7 @@ class ProfileReport:
     find_max_batch: bool = False
     prefill_chunk: int = 0  # 0 = the whole prompt in one forward
     loop: str = "lean"  # "lean": kivi_core.engine (static caches, CUDA graphs); "generate": the plain loop
+    safety_margin: Optional[float] = None  # --find-max-batch: measured at max_batch * (1 - margin)
 
     def as_dict(self) -> dict:
         return {
@@ -119,6 +120,7 @@ class ProfileReport:
             "find_max_batch": self.find_max_batch,
             "prefill_chunk": self.prefill_chunk,
             "loop": self.loop,
+            "safety_margin": self.safety_margin,
             "environment": self.environment,
             "sides": [s.as_dict() for s in self.sides],
         }

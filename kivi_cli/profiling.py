@@ -192,7 +192,7 @@ def find_max_batch(loaded: Loaded, spec: SideSpec, ctx: int, start: int, seed: i
 
 def profile(loaded: Loaded, specs: list[SideSpec], batch: int, ctx: int, gen: int, seed: int,
             find_max: bool, progress: Callable[[str], None], prefill_chunk: int = 0,
-            loop: str = "lean") -> ProfileReport:
+            loop: str = "lean", safety_margin: float = 0.05) -> ProfileReport:
     prompt_len = ctx - gen
     sides: list[Side] = []
     for spec in specs:
@@ -201,7 +201,9 @@ def profile(loaded: Loaded, specs: list[SideSpec], batch: int, ctx: int, gen: in
             best = find_max_batch(loaded, spec, ctx, batch, seed, progress, prefill_chunk, loop)
             side = None
             # the search runs 2 decode steps; the full run may fragment more: step down until it fits
-            for b in _descending(best):
+            # measure a stated margin below the largest batch that fits: a long-running server keeps
+            # headroom for fragmentation and other allocations
+            for b in _descending(max(1, int(best * (1 - safety_margin))) if best else 0):
                 progress(f"{spec.name}: measuring at batch {b}")
                 side = measure(loaded, spec, b, prompt_len, gen, seed, prefill_chunk, loop)
                 if side.status != STATUS_OOM:
@@ -220,6 +222,7 @@ def profile(loaded: Loaded, specs: list[SideSpec], batch: int, ctx: int, gen: in
         model=loaded.name, device=str(loaded.device), dtype=str(loaded.dtype).removeprefix("torch."), batch=batch,
         ctx=ctx, prompt_len=prompt_len, gen=gen, sides=sides, environment=environment(loaded.device),
         find_max_batch=find_max, prefill_chunk=prefill_chunk, loop=loop,
+        safety_margin=safety_margin if find_max else None,
     )
 
 

@@ -93,6 +93,7 @@ def render_profile(out: Output, report: ProfileReport) -> None:
     row("status", lambda s: s.status if s.status == STATUS_OK else s.status.upper())
     if report.find_max_batch:
         row("max batch (search)", lambda s: str(s.max_batch))
+        row(f"measured at (margin {100 * (report.safety_margin or 0):.0f}%)", lambda s: str(s.batch))
         row("measured at batch", lambda s: str(s.batch))
     row("KV cache, analytic", mem("analytic_kv_bytes", "analytic_kv_x_smaller"))
     row("KV cache, held", mem("cache_bytes", "cache_bytes_x_smaller"))

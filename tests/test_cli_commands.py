@@ -249,7 +249,9 @@ def test_profile_find_max_batch(monkeypatch, loop):
                                loop=loop)
     base, kivi = report.sides
     assert (base.max_batch, kivi.max_batch) == (5, 19)
-    assert (base.batch, kivi.batch) == (5, 19) and base.status == kivi.status == "ok"
+    # measured 5% below the largest batch that fits (the default safety margin)
+    assert (base.batch, kivi.batch) == (4, 18) and base.status == kivi.status == "ok"
+    assert report.safety_margin == 0.05 and report.as_dict()["safety_margin"] == 0.05
     assert any("batch 8 oom" in s for s in seen)
 
 
