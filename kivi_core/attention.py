@@ -72,14 +72,11 @@ def attend(layer, original, module, query, key, value, attention_mask, **kwargs)
         return layer.attend(query, scaling), None
     if isinstance(layer, PhasedKiviLayer):  # rows grouped by padding phase: each part attends here
         return layer.attend(attend, original, module, query, key, value, attention_mask, **kwargs)
+    # a KiviLayer (one padding phase of a PhasedKiviLayer, which handled the prompt step itself)
     valid = valid_from_mask(attention_mask, layer.length)
     if valid is None:
         valid = layer._context_valid()
-    if layer.fused is None:
-        # First step: `key`/`value` are the full states already; claim the layer for the fused path.
-        layer.fused = True
-        out = original(module, query, key, value, attention_mask, **kwargs)
-    elif (
+    if (
         ops.use_triton(layer.config.backend, query.device)
         and _fused_ok(query, attention_mask, kwargs)
         and not layer.config.sink_tokens  # sinks are not read by the kernel: dequantize path

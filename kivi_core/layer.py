@@ -112,7 +112,8 @@ class KiviLayerBase(CacheLayerMixin):
 
 
 class KiviLayer(KiviLayerBase):
-    """KIVI cache of one attention layer (see the module docstring for the exact scheme)."""
+    """KIVI storage and rules of one attention layer (see the module docstring for the exact scheme).
+    A step is `update` (append) -> attention over `state()` / `materialize()` -> `settle()`."""
 
     def __init__(self, config: KiviConfig, context=None):
         super().__init__()
@@ -121,10 +122,6 @@ class KiviLayer(KiviLayerBase):
         # one-time notices. None when the layer is used alone.
         self.context = context
         self.length = 0
-        # None until the first attention call tells us whether the model reads the packed cache through
-        # kivi's attention function (True) or needs dequantized states (False).
-        self.fused: bool | None = None
-        self._pending_settle = False
         # True while k_tail / v_win are the caller's prompt tensors (never written to; re-homed on settle).
         self._borrowed = False
         self.capacity = 0  # positions of packed storage to allocate at once (KiviCache(capacity=...))
@@ -226,7 +223,6 @@ class KiviLayer(KiviLayerBase):
 
         valid: [B, L'] bool with L' >= this layer's length, False at padded positions (or None).
         """
-        self._pending_settle = False
         cfg = self.config
         G, F, R = cfg.group_size, cfg.key_flush, cfg.residual_length
         backend = cfg.backend
@@ -304,44 +300,20 @@ class KiviLayer(KiviLayerBase):
 
     # ------------------------------------------------------------------ the transformers protocol
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        """Append the step's tokens; return what the model's attention receives.
+        """Append the step's tokens (storage only) and return them.
 
-        On the fused path (the model's attention goes through kivi's attention function) that is the
-        step's own states, tagged, and attention reads the packed storage. Otherwise it is the whole
-        sequence dequantized (correct for any attention code, but it materializes the cache).
+        The caller drives the step: append (here), attention over `state()` (the fused kernel) or
+        `materialize()` (dequantized states), then `settle()`. Inside a KiviCache that caller is the
+        padding-phase layer (kivi_core.phases), which also speaks transformers' protocol.
         """
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-        if self._pending_settle:
-            # The previous step's states were never claimed by kivi's attention: this model's attention
-            # does not go through transformers' AttentionInterface (or not with these tensors).
-            self.settle(self._context_valid())
-            if self.fused is None:
-                self.fused = False
-                if self.context is not None:
-                    self.context.notice_unfused()
-        history = self.length > 0
         self._append(key_states, value_states)
-        no_window = self.config.residual_length == 0
-        if no_window:
+        if self.config.residual_length == 0:
             # R = 0 (the paper's no-window ablation): attention sees only quantized states, the step's
             # own tokens included, so the step settles before attention, not after.
             self.settle(self._context_valid())
-        if self.fused:
-            key_states._kivi_layer = self
-            return key_states, value_states
-        if history or no_window:
-            keys, values = self.materialize()
-        else:
-            keys, values = key_states, value_states
-        if self.fused is False:
-            # Attention gets fresh tensors, so the storage can be settled now.
-            self.settle(self._context_valid())
-        else:
-            # First call: let kivi's attention claim the layer (and settle with the mask it sees).
-            keys._kivi_layer = self
-            self._pending_settle = True
-        return keys, values
+        return key_states, value_states
 
     def materialize(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All keys and values as new dense tensors in the model dtype (the unfused path)."""
@@ -382,7 +354,6 @@ class KiviLayer(KiviLayerBase):
     def reset(self) -> None:
         self.is_initialized = False
         self.length = 0
-        self._pending_settle = False
         self._borrowed = False
         for name in self._STORAGE:
             if hasattr(self, name):

@@ -86,8 +86,7 @@ class PhasedKiviLayer(KiviLayerBase):
             identity = len(groups) == 1
             idx = None if identity else torch.tensor(rows, device=keys.device)
             ctx = PartContext()
-            layer = KiviLayer(self.config, ctx)
-            layer.fused = True  # storage only: attention is driven from here
+            layer = KiviLayer(self.config, ctx)  # storage and rules; the protocol lives here
             if identity:
                 layer.capacity = getattr(self.context, "capacity", 0)
             k = keys if idx is None else keys.index_select(0, idx)

@@ -83,7 +83,6 @@ class StaticKiviLayer(_StaticLayer):
         super().__init__()
         cfg = src.config
         self.config, self.schedule, self.max_len, self.lens = cfg, schedule, max_len, lens
-        self.fused = True
         B, H, D = src.batch, src.heads, src.head_dim
         dev, dt = src.device, src.dtype
         self.batch, self.heads, self.head_dim, self.device, self.dtype = B, H, D, dev, dt
@@ -205,7 +204,6 @@ class StaticFp16Layer(_StaticLayer):
                  lens: torch.Tensor, device, dtype):
         super().__init__()
         self.schedule, self.max_len, self.lens = schedule, max_len, lens
-        self.fused = True
         self.keys = torch.zeros(batch, heads, max_len, head_dim, device=device, dtype=dtype)
         self.values = torch.zeros_like(self.keys)
         self._pos = torch.arange(max_len, device=device)

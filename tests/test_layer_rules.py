@@ -74,7 +74,6 @@ def _assert_same(name, got, want):
 
 def _run(cfg, prefill, steps, dtype=torch.float32, B=2, H=2, D=32, fused=False, valid=None):
     layer = KiviLayer(cfg)
-    layer.fused = fused
     slow = SlowKivi(cfg)
     L_total = prefill + steps
     ks = torch.randn(B, H, L_total, D).to(dtype) * torch.linspace(0.5, 4, D).to(dtype)
@@ -82,10 +81,12 @@ def _run(cfg, prefill, steps, dtype=torch.float32, B=2, H=2, D=32, fused=False, 
     chunks = ([(0, prefill)] if prefill else []) + [(t, t + 1) for t in range(prefill, L_total)]
     for a, b in chunks:
         want_k, want_v = slow.add(ks[:, :, a:b], vs[:, :, a:b], valid)
-        got_k, got_v = layer.update(ks[:, :, a:b], vs[:, :, a:b])
-        if fused:  # attention reads the storage, then settles
+        layer.update(ks[:, :, a:b], vs[:, :, a:b])
+        if fused:  # the kernel's view: the packed storage itself (dequantized here to compare)
             got_k, got_v = dequantize_state(layer.state(), dtype)
-            layer.settle(None if valid is None else valid[:, :b])
+        else:  # the dequantize path's view
+            got_k, got_v = layer.materialize()
+        layer.settle(None if valid is None else valid[:, :b])  # after attention, as the cache drives it
         _assert_same(f"keys seen by attention after token {b}", got_k, want_k)
         _assert_same(f"values seen by attention after token {b}", got_v, want_v)
         assert (layer.n_kq, layer.n_vq, layer.length) == (slow.n_kq, slow.n_vq, b), f"counters after token {b}"
@@ -151,9 +152,9 @@ def test_crop_refuses():
 def test_reorder_follows_beams():
     cfg = KiviConfig(group_size=G, residual_length=R)
     layer = KiviLayer(cfg)
-    layer.fused = False
     k, v = torch.randn(3, 2, 2 * R + 7, 32), torch.randn(3, 2, 2 * R + 7, 32)
     layer.update(k, v)
+    layer.settle()
     before_k, before_v = dequantize_state(layer.state())
     idx = torch.tensor([2, 0, 0])
     layer.reorder_cache(idx)
@@ -164,7 +165,6 @@ def test_reorder_follows_beams():
 def test_sinks_stay_full_precision_and_out_of_group_ranges():
     cfg = KiviConfig(group_size=G, residual_length=R, sink_tokens=3)
     layer = KiviLayer(cfg)
-    layer.fused = True
     B, H, L, D = 2, 2, 3 * R + 5, 32
     k, v = torch.randn(B, H, L, D), torch.randn(B, H, L, D)
     k[:, :, :3] *= 50  # outlier-sized sink keys
@@ -191,7 +191,6 @@ def test_rotated_keys_round_trip_and_quantize_in_the_rotated_basis():
 
     cfg = KiviConfig(group_size=G, residual_length=R, rotate_keys=True)
     layer = KiviLayer(cfg)
-    layer.fused = True
     k, v = torch.randn(1, 2, 2 * R + 3, 32), torch.randn(1, 2, 2 * R + 3, 32)
     layer.update(k, v)
     layer.settle()
@@ -207,7 +206,6 @@ def test_rotated_keys_round_trip_and_quantize_in_the_rotated_basis():
 def test_reset_then_reuse_matches_a_fresh_layer():
     cfg = KiviConfig(group_size=G, residual_length=R, sink_tokens=2)
     a, b = KiviLayer(cfg), KiviLayer(cfg)
-    a.fused = b.fused = True
     k, v = torch.randn(1, 2, 2 * R + 9, 32), torch.randn(1, 2, 2 * R + 9, 32)
     a.update(torch.randn(1, 2, 40, 32), torch.randn(1, 2, 40, 32))
     a.reset()

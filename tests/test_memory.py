@@ -7,8 +7,7 @@ from kivi_core import KiviConfig, KiviLayer, analytic_cache_bytes
 
 
 def _fill(cfg, L, steps, B=1, H=2, D=128, dtype=torch.float16):
-    layer = KiviLayer(cfg)
-    layer.fused = True  # the fused protocol: attention reads storage, then the step settles
+    layer = KiviLayer(cfg)  # a step: update, attention (reads storage), settle
     layer.update(torch.randn(B, H, L, D, dtype=dtype), torch.randn(B, H, L, D, dtype=dtype))
     layer.settle()
     for _ in range(steps):
