@@ -27,9 +27,6 @@ class PartContext:
     def __init__(self) -> None:
         self.valid: torch.Tensor | None = None
 
-    def notice_unfused(self) -> None:  # the phased layer gives the notice
-        return None
-
 
 @dataclass
 class Part:
