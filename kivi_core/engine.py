@@ -9,6 +9,14 @@ the argmax all run without Python between them. The fp16 side (`kivi=None`) uses
 dense buffers of the same maximum length, so the comparison stays fair. On CPU the same steps run
 eagerly (no graphs), which is what the CPU tests compare with `model.generate`.
 
+The prompt is prefilled a slice of rows at a time (`prefill_batch`; by default as many rows as keep a
+slice under `PREFILL_TOKEN_BUDGET` prompt tokens), each slice into its own rows of the batch-wide static
+cache, which is allocated once: so the prefill's transient memory (activations, and for KIVI the slice's
+own prefilled cache until it is copied into place) is one slice's, and the largest batch that fits is
+bounded by the cache, not by the prefill. The fp16 side prefills each slice straight into row views of
+its dense buffers; KIVI prefills each slice into a `KiviCache` of the prompt's length and copies its
+packed stores into the slice's rows (`StaticKiviCache.load_rows`), then frees it.
+
 Left-padded prompts are not continued statically (the static attention reads no padding mask, and rows
 in several padding phases have their own flush schedules), nor are the settings `static_unsupported`
 names (R = 0, sinks, rotated keys): `lean_generate` then decodes with plain `model.generate` over a
@@ -27,6 +35,18 @@ from .cache import KiviCache
 from .compat import cache_kwarg
 from .config import KiviConfig
 from .static import DecodeSchedule, StaticFp16Cache, StaticKiviCache, static_unsupported
+
+
+# Prompt tokens prefilled together (rows x prompt_len) when `prefill_batch` is not given. Besides the
+# batch-wide cache, the prefill's transient is what bounds the largest batch. Per prompt token of a slice
+# (Llama-2-7B shape, fp16; estimated from the shapes, not measured): ~100 KB of one layer's activations
+# (the MLP's 3 x 11008 x 2 bytes, q/k/v and hidden states), and for KIVI also the slice's own prefilled
+# cache (~112 KB a token over 32 layers at k2v2 G=32) until it is copied into its rows. So 8192 tokens
+# cost ~0.8 GB (fp16) / ~1.7 GB (KIVI) above the cache: < 1 fp16 sequence and ~4 KIVI sequences of 4096
+# tokens (2.1 GB / 0.47 GB each): on an H200 (~127 GB beside the weights) the max-batch ratio at ctx 4096
+# stays within ~1% of the cache-bytes ratio (4.57x), where all rows at once ran out of memory in prefill
+# at KIVI batch 192. 8192 tokens a forward are still GEMMs of 8192 rows, enough to fill a GPU.
+PREFILL_TOKEN_BUDGET = 8192
 
 
 @dataclass
@@ -101,6 +121,16 @@ def _greedy_step(model, cache, ids: torch.Tensor, pos: torch.Tensor):
     return step
 
 
+def _generate_fallback(model, input_ids, attention_mask, new_tokens: int, kivi: KiviConfig) -> LeanResult:
+    """Plain greedy `generate` over a `KiviCache`: exact for what the static cache cannot continue."""
+    full = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+    gc = copy.deepcopy(model.generation_config)
+    gc.eos_token_id = None  # exactly new_tokens tokens, nothing suppressed: as the lean loop
+    gen = model.generate(input_ids=input_ids, attention_mask=full, max_new_tokens=new_tokens,
+                         do_sample=False, generation_config=gc, past_key_values=KiviCache(kivi))
+    return LeanResult(gen[:, input_ids.shape[1]:], None, "generate (padded prompt or unsupported setting)")
+
+
 def _prefill(model, input_ids, attention_mask, cache, chunk: int, after_chunk=None) -> torch.Tensor:
     """Run the prompt through `model` into `cache`, `chunk` tokens at a time; the last position's
     greedy token [B, 1]. Only the last position's logits are computed (a [B, T, vocab] tensor would
@@ -117,42 +147,73 @@ def _prefill(model, input_ids, attention_mask, cache, chunk: int, after_chunk=No
     return out.logits[:, -1:].argmax(-1)
 
 
+def prefill_rows(batch: int, prompt_len: int, prefill_batch: int | None = None) -> int:
+    """Rows prefilled together: `prefill_batch` rows (0: all), or with None as many as keep
+    rows x prompt_len <= PREFILL_TOKEN_BUDGET (at least one row)."""
+    if prefill_batch is None:
+        return max(1, min(batch, PREFILL_TOKEN_BUDGET // max(1, prompt_len)))
+    if isinstance(prefill_batch, bool) or not isinstance(prefill_batch, int) or prefill_batch < 0:
+        raise ValueError(f"prefill_batch={prefill_batch!r} must be an int >= 0 (rows prefilled together; "
+                         "0: all at once) or None (automatic)")
+    return batch if prefill_batch == 0 else min(batch, prefill_batch)
+
+
 @torch.no_grad()
 def lean_generate(model, input_ids: torch.Tensor, new_tokens: int, kivi: KiviConfig | None = None,
                   attention_mask: torch.Tensor | None = None, graphs: bool | None = None,
-                  prefill_chunk: int = 0) -> LeanResult:
+                  prefill_chunk: int = 0, prefill_batch: int | None = None) -> LeanResult:
     """Greedy-decode `new_tokens` tokens after `input_ids` [B, T] with the lean loop (see module doc).
-    `prefill_chunk` > 0 feeds the prompt that many tokens at a time (bounds prefill activations)."""
+
+    `prefill_batch` rows of the prompt are prefilled at a time (0: all rows at once; None: automatic,
+    see `prefill_rows`), each slice into its rows of the batch-wide static cache, so the prefill's
+    transient memory is one slice's, not the batch's. Each row's computation is the same as with all
+    rows at once: the tokens and the cache are the same bits wherever the matmuls round a row the same
+    whether it comes alone or with others (the CPU tests check it; see tests/test_engine.py for the one
+    exception seen, a few tokens a row). Padded prompts (plain `generate`) take all rows at once.
+    `prefill_chunk` > 0 feeds the prompt that many tokens at a time (bounds activations further; with
+    KIVI, later chunks attend to quantized earlier ones, so the numbers change: it is not chosen
+    automatically)."""
     if new_tokens < 1:
         raise ValueError(f"new_tokens={new_tokens} must be >= 1")
     if prefill_chunk < 0:
         raise ValueError(f"prefill_chunk={prefill_chunk} must be >= 0 (0: the whole prompt at once)")
     B, T = input_ids.shape
+    rows = prefill_rows(B, T, prefill_batch)
+    slices = [(a, min(B, a + rows)) for a in range(0, B, rows)]
     device = input_ids.device
     graphs = device.type == "cuda" if graphs is None else graphs
     max_len = T + new_tokens - 1  # the last sampled token is never fed back
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
+    first = torch.empty(B, 1, dtype=torch.long, device=device)  # each row's first greedy token
     if kivi is not None:
-        padded = attention_mask is not None and not bool(attention_mask.all())  # one host read, at the prompt
-        pre = KiviCache(kivi, model_config=model.config, capacity=max_len)
-        first = _prefill(model, input_ids, attention_mask, pre, prefill_chunk)
         # the static attention reads no padding mask: padded prompts (even a single padding phase) and
         # what static_unsupported names decode through plain generate, which is exact
-        if padded or static_unsupported(pre) is not None:
-            full = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-            gc = copy.deepcopy(model.generation_config)
-            gc.eos_token_id = None  # exactly new_tokens tokens, nothing suppressed: as the lean loop
-            gen = model.generate(input_ids=input_ids, attention_mask=full, max_new_tokens=new_tokens,
-                                 do_sample=False, generation_config=gc, past_key_values=KiviCache(kivi))
-            return LeanResult(gen[:, T:], None, "generate (padded prompt or unsupported setting)")
-        cache = StaticKiviCache.from_cache(pre, max_len)
-        del pre
+        if attention_mask is not None and not bool(attention_mask.all()):  # one host read, at the prompt
+            return _generate_fallback(model, input_ids, attention_mask, new_tokens, kivi)
+        cache = None
+        for a, b in slices:
+            # One slice: the prefill's stores are allocated for max_len and continued without a copy.
+            # Several: the slice's cache holds the prompt only and is copied into its rows, then freed.
+            pre = KiviCache(kivi, model_config=model.config, capacity=max_len if len(slices) == 1 else T)
+            first[a:b] = _prefill(model, input_ids[a:b], None, pre, prefill_chunk)
+            if cache is None and static_unsupported(pre) is not None:
+                del pre
+                return _generate_fallback(model, input_ids, attention_mask, new_tokens, kivi)
+            if cache is None:  # the batch-wide cache, allocated once, shaped after the first slice
+                # (room for one decode step even when new_tokens = 1 takes none: from_cache needs it)
+                cache = StaticKiviCache.from_cache(pre, max(max_len, T + 1), None if len(slices) == 1 else B)
+            else:
+                cache.load_rows(pre, a)
+            del pre
     else:
         if attention_mask is not None and not bool(attention_mask.all()):
             raise ValueError("the fp16 lean loop takes unpadded prompts (attention_mask all ones)")
         cache = StaticFp16Cache.for_model(model, B, max_len)
-        first = _prefill(model, input_ids, None, cache, prefill_chunk, cache.prompt_done)
+        for a, b in slices:  # each slice writes into its rows of the batch-wide buffers (views)
+            part = cache if len(slices) == 1 else cache.rows(a, b)
+            first[a:b] = _prefill(model, input_ids[a:b], None, part, prefill_chunk, part.prompt_done)
+        cache.prompt_done(T)
     if attention_mask is not None:
         pos = attention_mask.long().sum(1, keepdim=True)  # next position of each row (left padding)
     else:

@@ -19,8 +19,11 @@ tensors:
 
 The KIVI rules are the ones of `kivi_core.layer` (append -> attend -> settle); `StaticKiviCache` is
 converted from a prefilled single-phase `KiviCache` and continues it exactly (tests compare greedy tokens
-with `model.generate(past_key_values=KiviCache(...))`). `StaticFp16Cache` is the fp16 side of the same
-loop: dense buffers of `max_len`, SDPA over them with a length mask.
+with `model.generate(past_key_values=KiviCache(...))`); or it is allocated for B rows shaped after a
+prefilled slice of them, and each slice's `KiviCache` is copied into its rows (`load_rows`), so a large
+batch is prefilled a few rows at a time. `StaticFp16Cache` is the fp16 side of the same
+loop: dense buffers of `max_len`, SDPA over them with a length mask; `rows(a, b)` lends a slice of rows to
+a prefill as views.
 """
 
 from __future__ import annotations
@@ -79,11 +82,15 @@ class StaticKiviLayer(_StaticLayer):
     `lens` (shared by the cache's layers) holds [L, n_kq, n_vq] as before the step; the cache adds the
     step's delta once, after the last layer (`_StaticCache.end_step`)."""
 
-    def __init__(self, src, schedule: DecodeSchedule, max_len: int, lens: torch.Tensor):
+    def __init__(self, src, schedule: DecodeSchedule, max_len: int, lens: torch.Tensor, batch: int | None = None):
+        """`src`: a settled, prefilled single-phase KiviLayer. `batch` None: continue `src` itself (its
+        packed stores are kept when `KiviCache(capacity=...)` made them big enough: no copy). `batch` B:
+        allocate stores for B rows (the shapes and dtypes `src`'s would take) and load `src` into rows
+        [0, src.batch); `load_rows` fills the others (the row-sliced prefill of `kivi_core.engine`)."""
         super().__init__()
         cfg = src.config
         self.config, self.schedule, self.max_len, self.lens = cfg, schedule, max_len, lens
-        B, H, D = src.batch, src.heads, src.head_dim
+        B, H, D = src.batch if batch is None else batch, src.heads, src.head_dim
         dev, dt = src.device, src.dtype
         self.batch, self.heads, self.head_dim, self.device, self.dtype = B, H, D, dev, dt
         G, R = cfg.group_size, cfg.residual_length
@@ -93,24 +100,26 @@ class StaticKiviLayer(_StaticLayer):
 
         def store(t: torch.Tensor, n: int, rows: int) -> torch.Tensor:
             # keep the prefill's buffer when it is already big enough (KiviCache(capacity=...)): no copy
-            if t.shape[2] >= rows:
+            if batch is None and t.shape[2] >= rows:
                 return t
             out = t.new_empty(B, H, rows, t.shape[3])
-            out[:, :, :n].copy_(t[:, :, :n])
+            if batch is None:
+                out[:, :, :n].copy_(t[:, :, :n])
             return out
 
-        n_kq, n_vq, L = src.n_kq, src.n_vq, src.length
-        self.k_codes = store(src.k_codes, n_kq // ck, cap // ck)
-        self.k_scale = store(src.k_scale, n_kq // G, cap // G)
+        n_kq, n_vq = src.n_kq, src.n_vq
+        self.k_codes = store(src.k_codes, n_kq // ck, cap // ck)  # [B, H, tokens/ck, D]
+        self.k_scale = store(src.k_scale, n_kq // G, cap // G)  # [B, H, tokens/G, D]
         self.k_min = store(src.k_min, n_kq // G, cap // G)
-        self.v_codes = store(src.v_codes, n_vq, cap)
-        self.v_scale = store(src.v_scale, n_vq, cap)
+        self.v_codes = store(src.v_codes, n_vq, cap)  # [B, H, tokens, D/cv]
+        self.v_scale = store(src.v_scale, n_vq, cap)  # [B, H, tokens, D/G]
         self.v_min = store(src.v_min, n_vq, cap)
         self.k_tail = torch.zeros(B, H, R, D, device=dev, dtype=dt)
-        self.k_tail[:, :, : L - n_kq].copy_(src.k_tail[:, :, : L - n_kq])
-        self.v_win = torch.zeros(B, H, self.W, D, device=dev, dtype=dt)
-        slots = torch.arange(n_vq, L, device=dev) % self.W
-        self.v_win.index_copy_(2, slots, src.v_win[:, :, src.w0 : src.w0 + (L - n_vq)])
+        self.v_win = torch.zeros(B, H, self.W, D, device=dev, dtype=dt)  # ring: position t in slot t % W
+        if batch is None:
+            self._load_window(src, 0)
+        else:
+            self.load_rows(src, 0)
         # a flush's quantizer output, index_copy_'d into place (every R steps)
         self._kq = (torch.empty(B, H, R // ck, D, device=dev, dtype=torch.int32),
                     torch.empty(B, H, R // G, D, device=dev, dtype=dt), torch.empty(B, H, R // G, D, device=dev, dtype=dt))
@@ -118,6 +127,30 @@ class StaticKiviLayer(_StaticLayer):
         self._g_rows = torch.arange(R // G, device=dev)
         self._triton = ops.use_triton(cfg.backend, dev)
         self.is_initialized = True
+
+    def load_rows(self, src, row: int) -> None:
+        """Copy a settled, prefilled KiviLayer of the same prompt length into rows [row, row + src.batch)."""
+        sch = self.schedule
+        # every slice of an unpadded batch has the same prompt length, hence the same flush state
+        assert (src.length, src.n_kq, src.n_vq) == (sch.length, sch.n_kq, sch.n_vq), \
+            ((src.length, src.n_kq, src.n_vq), (sch.length, sch.n_kq, sch.n_vq))
+        assert (src.heads, src.head_dim, src.dtype) == (self.heads, self.head_dim, self.dtype)
+        assert 0 <= row and row + src.batch <= self.batch, (row, src.batch, self.batch)
+        G, ck = self.config.group_size, self.ck
+        n_kq, n_vq = src.n_kq, src.n_vq
+        rows = slice(row, row + src.batch)
+        for name, n in (("k_codes", n_kq // ck), ("k_scale", n_kq // G), ("k_min", n_kq // G),
+                        ("v_codes", n_vq), ("v_scale", n_vq), ("v_min", n_vq)):
+            getattr(self, name)[rows, :, :n].copy_(getattr(src, name)[:, :, :n])
+        self._load_window(src, row)
+
+    def _load_window(self, src, row: int) -> None:
+        """The key tail [n_kq, L) and the value window [n_vq, L) of `src` into rows from `row` on."""
+        n_kq, n_vq, L = src.n_kq, src.n_vq, src.length
+        rows = slice(row, row + src.batch)
+        self.k_tail[rows, :, : L - n_kq].copy_(src.k_tail[:, :, : L - n_kq])
+        slots = torch.arange(n_vq, L, device=self.device) % self.W
+        self.v_win[rows].index_copy_(2, slots, src.v_win[:, :, src.w0 : src.w0 + (L - n_vq)])
 
     # ------------------------------------------------------------------ a step
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
@@ -201,11 +234,14 @@ class StaticFp16Layer(_StaticLayer):
     device `lens` (positions before the step, as for KIVI)."""
 
     def __init__(self, batch: int, heads: int, head_dim: int, schedule: DecodeSchedule, max_len: int,
-                 lens: torch.Tensor, device, dtype):
+                 lens: torch.Tensor, device, dtype, buffers: tuple[torch.Tensor, torch.Tensor] | None = None):
         super().__init__()
         self.schedule, self.max_len, self.lens = schedule, max_len, lens
-        self.keys = torch.zeros(batch, heads, max_len, head_dim, device=device, dtype=dtype)
-        self.values = torch.zeros_like(self.keys)
+        if buffers is None:
+            self.keys = torch.zeros(batch, heads, max_len, head_dim, device=device, dtype=dtype)  # [B, H, max_len, D]
+            self.values = torch.zeros_like(self.keys)
+        else:  # rows of another layer's buffers (StaticFp16Cache.rows)
+            self.keys, self.values = buffers
         self._pos = torch.arange(max_len, device=device)
         self.is_initialized = True
 
@@ -263,23 +299,44 @@ class StaticKiviCache(_StaticCache):
     """A prefilled `KiviCache` continued as a static, graph-capturable cache of `max_len` positions."""
 
     @classmethod
-    def from_cache(cls, cache: KiviCache, max_len: int) -> "StaticKiviCache":
+    def from_cache(cls, cache: KiviCache, max_len: int, batch: int | None = None) -> "StaticKiviCache":
+        """Continue `cache` (its stores are kept, see `StaticKiviLayer`); with `batch` B, allocate stores
+        for B rows instead and load `cache` into rows [0, cache's batch): `load_rows` fills the rest."""
         cfg = cache.config
-        why = static_unsupported(cache)
-        if why:
-            raise ValueError(f"this KiviCache cannot run in the lean engine: {why}")
-        parts = [layer.parts[0].layer for layer in cache.layers]
-        for p in parts:  # the prompt's last step: flush and slide as a decode step would
-            p.settle(None)
+        parts = _settled_parts(cache)
         L = parts[0].length
         if max_len < L + 1:
             raise ValueError(f"max_len={max_len} must exceed the prompt's {L} positions")
+        if batch is not None and batch < parts[0].batch:
+            raise ValueError(f"batch={batch} is smaller than the prefilled cache's {parts[0].batch} rows")
         schedule = DecodeSchedule(L, parts[0].n_kq, parts[0].n_vq, cfg.residual_length, max_len)
         lens = torch.tensor([L, parts[0].n_kq, parts[0].n_vq], device=parts[0].device, dtype=torch.int32)
-        layers = [StaticKiviLayer(p, schedule, max_len, lens) for p in parts]
+        layers = [StaticKiviLayer(p, schedule, max_len, lens, batch) for p in parts]
         out = cls(layers, schedule, lens)
         out.config = cfg
         return out
+
+    def load_rows(self, cache: KiviCache, row: int) -> None:
+        """Copy a prefilled `KiviCache` (same config and prompt length) into rows [row, row + its batch)."""
+        if cache.config != self.config:
+            raise ValueError(f"the prefilled cache's config {cache.config.label()} is not this cache's "
+                             f"{self.config.label()}")
+        parts = _settled_parts(cache)
+        assert len(parts) == len(self.layers), (len(parts), len(self.layers))
+        for layer, part in zip(self.layers, parts):
+            layer.load_rows(part, row)
+
+
+def _settled_parts(cache: KiviCache) -> list:
+    """The single-phase KiviLayer of each layer of a prefilled `cache`, after the prompt's last settle
+    (flush and slide as a decode step would)."""
+    why = static_unsupported(cache)
+    if why:
+        raise ValueError(f"this KiviCache cannot run in the lean engine: {why}")
+    parts = [layer.parts[0].layer for layer in cache.layers]
+    for p in parts:
+        p.settle(None)
+    return parts
 
 
 class StaticFp16Cache(_StaticCache):
@@ -297,6 +354,16 @@ class StaticFp16Cache(_StaticCache):
         layers = [StaticFp16Layer(batch, heads, head_dim, schedule, max_len, lens, p.device, p.dtype)
                   for _ in range(cfg.num_hidden_layers)]
         return cls(layers, schedule, lens)
+
+    def rows(self, a: int, b: int) -> "StaticFp16Cache":
+        """A prompt-only cache over rows [a, b) of these buffers (views: the row-sliced prefill of
+        `kivi_core.engine` writes each slice's keys and values straight into place, no copy). It keeps
+        its own prompt length; call `prompt_done` on this cache once every row is in."""
+        schedule = DecodeSchedule(0, 0, 0, 1 << 30, self.schedule.max_len)
+        lens = torch.zeros_like(self.lens)
+        layers = [StaticFp16Layer(b - a, 0, 0, schedule, layer.max_len, lens, None, None,
+                                  (layer.keys[a:b], layer.values[a:b])) for layer in self.layers]
+        return type(self)(layers, schedule, lens)
 
     def prompt_done(self, length: int) -> None:
         self.schedule.length = length

@@ -13,8 +13,10 @@ import transformers as tf
 
 from kivi_core import KiviCache, KiviConfig
 from kivi_core.compat import cache_kwarg
-from kivi_core.engine import lean_generate
-from kivi_core.static import DecodeSchedule, StaticKiviCache
+from kivi_core import engine
+from kivi_core.engine import lean_generate, prefill_rows
+from kivi_core.quant import codes_per_word
+from kivi_core.static import DecodeSchedule, StaticFp16Layer, StaticKiviCache
 
 from models import build
 
@@ -63,7 +65,7 @@ def test_lean_padded_prompts_fall_back_to_generate(pad):
     ids = torch.randint(0, 97, (2, 40), generator=torch.Generator().manual_seed(2))
     mask = torch.ones_like(ids)
     mask[1, :pad] = 0
-    res = lean_generate(model, ids, 20, cfg, attention_mask=mask)
+    res = lean_generate(model, ids, 20, cfg, attention_mask=mask, prefill_batch=1)  # generate takes all rows
     assert res.graphs.startswith("generate")
     assert torch.equal(res.tokens, reference(model, ids, 20, cfg, mask))
 
@@ -80,6 +82,88 @@ def test_lean_fp16_chunked_prefill():
     ids = torch.randint(0, 97, (2, 50), generator=torch.Generator().manual_seed(5))
     res = lean_generate(model, ids, 20, None, prefill_chunk=16)
     assert torch.equal(res.tokens, reference(model, ids, 20, None))
+
+
+def stores(cache) -> dict[str, torch.Tensor]:
+    """What a static cache holds after `schedule.length` positions, by layer and store (capacity beyond
+    the used rows is uninitialized and left out; the key tail and the value ring are zero-initialized)."""
+    out, L = {}, cache.schedule.length
+    for i, layer in enumerate(cache.layers):
+        if isinstance(layer, StaticFp16Layer):
+            out.update({f"{i}.keys": layer.keys[:, :, :L], f"{i}.values": layer.values[:, :, :L]})
+            continue
+        n_kq, n_vq = cache.schedule.n_kq, cache.schedule.n_vq
+        G, ck = layer.config.group_size, codes_per_word(layer.config.k_bits)
+        for name, n in (("k_codes", n_kq // ck), ("k_scale", n_kq // G), ("k_min", n_kq // G),
+                        ("v_codes", n_vq), ("v_scale", n_vq), ("v_min", n_vq), ("k_tail", None), ("v_win", None)):
+            out[f"{i}.{name}"] = getattr(layer, name)[:, :, :n]
+    return out
+
+
+def assert_same_stores(a, b):
+    assert a.schedule.length == b.schedule.length and torch.equal(a.lens, b.lens)
+    sa, sb = stores(a), stores(b)
+    assert sa.keys() == sb.keys()
+    for name in sa:
+        assert sa[name].shape == sb[name].shape, (name, sa[name].shape, sb[name].shape)
+        diff = (sa[name] != sb[name]).nonzero()
+        assert diff.numel() == 0, f"{name}: {diff.shape[0]} elements differ, first at {diff[0].tolist()}"
+
+
+KIVI_TORCH = KiviConfig(k_bits=2, v_bits=2, group_size=16, residual_length=32, backend="torch")
+
+
+# T=77 with R=32: 64 keys quantized and 13 in the tail, 45 values quantized; B=5 in slices of 2 leaves a
+# slice of one row; prefill_chunk=20 cuts the prompt inside key groups and flush blocks. Slicing changes
+# only how many rows each matmul gets. This CPU's BLAS gives a row the same bits whether it comes with
+# others or alone, except for very few tokens a row (chunk 24 leaves a 5-token last chunk: its o_proj
+# rounds 1 ulp differently for one row than for five, measured) - so no chunk here is that small.
+@pytest.mark.parametrize("kivi", [KIVI_TORCH, None], ids=["kivi", "fp16"])
+@pytest.mark.parametrize("chunk", [0, 20])
+def test_lean_sliced_prefill_equals_all_rows_at_once(kivi, chunk):
+    model = build("llama")
+    ids = torch.randint(0, 97, (5, 77), generator=torch.Generator().manual_seed(6))
+    new = 40  # past a key flush (at position 96) with the window sliding
+    whole = lean_generate(model, ids, new, kivi, prefill_chunk=chunk, prefill_batch=0)
+    sliced = lean_generate(model, ids, new, kivi, prefill_chunk=chunk, prefill_batch=2)
+    assert torch.equal(sliced.tokens, whole.tokens), (sliced.tokens != whole.tokens).nonzero()[:5]
+    assert_same_stores(sliced.cache, whole.cache)
+    if chunk == 0:  # a chunked KIVI prefill attends to quantized earlier chunks: generate does not
+        assert torch.equal(sliced.tokens, reference(model, ids, new, kivi))
+
+
+@pytest.mark.parametrize("kivi", [KIVI_TORCH, None], ids=["kivi", "fp16"])
+def test_sliced_prefill_stores_equal_all_rows_at_once(kivi):
+    # new_tokens=1: the cache as the prefill left it (no decode step has touched it)
+    model = build("llama")
+    ids = torch.randint(0, 97, (5, 50), generator=torch.Generator().manual_seed(8))
+    whole = lean_generate(model, ids, 1, kivi, prefill_batch=0)
+    for rows in (1, 3):
+        sliced = lean_generate(model, ids, 1, kivi, prefill_batch=rows)
+        assert torch.equal(sliced.tokens, whole.tokens)
+        assert_same_stores(sliced.cache, whole.cache)
+
+
+def test_lean_automatic_prefill_batch_slices_long_prompts(monkeypatch):
+    assert prefill_rows(192, 4094) == engine.PREFILL_TOKEN_BUDGET // 4094  # the H200 case: 2 rows
+    assert prefill_rows(4, 100) == 4 and prefill_rows(3, 10 * engine.PREFILL_TOKEN_BUDGET) == 1
+    assert prefill_rows(7, 100, 0) == 7 and prefill_rows(7, 100, 3) == 3 and prefill_rows(7, 100, 9) == 7
+    model = build("llama")
+    ids = torch.randint(0, 97, (3, 40), generator=torch.Generator().manual_seed(9))
+    whole = lean_generate(model, ids, 10, KIVI_TORCH, prefill_batch=0)
+    monkeypatch.setattr(engine, "PREFILL_TOKEN_BUDGET", 80)  # 2 rows of 40 tokens at a time
+    assert prefill_rows(3, 40) == 2
+    auto = lean_generate(model, ids, 10, KIVI_TORCH)
+    assert torch.equal(auto.tokens, whole.tokens)
+    assert_same_stores(auto.cache, whole.cache)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
+def test_lean_refuses_bad_prefill_batch(bad):
+    model = build("llama")
+    ids = torch.randint(0, 97, (2, 8))
+    with pytest.raises(ValueError, match=r"prefill_batch=.* must be an int >= 0"):
+        lean_generate(model, ids, 2, None, prefill_batch=bad)
 
 
 def test_static_cache_refuses_what_it_cannot_continue():
