@@ -33,7 +33,8 @@ integers, times are seconds unless the key says `ms`, and a value that was not m
 | `error` | only on failed lines: `{"index", "line", "error"}`; the exit code is then 1 |
 
 **`kivi profile --json`**: one document: `model`, `device`, `dtype`, `batch`, `ctx`, `prompt_len`,
-`gen`, `find_max_batch`, `prefill_chunk`, `environment` (versions, device name) and `sides`, a list with the
+`gen`, `find_max_batch`, `prefill_chunk`, `prefill_batch` (rows prefilled together: `0` all, `null`
+automatic), `loop`, `safety_margin`, `environment` (versions, device name) and `sides`, a list with the
 full-precision baseline first. Each side has:
 
 | key | meaning |

@@ -105,6 +105,7 @@ class ProfileReport:
     environment: dict = field(default_factory=dict)
     find_max_batch: bool = False
     prefill_chunk: int = 0  # 0 = the whole prompt in one forward
+    prefill_batch: Optional[int] = 0  # rows prefilled together: 0 = all, None = automatic (lean loop)
     loop: str = "lean"  # "lean": kivi_core.engine (static caches, CUDA graphs); "generate": the plain loop
     safety_margin: Optional[float] = None  # --find-max-batch: measured at max_batch * (1 - margin)
 
@@ -119,6 +120,7 @@ class ProfileReport:
             "gen": self.gen,
             "find_max_batch": self.find_max_batch,
             "prefill_chunk": self.prefill_chunk,
+            "prefill_batch": self.prefill_batch,
             "loop": self.loop,
             "safety_margin": self.safety_margin,
             "environment": self.environment,

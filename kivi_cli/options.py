@@ -237,6 +237,17 @@ def parse_bits_list(text: str) -> list[int]:
     return out
 
 
+def parse_prefill_batch(text: str) -> Optional[int]:
+    """`--prefill-batch auto | N`: rows prefilled together in the lean loop (None = automatic, 0 = all)."""
+    value = text.strip().lower()
+    if value == "auto":
+        return None
+    if not value.isdigit():
+        raise UsageError(f"--prefill-batch {text!r} is not a number of rows >= 0 or auto; use e.g. "
+                         "--prefill-batch 4 (0 = all rows at once).")
+    return int(value)
+
+
 def _flag_names(message: str) -> str:
     for field, flag in (("k_bits", "--k-bits"), ("v_bits", "--v-bits"), ("group_size", "--group-size"),
                         ("residual_length", "--residual-length"), ("backend", "--backend")):

@@ -58,12 +58,15 @@ def random_prompt(loaded: Loaded, batch: int, length: int, seed: int) -> torch.T
     return torch.randint(0, vocab, (batch, length), generator=g).to(loaded.device)
 
 
-def _lean_run(loaded: Loaded, spec: SideSpec, ids: torch.Tensor, gen: int, prefill_chunk: int):
-    """The lean loop (kivi_core.engine): static caches, CUDA graphs on CUDA. Timing covers the steps
-    from the first graph replay on (CUDA events; no host work between replays, so GPU time = wall)."""
+def _lean_run(loaded: Loaded, spec: SideSpec, ids: torch.Tensor, gen: int, prefill_chunk: int,
+              prefill_batch: Optional[int] = None):
+    """The lean loop (kivi_core.engine): static caches, CUDA graphs on CUDA; both sides prefill
+    `prefill_batch` rows at a time (None: automatic), so the prefill's transient is a slice's and the
+    largest batch is bounded by the cache. Timing covers the steps from the first graph replay on (CUDA
+    events; no host work between replays, so GPU time = wall)."""
     from kivi_core.engine import lean_generate
 
-    res = lean_generate(loaded.model, ids, gen, spec.kivi, prefill_chunk=prefill_chunk)
+    res = lean_generate(loaded.model, ids, gen, spec.kivi, prefill_chunk=prefill_chunk, prefill_batch=prefill_batch)
     if res.steady_ms_per_step is not None:
         steps, wall = res.steady_steps, res.steady_ms_per_step * res.steady_steps / 1000
     else:
@@ -74,7 +77,7 @@ def _lean_run(loaded: Loaded, spec: SideSpec, ids: torch.Tensor, gen: int, prefi
 
 def _attempt(loaded: Loaded, spec: SideSpec, batch: int, prompt_len: int, gen: int, seed: int,
              measure: bool, kernel_steps: int = 0, prefill_chunk: int = 0,
-             loop: str = "lean") -> tuple[str, Optional[str], Optional[Memory], Optional[Timing]]:
+             loop: str = "lean", prefill_batch: Optional[int] = None) -> tuple[str, Optional[str], Optional[Memory], Optional[Timing]]:
     """One run; returns (status, error, memory, timing). With `measure`, memory is filled in whether the
     run finished or not (peaks up to the failure); `kernel_steps` > 0 adds a profiler pass (CUDA only)."""
     from kivi_core import analytic_cache_bytes
@@ -90,7 +93,7 @@ def _attempt(loaded: Loaded, spec: SideSpec, batch: int, prompt_len: int, gen: i
         try:
             ids = random_prompt(loaded, batch, prompt_len, seed)
             if loop == "lean" and gen > 1:
-                cache, lean_timing = _lean_run(loaded, spec, ids, gen, prefill_chunk)
+                cache, lean_timing = _lean_run(loaded, spec, ids, gen, prefill_chunk, prefill_batch)
                 if measure:
                     held, parts = cache_bytes(cache)
                     timing = lean_timing
@@ -144,28 +147,29 @@ def kernel_ms_per_step(session: Session, tok: torch.Tensor, steps: int) -> Optio
 
 
 def measure(loaded: Loaded, spec: SideSpec, batch: int, prompt_len: int, gen: int, seed: int,
-            prefill_chunk: int = 0, loop: str = "lean") -> Side:
+            prefill_chunk: int = 0, loop: str = "lean", prefill_batch: Optional[int] = None) -> Side:
     """Run the side twice with identical shapes and keep the second: the first pays the one-time costs
     (Triton compilation and autotuning per shape, cuBLAS heuristics, lazy imports; on the H200 the tiny
     preset's first KIVI run took 173 ms per step, the second 2.3). If the first runs out of memory, so
     would the second: it is reported as OOM straight away, with the peaks it reached."""
     status, error, memory, timing = _attempt(loaded, spec, batch, prompt_len, gen, seed, measure=True,
-                                             prefill_chunk=prefill_chunk, loop=loop)
+                                             prefill_chunk=prefill_chunk, loop=loop, prefill_batch=prefill_batch)
     if status == STATUS_OK:
         status, error, memory, timing = _attempt(loaded, spec, batch, prompt_len, gen, seed, measure=True,
                                                  kernel_steps=KERNEL_PROFILE_STEPS, prefill_chunk=prefill_chunk,
-                                                 loop=loop)
+                                                 loop=loop, prefill_batch=prefill_batch)
     return Side(spec.name, _kivi_dict(spec.kivi), batch, status, error, memory, timing)
 
 
 def find_max_batch(loaded: Loaded, spec: SideSpec, ctx: int, start: int, seed: int,
-                   progress: Callable[[str], None], prefill_chunk: int = 0, loop: str = "lean") -> int:
+                   progress: Callable[[str], None], prefill_chunk: int = 0, loop: str = "lean",
+                   prefill_batch: Optional[int] = None) -> int:
     """Largest batch whose prefill of ctx-2 tokens plus one decode step fits (0 if none). The cache then
     holds ctx-1 tokens, as at the end of a full run: doubling from `start` until a failure, then bisection."""
 
     def fits(b: int) -> bool:
         status, error, _, _ = _attempt(loaded, spec, b, max(1, ctx - 2), 2, seed, measure=False,
-                                       prefill_chunk=prefill_chunk, loop=loop)
+                                       prefill_chunk=prefill_chunk, loop=loop, prefill_batch=prefill_batch)
         progress(f"{spec.name}: batch {b} {'fits' if status == STATUS_OK else status}")
         if status == STATUS_ERROR:
             raise RuntimeError(f"{spec.name} at batch {b}: {error}")
@@ -192,28 +196,31 @@ def find_max_batch(loaded: Loaded, spec: SideSpec, ctx: int, start: int, seed: i
 
 def profile(loaded: Loaded, specs: list[SideSpec], batch: int, ctx: int, gen: int, seed: int,
             find_max: bool, progress: Callable[[str], None], prefill_chunk: int = 0,
-            loop: str = "lean", safety_margin: float = 0.05) -> ProfileReport:
+            loop: str = "lean", safety_margin: float = 0.05, prefill_batch: Optional[int] = None) -> ProfileReport:
+    """Each side in turn (`find_max`: search its largest batch, then measure a `safety_margin` below it).
+    The lean loop prefills `prefill_batch` rows at a time on both sides (None: automatic, see
+    `kivi_core.engine.prefill_rows`), so neither side's largest batch is set by its prefill."""
     prompt_len = ctx - gen
     sides: list[Side] = []
     for spec in specs:
         if find_max:
             progress(f"{spec.name}: searching the largest batch at ctx {ctx}")
-            best = find_max_batch(loaded, spec, ctx, batch, seed, progress, prefill_chunk, loop)
+            best = find_max_batch(loaded, spec, ctx, batch, seed, progress, prefill_chunk, loop, prefill_batch)
             side = None
             # the search runs 2 decode steps; the full run may fragment more: step down until it fits
             # measure a stated margin below the largest batch that fits: a long-running server keeps
             # headroom for fragmentation and other allocations
             for b in _descending(max(1, int(best * (1 - safety_margin))) if best else 0):
                 progress(f"{spec.name}: measuring at batch {b}")
-                side = measure(loaded, spec, b, prompt_len, gen, seed, prefill_chunk, loop)
+                side = measure(loaded, spec, b, prompt_len, gen, seed, prefill_chunk, loop, prefill_batch)
                 if side.status != STATUS_OOM:
                     break
             if side is None:
-                side = measure(loaded, spec, batch, prompt_len, gen, seed, prefill_chunk, loop)
+                side = measure(loaded, spec, batch, prompt_len, gen, seed, prefill_chunk, loop, prefill_batch)
             side.max_batch = best
         else:
             progress(f"{spec.name}: batch {batch}, prompt {prompt_len} + {gen} new tokens")
-            side = measure(loaded, spec, batch, prompt_len, gen, seed, prefill_chunk, loop)
+            side = measure(loaded, spec, batch, prompt_len, gen, seed, prefill_chunk, loop, prefill_batch)
         sides.append(side)
     base = sides[0]
     for side in sides[1:]:
@@ -222,6 +229,7 @@ def profile(loaded: Loaded, specs: list[SideSpec], batch: int, ctx: int, gen: in
         model=loaded.name, device=str(loaded.device), dtype=str(loaded.dtype).removeprefix("torch."), batch=batch,
         ctx=ctx, prompt_len=prompt_len, gen=gen, sides=sides, environment=environment(loaded.device),
         find_max_batch=find_max, prefill_chunk=prefill_chunk, loop=loop,
+        prefill_batch=prefill_batch if loop == "lean" else 0,
         safety_margin=safety_margin if find_max else None,
     )
 

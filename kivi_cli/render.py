@@ -63,6 +63,14 @@ def render_chat_stats(out: Output, stats: dict) -> None:
 
 
 # --- profile ----------------------------------------------------------------------------------------------
+def _prefill_rows_note(report: ProfileReport) -> str:
+    if report.prefill_batch is None:
+        from kivi_core.engine import PREFILL_TOKEN_BUDGET
+
+        return f", prefill by rows (automatic: rows x prompt <= {PREFILL_TOKEN_BUDGET} tokens)"
+    return f", prefill {report.prefill_batch} rows at a time" if report.prefill_batch else ""
+
+
 def render_profile(out: Output, report: ProfileReport) -> None:
     if out.json:
         out.document(report.as_dict())
@@ -71,6 +79,7 @@ def render_profile(out: Output, report: ProfileReport) -> None:
     title = (f"kivi profile — {report.model} on {env.get('device_name', report.device)} ({report.dtype}); "
              f"batch {report.batch}, ctx {report.ctx} = prompt {report.prompt_len} + {report.gen} generated"
              + (f", prefill in chunks of {report.prefill_chunk}" if report.prefill_chunk else "")
+             + _prefill_rows_note(report)
              + ("; lean loop (CUDA graphs on CUDA)" if report.loop == "lean" else "; plain decode loop"))
     base = report.sides[0]
     columns = ["", *(s.name for s in report.sides)]

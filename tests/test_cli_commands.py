@@ -334,3 +334,45 @@ def test_profile_prefill_chunk_flag(runner):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["prefill_chunk"] == 64 and all(s["status"] == "ok" for s in doc["sides"])
+
+
+def test_profile_prefill_batch_flag(runner, monkeypatch):
+    from kivi_core import engine
+
+    seen = []
+    real = engine.lean_generate
+
+    def lean_generate(model, ids, new, kivi, **kw):
+        seen.append((kivi is None, ids.shape[0], kw["prefill_batch"]))
+        return real(model, ids, new, kivi, **kw)
+
+    monkeypatch.setattr(engine, "lean_generate", lean_generate)
+    args = ["profile", *TINY, "--batch", "3", "--ctx", "60", "--gen", "4", "--json"]
+    r = invoke(runner, [*args, "--prefill-batch", "2"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["prefill_batch"] == 2 and all(s["status"] == "ok" for s in doc["sides"])
+    assert {(fp, b, rows) for fp, b, rows in seen} == {(True, 3, 2), (False, 3, 2)}  # both sides, every run
+    r = invoke(runner, args)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["prefill_batch"] is None and seen[-1][2] is None  # automatic
+    r = invoke(runner, ["profile", *TINY, "--batch", "3", "--ctx", "60", "--gen", "4", "--prefill-batch", "auto"])
+    assert r.exit_code == 0 and f"rows x prompt <= {engine.PREFILL_TOKEN_BUDGET} tokens" in " ".join(r.stdout.split())
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--prefill-batch", "-1"], "--prefill-batch '-1' is not a number of rows >= 0 or auto"),
+    (["--prefill-batch", "two"], "--prefill-batch 'two' is not a number of rows >= 0 or auto"),
+    (["--prefill-batch", "2", "--loop", "generate"], "--prefill-batch 2 needs --loop lean"),
+])
+def test_profile_bad_prefill_batch_is_one_line(runner, args, needle):
+    r = invoke(runner, ["profile", *TINY, "--ctx", "40", "--gen", "4", *args])
+    assert r.exit_code == 2 and needle in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_profile_help_names_the_prefill_token_budget():
+    from kivi_cli.docs import cli_reference_markdown
+    from kivi_core.engine import PREFILL_TOKEN_BUDGET
+
+    assert f"rows x prompt <= {PREFILL_TOKEN_BUDGET} tokens" in " ".join(cli_reference_markdown().replace("│", " ").split())
