@@ -36,7 +36,7 @@ from triton.testing import do_bench
 from kivi_core.attention_ref import dequantize_state
 from kivi_core.state import KiviState
 from kivi_kernels.decode_attention import _default_block_n, _num_splits, decode_attention_triton
-from kivi_kernels.decode_attention_v3 import DEFAULT_BLOCK_W, DEFAULT_WARPS, num_splits_v3
+from kivi_kernels.decode_attention_v3 import DEFAULT_BLOCK_W, DEFAULT_WARPS, num_splits_v3, splits_v3
 from kivi_kernels.quant_pack import quantize_keys_triton, quantize_values_triton
 
 SHAPES = {"llama2-7b": (32, 32), "llama3.1-8b": (32, 8)}  # (q heads, kv heads), head_dim 128
@@ -182,8 +182,9 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
                 continue  # v3 is the MHA-decode kernel; GQA calls run v1
             bw = block_w or DEFAULT_BLOCK_W
             bn = bw * 16  # tokens a key tile at 2 bits
-            S = max(1, round(num_splits_v3(B * H, L, bn, query.device) * splits_scale))
+            S = max(1, round(num_splits_v3(B * H, L, bn, query.device) * splits_scale))  # bulk splits
             kw = dict(impl="v3", block_w=bw, num_warps=num_warps or DEFAULT_WARPS, num_splits=S)
+            S = splits_v3(B * H, L, bn, 16, query.device, S)[0]  # + the window / tail split
         t = bench_rotating([lambda s=s, kw=kw: decode_attention_triton(query, s, None, D**-0.5, **kw)
                             for s in states])
         t_host = host_us(lambda kw=kw: decode_attention_triton(query, states[0], None, D**-0.5, **kw))
@@ -282,7 +283,7 @@ def table(rows: list[Row], copy_tbps: float) -> str:
 
 
 # v3 sweep: (block_w, num_warps, split-count scale)
-SWEEP_V3 = [(32, 4, 0.5), (32, 4, 2.0), (16, 4, 1.0), (64, 4, 1.0), (32, 2, 1.0), (32, 8, 1.0), (64, 8, 1.0)]
+SWEEP_V3 = [(128, 4, 0.5), (128, 4, 2.0), (64, 2, 1.0), (64, 4, 1.0), (128, 8, 1.0), (32, 2, 1.0)]
 
 
 def main() -> None:

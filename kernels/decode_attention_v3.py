@@ -5,22 +5,30 @@ through `decode_attention_triton` ("auto" runs it on every MHA-decode call it su
 
 Why (SASS compiled for sm_90 without a GPU, counted per loop by `benchmarks/kernel_sass.py`): v1 spends
 ~12 instructions per K/V element in its main loop, most of them moving the dequantized tile through
-shared memory into tensor-core operand layout and converting fp32 -> fp16 for the MMA, and for one
-query row the MMA does nothing useful (15 of its 16 rows are padding). v3 keeps only the arithmetic:
+shared memory into tensor-core operand layout, and for one query row the MMA does nothing useful (15 of
+its 16 rows are padding). v3 keeps only the arithmetic:
 
   * Scales are folded into the other operand instead of dequantizing codes:
       keys   s[t]   = sum_d (q_d * sk[g(t), d]) * c[t, d] + sum_d q_d * mk[g(t), d]
       values out[d] = sum_t (p_t * sv[t, g(d)]) * c[t, d] + sum_t p_t * mv[t, g(d)]
     so a code costs one FFMA; the scale products are per (group, channel) or per (token, group).
   * Code -> float without I2F: (word & mask_j) | bits(2^23) is 2^23 + c_j * 2^(b*j) exactly, so one
-    LOP3 + one FADD (integer ops issue at half rate on sm_90, so this beats shift + mask); the
-    positional 2^(b*j) is undone once per token / channel after the sums.
-  * Keys are walked in tiles of 32 word rows (512 tokens at 2 bits) x 16 channels, as [cpw, rows, DC]
-    with the code index j in registers; values as sub-tiles of the tokens {w*cpw + j} (one j at a
-    time, rows at stride cpw), [cpw, rows, D/cpw] with the channel-in-word index in registers, summed
-    over rows once at the end. No reshape of a big tile, no tl.dot, no shuffles in the inner loops.
-Everything outside the bulk (the value window and key tail: <= R + 16 tokens) reuses v1's loaders on
-the dot-free path in 16-token tiles. Measured numbers: `benchmarks/results/h200_v3.md`.
+    LOP3 + one FADD. The 2^23 pattern is a run-time argument: as an immediate, each LOP3 needed its
+    mask in a register too (one MOV per code, 67 of 313 instructions in the key loop).
+  * Every tile is laid out so that Triton's default layouts line up and nothing crosses lanes inside
+    a loop (no shuffles, no shared-memory layout conversions):
+      - keys: a thread owns one key word row (16 tokens at 2 bits) of a BW-row tile and walks all D
+        channels, 4 at a time (one 16-byte load), into a [cpw, BW] score tile: the sum over channels is
+        a chain of FFMAs in one thread, and the code index j lives in its registers;
+      - the tile's probabilities go through a small global scratch (L1/L2-resident, one row per
+        program), so that values can be walked in a different thread mapping;
+      - values: a thread owns 4 consecutive words of the flattened [rows, D / cpw] code block (one
+        16-byte load; rows are contiguous), accumulating into [cpv, 4, threads] that is reduced over
+        rows once, at the end.
+  * The window and key tail (<= R + 16 tokens, fp16) run as a split of their own, in v1's 16-token
+    tiles, in parallel with the packed tiles.
+Key loop ~3.9, value loop ~4.4 instructions an element (round 3: 5.0 and 6.7, plus per-tile shuffles).
+Measured numbers: `benchmarks/results/h200_v3_round4.md` (rounds 1-3: `h200_v3.md`).
 """
 
 from __future__ import annotations
@@ -46,18 +54,19 @@ from .decode_attention import (
 
 
 @triton.jit
-def _code_x(words, j, BITS: tl.constexpr):
+def _code_x(words, j, magic, BITS: tl.constexpr):
     # Code j of each word times 2^(b*(j mod H)), exactly, as fp32, for H = 20 // b codes (10 at b = 2):
     # (bits & (mask << b*j)) | bits(2^23) is 2^23 + c * 2^(b*j) as long as the code sits below bit 23,
     # so subtracting 2^23 is exact: 1 LOP3 + 1 FADD an element (integer ops issue at half rate on
-    # sm_90, so this beats shift + mask). Codes at or above bit 20 come from the word shifted once
+    # sm_90, so this beats shift + mask). `magic` is bits(2^23) = 0x4B000000 passed at run time: a LOP3
+    # takes one immediate, and the mask is that one. Codes at or above bit 20 come from the word shifted once
     # (j is a per-register constant after layout: the select and the shift fold / CSE away).
     H: tl.constexpr = 20 // BITS
     QMAX: tl.constexpr = (1 << BITS) - 1
     hi = j >= H
     src = tl.where(hi, words >> (H * BITS), words)
     jj = tl.where(hi, j - H, j)
-    x = (src & (QMAX << (jj * BITS))) | 0x4B000000
+    x = (src & (QMAX << (jj * BITS))) | magic
     return x.to(tl.float32, bitcast=True) - 8388608.0
 
 
@@ -70,79 +79,102 @@ def _code_unscale(j, BITS: tl.constexpr):
 
 
 @triton.jit
-def _bulk(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
+def _split4(t):
+    # [N, 4] -> its 4 columns as [N] tensors (in-thread when the 4 sit in one thread), order 0, 2, 1, 3
+    a, b = tl.split(tl.reshape(t, (t.shape[0], 2, 2)))
+    c0, c2 = tl.split(a)
+    c1, c3 = tl.split(b)
+    return c0, c2, c1, c3
+
+
+@triton.jit
+def _bulk(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_ptr,
           s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
-          lo, end, qk_scale, m_i, l_i, acc3, cpm,
+          lo, end, qk_scale, m_i, l_i, acc, cpm, magic,
           D: tl.constexpr, DP: tl.constexpr, G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr,
-          BW: tl.constexpr, DC: tl.constexpr, HAS_VALID: tl.constexpr):
+          BW: tl.constexpr, VR: tl.constexpr, HAS_VALID: tl.constexpr, UK: tl.constexpr):
     # Tiles of BW key word rows (BW * cpw tokens) from lo, masked at end (all of [lo, end) has K and V
-    # packed; end is a multiple of 16). Keys are walked DC channels at a time into a [cpw, BW, DC]
-    # accumulator (FFMA only); its sum over DC (a few lanes) happens once a tile.
+    # packed). Keys: thread = word row, channels 4 at a time (UK steps unrolled, so UK 16-byte loads are
+    # in flight: 2 vs 1 is 582 vs 765 us at 64x4096). p goes to this program's scratch row, then values
+    # are walked VR rows a step (4 words a thread).
     CPWK: tl.constexpr = 32 // K_BITS
     CPWV: tl.constexpr = 32 // V_BITS
     BT: tl.constexpr = BW * CPWK
-    DWP: tl.constexpr = DP // CPWV
+    DW: tl.constexpr = D // CPWV
+    VN: tl.constexpr = VR * DW // 4  # value words a step: 4 consecutive ones a thread
+    f = tl.arange(0, VN)[None, :] * 4 + tl.arange(0, 4)[:, None]  # [4, VN] flat word index of the step
+    r_of = f // DW
+    g_of = ((f % DW) * CPWV) // G
+    r_of1 = (tl.arange(0, VN)[None, :] * 4) // DW  # the thread's row: its 4 words share it
+    g_of1 = ((tl.arange(0, VN)[None, :] * 4 % DW) * CPWV) // G
+    GPT: tl.constexpr = (4 * CPWV + G - 1) // G  # scale groups in a thread's 4 value words
     jk = tl.arange(0, CPWK)
     jv = tl.arange(0, CPWV)
-    offs_c = tl.arange(0, DC)
-    offs_dw = tl.arange(0, DWP)
-    dw_ok = offs_dw < D // CPWV
-    gv = (offs_dw * CPWV) // G
-    # Words are loaded once as 2D tiles and broadcast over the code index j ([1, rows, cols] -> [cpw, rows,
-    # cols]): Triton then keeps j in registers. Loading the 3D tile directly (j in the pointer) had each
-    # thread load its word once per j it owned: 4-8x the L1 traffic, 2.0 ms vs 1.28 ms at 8x32K (H200).
+    offs_c = tl.arange(0, 4)
+    tok_l = tl.arange(0, BW)[None, :] * CPWK + jk[:, None]  # [CPWK, BW]: the tile's token w*cpw + j
+    uk = _code_unscale(jk, K_BITS)[:, None]
     for start in range(lo, end, BT):
         rows_w = (start // CPWK + tl.arange(0, BW)).to(tl.int64)
         w_ok = rows_w * CPWK < end
         gk = (rows_w * CPWK) // G
-        sacc = tl.zeros((CPWK, BW, DC), tl.float32)  # summed over DC once a tile: FFMA chains, no trees
-        base = tl.zeros((BW, DC), tl.float32)
-        for dc in range(0, D, DC):
-            qc = tl.load(q_ptr + 0 * rows_w[:, None] + (dc + offs_c)[None, :]).to(tl.float32)  # sk's layout
+        sacc = tl.zeros((CPWK, BW), tl.float32)
+        base = tl.zeros((BW, 4), tl.float32)
+        for dc in tl.range(0, D, 4, loop_unroll_factor=UK):
+            qc = tl.load(q_ptr + dc + offs_c).to(tl.float32)[None, :]
             kw = tl.load(kc_ptr + rows_w[:, None] * s_kcw + (dc + offs_c)[None, :], mask=w_ok[:, None],
-                         other=0)[None, :, :]
+                         other=0)
             sk = tl.load(ks_ptr + gk[:, None] * s_ksg + (dc + offs_c)[None, :], mask=w_ok[:, None],
                          other=0.0).to(tl.float32)
             mk = tl.load(km_ptr + gk[:, None] * s_kmg + (dc + offs_c)[None, :], mask=w_ok[:, None],
                          other=0.0).to(tl.float32)
-            qs = qc * sk  # [BW, DC]
             base += qc * mk
-            x = _code_x(kw, jk[:, None, None], K_BITS)  # [CPWK, BW, DC]: token w*cpw + j
-            sacc += x * qs[None, :, :]
-        s = tl.sum(sacc, axis=2) * _code_unscale(jk, K_BITS)[:, None] + tl.sum(base, axis=1)[None, :]
-        s = s * qk_scale  # [CPWK, BW]
-        tok = rows_w[None, :] * CPWK + jk[:, None]
+            w0, w1, w2, w3 = _split4(kw)
+            s0, s1, s2, s3 = _split4(qc * sk)
+            sacc += _code_x(w0[None, :], jk[:, None], magic, K_BITS) * s0[None, :]
+            sacc += _code_x(w1[None, :], jk[:, None], magic, K_BITS) * s1[None, :]
+            sacc += _code_x(w2[None, :], jk[:, None], magic, K_BITS) * s2[None, :]
+            sacc += _code_x(w3[None, :], jk[:, None], magic, K_BITS) * s3[None, :]
+        s = (sacc * uk + tl.sum(base, axis=1)[None, :]) * qk_scale  # [CPWK, BW]
+        tok = start + tok_l
         t_ok = tok < end
         if HAS_VALID:
             t_ok = t_ok & (tl.load(valid_ptr + tok * s_mt, mask=t_ok, other=0) != 0)
         s = tl.where(t_ok, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(tl.max(s, axis=1), axis=0))
+        m_new = tl.maximum(m_i, tl.max(tl.max(s, axis=0), axis=0))  # in-thread over j first: 1 tree, not 16
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.exp2(m_i - m_safe)
         p = tl.exp2(s - m_safe)
-        l_i = l_i * alpha + tl.sum(tl.sum(p, axis=1), axis=0)
+        l_i = l_i * alpha + tl.sum(tl.sum(p, axis=0), axis=0)
         m_i = m_new
-        acc3 = acc3 * alpha
+        acc = acc * alpha
         cpm = cpm * alpha
-        for j in range(CPWK):
-            pj = tl.sum(tl.where(jk[:, None] == j, p, 0.0), axis=0)  # [BW]: tokens w*cpw + j
-            rows_t = rows_w * CPWK + j
-            r_ok = (rows_t < end)[:, None] & dw_ok[None, :]  # masked rows: scale 0, so p * scale is 0
-            vw = tl.load(vc_ptr + rows_t[:, None] * s_vct + offs_dw[None, :], mask=r_ok, other=0)[None, :, :]
-            sv = tl.load(vs_ptr + rows_t[:, None] * s_vst + gv[None, :], mask=r_ok, other=0.0)
-            mv = tl.load(vm_ptr + rows_t[:, None] * s_vmt + gv[None, :], mask=r_ok, other=0.0)
-            ps = pj[:, None] * sv.to(tl.float32)  # [BW, DWP]
-            xv = _code_x(vw, jv[:, None, None], V_BITS)  # [CPWV, BW, DWP]: channel dw*cpw + i
-            acc3 += xv * ps[None, :, :]
-            cpm += pj[:, None] * mv.to(tl.float32)
-    return m_i, l_i, acc3, cpm
+        tl.debug_barrier()  # the previous tile's p reads are done
+        tl.store(p_ptr + tok_l, p)
+        tl.debug_barrier()
+        n_t = tl.minimum(end - start, BT)
+        for r0 in range(0, n_t, VR):
+            r_ok = r0 + r_of < n_t
+            r_ok1 = r0 + r_of1 < n_t
+            pv = tl.load(p_ptr + r0 + r_of1, mask=r_ok1, other=0.0)  # [1, VN]: one row a thread
+            vw = tl.load(vc_ptr + (start + r0) * s_vct + f, mask=r_ok, other=0)  # rows contiguous
+            rows1 = (start + r0 + r_of1).to(tl.int64)
+            if GPT == 1:
+                sv = tl.load(vs_ptr + rows1 * s_vst + g_of1, mask=r_ok1, other=0.0).to(tl.float32)
+                mv = tl.load(vm_ptr + rows1 * s_vmt + g_of1, mask=r_ok1, other=0.0).to(tl.float32)
+            else:
+                rows_t = (start + r0 + r_of).to(tl.int64)
+                sv = tl.load(vs_ptr + rows_t * s_vst + g_of, mask=r_ok, other=0.0).to(tl.float32)
+                mv = tl.load(vm_ptr + rows_t * s_vmt + g_of, mask=r_ok, other=0.0).to(tl.float32)
+            acc += _code_x(vw[None, :, :], jv[:, None, None], magic, V_BITS) * (pv * sv)[None, :, :]
+            cpm += pv * mv
+    return m_i, l_i, acc, cpm
 
 
 @triton.jit
 def _decode_attn_v3_kernel(
     q_ptr, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr, lens_ptr,
-    acc_ptr, m_ptr, l_ptr, out_ptr,
-    H, L, n_kq, n_vq, chunk, qk_scale,
+    acc_ptr, m_ptr, l_ptr, out_ptr, p_ptr,
+    H, L, n_kq, n_vq, chunk, qk_scale, magic,
     s_qb, s_qh, s_qd,
     s_kcb, s_kch, s_kcw,
     s_ksb, s_ksh, s_ksg,
@@ -156,7 +188,8 @@ def _decode_attn_v3_kernel(
     s_ob, s_oh,
     NUM_SPLITS,
     D: tl.constexpr, DP: tl.constexpr, G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr,
-    BW: tl.constexpr, DC: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, SINGLE: tl.constexpr,
+    BW: tl.constexpr, VR: tl.constexpr, UK: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr,
+    SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
@@ -175,21 +208,33 @@ def _decode_attn_v3_kernel(
         b, h, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
         s_kcb, s_kch, s_ksb, s_ksh, s_kmb, s_kmh, s_ktb, s_kth, s_vcb, s_vch, s_vsb, s_vsh, s_vmb, s_vmh,
         s_vwb, s_vwh, s_mb)
-    lo = split * chunk  # chunk is a multiple of BT
-    hi = tl.minimum(lo + chunk, L)
-
-    # -- bulk: whole BT-token tiles with K and V packed --
-    bulk_end = tl.maximum(lo, tl.minimum(hi, (n_vq // BLOCK_N) * BLOCK_N))
+    packed_end = (n_vq // BLOCK_N) * BLOCK_N
+    if SPLIT_REM:  # the last split holds [packed_end, L) alone; the others only whole packed tiles
+        if split == NUM_SPLITS - 1:
+            lo = packed_end
+            hi = L
+            bulk_end = lo
+        else:
+            lo = tl.minimum(split * chunk, packed_end)
+            hi = tl.minimum(lo + chunk, packed_end)
+            bulk_end = hi
+    else:
+        lo = split * chunk  # chunk is a multiple of BT
+        hi = tl.minimum(lo + chunk, L)
+        bulk_end = tl.maximum(lo, tl.minimum(hi, packed_end))
     m_b = tl.max(tl.full((1,), float("-inf"), tl.float32), axis=0)
     l_b = tl.sum(tl.zeros((1,), tl.float32), axis=0)
-    acc3 = tl.zeros((CPWV, BW, DWP), tl.float32)  # per-row partial sums, reduced once at the end
-    cpm = tl.zeros((BW, DWP), tl.float32)
+    VN: tl.constexpr = VR * (D // CPWV) // 4
+    acc3 = tl.zeros((CPWV, 4, VN), tl.float32)  # [code i, flat word]: reduced over rows once at the end
+    cpm = tl.zeros((4, VN), tl.float32)
     m_b, l_b, acc3, cpm = _bulk(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr,
-                                     vm_ptr, valid_ptr, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
-                                     lo, bulk_end, qk_scale, m_b, l_b, acc3, cpm,
-                                     D, DP, G, K_BITS, V_BITS, BW, DC, HAS_VALID)
+                                vm_ptr, valid_ptr, p_ptr + (pid_bh * NUM_SPLITS + split) * BT, s_kcw, s_ksg,
+                                s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end, qk_scale, m_b, l_b, acc3, cpm, magic,
+                                D, DP, G, K_BITS, V_BITS, BW, VR, HAS_VALID, UK)
     jv = tl.arange(0, CPWV)
-    out_b = tl.sum(acc3, axis=1) * _code_unscale(jv, V_BITS)[:, None] + tl.sum(cpm, axis=0)[None, :]
+    gsum = tl.sum(tl.reshape(tl.permute(acc3, (0, 2, 1)), (CPWV, VR, D // CPWV)), axis=1)  # [i, dw]
+    cps = tl.sum(tl.reshape(tl.trans(cpm), (VR, D // CPWV)), axis=0)  # [dw]: p * min, one group per word
+    out_b = gsum * _code_unscale(jv, V_BITS)[:, None] + cps[None, :]
     acc = tl.reshape(tl.trans(out_b), (1, DP))  # [i, dw] -> channel dw * cpw + i
     m_i = tl.zeros((1,), tl.float32) + m_b
     l_i = tl.zeros((1,), tl.float32) + l_b
@@ -245,26 +290,26 @@ def unsupported_v3(query: torch.Tensor, state: KiviState) -> str | None:
             return f"state.{name} has innermost stride {t.stride(3)} (v3 needs 1)"
     if query.stride(3) != 1:
         return f"query has innermost stride {query.stride(3)} (v3 needs 1)"
+    cpw = 32 // state.v_bits
+    if state.v_codes.numel() and state.v_codes.stride(2) != D // cpw:
+        return f"state.v_codes rows are not contiguous (stride {state.v_codes.stride(2)}; v3 reads rows as one run)"
     return None
 
 
-# At >= 1024 (batch x kv head) programs the kernel is capped at 128 registers a thread (4 CTAs an SM
-# instead of 2; a few spills): H200 64x4096 1.29 vs 1.39 ms, 128x4096 2.51 vs 2.64 ms; at 8x32K
-# (256 programs) the cap costs 8% (1.38 vs 1.28 ms), so it stays off there. Hand-written prefetch of
-# the next step's loads was slower (1.33 vs 1.28 ms at 8x32K): benchmarks/results/h200_v3.md.
-MAXNREG_FROM_PROGRAMS, MAXNREG = 1024, 128
-
-# BW = 32 key word rows a tile (512 tokens at 2 bits), DC = 16 channels a step, 4 warps; window / tail
-# tiles of 16 tokens (they share the kernel's registers: 64-token tiles there cost 36 more a thread).
-# H200, Llama-2 shape k2v2 (benchmarks/results/h200_v3.md): 8x32K 1.28 ms (v1 1.62), 64x4096 1.40 ms
-# (1.30 at 2 warps; v1 1.61), 1x32K 232 us (189 at 2 warps; v1 219); block_w 64 and DC 8 were slower.
-DEFAULT_BLOCK_W, DEFAULT_DC, DEFAULT_WARPS = 32, 16, 4
+# Round 4 (H200, Llama-2 shape k2v2, benchmarks/results/h200_v3_round4.md), BW x warps / unroll / cap:
+#   128 x 4 / 2 / 128 regs: 64x4096 527 us, 8x32K 511, 128x4096 1031, 16x16K 473 (v3 round 3: 1298,
+#   1290, 2525, 1377). Without the cap (167 regs): 582, 516, 1145, 544; unroll 1: 765, 657, 1507, 668;
+#   64 x 2: 547, 534, 1058, 629; 256 x 8: 943, 699, 1868, 735; window / tail tiles of 32 tokens (more
+#   registers): 733, 653, 1446, 655; the window / tail in the last bulk program instead of a split of
+#   its own: 617, 518, 1177, 566.
+DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_UNROLL, MAXNREG, DEFAULT_BLOCK_N = 128, 4, 2, 128, 16
 
 
 def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None, scaling: float, *,
                         num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
                         lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
-                        maxnreg: int | None = None) -> torch.Tensor:
+                        maxnreg: int | None = None, unroll: int | None = None, split_rem: bool = True,
+                        block_n: int | None = None) -> torch.Tensor:
     """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`)."""
     s = state
     B, Hq, _, D = query.shape
@@ -274,16 +319,15 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     if L == 0 or B == 0:
         return out.zero_()
     BW = block_w or DEFAULT_BLOCK_W
+    nw = num_warps or DEFAULT_WARPS
     if BW < 1 or BW & (BW - 1):
         raise ValueError(f"block_w={BW} must be a power of two")
     BT = BW * (32 // s.k_bits)
-    BLOCK_N = 16
-    if maxnreg is None and B * H >= MAXNREG_FROM_PROGRAMS and query.device.type == "cuda":
+    BLOCK_N = block_n or DEFAULT_BLOCK_N
+    VR = 4 * 32 * nw // (D // (32 // s.v_bits))  # value rows a step: 4 words a thread
+    if maxnreg is None and query.device.type == "cuda":
         maxnreg = MAXNREG
-    tile = max(BT, BLOCK_N)
-    S = num_splits or num_splits_v3(B * H, L, tile, query.device)
-    chunk = triton.cdiv(triton.cdiv(L, S), tile) * tile  # bulk tiles start at a split's start
-    S = triton.cdiv(L, chunk)
+    S, chunk = splits_v3(B * H, L, BT, BLOCK_N, query.device, num_splits, split_rem)
     single = S == 1
     if single:
         acc_ws = m_ws = l_ws = out  # unused
@@ -291,6 +335,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         ws = torch.empty((B * H * S * (D + 2),), device=query.device, dtype=torch.float32)
         acc_ws, m_ws, l_ws = ws[: B * H * S * D], ws[B * H * S * D: B * H * S * (D + 1)], ws[B * H * S * (D + 1):]
     mask = valid.view(torch.uint8) if valid is not None else None
+    p_ws = torch.empty((B * H * S * BT,), device=query.device, dtype=torch.float32)  # p scratch, a row a program
 
     def ptr(t):  # an empty segment is never read: give Triton a live pointer
         return t if t.numel() > 0 else query
@@ -302,17 +347,17 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         query, ptr(s.k_codes), ptr(s.k_scale), ptr(s.k_min), ptr(s.k_tail),
         ptr(s.v_codes), ptr(s.v_scale), ptr(s.v_min), ptr(s.v_win), mask if mask is not None else query,
         lens if lens is not None else query,
-        acc_ws, m_ws, l_ws, out,
-        H, L, s.n_kq, s.n_vq, chunk, scaling * _LOG2E,
+        acc_ws, m_ws, l_ws, out, p_ws,
+        H, L, s.n_kq, s.n_vq, chunk, scaling * _LOG2E, 0x4B000000,
         query.stride(0), query.stride(1), query.stride(3),
         *st(s.k_codes), *st(s.k_scale), *st(s.k_min), *st(s.k_tail),
         *st(s.v_codes), *st(s.v_scale), *st(s.v_min), *st(s.v_win),
         *(mask.stride() if mask is not None else (0, 0)),
         out.stride(0), out.stride(2),
         S,
-        D=D, DP=D, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits, BW=BW, DC=min(DEFAULT_DC, D),
-        BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, DEV_LENS=lens is not None, WIN=win,
-        num_warps=num_warps or DEFAULT_WARPS, **({"maxnreg": maxnreg} if maxnreg else {}),
+        D=D, DP=D, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits, BW=BW, UK=unroll or DEFAULT_UNROLL, VR=VR,
+        BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, SPLIT_REM=split_rem, DEV_LENS=lens is not None, WIN=win,
+        num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}),
     )
     if not single:
         _decode_attn_reduce_kernel[(B * H, 1)](
@@ -328,3 +373,19 @@ def num_splits_v3(batch_heads: int, length: int, tile: int, device: torch.device
         if device.type == "cuda" else 4
     want = triton.cdiv(4 * n_sm, batch_heads)
     return max(1, min(want, triton.cdiv(length, 2 * tile)))
+
+
+def splits_v3(batch_heads: int, length: int, tile_tokens: int, block_n: int, device: torch.device,
+              num_splits: int | None = None, split_rem: bool = True) -> tuple[int, int]:
+    """(programs a (batch, head), tokens a bulk split): the bulk splits, plus one for the window / tail."""
+    tile = max(tile_tokens, block_n)
+    S = num_splits or num_splits_v3(batch_heads, length, tile, device)
+    chunk = triton.cdiv(triton.cdiv(length, S), tile) * tile  # bulk tiles start at a split's start
+    return triton.cdiv(length, chunk) + (1 if split_rem else 0), chunk
+
+
+def workspace_bytes(batch: int, heads: int, length: int, head_dim: int, k_bits: int, device: torch.device) -> int:
+    """Device memory one default call allocates besides its output: split partials + p scratch."""
+    BT = DEFAULT_BLOCK_W * (32 // k_bits)
+    S, _ = splits_v3(batch * heads, length, BT, DEFAULT_BLOCK_N, device)
+    return batch * heads * S * ((head_dim + 2) if S > 1 else 0) * 4 + batch * heads * S * BT * 4

@@ -302,10 +302,10 @@ def test_gpu_no_dequantized_copy_in_memory(impl, Hq, H):
     grew = torch.cuda.max_memory_allocated() - base
     if impl == "v1" or Hq != H:
         S = da._num_splits(B * H, L, da._default_block_n(D), query.device)
+        workspace = B * H * S * (Hq // H) * (D + 2) * 4
     else:
-        S = da3.num_splits_v3(B * H, L, da3.DEFAULT_BLOCK_W * 16, query.device)
-    M = Hq // H
-    workspace = B * H * S * M * (D + 2) * 4 + B * Hq * D * 2
+        workspace = da3.workspace_bytes(B, H, L, D, 2, query.device)
+    workspace += B * Hq * D * 2  # the output
     fp16_cache = 2 * B * H * L * D * 2
     assert grew <= workspace + 64 * 1024, f"peak grew {grew} B; workspace {workspace} B"
     assert grew < fp16_cache / 100
