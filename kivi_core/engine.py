@@ -39,13 +39,15 @@ from .static import DecodeSchedule, StaticFp16Cache, StaticKiviCache, static_uns
 
 # Prompt tokens prefilled together (rows x prompt_len) when `prefill_batch` is not given. Besides the
 # batch-wide cache, the prefill's transient is what bounds the largest batch. Per prompt token of a slice
-# (Llama-2-7B shape, fp16; estimated from the shapes, not measured): ~100 KB of one layer's activations
-# (the MLP's 3 x 11008 x 2 bytes, q/k/v and hidden states), and for KIVI also the slice's own prefilled
-# cache (~112 KB a token over 32 layers at k2v2 G=32) until it is copied into its rows. So 8192 tokens
-# cost ~0.8 GB (fp16) / ~1.7 GB (KIVI) above the cache: < 1 fp16 sequence and ~4 KIVI sequences of 4096
-# tokens (2.1 GB / 0.47 GB each): on an H200 (~127 GB beside the weights) the max-batch ratio at ctx 4096
-# stays within ~1% of the cache-bytes ratio (4.57x), where all rows at once ran out of memory in prefill
-# at KIVI batch 192. 8192 tokens a forward are still GEMMs of 8192 rows, enough to fill a GPU.
+# (Llama-2-7B shape, fp16): ~100 KB of one layer's activations (the MLP's 3 x 11008 x 2 bytes, q/k/v and
+# hidden states), and for KIVI also the slice's own prefilled cache (~112 KB a token over 32 layers at
+# k2v2 G=32) until it is copied into its rows: ~0.8 GB (fp16) / ~1.7 GB (KIVI) for 8192 tokens, under
+# one fp16 sequence of 4096 tokens (2.1 GB) and ~4 KIVI ones (0.47 GB). Measured on the H200 at ctx 4096
+# (prompt 4094 + 2 tokens; torch peak minus weights minus cache): fp16 batch 48, all rows at once in
+# chunks of 1024: 4.9 GB, by rows (2 at a time): 0.84 GB; KIVI-2 batch 64: 15.5 GB vs 2.2 GB; KIVI-2
+# batch 192, which ran out of memory in prefill with all rows at once, fits with 3.0 GB. `kivi profile
+# --find-max-batch` there: fp16 62, KIVI-2 280, 4.52x (cache bytes 4.57x). 8192 tokens a forward are
+# still GEMMs of 8192 rows: prefill was not slower (fp16 batch 48: 6.3 s by rows vs 8.9 s, one run each).
 PREFILL_TOKEN_BUDGET = 8192
 
 

@@ -358,11 +358,12 @@ class StaticFp16Cache(_StaticCache):
     def rows(self, a: int, b: int) -> "StaticFp16Cache":
         """A prompt-only cache over rows [a, b) of these buffers (views: the row-sliced prefill of
         `kivi_core.engine` writes each slice's keys and values straight into place, no copy). It keeps
-        its own prompt length; call `prompt_done` on this cache once every row is in."""
+        its own prompt length: call the batch-wide cache's `prompt_done` once every slice is in."""
         schedule = DecodeSchedule(0, 0, 0, 1 << 30, self.schedule.max_len)
         lens = torch.zeros_like(self.lens)
-        layers = [StaticFp16Layer(b - a, 0, 0, schedule, layer.max_len, lens, None, None,
-                                  (layer.keys[a:b], layer.values[a:b])) for layer in self.layers]
+        layers = [StaticFp16Layer(b - a, layer.keys.shape[1], layer.keys.shape[3], schedule, layer.max_len, lens,
+                                  layer.keys.device, layer.keys.dtype, (layer.keys[a:b], layer.values[a:b]))
+                  for layer in self.layers]
         return type(self)(layers, schedule, lens)
 
     def prompt_done(self, length: int) -> None:
