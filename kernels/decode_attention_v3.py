@@ -186,7 +186,7 @@ def _decode_attn_v3_kernel(
     s_vwb, s_vwh, s_vwt,
     s_mb, s_mt,
     s_ob, s_oh,
-    NUM_SPLITS,
+    NUM_SPLITS, P_ROWS,
     D: tl.constexpr, DP: tl.constexpr, G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr,
     BW: tl.constexpr, VR: tl.constexpr, UK: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr,
     SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr,
@@ -228,7 +228,7 @@ def _decode_attn_v3_kernel(
     acc3 = tl.zeros((CPWV, 4, VN), tl.float32)  # [code i, flat word]: reduced over rows once at the end
     cpm = tl.zeros((4, VN), tl.float32)
     m_b, l_b, acc3, cpm = _bulk(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr,
-                                vm_ptr, valid_ptr, p_ptr + (pid_bh * NUM_SPLITS + split) * BT, s_kcw, s_ksg,
+                                vm_ptr, valid_ptr, p_ptr + (pid_bh * P_ROWS + tl.minimum(split, P_ROWS - 1)) * BT, s_kcw, s_ksg,
                                 s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end, qk_scale, m_b, l_b, acc3, cpm, magic,
                                 D, DP, G, K_BITS, V_BITS, BW, VR, HAS_VALID, UK)
     jv = tl.arange(0, CPWV)
@@ -335,7 +335,8 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         ws = torch.empty((B * H * S * (D + 2),), device=query.device, dtype=torch.float32)
         acc_ws, m_ws, l_ws = ws[: B * H * S * D], ws[B * H * S * D: B * H * S * (D + 1)], ws[B * H * S * (D + 1):]
     mask = valid.view(torch.uint8) if valid is not None else None
-    p_ws = torch.empty((B * H * S * BT,), device=query.device, dtype=torch.float32)  # p scratch, a row a program
+    P = S - 1 if split_rem and S > 1 else S  # p scratch rows a (batch, head): the window split needs none
+    p_ws = torch.empty((B * H * P * BT,), device=query.device, dtype=torch.float32)
 
     def ptr(t):  # an empty segment is never read: give Triton a live pointer
         return t if t.numel() > 0 else query
@@ -354,7 +355,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         *st(s.v_codes), *st(s.v_scale), *st(s.v_min), *st(s.v_win),
         *(mask.stride() if mask is not None else (0, 0)),
         out.stride(0), out.stride(2),
-        S,
+        S, P,
         D=D, DP=D, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits, BW=BW, UK=unroll or DEFAULT_UNROLL, VR=VR,
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, SPLIT_REM=split_rem, DEV_LENS=lens is not None, WIN=win,
         num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}),
@@ -388,4 +389,5 @@ def workspace_bytes(batch: int, heads: int, length: int, head_dim: int, k_bits: 
     """Device memory one default call allocates besides its output: split partials + p scratch."""
     BT = DEFAULT_BLOCK_W * (32 // k_bits)
     S, _ = splits_v3(batch * heads, length, BT, DEFAULT_BLOCK_N, device)
-    return batch * heads * S * ((head_dim + 2) if S > 1 else 0) * 4 + batch * heads * S * BT * 4
+    P = S - 1 if S > 1 else S
+    return batch * heads * S * ((head_dim + 2) if S > 1 else 0) * 4 + batch * heads * P * BT * 4

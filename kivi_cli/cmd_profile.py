@@ -29,7 +29,7 @@ def profile_cmd(
     find_max_batch: Annotated[bool, typer.Option("--find-max-batch", help="Search the largest batch that fits at --ctx for each side and measure there.")] = False,
     safety_margin: Annotated[float, typer.Option("--safety-margin", min=0.0, max=0.5, help="With --find-max-batch: measure at the largest batch that fits times (1 - margin), leaving headroom.")] = 0.05,
     prefill_chunk: Annotated[int, typer.Option("--prefill-chunk", min=0, help="Feed the prompt this many tokens at a time (0 = all at once). Bounds prefill activations, so larger batches fit; with KIVI, later chunks attend to quantized earlier ones.")] = 0,
-    prefill_batch: Annotated[str, typer.Option("--prefill-batch", metavar="N|auto", help="Lean loop: prefill this many sequences at a time, each into its rows of the cache (0 = all at once; auto: as many as keep rows x prompt <= 8192 tokens). Same tokens; bounds prefill memory, so the largest batch is set by the cache.")] = "auto",
+    prefill_batch: Annotated[str, typer.Option("--prefill-batch", metavar="N|auto", help="Lean loop: prefill this many sequences at a time, each into its rows of the cache (0 = all at once; auto: as many as keep rows x prompt <= 4096 tokens). Same tokens; bounds prefill memory, so the largest batch is set by the cache.")] = "auto",
     loop: Annotated[o.Loop, typer.Option("--loop", help="Decode loop for both sides: lean (static caches, one CUDA graph per step kind on CUDA; greedy) or generate (the plain per-step loop).")] = o.Loop.lean,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw memory and tokens/s vs full precision to this PNG (needs matplotlib).", show_default=False, rich_help_panel=o.OUTPUT_PANEL)] = None,
     seed: o.SeedOpt = 0,

@@ -48,7 +48,9 @@ from .static import DecodeSchedule, StaticFp16Cache, StaticKiviCache, static_uns
 # batch 192, which ran out of memory in prefill with all rows at once, fits with 3.0 GB. `kivi profile
 # --find-max-batch` there: fp16 62, KIVI-2 280, 4.52x (cache bytes 4.57x). 8192 tokens a forward are
 # still GEMMs of 8192 rows: prefill was not slower (fp16 batch 48: 6.3 s by rows vs 8.9 s, one run each).
-PREFILL_TOKEN_BUDGET = 8192
+# With kernel round 4 (its p scratch, one more split) the same search gave KIVI-2 273 (280 did not fit):
+# at 4096 tokens (one row of a 4096 context) the transient is about half of the 2-row one, ~6 KIVI rows.
+PREFILL_TOKEN_BUDGET = 4096
 
 
 @dataclass
