@@ -451,8 +451,9 @@ def pick_impl(query: torch.Tensor, state: KiviState, impl: str = "auto") -> str:
         if why is not None:
             raise ValueError(f"impl='v3' cannot run this call: {why}; use impl='v1' or 'auto'")
         return "v3"
-    # v3 is faster than v1 on every MHA shape measured (H200, benchmarks/results/h200_v3.md: 8x32K 1.28
-    # vs 1.62 ms, 64x4096 1.40 vs 1.61 ms, 1x512 42 vs 102 us); v1 serves GQA, q_len > 1, head_dim 256.
+    # v3 is faster than v1 on every large MHA shape measured (H200, benchmarks/results/h200_v3_round4.md:
+    # 8x32K 0.51 vs 1.62 ms, 64x4096 0.52 vs 1.61 ms, 1x32K 124 vs 221 us); v1 serves GQA, q_len > 1,
+    # head_dim 256.
     return "v3" if why is None else "v1"
 
 
