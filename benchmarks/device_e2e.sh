@@ -1,16 +1,7 @@
 #!/usr/bin/env bash
 # One device call for the core/CLI issues: the whole test suite under the device's transformers (5.17)
 # and CUDA (GPU tests included), then `kivi profile` at the issue's shape. Logs under $OUT.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-benchmarks/results}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
-shim=$(mktemp -d)
-for p in kivi_core kivi_cli; do ln -s "$PWD/$p" "$shim/$p"; done
-ln -s "$PWD/kernels" "$shim/kivi_kernels"
-export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
-python3 -c "import torch, triton, transformers; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())" | tee "$OUT/versions.txt"
+source "$(dirname "$0")/device_env.sh"
 timeout "${TEST_TIMEOUT:-240}" python3 -m pytest -q -p no:cacheprovider -n 12 tests/ \
     --ignore=tests/test_smollm2.py --ignore=tests/test_assets.py -m "not slow" 2>&1 | tee "$OUT/tests.log" | tail -40
 echo "tests exit: ${PIPESTATUS[0]}"

@@ -2,16 +2,7 @@
 # One device call for issue 6 after kernel round 4: batch-1 rows of the lean loop (both sides), then
 # `kivi profile --find-max-batch` at ctx 4096 (each side at its largest batch minus the 5% margin).
 # Logs and JSON under $OUT.   OUT=dir bash benchmarks/device_engine_round4.sh
-set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-benchmarks/results}
-export OUT PYTHONUNBUFFERED=1
-mkdir -p "$OUT"
-shim=$(mktemp -d)
-for p in kivi_core kivi_cli; do ln -s "$PWD/$p" "$shim/$p"; done
-ln -s "$PWD/kernels" "$shim/kivi_kernels"
-export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
-python3 -c "import torch, triton, transformers; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())" | tee "$OUT/versions.txt"
+source "$(dirname "$0")/device_env.sh"
 timeout "${ENGINE_TIMEOUT:-100}" python3 benchmarks/bench_engine.py ${ENGINE_ROWS:-kivi:1:512 fp16:1:512 kivi:1:512 fp16:1:512} \
     2>&1 | tee "$OUT/bench_engine.log" | grep -v Warning | tail -12
 echo "engine exit: ${PIPESTATUS[0]}"

@@ -2,16 +2,7 @@
 # One device call for kernel round 4: every GPU test (kernels, static step, engine, end to end), then the
 # decode-attention benchmark (v1 vs v3 vs fp16 SDPA vs dequantize + SDPA, both attention shapes).
 # Logs and JSON under $OUT.   OUT=dir bash benchmarks/device_round4.sh
-set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${OUT:-benchmarks/results}
-export OUT PYTHONUNBUFFERED=1
-mkdir -p "$OUT"
-shim=$(mktemp -d)
-for p in kivi_core kivi_cli; do ln -s "$PWD/$p" "$shim/$p"; done
-ln -s "$PWD/kernels" "$shim/kivi_kernels"
-export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
-python3 -c "import torch, triton, transformers; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())" | tee "$OUT/versions.txt"
+source "$(dirname "$0")/device_env.sh"
 xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n "${XDIST:-8}")
 timeout "${TEST_TIMEOUT:-200}" python3 -m pytest -m gpu -q -p no:cacheprovider "${xd[@]}" \
     tests/test_kernels_decode_attention.py tests/test_kernels_quant_pack.py tests/test_kernels_static_step.py \
