@@ -19,22 +19,30 @@ packed stores into the slice's rows (`StaticKiviCache.load_rows`), then frees it
 
 Left-padded prompts are not continued statically (the static attention reads no padding mask, and rows
 in several padding phases have their own flush schedules), nor are the settings `static_unsupported`
-names (R = 0, sinks, rotated keys): `lean_generate` then decodes with plain `model.generate` over a
-`KiviCache`, which is exact, and says so in `LeanResult.graphs`.
+names (R = 0, sinks, rotated keys), nor models `lean_unsupported` names (attention that bypasses
+transformers' AttentionInterface, sliding windows that bind, hybrid sliding layers): with KIVI,
+`lean_generate` then decodes with plain `model.generate` over a `KiviCache`, which is exact, and says so
+in `LeanResult.graphs`; the fp16 side refuses them (ValueError).
+
+`eos_ids` stops the loop once every row has produced one of them (the tokens are the same, the loop is
+only shorter); `LeanResult.lengths` then says how many tokens of each row count, up to and including
+its first eos.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from .cache import KiviCache
+from .attention import WRAPPED
+from .cache import KiviCache, _layer_types
 from .compat import cache_kwarg
 from .config import KiviConfig
-from .static import DecodeSchedule, StaticFp16Cache, StaticKiviCache, static_unsupported
+from .static import DecodeSchedule, StaticFp16Cache, StaticKiviCache, config_unsupported, static_unsupported
 
 
 # Prompt tokens prefilled together (rows x prompt_len) when `prefill_batch` is not given. Besides the
@@ -55,7 +63,7 @@ PREFILL_TOKEN_BUDGET = 4096
 
 @dataclass
 class LeanResult:
-    tokens: torch.Tensor  # [B, new_tokens] (greedy)
+    tokens: torch.Tensor  # [B, n] greedy; n = new_tokens, or fewer when every row stopped at an eos
     cache: object
     graphs: str  # "cuda graphs" | "eager" | "generate (padded prompt or unsupported setting)"
     prefill_s: float = 0.0
@@ -63,6 +71,43 @@ class LeanResult:
     step_kinds: dict = field(default_factory=dict)  # kind -> "eager" / "captured" counts
     steady_steps: int = 0  # steps from the first graph replay on (CUDA), timed with CUDA events
     steady_ms_per_step: float | None = None
+    # per row: tokens that count, up to and including the first of `eos_ids` (n without one). Past it a
+    # row holds its greedy continuation (or, from the generate fallback, padding): to be ignored.
+    lengths: list[int] = field(default_factory=list)
+
+
+def lean_unsupported(model, kivi: KiviConfig | None = None, positions: int | None = None) -> str | None:
+    """Why the lean loop cannot decode for `model` with `kivi` (None for fp16), or None when it can, from
+    what is known before a prompt runs. `positions`: the most a row will hold (prompt + new tokens - 1);
+    a sliding window at least that long never binds (None: any sliding layer counts). Left padding and
+    the padding phases are the prompt's business (`lean_generate` checks them)."""
+    if kivi is not None and (why := config_unsupported(kivi)):
+        return why
+    impl = getattr(model.config, "_attn_implementation", None)
+    if impl not in WRAPPED or not getattr(model, "_supports_attention_backend", False):
+        # The static layers attend when kivi_core.attention's dispatcher hands them the call; a model that
+        # runs its own attention on what the cache returns (Falcon; attn_implementation="eager") would
+        # attend to the step's token alone.
+        return (f"{type(model).__name__} with attn_implementation={impl!r} does not call attention through "
+                "transformers' AttentionInterface")
+    types = _layer_types(model.config) or []
+    if "sliding_attention" in types:
+        if kivi is not None and "full_attention" in types:  # KiviCache keeps these as fp sliding caches
+            return "hybrid sliding-window layers (not KIVI layers)"
+        text = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+        window = text.sliding_window
+        # transformers' window lets a query see the last `window` positions, itself included: a row of at
+        # most `window` positions is never cut, and the static caches (which attend to all) are exact
+        if positions is None or positions > window:
+            return (f"sliding-window attention (window {window}) over {positions or 'any number of'} positions "
+                    "(the static caches attend to every position)")
+    return None
+
+
+def _row_lengths(tokens: torch.Tensor, eos_ids: Sequence[int]) -> list[int]:
+    """Per row of `tokens` [B, n]: up to and including the first of `eos_ids`, else n (one host read)."""
+    eos, n = set(eos_ids), tokens.shape[1]
+    return [next((j + 1 for j, t in enumerate(row) if t in eos), n) for row in tokens.tolist()]
 
 
 class GraphStepper:
@@ -125,14 +170,21 @@ def _greedy_step(model, cache, ids: torch.Tensor, pos: torch.Tensor):
     return step
 
 
-def _generate_fallback(model, input_ids, attention_mask, new_tokens: int, kivi: KiviConfig) -> LeanResult:
+def _generate_fallback(model, input_ids, attention_mask, new_tokens: int, kivi: KiviConfig,
+                       eos_ids: Sequence[int] = ()) -> LeanResult:
     """Plain greedy `generate` over a `KiviCache`: exact for what the static cache cannot continue."""
     full = torch.ones_like(input_ids) if attention_mask is None else attention_mask
     gc = copy.deepcopy(model.generation_config)
-    gc.eos_token_id = None  # exactly new_tokens tokens, nothing suppressed: as the lean loop
+    # exactly new_tokens tokens, nothing suppressed: as the lean loop; with eos_ids generate stops as the
+    # lean loop does, once every row has one (a finished row gets padding, which _row_lengths cuts off)
+    gc.eos_token_id = list(eos_ids) or None
+    if eos_ids and gc.pad_token_id is None:
+        gc.pad_token_id = eos_ids[0]
     gen = model.generate(input_ids=input_ids, attention_mask=full, max_new_tokens=new_tokens,
                          do_sample=False, generation_config=gc, past_key_values=KiviCache(kivi))
-    return LeanResult(gen[:, input_ids.shape[1]:], None, "generate (padded prompt or unsupported setting)")
+    tokens = gen[:, input_ids.shape[1]:]
+    return LeanResult(tokens, None, "generate (padded prompt or unsupported setting)",
+                      lengths=_row_lengths(tokens, eos_ids))
 
 
 def _prefill(model, input_ids, attention_mask, cache, chunk: int, after_chunk=None) -> torch.Tensor:
@@ -165,8 +217,12 @@ def prefill_rows(batch: int, prompt_len: int, prefill_batch: int | None = None) 
 @torch.no_grad()
 def lean_generate(model, input_ids: torch.Tensor, new_tokens: int, kivi: KiviConfig | None = None,
                   attention_mask: torch.Tensor | None = None, graphs: bool | None = None,
-                  prefill_chunk: int = 0, prefill_batch: int | None = None) -> LeanResult:
+                  prefill_chunk: int = 0, prefill_batch: int | None = None,
+                  eos_ids: Sequence[int] = ()) -> LeanResult:
     """Greedy-decode `new_tokens` tokens after `input_ids` [B, T] with the lean loop (see module doc).
+
+    With `eos_ids`, decoding stops early once every row has produced one of them (`LeanResult.lengths`:
+    each row's tokens up to and including its first eos); the tokens are those of a run without them.
 
     `prefill_batch` rows of the prompt are prefilled at a time (0: all rows at once; None: automatic,
     see `prefill_rows`), each slice into its rows of the batch-wide static cache, so the prefill's
@@ -187,6 +243,11 @@ def lean_generate(model, input_ids: torch.Tensor, new_tokens: int, kivi: KiviCon
     device = input_ids.device
     graphs = device.type == "cuda" if graphs is None else graphs
     max_len = T + new_tokens - 1  # the last sampled token is never fed back
+    eos_ids = [int(i) for i in eos_ids]
+    if why := lean_unsupported(model, kivi, max_len):
+        if kivi is None:
+            raise ValueError(f"the fp16 lean loop cannot run this model: {why}")
+        return _generate_fallback(model, input_ids, attention_mask, new_tokens, kivi, eos_ids)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
     first = torch.empty(B, 1, dtype=torch.long, device=device)  # each row's first greedy token
@@ -194,7 +255,7 @@ def lean_generate(model, input_ids: torch.Tensor, new_tokens: int, kivi: KiviCon
         # the static attention reads no padding mask: padded prompts (even a single padding phase) and
         # what static_unsupported names decode through plain generate, which is exact
         if attention_mask is not None and not bool(attention_mask.all()):  # one host read, at the prompt
-            return _generate_fallback(model, input_ids, attention_mask, new_tokens, kivi)
+            return _generate_fallback(model, input_ids, attention_mask, new_tokens, kivi, eos_ids)
         cache = None
         for a, b in slices:
             # One slice: the prefill's stores are allocated for max_len and continued without a copy.
@@ -203,7 +264,7 @@ def lean_generate(model, input_ids: torch.Tensor, new_tokens: int, kivi: KiviCon
             first[a:b] = _prefill(model, input_ids[a:b], None, pre, prefill_chunk)
             if cache is None and static_unsupported(pre) is not None:
                 del pre
-                return _generate_fallback(model, input_ids, attention_mask, new_tokens, kivi)
+                return _generate_fallback(model, input_ids, attention_mask, new_tokens, kivi, eos_ids)
             if cache is None:  # the batch-wide cache, allocated once, shaped after the first slice
                 # (room for one decode step even when new_tokens = 1 takes none: from_cache needs it)
                 cache = StaticKiviCache.from_cache(pre, max(max_len, T + 1), None if len(slices) == 1 else B)
@@ -228,11 +289,26 @@ def lean_generate(model, input_ids: torch.Tensor, new_tokens: int, kivi: KiviCon
     stepper = GraphStepper(_greedy_step(model, cache, ids, pos), cache.schedule, graphs)
     tokens = torch.empty(B, new_tokens, dtype=torch.long, device=device)
     tokens[:, 0:1] = first
+    eos = torch.tensor(eos_ids, dtype=torch.long, device=device) if eos_ids else None
+    done = torch.isin(first.view(B), eos) if eos is not None else None  # [B]: the row has had its eos
+    n = new_tokens
     for i in range(1, new_tokens):
+        # With eos_ids, one host read a step (none without): it makes the host wait for the step before
+        # queueing the next replay, so the GPU idles for the loop's Python and one graph launch (tens of
+        # us, estimated, not measured) per step of 6.5 ms (7B, batch 1, H200), under 1%; stopping is
+        # what a command that stops at eos needs (a reply of 20 tokens under -n 512 runs 20 steps, not
+        # 512). A finished row keeps decoding its own greedy continuation while others run (rows do not
+        # interact), which `lengths` cuts off.
+        if done is not None and bool(done.all()):
+            n = i
+            break
         stepper()
         tokens[:, i : i + 1] = ids
+        if done is not None:
+            done |= torch.isin(ids.view(B), eos)
     sync()
     t2 = time.perf_counter()
-    kinds = {f"flush={k[0][0]} slide={k[0][1]} {k[1]}": n for k, n in stepper.counts.items()}
+    tokens = tokens[:, :n]
+    kinds = {f"flush={k[0][0]} slide={k[0][1]} {k[1]}": c for k, c in stepper.counts.items()}
     return LeanResult(tokens, cache, "cuda graphs" if graphs else "eager", t1 - t0, t2 - t1, kinds,
-                      stepper.steady_steps, stepper.steady_ms_per_step())
+                      stepper.steady_steps, stepper.steady_ms_per_step(), _row_lengths(tokens, eos_ids))

@@ -371,15 +371,22 @@ class StaticFp16Cache(_StaticCache):
         self.lens[0] = length
 
 
-def static_unsupported(cache: KiviCache) -> str | None:
-    """Why a prefilled KiviCache cannot be continued statically (None when it can)."""
-    cfg = cache.config
+def config_unsupported(cfg) -> str | None:
+    """Why a KiviConfig cannot run in the static cache at all (None when it can): known before any prompt."""
     if cfg.residual_length == 0:
         return "residual_length=0 (the no-window ablation settles before attention)"
     if cfg.sink_tokens:
         return "sink_tokens (sinks are read on the dequantize path only)"
     if cfg.rotate_keys:
         return "rotate_keys"
+    return None
+
+
+def static_unsupported(cache: KiviCache) -> str | None:
+    """Why a prefilled KiviCache cannot be continued statically (None when it can)."""
+    why = config_unsupported(cache.config)
+    if why:
+        return why
     for layer in cache.layers:
         parts = getattr(layer, "parts", None)
         if parts is None:

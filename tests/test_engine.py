@@ -219,3 +219,69 @@ def test_lean_eager_triton_kernels_with_device_lengths(gqa):
     ids = torch.randint(0, 97, (2, 33), generator=torch.Generator().manual_seed(4))
     res = lean_generate(model, ids, 36, kcfg)  # one key flush (at position 63), the window sliding
     assert torch.equal(res.tokens, reference(model, ids, 36, kcfg))
+
+
+def first_eos_lengths(tokens: torch.Tensor, eos: set[int]) -> list[int]:
+    n = tokens.shape[1]
+    return [next((j + 1 for j, t in enumerate(row) if t in eos), n) for row in tokens.tolist()]
+
+
+@pytest.mark.parametrize("kivi", [KIVI_TORCH, None], ids=["kivi", "fp16"])
+def test_lean_eos_ids_stop_once_every_row_has_one(kivi):
+    model = build("llama")
+    ids = torch.randint(0, 97, (3, 30), generator=torch.Generator().manual_seed(11))
+    full = lean_generate(model, ids, 40, kivi)  # past a key flush (position 32)
+    assert full.lengths == [40, 40, 40]
+    # eos: a token of each row, met at different steps (a row may meet another row's first)
+    eos = {int(full.tokens[0, 3]), int(full.tokens[1, 5]), int(full.tokens[2, 9])}
+    want = first_eos_lengths(full.tokens, eos)
+    assert len(set(want)) > 1 and max(want) < 40, want
+    res = lean_generate(model, ids, 40, kivi, eos_ids=sorted(eos))
+    assert res.lengths == want
+    assert res.tokens.shape[1] == max(want)  # the loop stopped once every row had its eos
+    assert torch.equal(res.tokens, full.tokens[:, : max(want)])  # same tokens, continuation included
+    # every row done after the first token: no decode step at all
+    res = lean_generate(model, ids, 40, kivi, eos_ids=full.tokens[:, 0].tolist())
+    assert res.tokens.shape[1] == 1 and res.lengths == [1, 1, 1]
+
+
+def test_lean_eos_ids_in_the_generate_fallback():
+    model = build("llama")
+    ids = torch.randint(0, 97, (2, 40), generator=torch.Generator().manual_seed(12))
+    mask = torch.ones_like(ids)
+    mask[1, :7] = 0
+    ref = reference(model, ids, 20, KIVI_TORCH, mask)
+    eos = {int(ref[0, 2]), int(ref[1, 5])}
+    res = lean_generate(model, ids, 20, KIVI_TORCH, attention_mask=mask, eos_ids=sorted(eos))
+    assert res.graphs.startswith("generate")
+    want = first_eos_lengths(ref, eos)
+    assert res.lengths == want
+    for row, n in enumerate(want):  # past its eos a row holds generate's padding
+        assert torch.equal(res.tokens[row, :n], ref[row, :n])
+
+
+def test_lean_refuses_or_falls_back_where_static_attention_would_differ():
+    from kivi_core.engine import lean_unsupported
+
+    ids = torch.randint(0, 97, (2, 20), generator=torch.Generator().manual_seed(13))
+    # Mistral (all layers slide, window 48): a row of 48 positions is never cut, so the static cache
+    # (which attends to every position) is exact; beyond that, KIVI falls back, fp16 refuses.
+    mistral = build("mistral")
+    assert lean_unsupported(mistral, KIVI_TORCH, 48) is None
+    res = lean_generate(mistral, ids, 29, KIVI_TORCH)  # 20 + 29 - 1 = 48 positions
+    assert res.graphs == "eager" and torch.equal(res.tokens, reference(mistral, ids, 29, KIVI_TORCH))
+    assert "window 48" in lean_unsupported(mistral, KIVI_TORCH, 49)
+    res = lean_generate(mistral, ids, 60, KIVI_TORCH)
+    assert res.graphs.startswith("generate") and torch.equal(res.tokens, reference(mistral, ids, 60, KIVI_TORCH))
+    with pytest.raises(ValueError, match="sliding-window attention"):
+        lean_generate(mistral, ids, 60, None)
+    # Falcon runs its own attention on what the cache returns: the static layers never see the query
+    falcon = build("falcon")
+    assert "AttentionInterface" in lean_unsupported(falcon, None, 10)
+    with pytest.raises(ValueError, match="AttentionInterface"):
+        lean_generate(falcon, ids, 4, None)
+    # Gemma-3's hybrid sliding layers are no KIVI layers; its fp16 side is exact while no window binds
+    gemma = build("gemma3")
+    assert "hybrid" in lean_unsupported(gemma, KIVI_TORCH, 10)
+    assert lean_unsupported(gemma, None, 24) is None and "window 24" in lean_unsupported(gemma, None, 25)
+    assert lean_unsupported(build("llama"), KiviConfig(group_size=16, residual_length=32, rotate_keys=True)) == "rotate_keys"
