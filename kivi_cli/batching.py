@@ -1,7 +1,9 @@
 """Running many prompts: tokenize with left padding, batch, decode, and turn each row into a result record.
 
 A result is a plain dict with the documented `generate --json` keys (docs/cli.md); a failure of a line or
-of a whole batch becomes an error record for the prompts concerned, and the next batch still runs.
+of a whole batch becomes an error record for the prompts concerned, and the next batch still runs. Each
+batch decodes through the loop `kivi_cli.loops.batch_loop` picks (the plain loop of `kivi_cli.decode`,
+or the lean loop of `kivi_core.engine`); the records are the same either way, and `loop` says which ran.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from typing import Callable, Optional
 
 import torch
 
+from kivi_cli import loops
 from kivi_cli.decode import Sampler, Session, new_cache, run
 from kivi_cli.errors import describe
 from kivi_cli.metrics import cache_bytes
 from kivi_cli.models import Loaded, eos_ids
+from kivi_cli.options import Loop
 from kivi_cli.prompts import Item, Prompt, PromptError
 
 
@@ -29,7 +33,7 @@ def encode(loaded: Loaded, texts: list[str], chat: bool) -> dict[str, torch.Tens
 
 def run_prompts(loaded: Loaded, kivi, items: list[Item], *, batch_size: int, max_new_tokens: int,
                 temperature: float, top_p: float, seed: int, chat: bool, out,
-                on_result: Optional[Callable[[dict], None]] = None) -> list[dict]:
+                on_result: Optional[Callable[[dict], None]] = None, loop: Loop = Loop.generate) -> list[dict]:
     from kivi_core import analytic_cache_bytes
 
     results: list[dict] = []
@@ -47,6 +51,12 @@ def run_prompts(loaded: Loaded, kivi, items: list[Item], *, batch_size: int, max
     sampler = Sampler(temperature, top_p, seed)
     label = kivi.label() if kivi is not None else f"{_short(loaded.dtype)} (no KIVI)"
     batches = [good[i: i + batch_size] for i in range(0, len(good), batch_size)]
+    encoded: list[Optional[dict]] = [None] * len(batches)
+    if loop is Loop.lean:  # every batch must take it: one usage error before any runs, not a failed batch
+        encoded = [encode(loaded, [p.text for p in batch], chat) for batch in batches]
+        loops.check_batches(loaded, kivi, [(_batch_label(n, len(batches), batch), enc["attention_mask"])
+                                           for n, (batch, enc) in enumerate(zip(batches, encoded), start=1)],
+                            max_new_tokens)
 
     next_bad = sorted(bad)
     for n, batch in enumerate(batches, start=1):
@@ -57,7 +67,8 @@ def run_prompts(loaded: Loaded, kivi, items: list[Item], *, batch_size: int, max
             out.hint(f"batch {n}/{len(batches)}: {len(batch)} prompt(s)")
         try:
             records = _run_batch(loaded, kivi, batch, max_new_tokens, sampler, chat, eos, pad, dims, label,
-                                 analytic_cache_bytes, out if not out.json and len(batch) == 1 else None)
+                                 analytic_cache_bytes, out if not out.json and len(batch) == 1 else None, loop,
+                                 encoded[n - 1])
         except Exception as exc:  # noqa: BLE001 — one failed batch must not lose the others
             message, _ = describe(exc)
             del exc
@@ -71,19 +82,26 @@ def run_prompts(loaded: Loaded, kivi, items: list[Item], *, batch_size: int, max
 
 
 def _run_batch(loaded, kivi, batch: list[Prompt], max_new_tokens, sampler, chat, eos, pad, dims, label,
-               analytic_cache_bytes, stream_out) -> list[dict]:
-    enc = encode(loaded, [p.text for p in batch], chat)
-    session = Session(loaded.model, new_cache(loaded.model, kivi), loaded.device)
+               analytic_cache_bytes, stream_out, loop: Loop = Loop.generate, enc=None) -> list[dict]:
+    enc = enc if enc is not None else encode(loaded, [p.text for p in batch], chat)
+    which = loops.batch_loop(loop, loaded, kivi, sampler.temperature, enc["attention_mask"], max_new_tokens)
     on_token = None
-    if stream_out is not None:  # one prompt per batch, people watching: print tokens as they come
-        stream_out.text(batch[0].text, style="bold")
-        on_token = _Streamer(loaded.tokenizer, stream_out, eos)
-    gen = run(session, enc["input_ids"], enc["attention_mask"], max_new_tokens, sampler, eos_ids=eos, pad_id=pad,
-              on_token=on_token)
-    if on_token is not None:
-        on_token.finish()
-    held, by_component = cache_bytes(session.cache)
-    seq_len = session.tokens
+    if which == "lean":  # no streaming: the tokens reach the host when the batch is done
+        gen, cache = loops.run_lean(loaded, kivi, enc["input_ids"], max_new_tokens, eos)
+        seq_len = enc["input_ids"].shape[1] + gen.tokens.shape[1] - 1  # the last token is never fed back
+        stream_out = None
+    else:
+        session = Session(loaded.model, new_cache(loaded.model, kivi), loaded.device)
+        if stream_out is not None:  # one prompt per batch, people watching: print tokens as they come
+            stream_out.text(batch[0].text, style="bold")
+            on_token = _Streamer(loaded.tokenizer, stream_out, eos)
+        gen = run(session, enc["input_ids"], enc["attention_mask"], max_new_tokens, sampler, eos_ids=eos,
+                  pad_id=pad, on_token=on_token)
+        if on_token is not None:
+            on_token.finish()
+        cache, seq_len = session.cache, session.tokens
+        del session
+    held, by_component = cache_bytes(cache)
     base = analytic_cache_bytes(None, len(batch), dims["kv_heads"], dims["head_dim"], dims["layers"], seq_len,
                                 loaded.dtype)
     prompt_lens = enc["attention_mask"].sum(-1).tolist()
@@ -108,10 +126,11 @@ def _run_batch(loaded, kivi, batch: list[Prompt], max_new_tokens, sampler, chat,
             "decode_tokens_per_s": t.decode_tokens_per_s,
             "cache_bytes": held,
             "cache_bytes_full_precision": base,
+            "loop": which,
         })
         if stream_out is not None:
             records[-1]["_streamed"] = True  # human mode only: the text is already on screen
-    del session, gen
+    del cache, gen
     return records
 
 
@@ -144,6 +163,11 @@ class _Streamer:
     @property
     def text(self) -> str:
         return self.tokenizer.decode(self.ids, skip_special_tokens=True)
+
+
+def _batch_label(n: int, total: int, batch: list[Prompt]) -> str:
+    where = [f"line {p.line}" if p.line else f"prompt #{p.index}" for p in (batch[0], batch[-1])]
+    return f"batch {n}/{total} ({where[0]}" + (f" to {where[1]})" if len(batch) > 1 else ")")
 
 
 def _error_record(e: PromptError) -> dict:

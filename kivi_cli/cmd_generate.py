@@ -45,6 +45,10 @@ def generate_cmd(
     sink_tokens: o.SinkTokensOpt = 0,
     rotate_keys: o.RotateKeysOpt = False,
     backend: o.BackendOpt = o.Backend.auto,
+    loop: Annotated[o.Loop, typer.Option("--loop", help=o.LOOP_HELP + " Decided per batch: a batch whose prompts "
+                                         "differ in token length takes the plain loop under auto and is an "
+                                         "error under lean. Lean stops once every prompt of the batch has reached "
+                                         "eos; it does not stream.")] = o.Loop.auto,
     device: o.DeviceOpt = "auto",
     dtype: o.DtypeOpt = o.Dtype.auto,
     trust_remote_code: o.TrustRemoteCodeOpt = False,
@@ -58,19 +62,21 @@ def generate_cmd(
     """
     from kivi_cli import models, prompts
     from kivi_cli.batching import run_prompts
+    from kivi_cli.loops import check_settings
     from kivi_cli.render import render_generation, render_generation_summary
 
     out = Output(json=json)
     model, texts = split_model(args or [], model, arch)
     items = prompts.collect(texts, file)
     kivi = o.kivi_settings(bits, k_bits, v_bits, group_size, residual_length, backend, sink_tokens, rotate_keys)
+    check_settings(loop, kivi, temperature)  # before loading: --loop lean with flags it can never run
     loaded = models.load(o.model_choice(model, arch, device, dtype, trust_remote_code, seed), out)
     if chat and not getattr(loaded.tokenizer, "chat_template", None):
         raise UsageError(f"--chat: the tokenizer of {loaded.name} has no chat template; drop --chat.")
 
     results = run_prompts(loaded, kivi, items, batch_size=batch_size, max_new_tokens=max_new_tokens,
                           temperature=temperature, top_p=top_p, seed=seed, chat=chat, out=out,
-                          on_result=lambda r: render_generation(out, r))
+                          on_result=lambda r: render_generation(out, r), loop=loop)
     failed = [r for r in results if r.get("error")]
     render_generation_summary(out, loaded, kivi, results)
     if failed:

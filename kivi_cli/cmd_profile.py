@@ -30,7 +30,7 @@ def profile_cmd(
     safety_margin: Annotated[float, typer.Option("--safety-margin", min=0.0, max=0.5, help="With --find-max-batch: measure at the largest batch that fits times (1 - margin), leaving headroom.")] = 0.05,
     prefill_chunk: Annotated[int, typer.Option("--prefill-chunk", min=0, help="Feed the prompt this many tokens at a time (0 = all at once). Bounds prefill activations, so larger batches fit; with KIVI, later chunks attend to quantized earlier ones.")] = 0,
     prefill_batch: Annotated[str, typer.Option("--prefill-batch", metavar="N|auto", help="Lean loop: prefill this many sequences at a time, each into its rows of the cache (0 = all at once; auto: as many as keep rows x prompt <= 4096 tokens). Same tokens; bounds prefill memory, so the largest batch is set by the cache.")] = "auto",
-    loop: Annotated[o.Loop, typer.Option("--loop", help="Decode loop for both sides: lean (static caches, one CUDA graph per step kind on CUDA; greedy) or generate (the plain per-step loop).")] = o.Loop.lean,
+    loop: Annotated[o.Loop, typer.Option("--loop", help=o.LOOP_HELP + " One loop for every side (fp16 too).")] = o.Loop.lean,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw memory and tokens/s vs full precision to this PNG (needs matplotlib).", show_default=False, rich_help_panel=o.OUTPUT_PANEL)] = None,
     seed: o.SeedOpt = 0,
     device: o.DeviceOpt = "auto",
@@ -45,6 +45,7 @@ def profile_cmd(
     runs out of memory is reported as OOM and the others still run.
     """
     from kivi_cli import models
+    from kivi_cli.loops import check_settings, profile_loop
     from kivi_cli.profiling import SideSpec, profile
     from kivi_cli.render import plot_profile, render_profile
 
@@ -61,13 +62,18 @@ def profile_cmd(
         cfg = o.kivi_settings(b, k_bits, v_bits, group_size, residual_length, backend, sink_tokens, rotate_keys)
         if all(s.kivi != cfg for s in specs):
             specs.append(SideSpec(f"kivi-k{cfg.k_bits}v{cfg.v_bits}", cfg))
+    for spec in specs:  # before loading: --loop lean with a setting it can never run
+        check_settings(loop, spec.kivi)
     loaded = models.load(o.model_choice(model, arch, device, dtype, trust_remote_code, seed), out)
+    which = profile_loop(loop, loaded, [s.kivi for s in specs], ctx - 1)  # rows hold ctx - 1 positions
+    if which == "generate" and rows:  # --loop auto chose the plain loop
+        raise UsageError(f"--prefill-batch {rows} needs --loop lean: the plain loop prefills all rows at once.")
     specs[0] = SideSpec({"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}.get(
         str(loaded.dtype).removeprefix("torch."), "full"), None)
     if loaded.device.type == "cpu":
         out.hint("CPU run: torch/NVML peak rows are n/a; KIVI runs its pure-torch path here.")
 
-    report = profile(loaded, specs, batch, ctx, gen, seed, find_max_batch, out.hint, prefill_chunk, loop.value,
+    report = profile(loaded, specs, batch, ctx, gen, seed, find_max_batch, out.hint, prefill_chunk, which,
                      safety_margin, rows)
     render_profile(out, report)
     if plot is not None:

@@ -2,9 +2,10 @@
 
 The same loop runs the full-precision side (transformers' DynamicCache) and every KIVI side, so a
 comparison measures the caches, not two loops. It is a plain eager loop over `model(...)`, with
-sampling, streaming, EOS stops and left-padded batches: what `generate` and `chat` need. `profile`
-defaults to the lean CUDA-graph loop of `kivi_core.engine` instead (greedy, unpadded prompts, the same
-loop for both sides); `profile --loop generate` measures this one.
+sampling, streaming, EOS stops and left-padded batches: what `chat` needs, and `generate` where the lean
+CUDA-graph loop of `kivi_core.engine` does not apply (greedy, unpadded prompts; `kivi_cli.loops`
+decides). `profile` defaults to the lean loop (the same loop for both sides); `profile --loop generate`
+measures this one.
 
 Left padding: the session keeps the 2D attention mask of everything the cache holds and derives
 position ids from it (cumsum − 1), so each row of a padded batch sees the positions it would see alone.

@@ -28,8 +28,9 @@ integers, times are seconds unless the key says `ms`, and a value that was not m
 | `kivi` | the cache setting, e.g. `k2v2 G=32 R=128`, or the full-precision dtype |
 | `batch_size` | prompts decoded together with this one; the timings and bytes below are that batch's |
 | `prefill_s`, `decode_s`, `decode_tokens_per_s` | prefill time, decode wall time, decode tokens/s of the batch |
-| `cache_bytes` | bytes the batch's cache really held at the end |
+| `cache_bytes` | bytes the batch's cache really held at the end (the lean loop's static cache is allocated for prompt + `--max-new-tokens` up front) |
 | `cache_bytes_full_precision` | what a full-precision cache would hold for the same tokens (analytic) |
+| `loop` | the decode loop that ran the batch: `lean` (static cache, CUDA graphs on CUDA) or `generate` (the plain loop) |
 | `error` | only on failed lines: `{"index", "line", "error"}`; the exit code is then 1 |
 
 **`kivi profile --json`**: one document: `model`, `device`, `dtype`, `batch`, `ctx`, `prompt_len`,

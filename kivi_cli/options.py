@@ -44,6 +44,9 @@ class Dtype(str, Enum):
 
 
 class Loop(str, Enum):
+    """`--loop` of generate and profile (LOOP_HELP; `kivi_cli.loops` decides where lean applies)."""
+
+    auto = "auto"
     lean = "lean"
     generate = "generate"
 
@@ -168,6 +171,15 @@ TopPOpt = Annotated[
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (sampling, random weights, random prompts).",
                                       rich_help_panel=SAMPLING_PANEL)]
 
+# --- decode loop --------------------------------------------------------------------------------------
+# Each command appends what its own runs add (per batch for generate, both sides for profile).
+LOOP_HELP = (
+    "Decode loop. lean: static cache, one CUDA graph per step kind on CUDA (eager on CPU); greedy, unpadded "
+    "prompts, R > 0, no sinks or rotated keys, attention through transformers' AttentionInterface, no "
+    "sliding window that binds (else a usage error). generate: the plain per-step loop, any setting. auto: "
+    "lean where it applies on CUDA, else generate."
+)
+
 # --- output -------------------------------------------------------------------------------------------
 JsonOpt = Annotated[
     bool,
@@ -250,6 +262,7 @@ def parse_prefill_batch(text: str) -> Optional[int]:
 
 def _flag_names(message: str) -> str:
     for field, flag in (("k_bits", "--k-bits"), ("v_bits", "--v-bits"), ("group_size", "--group-size"),
-                        ("residual_length", "--residual-length"), ("backend", "--backend")):
+                        ("residual_length", "--residual-length"), ("backend", "--backend"),
+                        ("sink_tokens", "--sink-tokens"), ("rotate_keys", "--rotate-keys")):
         message = message.replace(field, flag)
     return message

@@ -34,8 +34,10 @@ def render_generation_summary(out: Output, loaded, kivi, results: list[dict]) ->
     tps = [r["decode_tokens_per_s"] for r in ok if r.get("decode_tokens_per_s")]
     last = ok[-1]
     ratio = last["cache_bytes_full_precision"] / last["cache_bytes"] if last["cache_bytes"] else None
+    ran = dict.fromkeys(r["loop"] for r in ok)  # in order of first use; both under auto with mixed batches
+    loop = " and ".join({"lean": "lean loop", "generate": "plain loop"}[k] for k in ran)
     out.table(
-        f"kivi generate — {loaded.name}, {last['kivi']}",
+        f"kivi generate — {loaded.name}, {last['kivi']}, {loop}",
         ["prompts", "new tokens", "decode tok/s", "KV cache (last batch)", "full precision", "ratio"],
         [[f"{len(ok)}/{len(results)}", sum(r["generated_tokens"] for r in ok),
           fmt_num(sum(tps) / len(tps)) if tps else "n/a", fmt_bytes(last["cache_bytes"]),

@@ -53,7 +53,8 @@ def test_help_lists_commands(runner):
 
 # --- generate -----------------------------------------------------------------------------------------
 GEN_KEYS = {"index", "line", "prompt", "text", "prompt_tokens", "generated_tokens", "finish_reason", "kivi",
-            "batch_size", "prefill_s", "decode_s", "decode_tokens_per_s", "cache_bytes", "cache_bytes_full_precision"}
+            "batch_size", "prefill_s", "decode_s", "decode_tokens_per_s", "cache_bytes", "cache_bytes_full_precision",
+            "loop"}
 
 
 def test_generate_json_one_line_per_prompt(runner):
@@ -65,6 +66,7 @@ def test_generate_json_one_line_per_prompt(runner):
         assert set(rec) == GEN_KEYS
         assert 1 <= rec["generated_tokens"] <= 6
         assert rec["batch_size"] == 2 and rec["kivi"] == "k2v2 G=32 R=128"
+        assert rec["loop"] == "generate"  # --loop auto on CPU: the plain loop
         assert rec["cache_bytes"] > 0 and rec["cache_bytes_full_precision"] > 0
     assert records[0]["prompt_tokens"] == len("hello")  # byte tokenizer, no BOS
 
