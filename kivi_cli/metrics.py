@@ -34,8 +34,9 @@ class Memory:
 class Timing:
     """One prefill + decode run. Decode runs `decode_steps` forwards after the prefill (the prefill's
     logits give the first new token), so tokens/s = batch * decode_steps / decode_wall_s. For the lean
-    loop on CUDA the steps counted are those from the first CUDA-graph replay on (each step kind runs
-    once eagerly and is captured at its next occurrence before that)."""
+    loop on CUDA, `profile` counts the steps from the first CUDA-graph replay on (each step kind runs
+    once eagerly and is captured at its next occurrence before that); `generate` counts them all, as a
+    user waits for them."""
 
     batch: int
     prefill_s: float
