@@ -1,6 +1,6 @@
 """Benchmark: KIVI fused decode attention vs fp16 SDPA and vs dequantize-then-SDPA, plus quantize time.
 
-    python3 benchmarks/bench_decode_attention.py [--impl v1,v3] [--sweep] [--rows 8x32768,64x4096]
+    python3 benchmarks/bench_decode_attention.py [--impl v1,v3,v3p] [--sweep] [--rows 8x32768,64x4096]
 
 For each (B x ctx) and attention shape (Llama-2-7B: 32 q / 32 kv heads; Llama-3.1-8B: 32 q / 8 kv; D=128)
 it times one decode-attention call (q_len 1, fp16, k2v2, G=32, R=128, KIVI's own split: n_kq = ctx
@@ -12,7 +12,8 @@ before every call, and input sets are rotated when one would fit in L2), and rep
     folding a kv head's query heads into q_len), (b) dequantize_state (kivi_core.attention_ref) + SDPA,
     i.e. what transformers' QuantizedCache does every step.
 Each kernel named in --impl (v1: tensor-core tiles, any shape; v3: MHA decode on CUDA cores, see
-kernels/decode_attention_v3.py — timed on the MHA shape only) is timed on the same states; every row records its impl, and the table prints them side by side (the
+kernels/decode_attention_v3.py — timed on the MHA shape only; v3p: v3 with packed=True, its fp16x2 pair
+arithmetic, experimental) is timed on the same states; every row records its impl, and the table prints them side by side (the
 baselines are measured once per row). Writes JSON (device, versions, command, rows) to $OUT/ when OUT is
 set, else benchmarks/results/.
 """
@@ -36,13 +37,13 @@ from triton.testing import do_bench
 from kivi_core.attention_ref import dequantize_state
 from kivi_core.state import KiviState
 from kivi_kernels.decode_attention import _default_block_n, _num_splits, decode_attention_triton
-from kivi_kernels.decode_attention_v3 import DEFAULT_BLOCK_W, DEFAULT_WARPS, num_splits_v3, splits_v3
+from kivi_kernels.decode_attention_v3 import DEFAULT_BLOCK_W, DEFAULT_WARPS, decode_attention_v3, num_splits_v3, splits_v3
 from kivi_kernels.quant_pack import quantize_keys_triton, quantize_values_triton
 
 SHAPES = {"llama2-7b": (32, 32), "llama3.1-8b": (32, 8)}  # (q heads, kv heads), head_dim 128
 ROWS = [(1, 512), (1, 32768), (8, 32768), (16, 16384), (64, 4096), (128, 4096)]
 TARGET_ROWS = [(1, 512), (8, 32768), (64, 4096)]  # the rows with targets (issue 3)
-IMPLS = ("v1", "v3")
+IMPLS = ("v1", "v3", "v3p")  # v3p: v3 with packed=True (k2v2, fp16x2 pairs; experimental)
 D, G, R = 128, 32, 128
 L2_BYTES = 60 * 2**20  # H200: 60 MB
 # (block_n, num_warps, split-count scale, use_dot or None = default) tried by --sweep
@@ -177,17 +178,17 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
             bn = block_n or _default_block_n(D)
             S = max(1, round(_num_splits(B * H, L, bn, query.device) * splits_scale))
             kw = dict(impl="v1", block_n=bn, num_warps=num_warps or 4, num_splits=S, use_dot=use_dot)
-        else:
+        else:  # v3, or v3p: v3 with packed=True (fp16x2 pair arithmetic, experimental)
             if Hq != H:
                 continue  # v3 is the MHA-decode kernel; GQA calls run v1
             bw = block_w or DEFAULT_BLOCK_W
             bn = bw * 16  # tokens a key tile at 2 bits
             S = max(1, round(num_splits_v3(B * H, L, bn, query.device) * splits_scale))  # bulk splits
-            kw = dict(impl="v3", block_w=bw, num_warps=num_warps or DEFAULT_WARPS, num_splits=S)
+            kw = dict(block_w=bw, num_warps=num_warps or DEFAULT_WARPS, num_splits=S, packed=impl == "v3p")
             S = splits_v3(B * H, L, bn, 16, query.device, S)[0]  # + the window / tail split
-        t = bench_rotating([lambda s=s, kw=kw: decode_attention_triton(query, s, None, D**-0.5, **kw)
-                            for s in states])
-        t_host = host_us(lambda kw=kw: decode_attention_triton(query, states[0], None, D**-0.5, **kw))
+        call = decode_attention_triton if impl == "v1" else decode_attention_v3
+        t = bench_rotating([lambda s=s, kw=kw, call=call: call(query, s, None, D**-0.5, **kw) for s in states])
+        t_host = host_us(lambda kw=kw, call=call: call(query, states[0], None, D**-0.5, **kw))
         timed.append((impl, t, t_host, S, bn, kw))
     t_sdpa = t_deq = None
     extra = {}
@@ -198,7 +199,8 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
         k, v = dequantize_state(states[0])
         ref = F.scaled_dot_product_attention(query, k, v, enable_gqa=Hq != H).transpose(1, 2)
         for impl, _, _, _, _, kw in timed:
-            got = decode_attention_triton(query, states[0], None, D**-0.5, **kw)
+            call = decode_attention_triton if impl == "v1" else decode_attention_v3
+            got = call(query, states[0], None, D**-0.5, **kw)
             errs[impl] = (got.float() - ref.float()).abs().max().item()
         del k, v, ref
         torch.cuda.empty_cache()
@@ -291,7 +293,7 @@ def main() -> None:
     ap.add_argument("--rows", default=None,
                     help="comma list like 8x32768,64x4096, or 'targets' (1x512,8x32768,64x4096); default: all six")
     ap.add_argument("--shapes", default=",".join(SHAPES))
-    ap.add_argument("--impl", default=",".join(IMPLS), help="kernels to time side by side (v1, v3)")
+    ap.add_argument("--impl", default=",".join(IMPLS), help="kernels to time side by side (v1, v3, v3p)")
     ap.add_argument("--sweep", action="store_true", help="also sweep tiles / warps / splits (no baselines)")
     ap.add_argument("--no-baselines", action="store_true")
     args = ap.parse_args()
@@ -326,7 +328,7 @@ def main() -> None:
                 if (B, ctx) not in SWEEP_ROWS:
                     continue
                 for impl, cfg in configs:
-                    if (cfg.get("use_dot") is not None or impl == "v3") and SHAPES[shape][0] != SHAPES[shape][1]:
+                    if (cfg.get("use_dot") is not None or impl != "v1") and SHAPES[shape][0] != SHAPES[shape][1]:
                         continue  # the dot-free path and v3 are for one query row per kv head
                     try:
                         (r,) = bench_row(shape, B, ctx, copy_tbps, impls=(impl,), baselines=False, **cfg)

@@ -28,6 +28,12 @@ its 16 rows are padding). v3 keeps only the arithmetic:
   * The window and key tail (<= R + 16 tokens, fp16) run as a split of their own, in v1's 16-token
     tiles, in parallel with the packed tiles.
 Key loop ~3.9, value loop ~4.4 instructions an element (round 3: 5.0 and 6.7, plus per-tile shuffles).
+
+`packed=True` (k2v2 only; experimental: compiled for sm_90 and checked through its fp32 twin in the
+interpreter, not yet timed on a GPU) does the per-code arithmetic in fp16x2 pairs with inline PTX
+(`_pairs_asm`): one LOP3 + HSUB2 + HFMA2 per two codes, 8-term fp16 sums added to fp32 once. Values run
+one word column a thread over 8 rows a step (so the pairs sum tokens), with p * scale folded once per
+(token, group) into the scratch row. SASS per tile element: 3.3 instructions vs 4.5 for the default path.
 Measured numbers: `benchmarks/results/h200_v3_round4.md` (rounds 1-3: `h200_v3.md`).
 """
 
@@ -49,6 +55,7 @@ from .decode_attention import (
     _head_ptrs,
     _num_sms,
     _step_lens,
+    _interpreting,
     _win_rows,
 )
 
@@ -68,6 +75,99 @@ def _code_x(words, j, magic, BITS: tl.constexpr):
     jj = tl.where(hi, j - H, j)
     x = (src & (QMAX << (jj * BITS))) | magic
     return x.to(tl.float32, bitcast=True) - 8388608.0
+
+
+def _pairs_asm(n: int) -> str:
+    """PTX for `_dot16`: n words w_m of 16 2-bit codes, n fp32 factors s_m, 16 fp32 accumulators f_j (tied):
+    f_j += sum_m code_j(w_m) * s_m, the n-term sums in fp16x2 pairs, added to fp32 once.
+    Codes j and j + 8 sit at bits 2j and 16 + 2j, so (w & (3 << 2j) * 0x10001) | 0x64006400 is the fp16
+    pair 1024 + c * 4^j (exact while 2j + 1 < 10; codes 5..7 come from w >> 10): LOP3, HSUB2 (exact),
+    HFMA2 with s_m * 4^-j, i.e. 1.5 instructions an element where fp32 takes LOP3 + FADD + FFMA."""
+    lines = ["{", ".reg .b32 k, r4, x, wh, q<5>, a<8>;", ".reg .b16 h<2>;", ".reg .f32 t<2>;",
+             "mov.b32 k, 0x64006400;", "mov.b32 r4, 0x34003400;"]  # fp16 pairs 1024 and 0.25
+    for m in range(n):
+        lines += [f"cvt.rn.f16.f32 h0, ${16 + n + m};", "mov.b32 q0, {h0, h0};"]
+        lines += [f"mul.rn.f16x2 q{j}, q{j - 1}, r4;" for j in range(1, 5)]
+        lines.append(f"shr.b32 wh, ${16 + m}, 10;")
+        for j in range(8):
+            src, jj = (f"${16 + m}", j) if j < 5 else ("wh", j - 5)
+            lines.append(f"lop3.b32 x, {src}, {0x00030003 << (2 * jj):#x}, k, 0xEA;")
+            lines.append("sub.rn.f16x2 x, x, k;")
+            lines.append(f"mul.rn.f16x2 a{j}, x, q{jj};" if m == 0 else f"fma.rn.f16x2 a{j}, x, q{jj}, a{j};")
+    for j in range(8):
+        lines += [f"mov.b32 {{h0, h1}}, a{j};", "cvt.f32.f16 t0, h0;", "cvt.f32.f16 t1, h1;",
+                  f"add.f32 ${j}, ${j}, t0;", f"add.f32 ${j + 8}, ${j + 8}, t1;"]
+    lines.append("}")
+    return "\n".join(lines)
+
+
+# 8 words a call: fp16 pair sums of 8 terms, flushed to fp32 once per call (0.25 instructions an element)
+_PAIRS_ASM_2 = tl.constexpr(_pairs_asm(8))
+_PAIRS_CONSTRAINTS_2 = tl.constexpr(",".join(["=f"] * 16 + ["r"] * 8 + ["f"] * 8 + [str(i) for i in range(16)]))
+
+
+@triton.jit
+def _dot16(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
+           f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15):
+    # f_j += sum_m code_j(w_m) * s_m over 8 words of 16 2-bit codes, in fp16x2 pairs (_pairs_asm)
+    return tl.inline_asm_elementwise(
+        _PAIRS_ASM_2, _PAIRS_CONSTRAINTS_2,
+        [w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
+         f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15],
+        (tl.float32,) * 16, True, 1)
+
+
+@triton.jit
+def _c2(w, J: tl.constexpr):
+    return ((w >> (2 * J)) & 3).to(tl.float32)
+
+
+@triton.jit
+def _dot16_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
+               f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15):
+    # _dot16 in fp32 (the interpreter cannot run PTX): the same contract, so CI runs the packed path's
+    # tiles, joins and thread mapping; only the fp16 pair arithmetic is GPU-tested
+    f0 += (_c2(w0, 0) * s0 + _c2(w1, 0) * s1 + _c2(w2, 0) * s2 + _c2(w3, 0) * s3
+           + _c2(w4, 0) * s4 + _c2(w5, 0) * s5 + _c2(w6, 0) * s6 + _c2(w7, 0) * s7)
+    f1 += (_c2(w0, 1) * s0 + _c2(w1, 1) * s1 + _c2(w2, 1) * s2 + _c2(w3, 1) * s3
+           + _c2(w4, 1) * s4 + _c2(w5, 1) * s5 + _c2(w6, 1) * s6 + _c2(w7, 1) * s7)
+    f2 += (_c2(w0, 2) * s0 + _c2(w1, 2) * s1 + _c2(w2, 2) * s2 + _c2(w3, 2) * s3
+           + _c2(w4, 2) * s4 + _c2(w5, 2) * s5 + _c2(w6, 2) * s6 + _c2(w7, 2) * s7)
+    f3 += (_c2(w0, 3) * s0 + _c2(w1, 3) * s1 + _c2(w2, 3) * s2 + _c2(w3, 3) * s3
+           + _c2(w4, 3) * s4 + _c2(w5, 3) * s5 + _c2(w6, 3) * s6 + _c2(w7, 3) * s7)
+    f4 += (_c2(w0, 4) * s0 + _c2(w1, 4) * s1 + _c2(w2, 4) * s2 + _c2(w3, 4) * s3
+           + _c2(w4, 4) * s4 + _c2(w5, 4) * s5 + _c2(w6, 4) * s6 + _c2(w7, 4) * s7)
+    f5 += (_c2(w0, 5) * s0 + _c2(w1, 5) * s1 + _c2(w2, 5) * s2 + _c2(w3, 5) * s3
+           + _c2(w4, 5) * s4 + _c2(w5, 5) * s5 + _c2(w6, 5) * s6 + _c2(w7, 5) * s7)
+    f6 += (_c2(w0, 6) * s0 + _c2(w1, 6) * s1 + _c2(w2, 6) * s2 + _c2(w3, 6) * s3
+           + _c2(w4, 6) * s4 + _c2(w5, 6) * s5 + _c2(w6, 6) * s6 + _c2(w7, 6) * s7)
+    f7 += (_c2(w0, 7) * s0 + _c2(w1, 7) * s1 + _c2(w2, 7) * s2 + _c2(w3, 7) * s3
+           + _c2(w4, 7) * s4 + _c2(w5, 7) * s5 + _c2(w6, 7) * s6 + _c2(w7, 7) * s7)
+    f8 += (_c2(w0, 8) * s0 + _c2(w1, 8) * s1 + _c2(w2, 8) * s2 + _c2(w3, 8) * s3
+           + _c2(w4, 8) * s4 + _c2(w5, 8) * s5 + _c2(w6, 8) * s6 + _c2(w7, 8) * s7)
+    f9 += (_c2(w0, 9) * s0 + _c2(w1, 9) * s1 + _c2(w2, 9) * s2 + _c2(w3, 9) * s3
+           + _c2(w4, 9) * s4 + _c2(w5, 9) * s5 + _c2(w6, 9) * s6 + _c2(w7, 9) * s7)
+    f10 += (_c2(w0, 10) * s0 + _c2(w1, 10) * s1 + _c2(w2, 10) * s2 + _c2(w3, 10) * s3
+            + _c2(w4, 10) * s4 + _c2(w5, 10) * s5 + _c2(w6, 10) * s6 + _c2(w7, 10) * s7)
+    f11 += (_c2(w0, 11) * s0 + _c2(w1, 11) * s1 + _c2(w2, 11) * s2 + _c2(w3, 11) * s3
+            + _c2(w4, 11) * s4 + _c2(w5, 11) * s5 + _c2(w6, 11) * s6 + _c2(w7, 11) * s7)
+    f12 += (_c2(w0, 12) * s0 + _c2(w1, 12) * s1 + _c2(w2, 12) * s2 + _c2(w3, 12) * s3
+            + _c2(w4, 12) * s4 + _c2(w5, 12) * s5 + _c2(w6, 12) * s6 + _c2(w7, 12) * s7)
+    f13 += (_c2(w0, 13) * s0 + _c2(w1, 13) * s1 + _c2(w2, 13) * s2 + _c2(w3, 13) * s3
+            + _c2(w4, 13) * s4 + _c2(w5, 13) * s5 + _c2(w6, 13) * s6 + _c2(w7, 13) * s7)
+    f14 += (_c2(w0, 14) * s0 + _c2(w1, 14) * s1 + _c2(w2, 14) * s2 + _c2(w3, 14) * s3
+            + _c2(w4, 14) * s4 + _c2(w5, 14) * s5 + _c2(w6, 14) * s6 + _c2(w7, 14) * s7)
+    f15 += (_c2(w0, 15) * s0 + _c2(w1, 15) * s1 + _c2(w2, 15) * s2 + _c2(w3, 15) * s3
+            + _c2(w4, 15) * s4 + _c2(w5, 15) * s5 + _c2(w6, 15) * s6 + _c2(w7, 15) * s7)
+    return f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15
+
+
+@triton.jit
+def _join16(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15):
+    # 16 [N] tensors -> [N, 16] with column j = f_j (in-thread: joins add minor dimensions)
+    a0 = tl.join(tl.join(tl.join(tl.join(f0, f8), tl.join(f4, f12)), tl.join(tl.join(f2, f10), tl.join(f6, f14))),
+                 tl.join(tl.join(tl.join(f1, f9), tl.join(f5, f13)), tl.join(tl.join(f3, f11), tl.join(f7, f15))))
+    return tl.reshape(a0, (f0.shape[0], 16))  # joins nest j's bits 8, 4, 2, 1 from the outside in
 
 
 @triton.jit
@@ -171,6 +271,132 @@ def _bulk(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_pt
 
 
 @triton.jit
+def _split8(t):
+    # [N, 8] -> its 8 columns as [N] tensors (in-thread), in a fixed order (apply it to both operands)
+    a, b = tl.split(tl.reshape(t, (t.shape[0], 4, 2)))
+    c0, c1, c2, c3 = _split4(a)
+    c4, c5, c6, c7 = _split4(b)
+    return c0, c1, c2, c3, c4, c5, c6, c7
+
+
+@triton.jit
+def _vrow(vc_ptr, u_ptr, s_vct, start, r, n_t, col, gcol, NG: tl.constexpr):
+    # one value code row a thread: its word and u = p * scale (the tile's scratch) for tile row r (0 past
+    # the tile's end); 32-bit offsets (a head's rows x words stay far below 2^31): int64 ones cost ~15
+    # instructions a row
+    ok = r < n_t
+    w = tl.load(vc_ptr + (start + r) * s_vct + col, mask=ok, other=0)
+    u = tl.load(u_ptr + r * NG + gcol, mask=ok, other=0.0).to(tl.float32)
+    return w, u
+
+
+@triton.jit
+def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_ptr,
+                 s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
+                 lo, end, qk_scale, m_i, l_i,
+                 D: tl.constexpr, G: tl.constexpr, BW: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
+                 ASM: tl.constexpr):
+    # _bulk at k2v2 with the per-code arithmetic in fp16x2 pairs (_dot16, 8 words a call). Keys: the same
+    # tiles and thread mapping (a thread = a word row, 8 channels a step; its 16 token scores are 16 [BW]
+    # accumulators). Values: a thread = one word column over 8 rows a step, so the pairs sum 8 tokens
+    # before the fp32 accumulators. The query is scaled by qk_scale first: fp16 products stay small.
+    DW: tl.constexpr = D // 16
+    RS: tl.constexpr = NT // DW  # rows a step per row slot (8 slots)
+    offs_c = tl.arange(0, 8)
+    offs_t = tl.arange(0, NT)
+    col = offs_t % DW
+    rt = offs_t // DW
+    gcol = (col * 16) // G
+    tok_l = tl.arange(0, BW)[:, None] * 16 + tl.arange(0, 16)[None, :]  # [BW, 16]: token w*16 + j
+    z = tl.zeros((NT,), tl.float32)
+    g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z
+    NG: tl.constexpr = D // G
+    cpm = tl.zeros((NG,), tl.float32)  # sum of p * min, a channel group each
+    u_ptr = (p_ptr + 16 * BW).to(tl.pointer_type(tl.float16))  # after the tile's p: u, [token, group] fp16
+    for start in range(lo, end, 16 * BW):
+        rows_w = (start // 16 + tl.arange(0, BW)).to(tl.int64)
+        w_ok = rows_w * 16 < end
+        gk = (rows_w * 16) // G
+        y = tl.zeros((BW,), tl.float32)
+        f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y
+        base = tl.zeros((BW, 8), tl.float32)
+        for dc in range(0, D, 8):
+            qc = tl.load(q_ptr + dc + offs_c).to(tl.float32)[None, :] * qk_scale
+            kw = tl.load(kc_ptr + rows_w[:, None] * s_kcw + (dc + offs_c)[None, :], mask=w_ok[:, None], other=0)
+            sk = tl.load(ks_ptr + gk[:, None] * s_ksg + (dc + offs_c)[None, :], mask=w_ok[:, None],
+                         other=0.0).to(tl.float32)
+            mk = tl.load(km_ptr + gk[:, None] * s_kmg + (dc + offs_c)[None, :], mask=w_ok[:, None],
+                         other=0.0).to(tl.float32)
+            base += qc * mk
+            w0, w1, w2, w3, w4, w5, w6, w7 = _split8(kw)
+            s0, s1, s2, s3, s4, s5, s6, s7 = _split8(qc * sk)
+            if ASM:
+                f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = _dot16(
+                    w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
+                    f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15)
+            else:
+                f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = _dot16_ref(
+                    w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
+                    f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15)
+        s = _join16(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15) + tl.sum(base, axis=1)[:, None]  # [BW, 16], scaled
+        tok = start + tok_l
+        t_ok = tok < end
+        if HAS_VALID:
+            t_ok = t_ok & (tl.load(valid_ptr + tok * s_mt, mask=t_ok, other=0) != 0)
+        s = tl.where(t_ok, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(tl.max(s, axis=1), axis=0))  # in-thread over j first
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp2(m_i - m_safe)
+        p = tl.exp2(s - m_safe)
+        l_i = l_i * alpha + tl.sum(tl.sum(p, axis=1), axis=0)
+        m_i = m_new
+        g0, g1, g2, g3, g4, g5, g6, g7 = g0 * alpha, g1 * alpha, g2 * alpha, g3 * alpha, g4 * alpha, g5 * alpha, \
+            g6 * alpha, g7 * alpha
+        g8, g9, g10, g11, g12, g13, g14, g15 = g8 * alpha, g9 * alpha, g10 * alpha, g11 * alpha, g12 * alpha, \
+            g13 * alpha, g14 * alpha, g15 * alpha
+        tl.debug_barrier()  # the previous tile's reads are done
+        tl.store(p_ptr + tok_l, p)
+        tl.debug_barrier()
+        n_t = tl.minimum(end - start, 16 * BW)
+        # values' scale and min are per (token, channel group): fold them once a (token, group) here, in a
+        # flat pass, so the value loop reads its word and one fp16 factor a row (not p, scale, min: 4 loads)
+        cg = tl.zeros((NT * NG,), tl.float32)
+        for e0 in range(0, n_t * NG, NT * NG):
+            e = e0 + tl.arange(0, NT * NG)
+            t = e // NG
+            ok = t < n_t
+            pt = tl.load(p_ptr + t, mask=ok, other=0.0)
+            x = (start + t) * s_vst + e % NG
+            sv = tl.load(vs_ptr + x, mask=ok, other=0.0).to(tl.float32)
+            mv = tl.load(vm_ptr + x, mask=ok, other=0.0).to(tl.float32)
+            tl.store(u_ptr + e, (pt * sv).to(tl.float16), mask=ok)
+            cg += pt * mv
+        cpm = cpm * alpha + tl.sum(tl.reshape(cg, (NT, NG)), axis=0)  # one cross-thread sum a tile
+        tl.debug_barrier()
+        for r0 in range(0, n_t, 8 * RS):
+            v0, u0 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt, n_t, col, gcol, NG)
+            v1, u1 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt + RS, n_t, col, gcol, NG)
+            v2, u2 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt + 2 * RS, n_t, col, gcol, NG)
+            v3, u3 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt + 3 * RS, n_t, col, gcol, NG)
+            v4, u4 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt + 4 * RS, n_t, col, gcol, NG)
+            v5, u5 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt + 5 * RS, n_t, col, gcol, NG)
+            v6, u6 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt + 6 * RS, n_t, col, gcol, NG)
+            v7, u7 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt + 7 * RS, n_t, col, gcol, NG)
+            if ASM:
+                g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _dot16(
+                    v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7,
+                    g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15)
+            else:
+                g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _dot16_ref(
+                    v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7,
+                    g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15)
+    out = _join16(g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15)  # [NT, 16]
+    gsel = (tl.arange(0, DW) * 16 // G)[:, None] == tl.arange(0, NG)[None, :]
+    out = tl.sum(tl.reshape(out, (RS, DW, 16)), axis=0) + tl.sum(tl.where(gsel, cpm[None, :], 0.0), axis=1)[:, None]
+    return m_i, l_i, tl.reshape(out, (1, D))  # channel dw * 16 + i
+
+
+@triton.jit
 def _decode_attn_v3_kernel(
     q_ptr, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr, lens_ptr,
     acc_ptr, m_ptr, l_ptr, out_ptr, p_ptr,
@@ -189,7 +415,8 @@ def _decode_attn_v3_kernel(
     NUM_SPLITS, P_ROWS,
     D: tl.constexpr, DP: tl.constexpr, G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr,
     BW: tl.constexpr, VR: tl.constexpr, UK: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr,
-    SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr,
+    SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr,
+    NUM_WARPS_C: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
@@ -224,18 +451,25 @@ def _decode_attn_v3_kernel(
         bulk_end = tl.maximum(lo, tl.minimum(hi, packed_end))
     m_b = tl.max(tl.full((1,), float("-inf"), tl.float32), axis=0)
     l_b = tl.sum(tl.zeros((1,), tl.float32), axis=0)
-    VN: tl.constexpr = VR * (D // CPWV) // 4
-    acc3 = tl.zeros((CPWV, 4, VN), tl.float32)  # [code i, flat word]: reduced over rows once at the end
-    cpm = tl.zeros((4, VN), tl.float32)
-    m_b, l_b, acc3, cpm = _bulk(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr,
-                                vm_ptr, valid_ptr, p_ptr + (pid_bh * P_ROWS + tl.minimum(split, P_ROWS - 1)) * BT, s_kcw, s_ksg,
-                                s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end, qk_scale, m_b, l_b, acc3, cpm, magic,
-                                D, DP, G, K_BITS, V_BITS, BW, VR, HAS_VALID, UK)
-    jv = tl.arange(0, CPWV)
-    gsum = tl.sum(tl.reshape(tl.permute(acc3, (0, 2, 1)), (CPWV, VR, D // CPWV)), axis=1)  # [i, dw]
-    cps = tl.sum(tl.reshape(tl.trans(cpm), (VR, D // CPWV)), axis=0)  # [dw]: p * min, one group per word
-    out_b = gsum * _code_unscale(jv, V_BITS)[:, None] + cps[None, :]
-    acc = tl.reshape(tl.trans(out_b), (1, DP))  # [i, dw] -> channel dw * cpw + i
+    PSTR: tl.constexpr = BT + (BT * (D // G) + 1) // 2 if PACKED else BT  # fp32 words a scratch row
+    p_row = p_ptr + (pid_bh * P_ROWS + tl.minimum(split, P_ROWS - 1)) * PSTR  # this program's scratch
+    if PACKED:
+        m_b, l_b, acc = _bulk_packed(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
+                                     valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
+                                     lo, bulk_end, qk_scale, m_b, l_b, D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM)
+    else:
+        VN: tl.constexpr = VR * (D // CPWV) // 4
+        acc3 = tl.zeros((CPWV, 4, VN), tl.float32)  # [code i, flat word]: reduced over rows once at the end
+        cpm = tl.zeros((4, VN), tl.float32)
+        m_b, l_b, acc3, cpm = _bulk(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr,
+                                    vm_ptr, valid_ptr, p_row, s_kcw, s_ksg,
+                                    s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end, qk_scale, m_b, l_b, acc3, cpm,
+                                    magic, D, DP, G, K_BITS, V_BITS, BW, VR, HAS_VALID, UK)
+        jv = tl.arange(0, CPWV)
+        gsum = tl.sum(tl.reshape(tl.permute(acc3, (0, 2, 1)), (CPWV, VR, D // CPWV)), axis=1)  # [i, dw]
+        cps = tl.sum(tl.reshape(tl.trans(cpm), (VR, D // CPWV)), axis=0)  # [dw]: p * min, one group per word
+        out_b = gsum * _code_unscale(jv, V_BITS)[:, None] + cps[None, :]
+        acc = tl.reshape(tl.trans(out_b), (1, DP))  # [i, dw] -> channel dw * cpw + i
     m_i = tl.zeros((1,), tl.float32) + m_b
     l_i = tl.zeros((1,), tl.float32) + l_b
 
@@ -309,8 +543,10 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
                         num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
                         lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                         maxnreg: int | None = None, unroll: int | None = None, split_rem: bool = True,
-                        block_n: int | None = None) -> torch.Tensor:
-    """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`)."""
+                        block_n: int | None = None, packed: bool = False) -> torch.Tensor:
+    """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`).
+    Tuning keywords (benchmarks and tests): block_w, num_warps, num_splits, unroll, maxnreg, split_rem,
+    block_n; `packed=True` the experimental fp16x2 path (see the module docstring)."""
     s = state
     B, Hq, _, D = query.shape
     H = Hq
@@ -322,6 +558,8 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     nw = num_warps or DEFAULT_WARPS
     if BW < 1 or BW & (BW - 1):
         raise ValueError(f"block_w={BW} must be a power of two")
+    if packed and (s.k_bits, s.v_bits) != (2, 2):
+        raise ValueError(f"packed=True computes k2v2 only (here k{s.k_bits}v{s.v_bits}); use packed=False")
     BT = BW * (32 // s.k_bits)
     BLOCK_N = block_n or DEFAULT_BLOCK_N
     VR = 4 * 32 * nw // (D // (32 // s.v_bits))  # value rows a step: 4 words a thread
@@ -336,7 +574,8 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         acc_ws, m_ws, l_ws = ws[: B * H * S * D], ws[B * H * S * D: B * H * S * (D + 1)], ws[B * H * S * (D + 1):]
     mask = valid.view(torch.uint8) if valid is not None else None
     P = S - 1 if split_rem and S > 1 else S  # p scratch rows a (batch, head): the window split needs none
-    p_ws = torch.empty((B * H * P * BT,), device=query.device, dtype=torch.float32)
+    pstr = BT + (BT * (D // s.group_size) + 1) // 2 if packed else BT  # packed: + u = p * scale, fp16
+    p_ws = torch.empty((B * H * P * pstr,), device=query.device, dtype=torch.float32)
 
     def ptr(t):  # an empty segment is never read: give Triton a live pointer
         return t if t.numel() > 0 else query
@@ -357,7 +596,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         out.stride(0), out.stride(2),
         S, P,
         D=D, DP=D, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits, BW=BW, UK=unroll or DEFAULT_UNROLL, VR=VR,
-        BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, SPLIT_REM=split_rem, DEV_LENS=lens is not None, WIN=win,
+        BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, SPLIT_REM=split_rem, PACKED=packed, ASM=not _interpreting(), NUM_WARPS_C=nw, DEV_LENS=lens is not None, WIN=win,
         num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}),
     )
     if not single:

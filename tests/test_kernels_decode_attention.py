@@ -242,6 +242,40 @@ def test_launcher_rejects_bad_arguments(impl):
         da.decode_attention_triton(q, state._replace(k_bits=3), None, 1.0, impl=impl)
 
 
+# v3 packed=True (experimental, k2v2): the per-code arithmetic in fp16x2 pairs (inline PTX) on the GPU. The
+# interpreter runs its fp32 twin (_dot16_ref) in the same tiles, joins and thread mapping, so CI checks all
+# but the pair arithmetic against the oracle; the GPU test allows for fp16 products and 8-term fp16 sums.
+PACKED_TOL_GPU = 3e-2
+
+
+def check_packed(B, H, L, D, G, pad, device=DEVICE, seed=0, **kw):
+    n_kq, n_vq = kivi_split(L, G, 2 * G if device == "cpu" else 128)
+    state = make_state(B, H, L, D, n_kq, n_vq, 2, 2, G, torch.float16, device, seed)
+    query = torch.randn(B, H, 1, D, generator=torch.Generator().manual_seed(seed + 1)).half().to(device)
+    valid = None
+    if pad:
+        valid = torch.ones(B, L, dtype=torch.bool)
+        valid[0, : min(L, 2 * G + 3)] = False
+        valid = valid.to(device)
+    out = da3.decode_attention_v3(query, state, valid, D**-0.5, packed=True, **kw)
+    ref = decode_attention_ref(query, state, valid, D**-0.5)
+    err = (out.float() - ref.float()).abs().max().item()
+    tol = TOL[torch.float16] if device == "cpu" else PACKED_TOL_GPU
+    assert err <= tol, f"packed: max |err| {err:.3g} > {tol}; L={L} D={D} G={G} pad={pad} {kw}"
+
+
+@pytest.mark.parametrize("L,D,G,pad,num_splits", [(300, 64, 32, True, 1), (700, 128, 16, False, 2)], ids=str)
+def test_v3_packed_tiles_match_oracle(L, D, G, pad, num_splits):
+    check_packed(2, 2, L, D, G, pad, block_w=8, num_splits=num_splits)
+
+
+def test_v3_packed_refuses_other_bit_widths():
+    state = make_state(1, 2, 200, 64, 192, 72, 4, 2, 32, torch.float16, DEVICE)
+    with pytest.raises(ValueError, match="packed=True computes k2v2 only"):
+        da3.decode_attention_v3(torch.randn(1, 2, 1, 64, device=DEVICE, dtype=torch.float16), state, None, 1.0,
+                                packed=True)
+
+
 # -- GPU only: real sizes -------------------------------------------------------------------------------
 
 
@@ -263,6 +297,15 @@ def test_gpu_shapes(dtype, D, k_bits, v_bits, group, impl):
         n_kq, n_vq = kivi_split(L, 32, 128)
         check(3, 2 * group, 2, q, L, D, n_kq, n_vq, k_bits, v_bits, 32, dtype, pad, device="cuda", seed=L + D,
               impl=impl)
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("L,D,G,B,H", [(4133, 128, 32, 3, 4), (32 * 1024 + 77, 128, 64, 1, 8), (1000, 64, 16, 2, 2),
+                                       (4096, 128, 128, 8, 32)], ids=str)
+def test_gpu_v3_packed(L, D, G, B, H):
+    check_packed(B, H, L, D, G, True, device="cuda", seed=L)
+    check_packed(B, H, L, D, G, False, device="cuda", seed=L + 1)
 
 
 @gpu
