@@ -163,6 +163,18 @@ def _dot16_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
 
 
 @triton.jit
+def _pairs16(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
+             f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, ASM: tl.constexpr):
+    # _dot16 on the GPU, its fp32 twin under the interpreter
+    if ASM:
+        return _dot16(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
+                      f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15)
+    else:
+        return _dot16_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
+                          f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15)
+
+
+@triton.jit
 def _join16(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15):
     # 16 [N] tensors -> [N, 16] with column j = f_j (in-thread: joins add minor dimensions)
     a0 = tl.join(tl.join(tl.join(tl.join(f0, f8), tl.join(f4, f12)), tl.join(tl.join(f2, f10), tl.join(f6, f14))),
@@ -330,15 +342,11 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
             base += qc * mk
             w0, w1, w2, w3, w4, w5, w6, w7 = _split8(kw)
             s0, s1, s2, s3, s4, s5, s6, s7 = _split8(qc * sk)
-            if ASM:
-                f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = _dot16(
-                    w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
-                    f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15)
-            else:
-                f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = _dot16_ref(
-                    w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
-                    f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15)
-        s = _join16(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15) + tl.sum(base, axis=1)[:, None]  # [BW, 16], scaled
+            f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = _pairs16(
+                w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
+                f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, ASM)
+        s = _join16(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15) \
+            + tl.sum(base, axis=1)[:, None]  # [BW, 16], scaled
         tok = start + tok_l
         t_ok = tok < end
         if HAS_VALID:
@@ -382,14 +390,9 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
             v5, u5 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt + 5 * RS, n_t, col, gcol, NG)
             v6, u6 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt + 6 * RS, n_t, col, gcol, NG)
             v7, u7 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt + 7 * RS, n_t, col, gcol, NG)
-            if ASM:
-                g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _dot16(
-                    v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7,
-                    g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15)
-            else:
-                g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _dot16_ref(
-                    v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7,
-                    g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15)
+            g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _pairs16(
+                v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7,
+                g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15, ASM)
     out = _join16(g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15)  # [NT, 16]
     gsel = (tl.arange(0, DW) * 16 // G)[:, None] == tl.arange(0, NG)[None, :]
     out = tl.sum(tl.reshape(out, (RS, DW, 16)), axis=0) + tl.sum(tl.where(gsel, cpm[None, :], 0.0), axis=1)[:, None]
