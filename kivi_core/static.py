@@ -82,11 +82,13 @@ class StaticKiviLayer(_StaticLayer):
     `lens` (shared by the cache's layers) holds [L, n_kq, n_vq] as before the step; the cache adds the
     step's delta once, after the last layer (`_StaticCache.end_step`)."""
 
-    def __init__(self, src, schedule: DecodeSchedule, max_len: int, lens: torch.Tensor, batch: int | None = None):
+    def __init__(self, src, schedule: DecodeSchedule, max_len: int, lens: torch.Tensor, batch: int | None = None,
+                 scratch: dict | None = None):
         """`src`: a settled, prefilled single-phase KiviLayer. `batch` None: continue `src` itself (its
         packed stores are kept when `KiviCache(capacity=...)` made them big enough: no copy). `batch` B:
         allocate stores for B rows (the shapes and dtypes `src`'s would take) and load `src` into rows
-        [0, src.batch); `load_rows` fills the others (the row-sliced prefill of `kivi_core.engine`)."""
+        [0, src.batch); `load_rows` fills the others (the row-sliced prefill of `kivi_core.engine`).
+        `scratch`: buffers shared by the cache's layers (the flush's quantizer output), by shape."""
         super().__init__()
         cfg = src.config
         self.config, self.schedule, self.max_len, self.lens = cfg, schedule, max_len, lens
@@ -120,9 +122,16 @@ class StaticKiviLayer(_StaticLayer):
             self._load_window(src, 0)
         else:
             self.load_rows(src, 0)
-        # a flush's quantizer output, index_copy_'d into place (every R steps)
-        self._kq = (torch.empty(B, H, R // ck, D, device=dev, dtype=torch.int32),
-                    torch.empty(B, H, R // G, D, device=dev, dtype=dt), torch.empty(B, H, R // G, D, device=dev, dtype=dt))
+        # a flush's quantizer output, index_copy_'d into place (every R steps). Layers flush one after
+        # another, so they share one buffer: one a layer held B x H x 6 KB x 32 layers (Llama-2-7B at
+        # k2v2 G=32 R=128), 1.67 GB at batch 265 = 3.5 KIVI rows of the H200's largest batch
+        scratch = {} if scratch is None else scratch
+        key = ("flush", B, H, D, R // ck, R // G, dt, dev)
+        if key not in scratch:
+            scratch[key] = (torch.empty(B, H, R // ck, D, device=dev, dtype=torch.int32),
+                            torch.empty(B, H, R // G, D, device=dev, dtype=dt),
+                            torch.empty(B, H, R // G, D, device=dev, dtype=dt))
+        self._kq = scratch[key]
         self._k_rows = torch.arange(R // ck, device=dev)
         self._g_rows = torch.arange(R // G, device=dev)
         self._triton = ops.use_triton(cfg.backend, dev)
@@ -311,7 +320,8 @@ class StaticKiviCache(_StaticCache):
             raise ValueError(f"batch={batch} is smaller than the prefilled cache's {parts[0].batch} rows")
         schedule = DecodeSchedule(L, parts[0].n_kq, parts[0].n_vq, cfg.residual_length, max_len)
         lens = torch.tensor([L, parts[0].n_kq, parts[0].n_vq], device=parts[0].device, dtype=torch.int32)
-        layers = [StaticKiviLayer(p, schedule, max_len, lens, batch) for p in parts]
+        scratch: dict = {}
+        layers = [StaticKiviLayer(p, schedule, max_len, lens, batch, scratch) for p in parts]
         out = cls(layers, schedule, lens)
         out.config = cfg
         return out

@@ -48,6 +48,8 @@ def test_lean_eager_equals_generate(family, T, k_bits):
     assert res.graphs == "eager"
     assert torch.equal(res.tokens, reference(model, ids, new, cfg))
     assert res.cache.schedule.length == T + new - 1 == res.cache.schedule.max_len
+    # the layers flush one after another through one shared quantizer-output buffer
+    assert len({id(layer._kq) for layer in res.cache.layers}) == 1 < len(res.cache.layers)
 
 
 def test_lean_short_prompt_fills_the_window_first():
