@@ -223,6 +223,24 @@ def test_lean_eager_triton_kernels_with_device_lengths(gqa):
     assert torch.equal(res.tokens, reference(model, ids, 36, kcfg))
 
 
+def test_lean_eager_triton_packed_kernel_with_device_lengths(monkeypatch):
+    # v3 packed=True (experimental; under the interpreter its fp32 twin runs the same tiles and thread
+    # mapping) in the static path: lengths read on the device, the value window as a ring
+    import functools
+
+    import kivi_kernels.decode_attention_v3 as da3
+
+    monkeypatch.setattr(da3, "decode_attention_v3", functools.partial(da3.decode_attention_v3, packed=True))
+    torch.manual_seed(0)
+    cfg = tf.LlamaConfig(vocab_size=97, hidden_size=128, intermediate_size=96, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, head_dim=64, max_position_embeddings=1024)
+    model = tf.LlamaForCausalLM(cfg).eval()
+    kcfg = KiviConfig(k_bits=2, v_bits=2, group_size=16, residual_length=32, backend="triton")
+    ids = torch.randint(0, 97, (2, 33), generator=torch.Generator().manual_seed(4))
+    res = lean_generate(model, ids, 36, kcfg)
+    assert torch.equal(res.tokens, reference(model, ids, 36, kcfg))
+
+
 def first_eos_lengths(tokens: torch.Tensor, eos: set[int]) -> list[int]:
     n = tokens.shape[1]
     return [next((j + 1 for j, t in enumerate(row) if t in eos), n) for row in tokens.tolist()]
