@@ -429,7 +429,6 @@ def _decode_attn_v3_kernel(
     b = pid_bh // H
     h = pid_bh % H
     CPWV: tl.constexpr = 32 // V_BITS
-    DWP: tl.constexpr = DP // CPWV
     BT: tl.constexpr = BW * (32 // K_BITS)
     offs_d = tl.arange(0, DP)
     d_ok = offs_d < D
@@ -599,7 +598,8 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         out.stride(0), out.stride(2),
         S, P,
         D=D, DP=D, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits, BW=BW, UK=unroll or DEFAULT_UNROLL, VR=VR,
-        BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, SPLIT_REM=split_rem, PACKED=packed, ASM=not _interpreting(), NUM_WARPS_C=nw, DEV_LENS=lens is not None, WIN=win,
+        BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, SPLIT_REM=split_rem, PACKED=packed,
+        ASM=not _interpreting(), NUM_WARPS_C=nw, DEV_LENS=lens is not None, WIN=win,
         num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}),
     )
     if not single:

@@ -96,7 +96,7 @@ class StaticKiviLayer(_StaticLayer):
         dev, dt = src.device, src.dtype
         self.batch, self.heads, self.head_dim, self.device, self.dtype = B, H, D, dev, dt
         G, R = cfg.group_size, cfg.residual_length
-        ck, cv = codes_per_word(cfg.k_bits), codes_per_word(cfg.v_bits)
+        ck = codes_per_word(cfg.k_bits)
         self.R, self.W, self.ck = R, R + 1, ck
         cap = -(-max_len // R) * R  # flushes write whole blocks of R
 
