@@ -321,7 +321,8 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
     gcol = (col * 16) // G
     tok_l = tl.arange(0, BW)[:, None] * 16 + tl.arange(0, 16)[None, :]  # [BW, 16]: token w*16 + j
     z = tl.zeros((NT,), tl.float32)
-    g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z
+    g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = \
+        z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z
     NG: tl.constexpr = D // G
     cpm = tl.zeros((NG,), tl.float32)  # sum of p * min, a channel group each
     u_ptr = (p_ptr + 16 * BW).to(tl.pointer_type(tl.float16))  # after the tile's p: u, [token, group] fp16
@@ -330,7 +331,8 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
         w_ok = rows_w * 16 < end
         gk = (rows_w * 16) // G
         y = tl.zeros((BW,), tl.float32)
-        f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y
+        f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = \
+            y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y
         base = tl.zeros((BW, 8), tl.float32)
         for dc in range(0, D, 8):
             qc = tl.load(q_ptr + dc + offs_c).to(tl.float32)[None, :] * qk_scale
