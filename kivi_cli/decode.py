@@ -23,6 +23,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from kivi_cli.metrics import Timing
+from kivi_core.engine import eos_lengths
 
 
 def new_cache(model, kivi_config):
@@ -201,10 +202,6 @@ def run(session: Session, input_ids: torch.Tensor, attention_mask: Optional[torc
 
     n = 1 + steps
     out = out[:, :n]
-    lengths = []
-    eos_set = set(eos_ids)
-    for row in out.tolist():
-        ends = [j for j, t in enumerate(row) if t in eos_set]
-        lengths.append(ends[0] + 1 if ends else n)
+    lengths = eos_lengths(out, eos_ids)  # the lean loop's rule too (kivi_core.engine)
     timing = Timing(batch=batch, prefill_s=prefill_s, decode_steps=steps, decode_wall_s=decode_s, gpu_ms_per_step=gpu_ms)
     return Generation(out, lengths, timing, stopped)

@@ -104,7 +104,7 @@ def lean_unsupported(model, kivi: KiviConfig | None = None, positions: int | Non
     return None
 
 
-def _row_lengths(tokens: torch.Tensor, eos_ids: Sequence[int]) -> list[int]:
+def eos_lengths(tokens: torch.Tensor, eos_ids: Sequence[int]) -> list[int]:
     """Per row of `tokens` [B, n]: up to and including the first of `eos_ids`, else n (one host read)."""
     eos, n = set(eos_ids), tokens.shape[1]
     return [next((j + 1 for j, t in enumerate(row) if t in eos), n) for row in tokens.tolist()]
@@ -176,7 +176,7 @@ def _generate_fallback(model, input_ids, attention_mask, new_tokens: int, kivi: 
     full = torch.ones_like(input_ids) if attention_mask is None else attention_mask
     gc = copy.deepcopy(model.generation_config)
     # exactly new_tokens tokens, nothing suppressed: as the lean loop; with eos_ids generate stops as the
-    # lean loop does, once every row has one (a finished row gets padding, which _row_lengths cuts off)
+    # lean loop does, once every row has one (a finished row gets padding, which eos_lengths cuts off)
     gc.eos_token_id = list(eos_ids) or None
     if eos_ids and gc.pad_token_id is None:
         gc.pad_token_id = eos_ids[0]
@@ -184,7 +184,7 @@ def _generate_fallback(model, input_ids, attention_mask, new_tokens: int, kivi: 
                          do_sample=False, generation_config=gc, past_key_values=KiviCache(kivi))
     tokens = gen[:, input_ids.shape[1]:]
     return LeanResult(tokens, None, "generate (padded prompt or unsupported setting)",
-                      lengths=_row_lengths(tokens, eos_ids))
+                      lengths=eos_lengths(tokens, eos_ids))
 
 
 def _prefill(model, input_ids, attention_mask, cache, chunk: int, after_chunk=None) -> torch.Tensor:
@@ -311,4 +311,4 @@ def lean_generate(model, input_ids: torch.Tensor, new_tokens: int, kivi: KiviCon
     tokens = tokens[:, :n]
     kinds = {f"flush={k[0][0]} slide={k[0][1]} {k[1]}": c for k, c in stepper.counts.items()}
     return LeanResult(tokens, cache, "cuda graphs" if graphs else "eager", t1 - t0, t2 - t1, kinds,
-                      stepper.steady_steps, stepper.steady_ms_per_step(), _row_lengths(tokens, eos_ids))
+                      stepper.steady_steps, stepper.steady_ms_per_step(), eos_lengths(tokens, eos_ids))
