@@ -5,9 +5,10 @@ by them, so a captured CUDA graph would replay the first step's positions foreve
 built once, after the prompt, for a fixed maximum length, and a step touches them only through device
 tensors:
 
-* every buffer is allocated for `max_len` positions up front (packed codes, scales/mins, a key tail of
+* every buffer is allocated up front for a run of `max_len` positions: the packed stores for the rows
+  they can ever hold (keys R * floor(max_len / R), values max_len - R, see `packed_rows`), a key tail of
   R slots, and the value window as a ring of R + 1 slots: position t lives in slot t % (R + 1), so the
-  oldest window value is still there while the step's attention runs);
+  oldest window value is still there while the step's attention runs;
 * the layers share `lens = int32 [L, n_kq, n_vq]` on the device (the positions before the step); the
   append / slide kernels (`kivi_kernels.static_step`) and the attention kernels
   (`decode_attention_static`) read it, and one add of a constant delta after the last layer moves it
@@ -63,6 +64,20 @@ class DecodeSchedule:
         self.n_vq += 1 if slide else 0
 
 
+def packed_rows(max_len: int, R: int) -> tuple[int, int]:
+    """(key rows, value rows) the packed stores of a static KIVI layer ever hold over `max_len` positions.
+
+    A step appends position L (L + 1 <= max_len); `DecodeSchedule.kind` decides the rest:
+    * keys flush when the step fills the tail to R: block [L + 1 - R, L + 1), so n_kq is always a multiple
+      of R (the prompt's settle flushes whole blocks of R too) and at most R * floor(max_len / R); the last
+      max_len % R keys stay in the tail. When R divides max_len, the last step's flush fills every row.
+    * a value leaves the window when the step makes it hold R + 1: position L - R goes to row L - R, so
+      n_vq = max(0, L + 1 - R) after the step, at most max(0, max_len - R) (the window keeps the last R).
+    At Llama-2-7B k2v2 G=32 R=128 and max_len 4095 (`kivi profile --ctx 4096`) that is 3968 / 3967 rows
+    instead of 4096 for both: 2.7% of a row's cache."""
+    return max_len // R * R, max(0, max_len - R)
+
+
 class _StaticLayer(KiviLayerBase):
     """Built whole (no lazy initialization); `length` counts the step in flight during its attention."""
 
@@ -98,7 +113,7 @@ class StaticKiviLayer(_StaticLayer):
         G, R = cfg.group_size, cfg.residual_length
         ck = codes_per_word(cfg.k_bits)
         self.R, self.W, self.ck = R, R + 1, ck
-        cap = -(-max_len // R) * R  # flushes write whole blocks of R
+        k_rows, v_rows = packed_rows(max_len, R)
 
         def store(t: torch.Tensor, n: int, rows: int) -> torch.Tensor:
             # keep the prefill's buffer when it is already big enough (KiviCache(capacity=...)): no copy
@@ -110,12 +125,13 @@ class StaticKiviLayer(_StaticLayer):
             return out
 
         n_kq, n_vq = src.n_kq, src.n_vq
-        self.k_codes = store(src.k_codes, n_kq // ck, cap // ck)  # [B, H, tokens/ck, D]
-        self.k_scale = store(src.k_scale, n_kq // G, cap // G)  # [B, H, tokens/G, D]
-        self.k_min = store(src.k_min, n_kq // G, cap // G)
-        self.v_codes = store(src.v_codes, n_vq, cap)  # [B, H, tokens, D/cv]
-        self.v_scale = store(src.v_scale, n_vq, cap)  # [B, H, tokens, D/G]
-        self.v_min = store(src.v_min, n_vq, cap)
+        assert n_kq <= k_rows and n_vq <= v_rows, (n_kq, n_vq, max_len)  # the prompt is shorter than max_len
+        self.k_codes = store(src.k_codes, n_kq // ck, k_rows // ck)  # [B, H, tokens/ck, D]
+        self.k_scale = store(src.k_scale, n_kq // G, k_rows // G)  # [B, H, tokens/G, D]
+        self.k_min = store(src.k_min, n_kq // G, k_rows // G)
+        self.v_codes = store(src.v_codes, n_vq, v_rows)  # [B, H, tokens, D/cv]
+        self.v_scale = store(src.v_scale, n_vq, v_rows)  # [B, H, tokens, D/G]
+        self.v_min = store(src.v_min, n_vq, v_rows)
         self.k_tail = torch.zeros(B, H, R, D, device=dev, dtype=dt)
         self.v_win = torch.zeros(B, H, self.W, D, device=dev, dtype=dt)  # ring: position t in slot t % W
         if batch is None:

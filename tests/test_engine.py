@@ -16,7 +16,7 @@ from kivi_core.compat import cache_kwarg
 from kivi_core import engine
 from kivi_core.engine import lean_generate, prefill_rows
 from kivi_core.quant import codes_per_word
-from kivi_core.static import DecodeSchedule, StaticFp16Layer, StaticKiviCache
+from kivi_core.static import DecodeSchedule, StaticFp16Layer, StaticKiviCache, packed_rows
 
 from models import build
 
@@ -166,6 +166,42 @@ def test_lean_refuses_bad_prefill_batch(bad):
     ids = torch.randint(0, 97, (2, 8))
     with pytest.raises(ValueError, match=r"prefill_batch=.* must be an int >= 0"):
         lean_generate(model, ids, 2, None, prefill_batch=bad)
+
+
+# R=32: max_len = T + new - 1 below R (nothing packed), at R (the last step flushes, no value packed yet),
+# R + 1, one short of 2R, at 2R (the last step's flush fills every key row), 2R + 1.
+@pytest.mark.parametrize("T,new", [(5, 20), (20, 13), (20, 14), (40, 24), (40, 25), (40, 26)])
+def test_static_stores_hold_exactly_the_rows_decoding_writes(T, new):
+    model = build("llama")
+    ids = torch.randint(0, 97, (3, T), generator=torch.Generator().manual_seed(T + new))
+    res = lean_generate(model, ids, new, KIVI_TORCH, prefill_batch=2)  # two slices: stores sized by the bound
+    assert torch.equal(res.tokens, reference(model, ids, new, KIVI_TORCH))
+    max_len, R, G = T + new - 1, 32, 16
+    k_rows, v_rows = packed_rows(max_len, R)
+    assert (k_rows, v_rows) == (max_len // R * R, max(0, max_len - R))
+    sch = res.cache.schedule
+    assert sch.length == sch.max_len == max_len
+    assert (sch.n_kq, sch.n_vq) == (k_rows, v_rows)  # the bound is reached: the last rows were written
+    ck = codes_per_word(KIVI_TORCH.k_bits)
+    for layer in res.cache.layers:
+        got = {name: getattr(layer, name).shape[2] for name in
+               ("k_codes", "k_scale", "k_min", "v_codes", "v_scale", "v_min")}
+        assert got == {"k_codes": k_rows // ck, "k_scale": k_rows // G, "k_min": k_rows // G,
+                       "v_codes": v_rows, "v_scale": v_rows, "v_min": v_rows}, (max_len, got)
+
+
+def test_static_cache_keeps_a_prefill_buffer_that_is_big_enough():
+    model = build("llama")
+    ids = torch.randint(0, 97, (2, 40), generator=torch.Generator().manual_seed(4))
+    cache = KiviCache(KIVI_TORCH, capacity=70)  # rounded up to 128 rows: more than the bound (64 / 38)
+    model(input_ids=ids, use_cache=True, **{cache_kwarg(model): cache})
+    before = [layer.parts[0].layer.v_codes for layer in cache.layers]
+    static = StaticKiviCache.from_cache(cache, 70)
+    assert all(layer.v_codes is v for layer, v in zip(static.layers, before))
+    mem = static.memory()
+    assert mem.total == sum(t.numel() * t.element_size() for layer in static.layers for t in
+                            (layer.k_codes, layer.k_scale, layer.k_min, layer.v_codes, layer.v_scale, layer.v_min,
+                             layer.k_tail, layer.v_win))
 
 
 def test_static_cache_refuses_what_it_cannot_continue():
