@@ -298,8 +298,31 @@ def _vrow(vc_ptr, u_ptr, s_vct, start, r, n_t, col, gcol, NG: tl.constexpr):
     # instructions a row
     ok = r < n_t
     w = tl.load(vc_ptr + (start + r) * s_vct + col, mask=ok, other=0)
-    u = tl.load(u_ptr + r * NG + gcol, mask=ok, other=0.0).to(tl.float32)
+    u = tl.load(u_ptr + r * NG + gcol, mask=ok, other=0.0)  # fp16: half the registers while prefetched
     return w, u
+
+
+@triton.jit
+def _vrows8(vc_ptr, u_ptr, s_vct, start, r, RS: tl.constexpr, n_t, col, gcol, NG: tl.constexpr):
+    # the 8 rows r, r + RS, ..., r + 7 RS of one value step (_vrow each)
+    v0, u0 = _vrow(vc_ptr, u_ptr, s_vct, start, r, n_t, col, gcol, NG)
+    v1, u1 = _vrow(vc_ptr, u_ptr, s_vct, start, r + RS, n_t, col, gcol, NG)
+    v2, u2 = _vrow(vc_ptr, u_ptr, s_vct, start, r + 2 * RS, n_t, col, gcol, NG)
+    v3, u3 = _vrow(vc_ptr, u_ptr, s_vct, start, r + 3 * RS, n_t, col, gcol, NG)
+    v4, u4 = _vrow(vc_ptr, u_ptr, s_vct, start, r + 4 * RS, n_t, col, gcol, NG)
+    v5, u5 = _vrow(vc_ptr, u_ptr, s_vct, start, r + 5 * RS, n_t, col, gcol, NG)
+    v6, u6 = _vrow(vc_ptr, u_ptr, s_vct, start, r + 6 * RS, n_t, col, gcol, NG)
+    v7, u7 = _vrow(vc_ptr, u_ptr, s_vct, start, r + 7 * RS, n_t, col, gcol, NG)
+    return v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7
+
+
+@triton.jit
+def _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c):
+    # one key step of the packed path: 8 channels' code words, scales and mins (fp16) of a thread's word row
+    kw = tl.load(kc_ptr + rows_w[:, None] * s_kcw + (dc + offs_c)[None, :], mask=w_ok[:, None], other=0)
+    sk = tl.load(ks_ptr + gk[:, None] * s_ksg + (dc + offs_c)[None, :], mask=w_ok[:, None], other=0.0)
+    mk = tl.load(km_ptr + gk[:, None] * s_kmg + (dc + offs_c)[None, :], mask=w_ok[:, None], other=0.0)
+    return kw, sk, mk
 
 
 @triton.jit
@@ -307,7 +330,7 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
                  s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
                  lo, end, qk_scale, m_i, l_i,
                  D: tl.constexpr, G: tl.constexpr, BW: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
-                 ASM: tl.constexpr):
+                 ASM: tl.constexpr, PF: tl.constexpr, NSK: tl.constexpr):
     # _bulk at k2v2 with the per-code arithmetic in fp16x2 pairs (_dot16, 8 words a call). Keys: the same
     # tiles and thread mapping (a thread = a word row, 8 channels a step; its 16 token scores are 16 [BW]
     # accumulators). Values: a thread = one word column over 8 rows a step, so the pairs sum 8 tokens
@@ -334,14 +357,18 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
         f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = \
             y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y
         base = tl.zeros((BW, 8), tl.float32)
-        for dc in range(0, D, 8):
+        if PF % 2 == 1:
+            kw_n, sk_n, mk_n = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, 0, offs_c)
+        for dc in tl.range(0, D, 8, num_stages=NSK):
             qc = tl.load(q_ptr + dc + offs_c).to(tl.float32)[None, :] * qk_scale
-            kw = tl.load(kc_ptr + rows_w[:, None] * s_kcw + (dc + offs_c)[None, :], mask=w_ok[:, None], other=0)
-            sk = tl.load(ks_ptr + gk[:, None] * s_ksg + (dc + offs_c)[None, :], mask=w_ok[:, None],
-                         other=0.0).to(tl.float32)
-            mk = tl.load(km_ptr + gk[:, None] * s_kmg + (dc + offs_c)[None, :], mask=w_ok[:, None],
-                         other=0.0).to(tl.float32)
-            base += qc * mk
+            if PF % 2 == 1:  # issue the next step's loads before this step's math: one step's bytes always in flight
+                kw, sk, mk = kw_n, sk_n, mk_n
+                kw_n, sk_n, mk_n = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok & (dc + 8 < D), s_kcw, s_ksg,
+                                           s_kmg, dc + 8, offs_c)
+            else:
+                kw, sk, mk = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c)
+            sk = sk.to(tl.float32)
+            base += qc * mk.to(tl.float32)
             w0, w1, w2, w3, w4, w5, w6, w7 = _split8(kw)
             s0, s1, s2, s3, s4, s5, s6, s7 = _split8(qc * sk)
             f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = _pairs16(
@@ -383,17 +410,21 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
             cg += pt * mv
         cpm = cpm * alpha + tl.sum(tl.reshape(cg, (NT, NG)), axis=0)  # one cross-thread sum a tile
         tl.debug_barrier()
+        if PF >= 2:
+            n0, n1, n2, n3, n4, n5, n6, n7, m0, m1, m2, m3, m4, m5, m6, m7 = _vrows8(
+                vc_ptr, u_ptr, s_vct, start, rt, RS, n_t, col, gcol, NG)
         for r0 in range(0, n_t, 8 * RS):
-            v0, u0 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt, n_t, col, gcol, NG)
-            v1, u1 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt + RS, n_t, col, gcol, NG)
-            v2, u2 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt + 2 * RS, n_t, col, gcol, NG)
-            v3, u3 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt + 3 * RS, n_t, col, gcol, NG)
-            v4, u4 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt + 4 * RS, n_t, col, gcol, NG)
-            v5, u5 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt + 5 * RS, n_t, col, gcol, NG)
-            v6, u6 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt + 6 * RS, n_t, col, gcol, NG)
-            v7, u7 = _vrow(vc_ptr, u_ptr, s_vct, start, r0 + rt + 7 * RS, n_t, col, gcol, NG)
+            if PF >= 2:  # as for keys: the next step's 8 rows are loaded before this step's math
+                v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = \
+                    n0, n1, n2, n3, n4, n5, n6, n7, m0, m1, m2, m3, m4, m5, m6, m7
+                n0, n1, n2, n3, n4, n5, n6, n7, m0, m1, m2, m3, m4, m5, m6, m7 = _vrows8(
+                    vc_ptr, u_ptr, s_vct, start, r0 + 8 * RS + rt, RS, n_t, col, gcol, NG)
+            else:
+                v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = _vrows8(
+                    vc_ptr, u_ptr, s_vct, start, r0 + rt, RS, n_t, col, gcol, NG)
             g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _pairs16(
-                v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7,
+                v0, v1, v2, v3, v4, v5, v6, v7, u0.to(tl.float32), u1.to(tl.float32), u2.to(tl.float32),
+                u3.to(tl.float32), u4.to(tl.float32), u5.to(tl.float32), u6.to(tl.float32), u7.to(tl.float32),
                 g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15, ASM)
     out = _join16(g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15)  # [NT, 16]
     gsel = (tl.arange(0, DW) * 16 // G)[:, None] == tl.arange(0, NG)[None, :]
@@ -420,7 +451,7 @@ def _decode_attn_v3_kernel(
     NUM_SPLITS, P_ROWS,
     D: tl.constexpr, DP: tl.constexpr, G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr,
     BW: tl.constexpr, VR: tl.constexpr, UK: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr,
-    SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr,
+    SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, PF: tl.constexpr, NSK: tl.constexpr,
     NUM_WARPS_C: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
@@ -460,7 +491,7 @@ def _decode_attn_v3_kernel(
     if PACKED:
         m_b, l_b, acc = _bulk_packed(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                      valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
-                                     lo, bulk_end, qk_scale, m_b, l_b, D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM)
+                                     lo, bulk_end, qk_scale, m_b, l_b, D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM, PF, NSK)
     else:
         VN: tl.constexpr = VR * (D // CPWV) // 4
         acc3 = tl.zeros((CPWV, 4, VN), tl.float32)  # [code i, flat word]: reduced over rows once at the end
@@ -543,15 +574,26 @@ def unsupported_v3(query: torch.Tensor, state: KiviState) -> str | None:
 DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_UNROLL, MAXNREG, DEFAULT_BLOCK_N = 128, 4, 2, 128, 16
 
 
+def default_packed(query: torch.Tensor, state: KiviState) -> bool:
+    """The fp16x2 path where it is exact enough and measured faster: k2v2 with fp16 inputs (the products
+    q * scale and p * scale are then fp16-sized by construction; bf16 ranges could overflow fp16). H200,
+    8x32K: 470 vs 510 us (benchmarks/results/h200_v3_round5/)."""
+    return (state.k_bits, state.v_bits) == (2, 2) and query.dtype == torch.float16
+
+
 def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None, scaling: float, *,
                         num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
                         lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                         maxnreg: int | None = None, unroll: int | None = None, split_rem: bool = True,
-                        block_n: int | None = None, packed: bool = False) -> torch.Tensor:
+                        block_n: int | None = None, packed: bool | None = None, prefetch: int = 0,
+                        key_stages: int = 1) -> torch.Tensor:
     """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`).
     Tuning keywords (benchmarks and tests): block_w, num_warps, num_splits, unroll, maxnreg, split_rem,
-    block_n; `packed=True` the experimental fp16x2 path (see the module docstring)."""
+    block_n; `packed` the fp16x2 path (None: `default_packed`); `prefetch` (packed path: 1 keys, 2 values,
+    3 both loaded a step ahead); `key_stages` > 1 pipelines the packed key loop through async copies."""
     s = state
+    if packed is None:
+        packed = default_packed(query, s)
     B, Hq, _, D = query.shape
     H = Hq
     L = max_len if lens is not None else s.length  # device lengths: the grid covers the capacity
@@ -601,7 +643,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         S, P,
         D=D, DP=D, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits, BW=BW, UK=unroll or DEFAULT_UNROLL, VR=VR,
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, SPLIT_REM=split_rem, PACKED=packed,
-        ASM=not _interpreting(), NUM_WARPS_C=nw, DEV_LENS=lens is not None, WIN=win,
+        ASM=not _interpreting(), PF=prefetch, NSK=key_stages, NUM_WARPS_C=nw, DEV_LENS=lens is not None, WIN=win,
         num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}),
     )
     if not single:
@@ -629,9 +671,12 @@ def splits_v3(batch_heads: int, length: int, tile_tokens: int, block_n: int, dev
     return triton.cdiv(length, chunk) + (1 if split_rem else 0), chunk
 
 
-def workspace_bytes(batch: int, heads: int, length: int, head_dim: int, k_bits: int, device: torch.device) -> int:
-    """Device memory one default call allocates besides its output: split partials + p scratch."""
+def workspace_bytes(batch: int, heads: int, length: int, head_dim: int, k_bits: int, device: torch.device,
+                    packed: bool = False, group_size: int = 32) -> int:
+    """Device memory one default call allocates besides its output: split partials + p scratch (packed:
+    + the fp16 p * scale row, one per (token, group))."""
     BT = DEFAULT_BLOCK_W * (32 // k_bits)
     S, _ = splits_v3(batch * heads, length, BT, DEFAULT_BLOCK_N, device)
     P = S - 1 if S > 1 else S
-    return batch * heads * S * ((head_dim + 2) if S > 1 else 0) * 4 + batch * heads * P * BT * 4
+    pstr = BT + (BT * (head_dim // group_size) + 1) // 2 if packed else BT
+    return batch * heads * S * ((head_dim + 2) if S > 1 else 0) * 4 + batch * heads * P * pstr * 4

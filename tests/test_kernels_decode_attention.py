@@ -264,9 +264,12 @@ def check_packed(B, H, L, D, G, pad, device=DEVICE, seed=0, **kw):
     assert err <= tol, f"packed: max |err| {err:.3g} > {tol}; L={L} D={D} G={G} pad={pad} {kw}"
 
 
-@pytest.mark.parametrize("L,D,G,pad,num_splits", [(300, 64, 32, True, 1), (700, 128, 16, False, 2)], ids=str)
-def test_v3_packed_tiles_match_oracle(L, D, G, pad, num_splits):
-    check_packed(2, 2, L, D, G, pad, block_w=8, num_splits=num_splits)
+@pytest.mark.parametrize("L,D,G,pad,num_splits,prefetch", [(300, 64, 32, True, 1, 0), (700, 128, 16, False, 2, 0),
+                                                             (700, 64, 32, True, 2, 3), (300, 128, 16, False, 1, 2)],
+                         ids=str)
+def test_v3_packed_tiles_match_oracle(L, D, G, pad, num_splits, prefetch):
+    # prefetch: the loads one step ahead (keys 1, values 2) must read the same data, masked at tile ends
+    check_packed(2, 2, L, D, G, pad, block_w=8, num_splits=num_splits, prefetch=prefetch)
 
 
 def test_v3_packed_refuses_other_bit_widths():
@@ -306,6 +309,8 @@ def test_gpu_shapes(dtype, D, k_bits, v_bits, group, impl):
 def test_gpu_v3_packed(L, D, G, B, H):
     check_packed(B, H, L, D, G, True, device="cuda", seed=L)
     check_packed(B, H, L, D, G, False, device="cuda", seed=L + 1)
+    for kw in ({"prefetch": 3, "maxnreg": 168}, {"prefetch": 2, "key_stages": 3}):
+        check_packed(B, H, L, D, G, True, device="cuda", seed=L + 2, **kw)
 
 
 @gpu
@@ -347,7 +352,7 @@ def test_gpu_no_dequantized_copy_in_memory(impl, Hq, H):
         S = da._num_splits(B * H, L, da._default_block_n(D), query.device)
         workspace = B * H * S * (Hq // H) * (D + 2) * 4
     else:
-        workspace = da3.workspace_bytes(B, H, L, D, 2, query.device)
+        workspace = da3.workspace_bytes(B, H, L, D, 2, query.device, packed=da3.default_packed(query, state))
     workspace += B * Hq * D * 2  # the output
     fp16_cache = 2 * B * H * L * D * 2
     assert grew <= workspace + 64 * 1024, f"peak grew {grew} B; workspace {workspace} B"
