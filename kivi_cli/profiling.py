@@ -18,14 +18,12 @@ from typing import Callable, Optional
 import torch
 
 from kivi_cli.decode import Sampler, Session, new_cache, run, sync
+from kivi_cli.max_batch import REFINE_PROBES, predict_largest, search_max_batch
 from kivi_cli.metrics import (STATUS_ERROR, STATUS_OK, STATUS_OOM, Memory, NvmlPeakSampler, ProfileReport, Side,
                               Timing, cache_bytes, compute_ratios, environment)
 from kivi_cli.models import Loaded
+from kivi_cli.output import fmt_bytes
 
-# --find-max-batch stops when the bracket [fits, fails) is this tight relative to the batch that fits:
-# ~3% precision in ~log2(max) + 5 trials instead of a dozen more for the last few sequences.
-SEARCH_TOLERANCE = 1 / 32
-SEARCH_CAP = 8192
 # Extra decode steps run under the torch profiler (CUDA) to measure GPU busy time per step.
 KERNEL_PROFILE_STEPS = 3
 
@@ -165,33 +163,49 @@ def find_max_batch(loaded: Loaded, spec: SideSpec, ctx: int, start: int, seed: i
                    progress: Callable[[str], None], prefill_chunk: int = 0, loop: str = "lean",
                    prefill_batch: Optional[int] = None) -> int:
     """Largest batch whose prefill of ctx-2 tokens plus one decode step fits (0 if none). The cache then
-    holds ctx-1 tokens, as at the end of a full run: doubling from `start` until a failure, then bisection."""
+    holds ctx-1 tokens, as at the end of a full run. `kivi_cli.max_batch.search_max_batch` picks the
+    batches: doubling from `start` until one fails, then, on CUDA, the batch predicted from the torch
+    peaks of the runs that fit, verified to one row (it fits, one more does not)."""
+    device = loaded.device
+    peaks: dict[int, int] = {}  # batch -> torch peak allocated of a run that fit
+    row_bytes: dict[int, float] = {}  # batch -> cache bytes per row held by that run
 
     def fits(b: int) -> bool:
-        status, error, _, _ = _attempt(loaded, spec, b, max(1, ctx - 2), 2, seed, measure=False,
-                                       prefill_chunk=prefill_chunk, loop=loop, prefill_batch=prefill_batch)
+        status, error, memory, _ = _attempt(loaded, spec, b, max(1, ctx - 2), 2, seed, measure=True,
+                                            prefill_chunk=prefill_chunk, loop=loop, prefill_batch=prefill_batch)
         progress(f"{spec.name}: batch {b} {'fits' if status == STATUS_OK else status}")
         if status == STATUS_ERROR:
             raise RuntimeError(f"{spec.name} at batch {b}: {error}")
+        if status == STATUS_OK and memory is not None and memory.torch_peak_allocated_bytes:
+            peaks[b] = memory.torch_peak_allocated_bytes
+            if memory.cache_bytes:
+                row_bytes[b] = memory.cache_bytes / b
         return status == STATUS_OK
 
-    lo, hi = 0, None
-    b = max(1, start)
-    while hi is None:
-        if fits(b):
-            lo = b
-            if b >= SEARCH_CAP:
-                return b
-            b = min(b * 2, SEARCH_CAP)
-        else:
-            hi = b
-    while hi - lo > max(1, int(lo * SEARCH_TOLERANCE)):
-        mid = (lo + hi) // 2
-        if fits(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    def predict() -> Optional[int]:
+        if device.type != "cuda" or not peaks:
+            return None
+        # what torch could hold: _attempt emptied the allocator's cache, so reserved is what stays (weights)
+        # and free is the rest. The peak allocated leaves out the allocator's fragmentation, so the guess
+        # errs high, the cheaper side: a probe that fits runs the whole prefill, one that fails stops at
+        # the failure (right after the first slice when the batch-wide cache itself does not fit).
+        free_now, _ = torch.cuda.mem_get_info(device)
+        usable = free_now + torch.cuda.memory_reserved(device)
+        b = max(peaks)
+        guess = predict_largest(peaks, usable, row_bytes.get(b))
+        progress(f"{spec.name}: peak {fmt_bytes(peaks[b])} at batch {b}, {fmt_bytes(usable)} usable"
+                 + ("" if guess is None else f": predicting batch {guess}"))
+        return guess
+
+    res = search_max_batch(fits, start, predict)
+    if res.fails is None:
+        progress(f"{spec.name}: batch {res.best} fits; the search stops there")
+    elif res.exact:
+        progress(f"{spec.name}: largest batch {res.best} (batch {res.fails} does not fit; {res.probes} probes)")
+    else:
+        progress(f"{spec.name}: largest batch found {res.best}, not exact: batch {res.fails} does not fit, the "
+                 f"batches between were not tried (stopped after {REFINE_PROBES} probes past the bracket)")
+    return res.best
 
 
 def profile(loaded: Loaded, specs: list[SideSpec], batch: int, ctx: int, gen: int, seed: int,
