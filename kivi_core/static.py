@@ -140,7 +140,7 @@ class StaticKiviLayer(_StaticLayer):
             self.load_rows(src, 0)
         # a flush's quantizer output, index_copy_'d into place (every R steps). Layers flush one after
         # another, so they share one buffer: one a layer held B x H x 6 KB x 32 layers (Llama-2-7B at
-        # k2v2 G=32 R=128), 1.67 GB at batch 265 = 3.5 KIVI rows of the H200's largest batch
+        # k2v2 G=32 R=128), 1.67 GB at batch 265 = 3.6 KIVI rows of the H200's largest batch
         scratch = {} if scratch is None else scratch
         key = ("flush", B, H, D, R // ck, R // G, dt, dev)
         if key not in scratch:
