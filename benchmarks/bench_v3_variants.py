@@ -31,6 +31,10 @@ D, H = 128, 32
 VARIANTS = {
     "fp32": {"packed": False},
     "packed": {"packed": True},
+    "p_r128": {"packed": True, "maxnreg": 128},
+    "p_r80": {"packed": True, "maxnreg": 80},
+    "p_r88": {"packed": True, "maxnreg": 88},
+    "p_pf2_r96": {"packed": True, "prefetch": 2, "maxnreg": 96},
     "p_r96": {"packed": True, "maxnreg": 96},
     "p_pf2": {"packed": True, "prefetch": 2},
     "p_pf3_r168": {"packed": True, "prefetch": 3, "maxnreg": 168},

@@ -572,6 +572,13 @@ def unsupported_v3(query: torch.Tensor, state: KiviState) -> str | None:
 #   registers): 733, 653, 1446, 655; the window / tail in the last bulk program instead of a split of
 #   its own: 617, 518, 1177, 566.
 DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_UNROLL, MAXNREG, DEFAULT_BLOCK_N = 128, 4, 2, 128, 16
+# Round 5 (h200_v3_round5/sweep/), packed path, us at 8x32K / 64x4096 / 128x4096 / 16x16K / 1x32K: cap 128
+# (118 regs, 4 programs an SM) 477 / 484 / 942 / 435 / 93; cap 96 (5 programs; ~10 spill ops a tile, none
+# in the inner loops) 447 / 457 / 884 / 434 / 94. Values loaded a step ahead (prefetch=2) at cap 128: 453 /
+# 469 / 912 / 417 / 89 (ptxas moves half the loads late to stay under the cap); both loops a step ahead at
+# 168 regs: 467 / 512 / 1001 / 471 / 84; Triton's async-copy pipelining of the key loop (key_stages 3):
+# 493 / 508 / 984 / 452 / 93; 8 warps x 256-row tiles: 448 / 583 / 1155 / 464 / 97.
+MAXNREG_PACKED = 96
 
 
 def default_packed(query: torch.Tensor, state: KiviState) -> bool:
@@ -610,7 +617,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     BLOCK_N = block_n or DEFAULT_BLOCK_N
     VR = 4 * 32 * nw // (D // (32 // s.v_bits))  # value rows a step: 4 words a thread
     if maxnreg is None and query.device.type == "cuda":
-        maxnreg = MAXNREG
+        maxnreg = MAXNREG_PACKED if packed else MAXNREG
     S, chunk = splits_v3(B * H, L, BT, BLOCK_N, query.device, num_splits, split_rem)
     single = S == 1
     if single:
