@@ -1,6 +1,6 @@
 """Benchmark: KIVI fused decode attention vs fp16 SDPA and vs dequantize-then-SDPA, plus quantize time.
 
-    python3 benchmarks/bench_decode_attention.py [--impl v1,v3,v3p] [--sweep] [--rows 8x32768,64x4096]
+    python3 benchmarks/bench_decode_attention.py [--impl v1,v3,v3f] [--sweep] [--rows 8x32768,64x4096]
 
 For each (B x ctx) and attention shape (Llama-2-7B: 32 q / 32 kv heads; Llama-3.1-8B: 32 q / 8 kv; D=128)
 it times one decode-attention call (q_len 1, fp16, k2v2, G=32, R=128, KIVI's own split: n_kq = ctx
@@ -12,8 +12,8 @@ before every call, and input sets are rotated when one would fit in L2), and rep
     folding a kv head's query heads into q_len), (b) dequantize_state (kivi_core.attention_ref) + SDPA,
     i.e. what transformers' QuantizedCache does every step.
 Each kernel named in --impl (v1: tensor-core tiles, any shape; v3: MHA decode on CUDA cores, see
-kernels/decode_attention_v3.py — timed on the MHA shape only; v3p: v3 with packed=True, its fp16x2 pair
-arithmetic, experimental) is timed on the same states; every row records its impl, and the table prints them side by side (the
+kernels/decode_attention_v3.py — timed on the MHA shape only, with its defaults: the fp16x2 packed path
+at k2v2 fp16; v3f: v3's fp32 path, packed=False) is timed on the same states; every row records its impl, and the table prints them side by side (the
 baselines are measured once per row). Writes JSON (device, versions, command, rows) to $OUT/ when OUT is
 set, else benchmarks/results/.
 """
@@ -37,13 +37,14 @@ from triton.testing import do_bench
 from kivi_core.attention_ref import dequantize_state
 from kivi_core.state import KiviState
 from kivi_kernels.decode_attention import _default_block_n, _num_splits, decode_attention_triton
-from kivi_kernels.decode_attention_v3 import DEFAULT_BLOCK_W, DEFAULT_WARPS, decode_attention_v3, num_splits_v3, splits_v3
+from kivi_kernels.decode_attention_v3 import (DEFAULT_BLOCK_W, DEFAULT_WARPS, MAXNREG, MAXNREG_PACKED, decode_attention_v3,
+                                             default_packed, num_splits_v3, programs_per_sm, splits_v3)
 from kivi_kernels.quant_pack import quantize_keys_triton, quantize_values_triton
 
 SHAPES = {"llama2-7b": (32, 32), "llama3.1-8b": (32, 8)}  # (q heads, kv heads), head_dim 128
 ROWS = [(1, 512), (1, 32768), (8, 32768), (16, 16384), (64, 4096), (128, 4096)]
 TARGET_ROWS = [(1, 512), (8, 32768), (64, 4096)]  # the rows with targets (issue 3)
-IMPLS = ("v1", "v3", "v3p")  # v3p: v3 with packed=True (k2v2, fp16x2 pairs; experimental)
+IMPLS = ("v1", "v3", "v3f")  # v3: the default (packed fp16x2 pairs at k2v2 fp16); v3f: its fp32 path
 D, G, R = 128, 32, 128
 L2_BYTES = 60 * 2**20  # H200: 60 MB
 # (block_n, num_warps, split-count scale, use_dot or None = default) tried by --sweep
@@ -178,13 +179,17 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
             bn = block_n or _default_block_n(D)
             S = max(1, round(_num_splits(B * H, L, bn, query.device) * splits_scale))
             kw = dict(impl="v1", block_n=bn, num_warps=num_warps or 4, num_splits=S, use_dot=use_dot)
-        else:  # v3, or v3p: v3 with packed=True (fp16x2 pair arithmetic, experimental)
+        else:  # v3 (its defaults: the packed path here), or v3f: v3's fp32 path (packed=False)
             if Hq != H:
                 continue  # v3 is the MHA-decode kernel; GQA calls run v1
             bw = block_w or DEFAULT_BLOCK_W
             bn = bw * 16  # tokens a key tile at 2 bits
-            S = max(1, round(num_splits_v3(B * H, L, bn, query.device) * splits_scale))  # bulk splits
-            kw = dict(block_w=bw, num_warps=num_warps or DEFAULT_WARPS, num_splits=S, packed=impl == "v3p")
+            nw = num_warps or DEFAULT_WARPS
+            packed = None if impl == "v3" else False  # None: the launcher's default (packed here)
+            on = default_packed(query, states[0]) if packed is None else packed
+            per_sm = programs_per_sm(MAXNREG_PACKED if on else MAXNREG, nw)  # the launcher's own split rule
+            S = max(1, round(num_splits_v3(B * H, L, bn, query.device, per_sm) * splits_scale))  # bulk splits
+            kw = dict(block_w=bw, num_warps=nw, num_splits=S, packed=packed)
             S = splits_v3(B * H, L, bn, 16, query.device, S)[0]  # + the window / tail split
         call = decode_attention_triton if impl == "v1" else decode_attention_v3
         t = bench_rotating([lambda s=s, kw=kw, call=call: call(query, s, None, D**-0.5, **kw) for s in states])
@@ -293,7 +298,7 @@ def main() -> None:
     ap.add_argument("--rows", default=None,
                     help="comma list like 8x32768,64x4096, or 'targets' (1x512,8x32768,64x4096); default: all six")
     ap.add_argument("--shapes", default=",".join(SHAPES))
-    ap.add_argument("--impl", default=",".join(IMPLS), help="kernels to time side by side (v1, v3, v3p)")
+    ap.add_argument("--impl", default=",".join(IMPLS), help="kernels to time side by side (v1, v3, v3f)")
     ap.add_argument("--sweep", action="store_true", help="also sweep tiles / warps / splits (no baselines)")
     ap.add_argument("--no-baselines", action="store_true")
     args = ap.parse_args()

@@ -46,6 +46,9 @@ VARIANTS = {
     "p_w8_bw256": {"packed": True, "num_warps": 8, "block_w": 256},
     "p_w8_bw256_pf3_r168": {"packed": True, "num_warps": 8, "block_w": 256, "prefetch": 3, "maxnreg": 168},
     "p_pf3_r168_s2x": {"packed": True, "prefetch": 3, "maxnreg": 168, "splits_scale": 2.0},
+    # bulk split counts (the default packed path): the split rule's choice is the "packed" row
+    **{f"S{n}": {"num_splits": n} for n in (1, 2, 3, 4, 8, 16)},
+    "S_round4": {"num_splits": "round4"},  # the rule before round 5: ~4 x SMs programs, >= 2 tiles each
 }
 ROWS = [(8, 32768), (64, 4096), (16, 16384), (128, 4096), (1, 32768)]
 
@@ -72,6 +75,9 @@ def main() -> None:
         for name in names:
             kw = dict(VARIANTS[name])
             scale = kw.pop("splits_scale", None)
+            if kw.get("num_splits") == "round4":
+                n_sm = torch.cuda.get_device_properties(q.device).multi_processor_count
+                kw["num_splits"] = max(1, min(-(-4 * n_sm // (B * H)), -(-L // (2 * da3.DEFAULT_BLOCK_W * 16))))
             if scale:
                 bt = da3.DEFAULT_BLOCK_W * 16
                 kw["num_splits"] = max(1, round(scale * da3.num_splits_v3(B * H, L, bt, q.device)))
@@ -84,10 +90,14 @@ def main() -> None:
                 res.append(dict(B=B, L=L, variant=name, kwargs=VARIANTS[name], error=f"{type(e).__name__}: {e}"[:500]))
                 continue
             tbps = nbytes / us / 1e6
+            per_sm = da3.programs_per_sm(kw.get("maxnreg") or (da3.MAXNREG_PACKED if kw.get("packed", True)
+                                                                 else da3.MAXNREG), kw.get("num_warps") or 4)
+            splits = da3.splits_v3(B * H, L, (kw.get("block_w") or da3.DEFAULT_BLOCK_W) * 16, 16, q.device,
+                                   kw.get("num_splits"), per_sm=per_sm)[0]
             res.append(dict(B=B, L=L, variant=name, kwargs=VARIANTS[name], us=us, tbps=tbps,
-                            frac_copy_bw=tbps / cbw, max_abs_err_vs_v1=err))
+                            frac_copy_bw=tbps / cbw, max_abs_err_vs_v1=err, programs_per_head=splits))
             print(f"{B}x{L:<6} {name:<22} {us:8.1f} us  {tbps:5.2f} TB/s  {100 * tbps / cbw:4.1f}% copy  "
-                  f"err {err:.1e}", flush=True)
+                  f"S {splits:<3d} err {err:.1e}", flush=True)
         del st
         torch.cuda.empty_cache()
     out = os.environ.get("OUT", ".")
