@@ -37,8 +37,7 @@ from triton.testing import do_bench
 from kivi_core.attention_ref import dequantize_state
 from kivi_core.state import KiviState
 from kivi_kernels.decode_attention import _default_block_n, _num_splits, decode_attention_triton
-from kivi_kernels.decode_attention_v3 import (DEFAULT_BLOCK_W, DEFAULT_WARPS, MAXNREG, MAXNREG_PACKED, decode_attention_v3,
-                                             default_packed, num_splits_v3, programs_per_sm, splits_v3)
+from kivi_kernels.decode_attention_v3 import DEFAULT_BLOCK_W, DEFAULT_WARPS, decode_attention_v3, num_splits_v3, splits_v3
 from kivi_kernels.quant_pack import quantize_keys_triton, quantize_values_triton
 
 SHAPES = {"llama2-7b": (32, 32), "llama3.1-8b": (32, 8)}  # (q heads, kv heads), head_dim 128
@@ -186,11 +185,9 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
             bn = bw * 16  # tokens a key tile at 2 bits
             nw = num_warps or DEFAULT_WARPS
             packed = None if impl == "v3" else False  # None: the launcher's default (packed here)
-            on = default_packed(query, states[0]) if packed is None else packed
-            per_sm = programs_per_sm(MAXNREG_PACKED if on else MAXNREG, nw)  # the launcher's own split rule
-            S = max(1, round(num_splits_v3(B * H, L, bn, query.device, per_sm) * splits_scale))  # bulk splits
+            S = max(1, round(num_splits_v3(B * H, L, bn) * splits_scale))  # bulk splits
             kw = dict(block_w=bw, num_warps=nw, num_splits=S, packed=packed)
-            S = splits_v3(B * H, L, bn, 16, query.device, S)[0]  # + the window / tail split
+            S = splits_v3(B * H, L, bn, 16, S)[0]  # + the window / tail split
         call = decode_attention_triton if impl == "v1" else decode_attention_v3
         t = bench_rotating([lambda s=s, kw=kw, call=call: call(query, s, None, D**-0.5, **kw) for s in states])
         t_host = host_us(lambda kw=kw, call=call: call(query, states[0], None, D**-0.5, **kw))

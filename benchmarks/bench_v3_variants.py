@@ -80,7 +80,7 @@ def main() -> None:
                 kw["num_splits"] = max(1, min(-(-4 * n_sm // (B * H)), -(-L // (2 * da3.DEFAULT_BLOCK_W * 16))))
             if scale:
                 bt = da3.DEFAULT_BLOCK_W * 16
-                kw["num_splits"] = max(1, round(scale * da3.num_splits_v3(B * H, L, bt, q.device)))
+                kw["num_splits"] = max(1, round(scale * da3.num_splits_v3(B * H, L, bt)))
             try:
                 f = lambda: da3.decode_attention_v3(q, st, None, D**-0.5, **kw)  # noqa: E731
                 err = (f().float() - ref).abs().max().item()
@@ -90,10 +90,7 @@ def main() -> None:
                 res.append(dict(B=B, L=L, variant=name, kwargs=VARIANTS[name], error=f"{type(e).__name__}: {e}"[:500]))
                 continue
             tbps = nbytes / us / 1e6
-            per_sm = da3.programs_per_sm(kw.get("maxnreg") or (da3.MAXNREG_PACKED if kw.get("packed", True)
-                                                                 else da3.MAXNREG), kw.get("num_warps") or 4)
-            splits = da3.splits_v3(B * H, L, (kw.get("block_w") or da3.DEFAULT_BLOCK_W) * 16, 16, q.device,
-                                   kw.get("num_splits"), per_sm=per_sm)[0]
+            splits = da3.splits_v3(B * H, L, (kw.get("block_w") or da3.DEFAULT_BLOCK_W) * 16, 16, kw.get("num_splits"))[0]
             res.append(dict(B=B, L=L, variant=name, kwargs=VARIANTS[name], us=us, tbps=tbps,
                             frac_copy_bw=tbps / cbw, max_abs_err_vs_v1=err, programs_per_head=splits))
             print(f"{B}x{L:<6} {name:<22} {us:8.1f} us  {tbps:5.2f} TB/s  {100 * tbps / cbw:4.1f}% copy  "

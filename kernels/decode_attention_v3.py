@@ -39,6 +39,8 @@ Measured numbers: `benchmarks/results/h200_v3_round4.md` (rounds 1-3: `h200_v3.m
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -53,7 +55,6 @@ from .decode_attention import (
     _load_k_packed,
     _load_v_packed,
     _head_ptrs,
-    _num_sms,
     _step_lens,
     _interpreting,
     _win_rows,
@@ -618,7 +619,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     VR = 4 * 32 * nw // (D // (32 // s.v_bits))  # value rows a step: 4 words a thread
     if maxnreg is None and query.device.type == "cuda":
         maxnreg = MAXNREG_PACKED if packed else MAXNREG
-    S, chunk = splits_v3(B * H, L, BT, BLOCK_N, query.device, num_splits, split_rem, programs_per_sm(maxnreg, nw))
+    S, chunk = splits_v3(B * H, L, BT, BLOCK_N, num_splits, split_rem)
     single = S == 1
     if single:
         acc_ws = m_ws = l_ws = out  # unused
@@ -661,52 +662,40 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     return out
 
 
-# The split rule's model (num_splits_v3). A program's fixed cost, in tiles: its first loads are exposed
-# and programs that start together run their phases in step (1x32K at 168 registers, 3 programs an SM:
-# 16 one-tile splits 133 us, 8 two-tile splits 84 us, which needs > 0.5). Latency hiding with k programs
-# resident on an SM: k / (k + 1.8), from 4 vs 5 programs (caps 128 vs 96: 477 vs 447 us at 8x32K).
-SPLIT_FIXED_TILES, SPLIT_HIDE_K = 0.75, 1.8
+# Programs a call aims for (num_splits_v3): measured on the H200 (h200_v3_round5/final/variants_splits.log,
+# packed path, 5 programs an SM, us per call) for bulk splits a (batch, head) S = 1 / 2 / 3 / 4 / 8 / 16:
+#   8x32K: 683 / 466 / 448 / 432 / 430 / 415;   16x16K: 465 / 433 / 417 / 428 / 415 / 414;
+#   64x4096: 457 / 468;   128x4096: 896 / 916;   1x32K: S = 8 / 16: 94 / 85.
+# More, smaller programs win until there are ~4096 of them (~6 waves of 660 slots; ncu at 8x32K with 768
+# programs: 1.55 waves, a third of the second one busy); past that, the reduction's extra partials cost
+# more than the balance gains (64x4096 at 4096 programs: 2.4% slower than at 2048).
+SPLIT_PROGRAMS = 4096
 
 
-def programs_per_sm(maxnreg: int | None, num_warps: int) -> int:
-    """Programs an SM holds at once when registers are the limit (v3's case; None: uncapped, ~160)."""
-    return max(1, min(16, 65536 // (32 * num_warps * (maxnreg or 160))))
-
-
-def num_splits_v3(batch_heads: int, length: int, tile: int, device: torch.device, per_sm: int = 5) -> int:
-    """Flash-decoding split count from Python ints: c tiles a program for the c that minimizes the busiest
-    SM's time, ceil(programs / SMs) x (c + SPLIT_FIXED_TILES) / hiding(programs resident an SM), ties to
-    bigger c. Why: ncu at 8x32K (h200_engine_round5/ncu_8x32k.txt) found 1.55 waves: the old rule (~4 x SMs
-    programs) ran 768 six-tile programs on 660 slots, so some SMs did 6 tiles more than others."""
-    n_sm = _num_sms(device.index if device.index is not None else torch.cuda.current_device()) \
-        if device.type == "cuda" else 4
+@functools.lru_cache(maxsize=4096)
+def num_splits_v3(batch_heads: int, length: int, tile: int) -> int:
+    """Flash-decoding bulk splits a (batch, head): c tiles a program, the smallest c (>= 1) that keeps the
+    call at or below SPLIT_PROGRAMS programs. Cached: it runs on every decode call's host path."""
     T = triton.cdiv(length, tile)
-    best, best_c = None, 1
-    for c in range(1, T + 1):
-        progs = batch_heads * triton.cdiv(T, c)
-        k = min(per_sm, progs / n_sm)
-        cost = triton.cdiv(progs, n_sm) * (c + SPLIT_FIXED_TILES) * (k + SPLIT_HIDE_K) / k
-        if best is None or cost <= best:
-            best, best_c = cost, c
-    return triton.cdiv(T, best_c)
+    c = max(1, min(T, batch_heads * T // SPLIT_PROGRAMS))
+    return triton.cdiv(T, c)
 
 
-def splits_v3(batch_heads: int, length: int, tile_tokens: int, block_n: int, device: torch.device,
-              num_splits: int | None = None, split_rem: bool = True, per_sm: int = 5) -> tuple[int, int]:
+def splits_v3(batch_heads: int, length: int, tile_tokens: int, block_n: int,
+              num_splits: int | None = None, split_rem: bool = True) -> tuple[int, int]:
     """(programs a (batch, head), tokens a bulk split): the bulk splits, plus one for the window / tail."""
     tile = max(tile_tokens, block_n)
-    S = num_splits or num_splits_v3(batch_heads, length, tile, device, per_sm)
+    S = num_splits or num_splits_v3(batch_heads, length, tile)
     chunk = triton.cdiv(triton.cdiv(length, S), tile) * tile  # bulk tiles start at a split's start
     return triton.cdiv(length, chunk) + (1 if split_rem else 0), chunk
 
 
-def workspace_bytes(batch: int, heads: int, length: int, head_dim: int, k_bits: int, device: torch.device,
+def workspace_bytes(batch: int, heads: int, length: int, head_dim: int, k_bits: int,
                     packed: bool = False, group_size: int = 32) -> int:
     """Device memory one default call allocates besides its output: split partials + p scratch (packed:
     + the fp16 p * scale row, one per (token, group))."""
     BT = DEFAULT_BLOCK_W * (32 // k_bits)
-    per_sm = programs_per_sm(MAXNREG_PACKED if packed else MAXNREG, DEFAULT_WARPS)
-    S, _ = splits_v3(batch * heads, length, BT, DEFAULT_BLOCK_N, device, per_sm=per_sm)
+    S, _ = splits_v3(batch * heads, length, BT, DEFAULT_BLOCK_N)
     P = S - 1 if S > 1 else S
     pstr = BT + (BT * (head_dim // group_size) + 1) // 2 if packed else BT
     return batch * heads * S * ((head_dim + 2) if S > 1 else 0) * 4 + batch * heads * P * pstr * 4

@@ -272,6 +272,17 @@ def test_v3_packed_tiles_match_oracle(L, D, G, pad, num_splits, prefetch):
     check_packed(2, 2, L, D, G, pad, block_w=8, num_splits=num_splits, prefetch=prefetch)
 
 
+@pytest.mark.parametrize("bh,L,want", [(256, 32768, 16), (512, 16384, 8), (2048, 4096, 2), (4096, 4096, 1),
+                                       (32, 32768, 16), (32, 512, 1), (8896, 4096, 1), (3, 40000, 20)])
+def test_v3_split_rule(bh, L, want):
+    # the measured rule (decode_attention_v3.SPLIT_PROGRAMS): one-tile programs up to ~4096 programs a call,
+    # then c tiles a program; splits never outnumber tiles and each split starts on a tile
+    S = da3.num_splits_v3(bh, L, 2048)
+    assert S == want
+    n, chunk = da3.splits_v3(bh, L, 2048, 16)
+    assert n == -(-L // chunk) + 1 and chunk % 2048 == 0 and n - 1 <= -(-L // 2048)
+
+
 def test_v3_packed_refuses_other_bit_widths():
     state = make_state(1, 2, 200, 64, 192, 72, 4, 2, 32, torch.float16, DEVICE)
     with pytest.raises(ValueError, match="packed=True computes k2v2 only"):
@@ -352,7 +363,7 @@ def test_gpu_no_dequantized_copy_in_memory(impl, Hq, H):
         S = da._num_splits(B * H, L, da._default_block_n(D), query.device)
         workspace = B * H * S * (Hq // H) * (D + 2) * 4
     else:
-        workspace = da3.workspace_bytes(B, H, L, D, 2, query.device, packed=da3.default_packed(query, state))
+        workspace = da3.workspace_bytes(B, H, L, D, 2, packed=da3.default_packed(query, state))
     workspace += B * Hq * D * 2  # the output
     fp16_cache = 2 * B * H * L * D * 2
     assert grew <= workspace + 64 * 1024, f"peak grew {grew} B; workspace {workspace} B"
