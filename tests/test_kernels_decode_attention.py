@@ -367,6 +367,7 @@ def test_gpu_no_dequantized_copy_in_memory(impl, Hq, H):
     workspace += B * Hq * D * 2  # the output
     fp16_cache = 2 * B * H * L * D * 2
     assert grew <= workspace + 64 * 1024, f"peak grew {grew} B; workspace {workspace} B"
-    # the workspace is a fixed number of tile rows (v3 packed: 24 KB a program, 12.6 MB here = 1.2% of the
-    # fp16 cache); a dequantized copy of even one of K or V would be 50% of it
-    assert grew < fp16_cache / 50
+    # the workspace is one scratch row a program (v3 packed: 24 KB; 8 one-tile splits a head here: 25.8 MB on
+    # the H200 = 2.4% of the fp16 cache), and programs are capped near SPLIT_PROGRAMS whatever the length; a
+    # dequantized copy of K or V alone would be 50% of it
+    assert grew < fp16_cache / 20
