@@ -29,12 +29,13 @@ its 16 rows are padding). v3 keeps only the arithmetic:
     tiles, in parallel with the packed tiles.
 Key loop ~3.9, value loop ~4.4 instructions an element (round 3: 5.0 and 6.7, plus per-tile shuffles).
 
-`packed=True` (k2v2 only; experimental: compiled for sm_90 and checked through its fp32 twin in the
-interpreter, not yet timed on a GPU) does the per-code arithmetic in fp16x2 pairs with inline PTX
-(`_pairs_asm`): one LOP3 + HSUB2 + HFMA2 per two codes, 8-term fp16 sums added to fp32 once. Values run
-one word column a thread over 8 rows a step (so the pairs sum tokens), with p * scale folded once per
-(token, group) into the scratch row. SASS per tile element: 3.3 instructions vs 4.5 for the default path.
-Measured numbers: `benchmarks/results/h200_v3_round4.md` (rounds 1-3: `h200_v3.md`).
+The packed path (`packed`, default for k2v2 with fp16 inputs: `default_packed`) does the per-code
+arithmetic in fp16x2 pairs with inline PTX (`_pairs_asm`): one LOP3 + HSUB2 + HFMA2 per two codes, 8-term
+fp16 sums added to fp32 once. Values run one word column a thread over 8 rows a step (so the pairs sum
+tokens), with p * scale folded once per (token, group) into the scratch row. SASS per tile element: 3.3
+instructions vs 4.5 for the fp32 path; under the interpreter its fp32 twin (`_dot16_ref`) runs the same
+tiles. Measured numbers: `benchmarks/results/h200_v3_round5.md` (round 4: `h200_v3_round4.md`, rounds 1-3:
+`h200_v3.md`); Nsight Compute finds the kernel latency-bound (54% of cycles wait on global loads).
 """
 
 from __future__ import annotations

@@ -260,7 +260,7 @@ def test_lean_eager_triton_kernels_with_device_lengths(gqa):
 
 
 def test_lean_eager_triton_packed_kernel_with_device_lengths(monkeypatch):
-    # v3 packed=True (experimental; under the interpreter its fp32 twin runs the same tiles and thread
+    # v3 packed=True (the default at k2v2 fp16; under the interpreter its fp32 twin runs the same tiles and thread
     # mapping) in the static path: lengths read on the device, the value window as a ring
     import functools
 

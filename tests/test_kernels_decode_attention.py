@@ -242,7 +242,7 @@ def test_launcher_rejects_bad_arguments(impl):
         da.decode_attention_triton(q, state._replace(k_bits=3), None, 1.0, impl=impl)
 
 
-# v3 packed=True (experimental, k2v2): the per-code arithmetic in fp16x2 pairs (inline PTX) on the GPU. The
+# v3 packed (the default at k2v2 fp16): the per-code arithmetic in fp16x2 pairs (inline PTX) on the GPU. The
 # interpreter runs its fp32 twin (_dot16_ref) in the same tiles, joins and thread mapping, so CI checks all
 # but the pair arithmetic against the oracle; the GPU test allows for fp16 products and 8-term fp16 sums.
 PACKED_TOL_GPU = 3e-2
