@@ -453,7 +453,8 @@ def _decode_attn_v3_kernel(
     NUM_SPLITS, P_ROWS,
     D: tl.constexpr, DP: tl.constexpr, G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr,
     BW: tl.constexpr, VR: tl.constexpr, UK: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr,
-    SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, PF: tl.constexpr, NSK: tl.constexpr,
+    SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, PF: tl.constexpr,
+    NSK: tl.constexpr,
     NUM_WARPS_C: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
@@ -493,7 +494,8 @@ def _decode_attn_v3_kernel(
     if PACKED:
         m_b, l_b, acc = _bulk_packed(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                      valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
-                                     lo, bulk_end, qk_scale, m_b, l_b, D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM, PF, NSK)
+                                     lo, bulk_end, qk_scale, m_b, l_b, D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM,
+                                     PF, NSK)
     else:
         VN: tl.constexpr = VR * (D // CPWV) // 4
         acc3 = tl.zeros((CPWV, 4, VN), tl.float32)  # [code i, flat word]: reduced over rows once at the end
