@@ -46,6 +46,10 @@ VARIANTS = {
     "p_w8_bw256": {"packed": True, "num_warps": 8, "block_w": 256},
     "p_w8_bw256_pf3_r168": {"packed": True, "num_warps": 8, "block_w": 256, "prefetch": 3, "maxnreg": 168},
     "p_pf3_r168_s2x": {"packed": True, "prefetch": 3, "maxnreg": 168, "splits_scale": 2.0},
+    # value accumulators parked in the scratch row during the key phase (16 fewer live registers there)
+    "p_acc_r96": {"packed": True, "acc_in_scratch": True, "maxnreg": 96},
+    "p_acc_r80": {"packed": True, "acc_in_scratch": True, "maxnreg": 80},
+    "p_acc_r72": {"packed": True, "acc_in_scratch": True, "maxnreg": 72},
     # bulk split counts (the default packed path): the split rule's choice is the "packed" row
     **{f"S{n}": {"num_splits": n} for n in (1, 2, 3, 4, 8, 16)},
     "S_round4": {"num_splits": "round4"},  # the rule before round 5: ~4 x SMs programs, >= 2 tiles each
