@@ -25,27 +25,16 @@ from kivi_kernels.decode_attention import decode_attention_triton  # noqa: E402
 from kivi_kernels import decode_attention_v3 as da3  # noqa: E402
 
 D, H = 128, 32
-# name -> decode_attention_v3 keywords. prefetch: 1 keys, 2 values, 3 both (register double buffering);
-# key_stages > 1: Triton's async-copy pipelining of the key loop; maxnreg: the register cap (occupancy:
-# 65536 / (128 threads x cap) programs an SM)
+# name -> decode_attention_v3 keywords. maxnreg: the register cap (occupancy: 65536 / (128 threads x cap)
+# programs an SM). Round 5's prefetch / key_stages variants (sweep/variants.log) were removed with the
+# options after commit 67cf731.
 VARIANTS = {
     "fp32": {"packed": False},
     "packed": {"packed": True},
     "p_r128": {"packed": True, "maxnreg": 128},
     "p_r80": {"packed": True, "maxnreg": 80},
     "p_r88": {"packed": True, "maxnreg": 88},
-    "p_pf2_r96": {"packed": True, "prefetch": 2, "maxnreg": 96},
-    "p_r96": {"packed": True, "maxnreg": 96},
-    "p_pf2": {"packed": True, "prefetch": 2},
-    "p_pf3_r168": {"packed": True, "prefetch": 3, "maxnreg": 168},
-    "p_pf2_r168": {"packed": True, "prefetch": 2, "maxnreg": 168},
-    "p_ks3_pf2": {"packed": True, "prefetch": 2, "key_stages": 3},
-    "p_ks3_pf2_r168": {"packed": True, "prefetch": 2, "key_stages": 3, "maxnreg": 168},
-    "p_ks4_pf2_r168": {"packed": True, "prefetch": 2, "key_stages": 4, "maxnreg": 168},
-    "p_ks3": {"packed": True, "key_stages": 3},
     "p_w8_bw256": {"packed": True, "num_warps": 8, "block_w": 256},
-    "p_w8_bw256_pf3_r168": {"packed": True, "num_warps": 8, "block_w": 256, "prefetch": 3, "maxnreg": 168},
-    "p_pf3_r168_s2x": {"packed": True, "prefetch": 3, "maxnreg": 168, "splits_scale": 2.0},
     # value accumulators parked in the scratch row during the key phase (16 fewer live registers there)
     "p_acc_r96": {"packed": True, "acc_in_scratch": True, "maxnreg": 96},
     "p_acc_r80": {"packed": True, "acc_in_scratch": True, "maxnreg": 80},
@@ -78,13 +67,9 @@ def main() -> None:
         ref = decode_attention_triton(q, st, None, D**-0.5, impl="v1").float()
         for name in names:
             kw = dict(VARIANTS[name])
-            scale = kw.pop("splits_scale", None)
             if kw.get("num_splits") == "round4":
                 n_sm = torch.cuda.get_device_properties(q.device).multi_processor_count
                 kw["num_splits"] = max(1, min(-(-4 * n_sm // (B * H)), -(-L // (2 * da3.DEFAULT_BLOCK_W * 16))))
-            if scale:
-                bt = da3.DEFAULT_BLOCK_W * 16
-                kw["num_splits"] = max(1, round(scale * da3.num_splits_v3(B * H, L, bt)))
             try:
                 f = lambda: da3.decode_attention_v3(q, st, None, D**-0.5, **kw)  # noqa: E731
                 err = (f().float() - ref).abs().max().item()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call for kernel round 5: every GPU test (packed path now the k2v2 fp16 default), then the
-# sweep of v3's tuning keywords (prefetch, async key stages, register caps, warps; bench_v3_variants.py).
+# sweep of v3's tuning keywords then (prefetch, async key stages, register caps, warps: commit 67cf731 has them).
 # Logs and JSON under $OUT.   OUT=dir bash benchmarks/device_round5.sh
 source "$(dirname "$0")/device_env.sh"
 xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n "${XDIST:-8}")

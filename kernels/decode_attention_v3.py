@@ -300,7 +300,7 @@ def _vrow(vc_ptr, u_ptr, s_vct, start, r, n_t, col, gcol, NG: tl.constexpr):
     # instructions a row
     ok = r < n_t
     w = tl.load(vc_ptr + (start + r) * s_vct + col, mask=ok, other=0)
-    u = tl.load(u_ptr + r * NG + gcol, mask=ok, other=0.0)  # fp16: half the registers while prefetched
+    u = tl.load(u_ptr + r * NG + gcol, mask=ok, other=0.0)  # fp16 until used: half the registers
     return w, u
 
 
@@ -364,7 +364,7 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
                  s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
                  lo, end, qk_scale, m_i, l_i,
                  D: tl.constexpr, G: tl.constexpr, BW: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
-                 ASM: tl.constexpr, PF: tl.constexpr, NSK: tl.constexpr, GMEM: tl.constexpr):
+                 ASM: tl.constexpr, GMEM: tl.constexpr):
     # _bulk at k2v2 with the per-code arithmetic in fp16x2 pairs (_dot16, 8 words a call). Keys: the same
     # tiles and thread mapping (a thread = a word row, 8 channels a step; its 16 token scores are 16 [BW]
     # accumulators). Values: a thread = one word column over 8 rows a step, so the pairs sum 8 tokens
@@ -395,16 +395,9 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
         f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = \
             y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y
         base = tl.zeros((BW, 8), tl.float32)
-        if PF % 2 == 1:
-            kw_n, sk_n, mk_n = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, 0, offs_c)
-        for dc in tl.range(0, D, 8, num_stages=NSK):
+        for dc in range(0, D, 8):
             qc = tl.load(q_ptr + dc + offs_c).to(tl.float32)[None, :] * qk_scale
-            if PF % 2 == 1:  # issue the next step's loads before this step's math: one step's bytes always in flight
-                kw, sk, mk = kw_n, sk_n, mk_n
-                kw_n, sk_n, mk_n = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok & (dc + 8 < D), s_kcw, s_ksg,
-                                           s_kmg, dc + 8, offs_c)
-            else:
-                kw, sk, mk = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c)
+            kw, sk, mk = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c)
             sk = sk.to(tl.float32)
             base += qc * mk.to(tl.float32)
             w0, w1, w2, w3, w4, w5, w6, w7 = _split8(kw)
@@ -450,18 +443,9 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
             cg += pt * mv
         cpm = cpm * alpha + tl.sum(tl.reshape(cg, (NT, NG)), axis=0)  # one cross-thread sum a tile
         tl.debug_barrier()
-        if PF >= 2:
-            n0, n1, n2, n3, n4, n5, n6, n7, m0, m1, m2, m3, m4, m5, m6, m7 = _vrows8(
-                vc_ptr, u_ptr, s_vct, start, rt, RS, n_t, col, gcol, NG)
         for r0 in range(0, n_t, 8 * RS):
-            if PF >= 2:  # as for keys: the next step's 8 rows are loaded before this step's math
-                v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = \
-                    n0, n1, n2, n3, n4, n5, n6, n7, m0, m1, m2, m3, m4, m5, m6, m7
-                n0, n1, n2, n3, n4, n5, n6, n7, m0, m1, m2, m3, m4, m5, m6, m7 = _vrows8(
-                    vc_ptr, u_ptr, s_vct, start, r0 + 8 * RS + rt, RS, n_t, col, gcol, NG)
-            else:
-                v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = _vrows8(
-                    vc_ptr, u_ptr, s_vct, start, r0 + rt, RS, n_t, col, gcol, NG)
+            v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = _vrows8(
+                vc_ptr, u_ptr, s_vct, start, r0 + rt, RS, n_t, col, gcol, NG)
             g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _pairs16(
                 v0, v1, v2, v3, v4, v5, v6, v7, u0.to(tl.float32), u1.to(tl.float32), u2.to(tl.float32),
                 u3.to(tl.float32), u4.to(tl.float32), u5.to(tl.float32), u6.to(tl.float32), u7.to(tl.float32),
@@ -495,8 +479,7 @@ def _decode_attn_v3_kernel(
     NUM_SPLITS, P_ROWS,
     D: tl.constexpr, DP: tl.constexpr, G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr,
     BW: tl.constexpr, VR: tl.constexpr, UK: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr,
-    SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, PF: tl.constexpr,
-    NSK: tl.constexpr, GMEM: tl.constexpr,
+    SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, GMEM: tl.constexpr,
     NUM_WARPS_C: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
@@ -537,7 +520,7 @@ def _decode_attn_v3_kernel(
         m_b, l_b, acc = _bulk_packed(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                      valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
                                      lo, bulk_end, qk_scale, m_b, l_b, D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM,
-                                     PF, NSK, GMEM)
+                                     GMEM)
     else:
         VN: tl.constexpr = VR * (D // CPWV) // 4
         acc3 = tl.zeros((CPWV, 4, VN), tl.float32)  # [code i, flat word]: reduced over rows once at the end
@@ -623,7 +606,9 @@ DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_UNROLL, MAXNREG, DEFAULT_BLOCK_N = 128, 
 # in the inner loops) 447 / 457 / 884 / 434 / 94. Values loaded a step ahead (prefetch=2) at cap 128: 453 /
 # 469 / 912 / 417 / 89 (ptxas moves half the loads late to stay under the cap); both loops a step ahead at
 # 168 regs: 467 / 512 / 1001 / 471 / 84; Triton's async-copy pipelining of the key loop (key_stages 3):
-# 493 / 508 / 984 / 452 / 93; 8 warps x 256-row tiles: 448 / 583 / 1155 / 464 / 97.
+# 493 / 508 / 984 / 452 / 93; 8 warps x 256-row tiles: 448 / 583 / 1155 / 464 / 97. The prefetch and
+# key_stages options lost at cap 96 too (h200_engine_round5/variants_caps.log) and were removed after
+# commit 67cf731; ptxas sinks a step-ahead load to the loop's end whenever registers are tight.
 MAXNREG_PACKED = 96
 
 
@@ -638,13 +623,11 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
                         num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
                         lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                         maxnreg: int | None = None, unroll: int | None = None, split_rem: bool = True,
-                        block_n: int | None = None, packed: bool | None = None, prefetch: int = 0,
-                        key_stages: int = 1, acc_in_scratch: bool = False) -> torch.Tensor:
+                        block_n: int | None = None, packed: bool | None = None,
+                        acc_in_scratch: bool = False) -> torch.Tensor:
     """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`).
     Tuning keywords (benchmarks and tests): block_w, num_warps, num_splits, unroll, maxnreg, split_rem,
-    block_n; `packed` the fp16x2 path (None: `default_packed`); `prefetch` (packed path: 1 keys, 2 values,
-    3 both loaded a step ahead); `key_stages` > 1 pipelines the packed key loop through async copies;
-    `acc_in_scratch` (packed path) parks the 16 value accumulators of a thread in its scratch row while keys
+    block_n; `packed` the fp16x2 path (None: `default_packed`); `acc_in_scratch` (packed path) parks the 16 value accumulators of a thread in its scratch row while keys
     run: 16 fewer live registers there (SASS: no spills at cap 96, none in the inner loops at 80), not yet
     timed."""
     s = state
@@ -702,7 +685,8 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         S, P,
         D=D, DP=D, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits, BW=BW, UK=unroll or DEFAULT_UNROLL, VR=VR,
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, SPLIT_REM=split_rem, PACKED=packed,
-        ASM=not _interpreting(), PF=prefetch, NSK=key_stages, GMEM=acc_in_scratch, NUM_WARPS_C=nw, DEV_LENS=lens is not None, WIN=win,
+        ASM=not _interpreting(), GMEM=acc_in_scratch, NUM_WARPS_C=nw,
+        DEV_LENS=lens is not None, WIN=win,
         num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}),
     )
     if not single:

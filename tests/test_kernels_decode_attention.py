@@ -264,20 +264,17 @@ def check_packed(B, H, L, D, G, pad, device=DEVICE, seed=0, **kw):
     assert err <= tol, f"packed: max |err| {err:.3g} > {tol}; L={L} D={D} G={G} pad={pad} {kw}"
 
 
-@pytest.mark.parametrize("L,D,G,pad,num_splits,prefetch,acc", [
-    (300, 64, 32, True, 1, 0, False), (700, 128, 16, False, 2, 0, False), (700, 64, 32, True, 2, 3, False),
-    (300, 128, 16, False, 1, 2, False), (1500, 64, 32, True, 1, 0, True), (1500, 128, 16, False, 2, 3, True)],
-    ids=str)
-def test_v3_packed_tiles_match_oracle(L, D, G, pad, num_splits, prefetch, acc):
-    # prefetch: the loads one step ahead (keys 1, values 2) must read the same data, masked at tile ends;
+@pytest.mark.parametrize("L,D,G,pad,num_splits,acc", [
+    (300, 64, 32, True, 1, False), (700, 128, 16, False, 2, False), (1500, 64, 32, True, 1, True),
+    (1500, 128, 16, False, 2, True)], ids=str)
+def test_v3_packed_tiles_match_oracle(L, D, G, pad, num_splits, acc):
     # acc (acc_in_scratch): the value accumulators cross each tile's key phase in the scratch row, which the
     # tile's p then overwrites; it needs a tile row a thread (block_w 32, one warp: 512-token tiles, so
     # 1500 tokens are 3 tiles in one program)
     if acc:
-        check_packed(2, 2, L, D, G, pad, block_w=32, num_warps=1, num_splits=num_splits, prefetch=prefetch,
-                     acc_in_scratch=True)
+        check_packed(2, 2, L, D, G, pad, block_w=32, num_warps=1, num_splits=num_splits, acc_in_scratch=True)
     else:
-        check_packed(2, 2, L, D, G, pad, block_w=8, num_splits=num_splits, prefetch=prefetch)
+        check_packed(2, 2, L, D, G, pad, block_w=8, num_splits=num_splits)
 
 
 def test_v3_acc_in_scratch_needs_a_tile_row_a_thread():
@@ -335,8 +332,7 @@ def test_gpu_shapes(dtype, D, k_bits, v_bits, group, impl):
 def test_gpu_v3_packed(L, D, G, B, H):
     check_packed(B, H, L, D, G, True, device="cuda", seed=L)
     check_packed(B, H, L, D, G, False, device="cuda", seed=L + 1)
-    for kw in ({"prefetch": 3, "maxnreg": 168}, {"prefetch": 2, "key_stages": 3},
-               {"acc_in_scratch": True, "maxnreg": 80}):
+    for kw in ({"maxnreg": 128}, {"acc_in_scratch": True, "maxnreg": 80}):
         check_packed(B, H, L, D, G, True, device="cuda", seed=L + 2, **kw)
 
 
