@@ -627,9 +627,9 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
                         acc_in_scratch: bool = False) -> torch.Tensor:
     """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`).
     Tuning keywords (benchmarks and tests): block_w, num_warps, num_splits, unroll, maxnreg, split_rem,
-    block_n; `packed` the fp16x2 path (None: `default_packed`); `acc_in_scratch` (packed path) parks the 16 value accumulators of a thread in its scratch row while keys
-    run: 16 fewer live registers there (SASS: no spills at cap 96, none in the inner loops at 80), not yet
-    timed."""
+    block_n; `packed` the fp16x2 path (None: `default_packed`); `acc_in_scratch` (packed path) parks a
+    thread's 16 value accumulators in its scratch row while keys run: 16 fewer live registers there (SASS:
+    no spills at cap 96, none in the inner loops at cap 80); not yet timed on a GPU."""
     s = state
     if packed is None:
         packed = default_packed(query, s)
@@ -646,8 +646,8 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     if packed and (s.k_bits, s.v_bits) != (2, 2):
         raise ValueError(f"packed=True computes k2v2 only (here k{s.k_bits}v{s.v_bits}); use packed=False")
     if acc_in_scratch and (not packed or BW < 32 * nw):
-        raise ValueError(f"acc_in_scratch=True needs block_w >= 32 x num_warps and the packed path (here block_w={BW}, "
-                         f"num_warps={nw}, packed={packed})")
+        raise ValueError(f"acc_in_scratch=True needs block_w >= 32 x num_warps and the packed path (here "
+                         f"block_w={BW}, num_warps={nw}, packed={packed})")
     BT = BW * (32 // s.k_bits)
     BLOCK_N = block_n or DEFAULT_BLOCK_N
     VR = 4 * 32 * nw // (D // (32 // s.v_bits))  # value rows a step: 4 words a thread
