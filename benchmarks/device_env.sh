@@ -11,3 +11,5 @@ for p in kivi_core kivi_cli; do ln -s "$PWD/$p" "$shim/$p"; done
 ln -s "$PWD/kernels" "$shim/kivi_kernels"
 export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
 python3 -c "import torch, triton, transformers; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())" | tee "$OUT/versions.txt"
+# left N: a step's timeout, N seconds or what is left of LIMIT (set by the script) if less, at least 5
+left() { local l=$((LIMIT - SECONDS)); [ "$l" -gt "$1" ] && echo "$1" || echo $((l > 5 ? l : 5)); }

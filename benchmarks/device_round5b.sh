@@ -5,7 +5,6 @@
 #   OUT=dir bash benchmarks/device_round5b.sh
 source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-560}
-left() { local l=$((LIMIT - SECONDS)); [ "$l" -gt "$1" ] && echo "$1" || echo $((l > 5 ? l : 5)); }
 timeout "$(left 120)" python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_engine.py 2>&1 \
     | tee "$OUT/engine_tests.log" | grep -v Warn | tail -4
 timeout "$(left 330)" python3 -c "from kivi_cli.main import app; app()" profile --arch llama-2-7b \

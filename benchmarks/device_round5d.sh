@@ -5,7 +5,6 @@
 #   OUT=dir bash benchmarks/device_round5d.sh
 source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-330}
-left() { local l=$((LIMIT - SECONDS)); [ "$l" -gt "$1" ] && echo "$1" || echo $((l > 5 ? l : 5)); }
 xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n "${XDIST:-8}")
 timeout "$(left 170)" python3 -m pytest -m gpu -q -p no:cacheprovider "${xd[@]}" \
     tests/test_kernels_decode_attention.py tests/test_engine.py 2>&1 | tee "$OUT/gpu_tests.log" | grep -v Warn | tail -5
