@@ -27,7 +27,7 @@ from kivi_kernels import decode_attention_v3 as da3  # noqa: E402
 D, H = 128, 32
 # name -> decode_attention_v3 keywords. maxnreg: the register cap (occupancy: 65536 / (128 threads x cap)
 # programs an SM). Round 5's prefetch / key_stages variants (sweep/variants.log) were removed with the
-# options after commit 67cf731.
+# options after commit 67cf731; round 6's acc_in_scratch (h200_v3_round6/) after commit 4d45246.
 VARIANTS = {
     "fp32": {"packed": False},
     "packed": {"packed": True},
@@ -35,10 +35,6 @@ VARIANTS = {
     "p_r80": {"packed": True, "maxnreg": 80},
     "p_r88": {"packed": True, "maxnreg": 88},
     "p_w8_bw256": {"packed": True, "num_warps": 8, "block_w": 256},
-    # value accumulators parked in the scratch row during the key phase (16 fewer live registers there)
-    "p_acc_r96": {"packed": True, "acc_in_scratch": True, "maxnreg": 96},
-    "p_acc_r80": {"packed": True, "acc_in_scratch": True, "maxnreg": 80},
-    "p_acc_r72": {"packed": True, "acc_in_scratch": True, "maxnreg": 72},
     # bulk split counts (the default packed path): the split rule's choice is the "packed" row
     **{f"S{n}": {"num_splits": n} for n in (1, 2, 3, 4, 8, 16)},
     "S_round4": {"num_splits": "round4"},  # the rule before round 5: ~4 x SMs programs, >= 2 tiles each

@@ -328,43 +328,11 @@ def _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, o
 
 
 @triton.jit
-def _gstore(p_ptr, offs_t, NT: tl.constexpr, g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15):
-    # the packed path's 16 value accumulators of each thread, to its own slots j * NT + thread of the scratch
-    tl.store(p_ptr + offs_t, g0)
-    tl.store(p_ptr + NT + offs_t, g1)
-    tl.store(p_ptr + 2 * NT + offs_t, g2)
-    tl.store(p_ptr + 3 * NT + offs_t, g3)
-    tl.store(p_ptr + 4 * NT + offs_t, g4)
-    tl.store(p_ptr + 5 * NT + offs_t, g5)
-    tl.store(p_ptr + 6 * NT + offs_t, g6)
-    tl.store(p_ptr + 7 * NT + offs_t, g7)
-    tl.store(p_ptr + 8 * NT + offs_t, g8)
-    tl.store(p_ptr + 9 * NT + offs_t, g9)
-    tl.store(p_ptr + 10 * NT + offs_t, g10)
-    tl.store(p_ptr + 11 * NT + offs_t, g11)
-    tl.store(p_ptr + 12 * NT + offs_t, g12)
-    tl.store(p_ptr + 13 * NT + offs_t, g13)
-    tl.store(p_ptr + 14 * NT + offs_t, g14)
-    tl.store(p_ptr + 15 * NT + offs_t, g15)
-
-
-@triton.jit
-def _gload(p_ptr, offs_t, NT: tl.constexpr):
-    # _gstore's slots back into registers
-    return (tl.load(p_ptr + offs_t), tl.load(p_ptr + NT + offs_t), tl.load(p_ptr + 2 * NT + offs_t),
-            tl.load(p_ptr + 3 * NT + offs_t), tl.load(p_ptr + 4 * NT + offs_t), tl.load(p_ptr + 5 * NT + offs_t),
-            tl.load(p_ptr + 6 * NT + offs_t), tl.load(p_ptr + 7 * NT + offs_t), tl.load(p_ptr + 8 * NT + offs_t),
-            tl.load(p_ptr + 9 * NT + offs_t), tl.load(p_ptr + 10 * NT + offs_t), tl.load(p_ptr + 11 * NT + offs_t),
-            tl.load(p_ptr + 12 * NT + offs_t), tl.load(p_ptr + 13 * NT + offs_t), tl.load(p_ptr + 14 * NT + offs_t),
-            tl.load(p_ptr + 15 * NT + offs_t))
-
-
-@triton.jit
 def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_ptr,
                  s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
                  lo, end, qk_scale, m_i, l_i,
                  D: tl.constexpr, G: tl.constexpr, BW: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
-                 ASM: tl.constexpr, GMEM: tl.constexpr):
+                 ASM: tl.constexpr):
     # _bulk at k2v2 with the per-code arithmetic in fp16x2 pairs (_dot16, 8 words a call). Keys: the same
     # tiles and thread mapping (a thread = a word row, 8 channels a step; its 16 token scores are 16 [BW]
     # accumulators). Values: a thread = one word column over 8 rows a step, so the pairs sum 8 tokens
@@ -378,12 +346,8 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
     gcol = (col * 16) // G
     tok_l = tl.arange(0, BW)[:, None] * 16 + tl.arange(0, 16)[None, :]  # [BW, 16]: token w*16 + j
     z = tl.zeros((NT,), tl.float32)
-    if GMEM:  # the value accumulators wait in this thread's slots of the scratch row while keys run
-        tl.static_assert(NT <= BW, "GMEM keeps 16 x threads fp32 in the tile's p region")
-        _gstore(p_ptr, offs_t, NT, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
-    else:
-        g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = \
-            z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z
+    g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = \
+        z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z
     NG: tl.constexpr = D // G
     cpm = tl.zeros((NG,), tl.float32)  # sum of p * min, a channel group each
     u_ptr = (p_ptr + 16 * BW).to(tl.pointer_type(tl.float16))  # after the tile's p: u, [token, group] fp16
@@ -418,8 +382,6 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
         p = tl.exp2(s - m_safe)
         l_i = l_i * alpha + tl.sum(tl.sum(p, axis=1), axis=0)
         m_i = m_new
-        if GMEM:  # before the barrier below: every thread has its accumulators back before p overwrites them
-            g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _gload(p_ptr, offs_t, NT)
         g0, g1, g2, g3, g4, g5, g6, g7 = g0 * alpha, g1 * alpha, g2 * alpha, g3 * alpha, g4 * alpha, g5 * alpha, \
             g6 * alpha, g7 * alpha
         g8, g9, g10, g11, g12, g13, g14, g15 = g8 * alpha, g9 * alpha, g10 * alpha, g11 * alpha, g12 * alpha, \
@@ -450,10 +412,6 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
                 v0, v1, v2, v3, v4, v5, v6, v7, u0.to(tl.float32), u1.to(tl.float32), u2.to(tl.float32),
                 u3.to(tl.float32), u4.to(tl.float32), u5.to(tl.float32), u6.to(tl.float32), u7.to(tl.float32),
                 g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15, ASM)
-        if GMEM:  # p's readers (the u pass) passed the barrier before the value loop
-            _gstore(p_ptr, offs_t, NT, g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15)
-    if GMEM:
-        g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _gload(p_ptr, offs_t, NT)
     out = _join16(g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15)  # [NT, 16]
     gsel = (tl.arange(0, DW) * 16 // G)[:, None] == tl.arange(0, NG)[None, :]
     out = tl.sum(tl.reshape(out, (RS, DW, 16)), axis=0) + tl.sum(tl.where(gsel, cpm[None, :], 0.0), axis=1)[:, None]
@@ -479,7 +437,7 @@ def _decode_attn_v3_kernel(
     NUM_SPLITS, P_ROWS,
     D: tl.constexpr, DP: tl.constexpr, G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr,
     BW: tl.constexpr, VR: tl.constexpr, UK: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr,
-    SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, GMEM: tl.constexpr,
+    SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr,
     NUM_WARPS_C: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
@@ -519,8 +477,7 @@ def _decode_attn_v3_kernel(
     if PACKED:
         m_b, l_b, acc = _bulk_packed(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                      valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
-                                     lo, bulk_end, qk_scale, m_b, l_b, D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM,
-                                     GMEM)
+                                     lo, bulk_end, qk_scale, m_b, l_b, D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM)
     else:
         VN: tl.constexpr = VR * (D // CPWV) // 4
         acc3 = tl.zeros((CPWV, 4, VN), tl.float32)  # [code i, flat word]: reduced over rows once at the end
@@ -623,13 +580,10 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
                         num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
                         lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                         maxnreg: int | None = None, unroll: int | None = None, split_rem: bool = True,
-                        block_n: int | None = None, packed: bool | None = None,
-                        acc_in_scratch: bool = False) -> torch.Tensor:
+                        block_n: int | None = None, packed: bool | None = None) -> torch.Tensor:
     """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`).
     Tuning keywords (benchmarks and tests): block_w, num_warps, num_splits, unroll, maxnreg, split_rem,
-    block_n; `packed` the fp16x2 path (None: `default_packed`); `acc_in_scratch` (packed path) parks a
-    thread's 16 value accumulators in its scratch row while keys run: 16 fewer live registers there (SASS:
-    no spills at cap 96, none in the inner loops at cap 80); not yet timed on a GPU."""
+    block_n; `packed` the fp16x2 path (None: `default_packed`)."""
     s = state
     if packed is None:
         packed = default_packed(query, s)
@@ -645,9 +599,6 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         raise ValueError(f"block_w={BW} must be a power of two")
     if packed and (s.k_bits, s.v_bits) != (2, 2):
         raise ValueError(f"packed=True computes k2v2 only (here k{s.k_bits}v{s.v_bits}); use packed=False")
-    if acc_in_scratch and (not packed or BW < 32 * nw):
-        raise ValueError(f"acc_in_scratch=True needs block_w >= 32 x num_warps and the packed path (here "
-                         f"block_w={BW}, num_warps={nw}, packed={packed})")
     BT = BW * (32 // s.k_bits)
     BLOCK_N = block_n or DEFAULT_BLOCK_N
     VR = 4 * 32 * nw // (D // (32 // s.v_bits))  # value rows a step: 4 words a thread
@@ -685,7 +636,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         S, P,
         D=D, DP=D, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits, BW=BW, UK=unroll or DEFAULT_UNROLL, VR=VR,
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, SPLIT_REM=split_rem, PACKED=packed,
-        ASM=not _interpreting(), GMEM=acc_in_scratch, NUM_WARPS_C=nw,
+        ASM=not _interpreting(), NUM_WARPS_C=nw,
         DEV_LENS=lens is not None, WIN=win,
         num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}),
     )
