@@ -35,6 +35,14 @@ VARIANTS = {
     "p_r80": {"packed": True, "maxnreg": 80},
     "p_r88": {"packed": True, "maxnreg": 88},
     "p_w8_bw256": {"packed": True, "num_warps": 8, "block_w": 256},
+    # TMA descriptor loads of the bulk's key and value code tiles, pipelined `stages` deep (None: 3)
+    "p_tma": {"packed": True, "tma": True},
+    "p_tma_s2": {"packed": True, "tma": True, "stages": 2},
+    "p_tma_s4": {"packed": True, "tma": True, "stages": 4},
+    "p_tma_s6": {"packed": True, "tma": True, "stages": 6},
+    "p_tma_r128": {"packed": True, "tma": True, "maxnreg": 128},
+    "p_tma_r80": {"packed": True, "tma": True, "maxnreg": 80},
+    "p_tma_s4_w8": {"packed": True, "tma": True, "stages": 4, "num_warps": 8, "block_w": 256},
     # bulk split counts (the default packed path): the split rule's choice is the "packed" row
     **{f"S{n}": {"num_splits": n} for n in (1, 2, 3, 4, 8, 16)},
     "S_round4": {"num_splits": "round4"},  # the rule before round 5: ~4 x SMs programs, >= 2 tiles each

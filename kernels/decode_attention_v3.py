@@ -328,11 +328,42 @@ def _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, o
 
 
 @triton.jit
+def _kload8_tma(kd, ksd, kmd, b, h, start, dc, BW: tl.constexpr, G: tl.constexpr):
+    # _kload8 through TMA descriptors ([batch, head, row, channel] boxes of [1, 1, rows, 8]): the copy
+    # engine fills shared memory, so the loop's pipeline stages hold loads in flight without registers.
+    # Rows past a head's end read as zeros; rows past the split's end are masked by the caller's t_ok.
+    # A scale / min row serves G / 16 word rows: broadcast in registers.
+    BG: tl.constexpr = BW * 16 // G
+    kw = tl.reshape(kd.load([b, h, start // 16, dc]), (BW, 8))
+    sk = tl.reshape(ksd.load([b, h, start // G, dc]), (BG, 8))
+    mk = tl.reshape(kmd.load([b, h, start // G, dc]), (BG, 8))
+    if BG != BW:
+        sk = tl.reshape(tl.broadcast_to(sk[:, None, :], (BG, BW // BG, 8)), (BW, 8))
+        mk = tl.reshape(tl.broadcast_to(mk[:, None, :], (BG, BW // BG, 8)), (BW, 8))
+    return kw, sk, mk
+
+
+@triton.jit
+def _vrows8_tma(vd, u_ptr, b, h, start, r0, rt, RS: tl.constexpr, DW: tl.constexpr, NT: tl.constexpr, n_t, gcol,
+                NG: tl.constexpr):
+    # _vrows8 through a TMA descriptor: one [8 RS, DW] box of value words a step, handed out as _vrows8
+    # does (thread = (row slot rt, column); its 8 rows rt + k RS). The same _split8 order on the words and
+    # on u keeps each row's word with its own u.
+    vt = tl.reshape(vd.load([b, h, start + r0, 0]), (8, RS, DW))  # [k, rt, col]
+    vt = tl.reshape(tl.permute(vt, (1, 2, 0)), (NT, 8))  # [thread, k]
+    r = r0 + rt[:, None] + RS * tl.arange(0, 8)[None, :]
+    u = tl.load(u_ptr + r * NG + gcol[:, None], mask=r < n_t, other=0.0)
+    v0, v1, v2, v3, v4, v5, v6, v7 = _split8(vt)
+    u0, u1, u2, u3, u4, u5, u6, u7 = _split8(u)
+    return v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7
+
+
+@triton.jit
 def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_ptr,
                  s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
-                 lo, end, qk_scale, m_i, l_i,
+                 lo, end, qk_scale, m_i, l_i, kd, ksd, kmd, vd, b, h,
                  D: tl.constexpr, G: tl.constexpr, BW: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
-                 ASM: tl.constexpr):
+                 ASM: tl.constexpr, TMA: tl.constexpr, NS: tl.constexpr):
     # _bulk at k2v2 with the per-code arithmetic in fp16x2 pairs (_dot16, 8 words a call). Keys: the same
     # tiles and thread mapping (a thread = a word row, 8 channels a step; its 16 token scores are 16 [BW]
     # accumulators). Values: a thread = one word column over 8 rows a step, so the pairs sum 8 tokens
@@ -359,9 +390,12 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
         f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = \
             y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y
         base = tl.zeros((BW, 8), tl.float32)
-        for dc in range(0, D, 8):
+        for dc in tl.range(0, D, 8, num_stages=NS):
             qc = tl.load(q_ptr + dc + offs_c).to(tl.float32)[None, :] * qk_scale
-            kw, sk, mk = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c)
+            if TMA:
+                kw, sk, mk = _kload8_tma(kd, ksd, kmd, b, h, start, dc, BW, G)
+            else:
+                kw, sk, mk = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c)
             sk = sk.to(tl.float32)
             base += qc * mk.to(tl.float32)
             w0, w1, w2, w3, w4, w5, w6, w7 = _split8(kw)
@@ -405,9 +439,13 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
             cg += pt * mv
         cpm = cpm * alpha + tl.sum(tl.reshape(cg, (NT, NG)), axis=0)  # one cross-thread sum a tile
         tl.debug_barrier()
-        for r0 in range(0, n_t, 8 * RS):
-            v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = _vrows8(
-                vc_ptr, u_ptr, s_vct, start, r0 + rt, RS, n_t, col, gcol, NG)
+        for r0 in tl.range(0, n_t, 8 * RS, num_stages=NS):
+            if TMA:
+                v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = _vrows8_tma(
+                    vd, u_ptr, b, h, start, r0, rt, RS, DW, NT, n_t, gcol, NG)
+            else:
+                v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = _vrows8(
+                    vc_ptr, u_ptr, s_vct, start, r0 + rt, RS, n_t, col, gcol, NG)
             g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _pairs16(
                 v0, v1, v2, v3, v4, v5, v6, v7, u0.to(tl.float32), u1.to(tl.float32), u2.to(tl.float32),
                 u3.to(tl.float32), u4.to(tl.float32), u5.to(tl.float32), u6.to(tl.float32), u7.to(tl.float32),
@@ -421,7 +459,7 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
 @triton.jit
 def _decode_attn_v3_kernel(
     q_ptr, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr, lens_ptr,
-    acc_ptr, m_ptr, l_ptr, out_ptr, p_ptr,
+    acc_ptr, m_ptr, l_ptr, out_ptr, p_ptr, kd, ksd, kmd, vd,
     H, L, n_kq, n_vq, chunk, qk_scale, magic,
     s_qb, s_qh, s_qd,
     s_kcb, s_kch, s_kcw,
@@ -438,7 +476,7 @@ def _decode_attn_v3_kernel(
     D: tl.constexpr, DP: tl.constexpr, G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr,
     BW: tl.constexpr, VR: tl.constexpr, UK: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr,
     SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr,
-    NUM_WARPS_C: tl.constexpr,
+    TMA: tl.constexpr, NS: tl.constexpr, NUM_WARPS_C: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
@@ -477,7 +515,8 @@ def _decode_attn_v3_kernel(
     if PACKED:
         m_b, l_b, acc = _bulk_packed(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                      valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
-                                     lo, bulk_end, qk_scale, m_b, l_b, D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM)
+                                     lo, bulk_end, qk_scale, m_b, l_b, kd, ksd, kmd, vd, b.to(tl.int32),
+                                     h.to(tl.int32), D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM, TMA, NS)
     else:
         VN: tl.constexpr = VR * (D // CPWV) // 4
         acc3 = tl.zeros((CPWV, 4, VN), tl.float32)  # [code i, flat word]: reduced over rows once at the end
@@ -576,14 +615,34 @@ def default_packed(query: torch.Tensor, state: KiviState) -> bool:
     return (state.k_bits, state.v_bits) == (2, 2) and query.dtype == torch.float16
 
 
+def _tma_descriptors(s: KiviState, block_w: int, num_warps: int) -> tuple | None:
+    """Host TMA descriptors ([batch, head, row, column] boxes) of the packed key codes, key scales / mins
+    and value codes for the packed bulk loop, or None where TMA cannot address them (an empty segment, a
+    row stride or base off 16 bytes): the bulk then loads through pointers."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+    D = s.k_codes.shape[-1]
+    rows_v = 8 * 32 * num_warps // (D // 16)  # _vrows8_tma's box: 8 rows a row slot
+    boxes = ((s.k_codes, [1, 1, block_w, 8]), (s.k_scale, [1, 1, block_w * 16 // s.group_size, 8]),
+             (s.k_min, [1, 1, block_w * 16 // s.group_size, 8]), (s.v_codes, [1, 1, rows_v, D // 16]))
+    out = []
+    for t, box in boxes:
+        if (t.numel() == 0 or t.data_ptr() % 16 or t.stride(-1) != 1 or max(box) > 256
+                or any(st * t.element_size() % 16 for st in t.stride()[:-1])):
+            return None
+        out.append(TensorDescriptor(t, list(t.shape), list(t.stride()), box))
+    return tuple(out)
+
+
 def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None, scaling: float, *,
                         num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
                         lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                         maxnreg: int | None = None, unroll: int | None = None, split_rem: bool = True,
-                        block_n: int | None = None, packed: bool | None = None) -> torch.Tensor:
+                        block_n: int | None = None, packed: bool | None = None, tma: bool = False,
+                        stages: int | None = None) -> torch.Tensor:
     """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`).
     Tuning keywords (benchmarks and tests): block_w, num_warps, num_splits, unroll, maxnreg, split_rem,
-    block_n; `packed` the fp16x2 path (None: `default_packed`)."""
+    block_n; `packed` the fp16x2 path (None: `default_packed`); `tma` (packed path) loads the bulk's key and
+    value code tiles through TMA descriptors, `stages` its pipeline depth (None: Triton's default)."""
     s = state
     if packed is None:
         packed = default_packed(query, s)
@@ -600,6 +659,12 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     if packed and (s.k_bits, s.v_bits) != (2, 2):
         raise ValueError(f"packed=True computes k2v2 only (here k{s.k_bits}v{s.v_bits}); use packed=False")
     BT = BW * (32 // s.k_bits)
+    if tma and not packed:
+        raise ValueError("tma=True needs the packed path (packed=True)")
+    descs = _tma_descriptors(s, BW, nw) if tma else None
+    if tma and descs is None:
+        raise ValueError(f"tma=True cannot address this state with block_w={BW}, num_warps={nw} (a box over 256 "
+                         f"rows, an empty segment, or a row stride / base off 16 bytes); use tma=False")
     BLOCK_N = block_n or DEFAULT_BLOCK_N
     VR = 4 * 32 * nw // (D // (32 // s.v_bits))  # value rows a step: 4 words a thread
     if maxnreg is None and query.device.type == "cuda":
@@ -626,7 +691,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         query, ptr(s.k_codes), ptr(s.k_scale), ptr(s.k_min), ptr(s.k_tail),
         ptr(s.v_codes), ptr(s.v_scale), ptr(s.v_min), ptr(s.v_win), mask if mask is not None else query,
         lens if lens is not None else query,
-        acc_ws, m_ws, l_ws, out, p_ws,
+        acc_ws, m_ws, l_ws, out, p_ws, *(descs or (None,) * 4),
         H, L, s.n_kq, s.n_vq, chunk, scaling * _LOG2E, 0x4B000000,
         query.stride(0), query.stride(1), query.stride(3),
         *st(s.k_codes), *st(s.k_scale), *st(s.k_min), *st(s.k_tail),
@@ -636,7 +701,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         S, P,
         D=D, DP=D, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits, BW=BW, UK=unroll or DEFAULT_UNROLL, VR=VR,
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, SPLIT_REM=split_rem, PACKED=packed,
-        ASM=not _interpreting(), NUM_WARPS_C=nw,
+        ASM=not _interpreting(), TMA=descs is not None, NS=stages, NUM_WARPS_C=nw,
         DEV_LENS=lens is not None, WIN=win,
         num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}),
     )
