@@ -43,6 +43,15 @@ VARIANTS = {
     "p_tma_r128": {"packed": True, "tma": True, "maxnreg": 128},
     "p_tma_r80": {"packed": True, "tma": True, "maxnreg": 80},
     "p_tma_s4_w8": {"packed": True, "tma": True, "stages": 4, "num_warps": 8, "block_w": 256},
+    # the u fold's pass width (ufold x NG elements a thread) and the value step's row order (urows)
+    "p_f2": {"ufold": 2},
+    "p_f4": {"ufold": 4},
+    "p_f8": {"ufold": 8},
+    "p_u": {"urows": True},
+    "p_uf4": {"urows": True, "ufold": 4},
+    "p_tma_s4_f4": {"tma": True, "stages": 4, "ufold": 4},
+    "p_tma_s4_uf4": {"tma": True, "stages": 4, "urows": True, "ufold": 4},
+    "p_tma_s4_u": {"tma": True, "stages": 4, "urows": True},
     # bulk split counts (the default packed path): the split rule's choice is the "packed" row
     **{f"S{n}": {"num_splits": n} for n in (1, 2, 3, 4, 8, 16)},
     "S_round4": {"num_splits": "round4"},  # the rule before round 5: ~4 x SMs programs, >= 2 tiles each

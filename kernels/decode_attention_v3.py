@@ -294,31 +294,6 @@ def _split8(t):
 
 
 @triton.jit
-def _vrow(vc_ptr, u_ptr, s_vct, start, r, n_t, col, gcol, NG: tl.constexpr):
-    # one value code row a thread: its word and u = p * scale (the tile's scratch) for tile row r (0 past
-    # the tile's end); 32-bit offsets (a head's rows x words stay far below 2^31): int64 ones cost ~15
-    # instructions a row
-    ok = r < n_t
-    w = tl.load(vc_ptr + (start + r) * s_vct + col, mask=ok, other=0)
-    u = tl.load(u_ptr + r * NG + gcol, mask=ok, other=0.0)  # fp16 until used: half the registers
-    return w, u
-
-
-@triton.jit
-def _vrows8(vc_ptr, u_ptr, s_vct, start, r, RS: tl.constexpr, n_t, col, gcol, NG: tl.constexpr):
-    # the 8 rows r, r + RS, ..., r + 7 RS of one value step (_vrow each)
-    v0, u0 = _vrow(vc_ptr, u_ptr, s_vct, start, r, n_t, col, gcol, NG)
-    v1, u1 = _vrow(vc_ptr, u_ptr, s_vct, start, r + RS, n_t, col, gcol, NG)
-    v2, u2 = _vrow(vc_ptr, u_ptr, s_vct, start, r + 2 * RS, n_t, col, gcol, NG)
-    v3, u3 = _vrow(vc_ptr, u_ptr, s_vct, start, r + 3 * RS, n_t, col, gcol, NG)
-    v4, u4 = _vrow(vc_ptr, u_ptr, s_vct, start, r + 4 * RS, n_t, col, gcol, NG)
-    v5, u5 = _vrow(vc_ptr, u_ptr, s_vct, start, r + 5 * RS, n_t, col, gcol, NG)
-    v6, u6 = _vrow(vc_ptr, u_ptr, s_vct, start, r + 6 * RS, n_t, col, gcol, NG)
-    v7, u7 = _vrow(vc_ptr, u_ptr, s_vct, start, r + 7 * RS, n_t, col, gcol, NG)
-    return v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7
-
-
-@triton.jit
 def _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c):
     # one key step of the packed path: 8 channels' code words, scales and mins (fp16) of a thread's word row
     kw = tl.load(kc_ptr + rows_w[:, None] * s_kcw + (dc + offs_c)[None, :], mask=w_ok[:, None], other=0)
@@ -344,17 +319,56 @@ def _kload8_tma(kd, ksd, kmd, b, h, start, dc, BW: tl.constexpr, G: tl.constexpr
 
 
 @triton.jit
-def _vrows8_tma(vd, u_ptr, b, h, start, r0, rt, RS: tl.constexpr, DW: tl.constexpr, NT: tl.constexpr, n_t, gcol,
-                NG: tl.constexpr):
-    # _vrows8 through a TMA descriptor: one [8 RS, DW] box of value words a step, handed out as _vrows8
-    # does (thread = (row slot rt, column); its 8 rows rt + k RS). The same _split8 order on the words and
-    # on u keeps each row's word with its own u.
-    vt = tl.reshape(vd.load([b, h, start + r0, 0]), (8, RS, DW))  # [k, rt, col]
-    vt = tl.reshape(tl.permute(vt, (1, 2, 0)), (NT, 8))  # [thread, k]
-    r = r0 + rt[:, None] + RS * tl.arange(0, 8)[None, :]
-    u = tl.load(u_ptr + r * NG + gcol[:, None], mask=r < n_t, other=0.0)
-    v0, v1, v2, v3, v4, v5, v6, v7 = _split8(vt)
-    u0, u1, u2, u3, u4, u5, u6, u7 = _split8(u)
+def _vword(vc_ptr, s_vct, start, r, col, n_t):
+    # one value code word a thread (0 past the tile's end)
+    return tl.load(vc_ptr + (start + r) * s_vct + col, mask=r < n_t, other=0)
+
+
+@triton.jit
+def _vstep(vc_ptr, vd, u_ptr, b, h, s_vct, start, r0, rt, col, gcol, n_t, RS: tl.constexpr, DW: tl.constexpr,
+           NT: tl.constexpr, NG: tl.constexpr, BT: tl.constexpr, TMA: tl.constexpr, UROWS: tl.constexpr):
+    # one value step of the packed path: thread (row slot rt, word column col) takes 8 rows of the tile's
+    # [8 RS, DW] block of code words, with their u = p * scale (this tile's scratch, fp16 until used; 0
+    # past the tile's end). UROWS: the 8 rows are consecutive and u is stored [group, token], so a
+    # thread's 8 u are one 16-byte load; else rows rt + k RS and u [token, group], 8 two-byte loads.
+    # TMA: the words come from one descriptor box a step. Pointer loads stay one [NT] load a row: as one
+    # [NT, 8] load, Triton picks a layout that then crosses shared memory (a barrier a step, in SASS).
+    # 32-bit offsets: a head's rows x words stay far below 2^31.
+    if UROWS:
+        r = r0 + rt * 8
+        kk = tl.arange(0, 8)[None, :]
+        u0, u4, u2, u6, u1, u5, u3, u7 = _split8(  # _split8 hands out columns 0, 4, 2, 6, 1, 5, 3, 7
+            tl.load(u_ptr + gcol[:, None] * BT + r[:, None] + kk, mask=r[:, None] + kk < n_t, other=0.0))
+        if TMA:
+            vt = tl.reshape(vd.load([b, h, start + r0, 0]), (RS, 8, DW))  # [rt, k, col]
+            v0, v4, v2, v6, v1, v5, v3, v7 = _split8(tl.reshape(tl.permute(vt, (0, 2, 1)), (NT, 8)))
+        else:
+            v0, v1, v2, v3 = (_vword(vc_ptr, s_vct, start, r, col, n_t), _vword(vc_ptr, s_vct, start, r + 1, col, n_t),
+                              _vword(vc_ptr, s_vct, start, r + 2, col, n_t), _vword(vc_ptr, s_vct, start, r + 3, col, n_t))
+            v4, v5, v6, v7 = (_vword(vc_ptr, s_vct, start, r + 4, col, n_t), _vword(vc_ptr, s_vct, start, r + 5, col, n_t),
+                              _vword(vc_ptr, s_vct, start, r + 6, col, n_t), _vword(vc_ptr, s_vct, start, r + 7, col, n_t))
+    else:
+        r = r0 + rt
+        u0, u1, u2, u3 = (tl.load(u_ptr + r * NG + gcol, mask=r < n_t, other=0.0),
+                          tl.load(u_ptr + (r + RS) * NG + gcol, mask=r + RS < n_t, other=0.0),
+                          tl.load(u_ptr + (r + 2 * RS) * NG + gcol, mask=r + 2 * RS < n_t, other=0.0),
+                          tl.load(u_ptr + (r + 3 * RS) * NG + gcol, mask=r + 3 * RS < n_t, other=0.0))
+        u4, u5, u6, u7 = (tl.load(u_ptr + (r + 4 * RS) * NG + gcol, mask=r + 4 * RS < n_t, other=0.0),
+                          tl.load(u_ptr + (r + 5 * RS) * NG + gcol, mask=r + 5 * RS < n_t, other=0.0),
+                          tl.load(u_ptr + (r + 6 * RS) * NG + gcol, mask=r + 6 * RS < n_t, other=0.0),
+                          tl.load(u_ptr + (r + 7 * RS) * NG + gcol, mask=r + 7 * RS < n_t, other=0.0))
+        if TMA:
+            vt = tl.reshape(vd.load([b, h, start + r0, 0]), (8, RS, DW))  # [k, rt, col]
+            v0, v4, v2, v6, v1, v5, v3, v7 = _split8(tl.reshape(tl.permute(vt, (1, 2, 0)), (NT, 8)))
+        else:
+            v0, v1, v2, v3 = (_vword(vc_ptr, s_vct, start, r, col, n_t),
+                              _vword(vc_ptr, s_vct, start, r + RS, col, n_t),
+                              _vword(vc_ptr, s_vct, start, r + 2 * RS, col, n_t),
+                              _vword(vc_ptr, s_vct, start, r + 3 * RS, col, n_t))
+            v4, v5, v6, v7 = (_vword(vc_ptr, s_vct, start, r + 4 * RS, col, n_t),
+                              _vword(vc_ptr, s_vct, start, r + 5 * RS, col, n_t),
+                              _vword(vc_ptr, s_vct, start, r + 6 * RS, col, n_t),
+                              _vword(vc_ptr, s_vct, start, r + 7 * RS, col, n_t))
     return v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7
 
 
@@ -363,7 +377,7 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
                  s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
                  lo, end, qk_scale, m_i, l_i, kd, ksd, kmd, vd, b, h,
                  D: tl.constexpr, G: tl.constexpr, BW: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
-                 ASM: tl.constexpr, TMA: tl.constexpr, NS: tl.constexpr):
+                 ASM: tl.constexpr, TMA: tl.constexpr, NS: tl.constexpr, UROWS: tl.constexpr, UF: tl.constexpr):
     # _bulk at k2v2 with the per-code arithmetic in fp16x2 pairs (_dot16, 8 words a call). Keys: the same
     # tiles and thread mapping (a thread = a word row, 8 channels a step; its 16 token scores are 16 [BW]
     # accumulators). Values: a thread = one word column over 8 rows a step, so the pairs sum 8 tokens
@@ -381,7 +395,7 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
         z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z
     NG: tl.constexpr = D // G
     cpm = tl.zeros((NG,), tl.float32)  # sum of p * min, a channel group each
-    u_ptr = (p_ptr + 16 * BW).to(tl.pointer_type(tl.float16))  # after the tile's p: u, [token, group] fp16
+    u_ptr = (p_ptr + 16 * BW).to(tl.pointer_type(tl.float16))  # after the tile's p: u (_vstep), fp16
     for start in range(lo, end, 16 * BW):
         rows_w = (start // 16 + tl.arange(0, BW)).to(tl.int64)
         w_ok = rows_w * 16 < end
@@ -426,26 +440,27 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
         n_t = tl.minimum(end - start, 16 * BW)
         # values' scale and min are per (token, channel group): fold them once a (token, group) here, in a
         # flat pass, so the value loop reads its word and one fp16 factor a row (not p, scale, min: 4 loads)
-        cg = tl.zeros((NT * NG,), tl.float32)
-        for e0 in range(0, n_t * NG, NT * NG):
-            e = e0 + tl.arange(0, NT * NG)
+        # UF (u elements a thread a pass, x NG): each pass is one round trip to memory, so fewer, wider
+        # passes keep more loads in flight
+        cg = tl.zeros((NT * NG * UF,), tl.float32)
+        for e0 in range(0, n_t * NG, NT * NG * UF):
+            e = e0 + tl.arange(0, NT * NG * UF)
             t = e // NG
             ok = t < n_t
             pt = tl.load(p_ptr + t, mask=ok, other=0.0)
             x = (start + t) * s_vst + e % NG
             sv = tl.load(vs_ptr + x, mask=ok, other=0.0).to(tl.float32)
             mv = tl.load(vm_ptr + x, mask=ok, other=0.0).to(tl.float32)
-            tl.store(u_ptr + e, (pt * sv).to(tl.float16), mask=ok)
+            if UROWS:
+                tl.store(u_ptr + (e % NG) * (16 * BW) + t, (pt * sv).to(tl.float16), mask=ok)
+            else:
+                tl.store(u_ptr + e, (pt * sv).to(tl.float16), mask=ok)
             cg += pt * mv
-        cpm = cpm * alpha + tl.sum(tl.reshape(cg, (NT, NG)), axis=0)  # one cross-thread sum a tile
+        cpm = cpm * alpha + tl.sum(tl.reshape(cg, (NT * UF, NG)), axis=0)  # one cross-thread sum a tile
         tl.debug_barrier()
         for r0 in tl.range(0, n_t, 8 * RS, num_stages=NS):
-            if TMA:
-                v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = _vrows8_tma(
-                    vd, u_ptr, b, h, start, r0, rt, RS, DW, NT, n_t, gcol, NG)
-            else:
-                v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = _vrows8(
-                    vc_ptr, u_ptr, s_vct, start, r0 + rt, RS, n_t, col, gcol, NG)
+            v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = _vstep(
+                vc_ptr, vd, u_ptr, b, h, s_vct, start, r0, rt, col, gcol, n_t, RS, DW, NT, NG, 16 * BW, TMA, UROWS)
             g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _pairs16(
                 v0, v1, v2, v3, v4, v5, v6, v7, u0.to(tl.float32), u1.to(tl.float32), u2.to(tl.float32),
                 u3.to(tl.float32), u4.to(tl.float32), u5.to(tl.float32), u6.to(tl.float32), u7.to(tl.float32),
@@ -476,7 +491,7 @@ def _decode_attn_v3_kernel(
     D: tl.constexpr, DP: tl.constexpr, G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr,
     BW: tl.constexpr, VR: tl.constexpr, UK: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr,
     SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr,
-    TMA: tl.constexpr, NS: tl.constexpr, NUM_WARPS_C: tl.constexpr,
+    TMA: tl.constexpr, NS: tl.constexpr, UROWS: tl.constexpr, UF: tl.constexpr, NUM_WARPS_C: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
@@ -516,7 +531,7 @@ def _decode_attn_v3_kernel(
         m_b, l_b, acc = _bulk_packed(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                      valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
                                      lo, bulk_end, qk_scale, m_b, l_b, kd, ksd, kmd, vd, b.to(tl.int32),
-                                     h.to(tl.int32), D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM, TMA, NS)
+                                     h.to(tl.int32), D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM, TMA, NS, UROWS, UF)
     else:
         VN: tl.constexpr = VR * (D // CPWV) // 4
         acc3 = tl.zeros((CPWV, 4, VN), tl.float32)  # [code i, flat word]: reduced over rows once at the end
@@ -621,7 +636,7 @@ def _tma_descriptors(s: KiviState, block_w: int, num_warps: int) -> tuple | None
     row stride or base off 16 bytes): the bulk then loads through pointers."""
     from triton.tools.tensor_descriptor import TensorDescriptor
     D = s.k_codes.shape[-1]
-    rows_v = 8 * 32 * num_warps // (D // 16)  # _vrows8_tma's box: 8 rows a row slot
+    rows_v = 8 * 32 * num_warps // (D // 16)  # _vstep's box: 8 rows a row slot
     boxes = ((s.k_codes, [1, 1, block_w, 8]), (s.k_scale, [1, 1, block_w * 16 // s.group_size, 8]),
              (s.k_min, [1, 1, block_w * 16 // s.group_size, 8]), (s.v_codes, [1, 1, rows_v, D // 16]))
     out = []
@@ -638,11 +653,13 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
                         lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                         maxnreg: int | None = None, unroll: int | None = None, split_rem: bool = True,
                         block_n: int | None = None, packed: bool | None = None, tma: bool = False,
-                        stages: int | None = None) -> torch.Tensor:
+                        stages: int | None = None, urows: bool = False, ufold: int = 1) -> torch.Tensor:
     """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`).
     Tuning keywords (benchmarks and tests): block_w, num_warps, num_splits, unroll, maxnreg, split_rem,
     block_n; `packed` the fp16x2 path (None: `default_packed`); `tma` (packed path) loads the bulk's key and
-    value code tiles through TMA descriptors, `stages` its pipeline depth (None: Triton's default)."""
+    value code tiles through TMA descriptors, `stages` its pipeline depth (None: Triton's default); `urows`
+    gives a thread 8 consecutive value rows a step (its u in one 16-byte load); `ufold` x NG the u
+    elements a thread a pass of the u fold (power of two)."""
     s = state
     if packed is None:
         packed = default_packed(query, s)
@@ -659,6 +676,8 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     if packed and (s.k_bits, s.v_bits) != (2, 2):
         raise ValueError(f"packed=True computes k2v2 only (here k{s.k_bits}v{s.v_bits}); use packed=False")
     BT = BW * (32 // s.k_bits)
+    if ufold < 1 or ufold & (ufold - 1):
+        raise ValueError(f"ufold={ufold} must be a power of two")
     if tma and not packed:
         raise ValueError("tma=True needs the packed path (packed=True)")
     descs = _tma_descriptors(s, BW, nw) if tma else None
@@ -701,7 +720,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         S, P,
         D=D, DP=D, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits, BW=BW, UK=unroll or DEFAULT_UNROLL, VR=VR,
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, SPLIT_REM=split_rem, PACKED=packed,
-        ASM=not _interpreting(), TMA=descs is not None, NS=stages, NUM_WARPS_C=nw,
+        ASM=not _interpreting(), TMA=descs is not None, NS=stages, UROWS=urows, UF=ufold, NUM_WARPS_C=nw,
         DEV_LENS=lens is not None, WIN=win,
         num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}),
     )

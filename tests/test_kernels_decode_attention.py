@@ -264,20 +264,22 @@ def check_packed(B, H, L, D, G, pad, device=DEVICE, seed=0, **kw):
     assert err <= tol, f"packed: max |err| {err:.3g} > {tol}; L={L} D={D} G={G} pad={pad} {kw}"
 
 
-@pytest.mark.parametrize("L,D,G,pad,num_splits,block_w,tma", [
-    (300, 64, 32, True, 1, 8, False), (700, 128, 16, False, 2, 8, False), (1500, 64, 32, True, 1, 32, False),
-    (1500, 128, 16, False, 2, 32, False), (700, 64, 32, True, 2, 8, True), (1500, 128, 128, False, 1, 32, True)],
-    ids=str)
-def test_v3_packed_tiles_match_oracle(L, D, G, pad, num_splits, block_w, tma):
+@pytest.mark.parametrize("L,D,G,pad,num_splits,block_w,kw", [
+    (300, 64, 32, True, 1, 8, {}), (700, 128, 16, False, 2, 8, {}), (1500, 64, 32, True, 1, 32, {}),
+    (1500, 128, 16, False, 2, 32, {}), (700, 64, 32, True, 2, 8, {"tma": True, "stages": 3}),
+    (1500, 128, 128, False, 1, 32, {"tma": True, "urows": True, "ufold": 2}),
+    (1500, 64, 16, True, 2, 32, {"urows": True, "ufold": 4}), (700, 128, 32, False, 1, 8, {"ufold": 8})], ids=str)
+def test_v3_packed_tiles_match_oracle(L, D, G, pad, num_splits, block_w, kw):
     # block_w 32 with one warp: 512-token tiles, so 1500 tokens are 3 tiles in one program (the online
     # softmax rescales the value accumulators across tiles). tma: the bulk's code tiles through TMA
     # descriptors (G 128 with 8-row key boxes: one scale row broadcast to 8 word rows; the last tile runs
-    # past the head's rows, which TMA reads as zeros)
-    if tma:
+    # past the head's rows, which TMA reads as zeros). urows / ufold: the value step's row order and u
+    # layout, the u fold's pass width (ufold 8 on a 2-tile split: passes past the tile's rows)
+    if kw.get("tma"):
         assert da3._tma_descriptors(make_state(1, 1, L, D, 256, 128, 2, 2, G, torch.float16, DEVICE), block_w,
                                     1 if block_w == 32 else da3.DEFAULT_WARPS) is not None
     check_packed(2, 2, L, D, G, pad, block_w=block_w, num_warps=1 if block_w == 32 else None,
-                 num_splits=num_splits, tma=tma, stages=3 if tma else None)
+                 num_splits=num_splits, **kw)
 
 
 @pytest.mark.parametrize("bh,L,want", [(256, 32768, 16), (512, 16384, 8), (2048, 4096, 2), (4096, 4096, 1),
@@ -329,8 +331,10 @@ def test_gpu_v3_packed(L, D, G, B, H):
     check_packed(B, H, L, D, G, True, device="cuda", seed=L)
     check_packed(B, H, L, D, G, False, device="cuda", seed=L + 1)
     check_packed(B, H, L, D, G, True, device="cuda", seed=L + 2, maxnreg=128)
-    for kw in ({}, {"stages": 2}, {"stages": 4, "num_warps": 8, "block_w": 256} if D >= 128 else {"stages": 4}):
-        check_packed(B, H, L, D, G, True, device="cuda", seed=L + 3, tma=True, **kw)
+    for kw in ({"tma": True}, {"tma": True, "stages": 2, "urows": True},
+               {"tma": True, "stages": 4, "num_warps": 8, "block_w": 256} if D >= 128 else {"tma": True, "stages": 4},
+               {"urows": True, "ufold": 4}, {"ufold": 8}):
+        check_packed(B, H, L, D, G, True, device="cuda", seed=L + 3, **kw)
 
 
 @gpu
