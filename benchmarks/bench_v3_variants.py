@@ -27,7 +27,8 @@ from kivi_kernels import decode_attention_v3 as da3  # noqa: E402
 D, H = 128, 32
 # name -> decode_attention_v3 keywords. maxnreg: the register cap (occupancy: 65536 / (128 threads x cap)
 # programs an SM). Round 5's prefetch / key_stages variants (sweep/variants.log) were removed with the
-# options after commit 67cf731; round 6's acc_in_scratch (h200_v3_round6/) after commit 4d45246.
+# options after commit 67cf731; round 6's acc_in_scratch (h200_v3_round6/) after commit 4d45246; round
+# 7's tma / stages / urows (h200_v3_round7/) after commit 0ce0694.
 VARIANTS = {
     "fp32": {"packed": False},
     "packed": {"packed": True},
@@ -35,23 +36,9 @@ VARIANTS = {
     "p_r80": {"packed": True, "maxnreg": 80},
     "p_r88": {"packed": True, "maxnreg": 88},
     "p_w8_bw256": {"packed": True, "num_warps": 8, "block_w": 256},
-    # TMA descriptor loads of the bulk's key and value code tiles, pipelined `stages` deep (None: 3)
-    "p_tma": {"packed": True, "tma": True},
-    "p_tma_s2": {"packed": True, "tma": True, "stages": 2},
-    "p_tma_s4": {"packed": True, "tma": True, "stages": 4},
-    "p_tma_s6": {"packed": True, "tma": True, "stages": 6},
-    "p_tma_r128": {"packed": True, "tma": True, "maxnreg": 128},
-    "p_tma_r80": {"packed": True, "tma": True, "maxnreg": 80},
-    "p_tma_s4_w8": {"packed": True, "tma": True, "stages": 4, "num_warps": 8, "block_w": 256},
-    # the u fold's pass width (ufold x NG elements a thread) and the value step's row order (urows)
-    "p_f2": {"ufold": 2},
+    # the u fold's pass width (ufold x NG pairs a thread; the default is DEFAULT_UFOLD = 2)
+    "p_f1": {"ufold": 1},
     "p_f4": {"ufold": 4},
-    "p_f8": {"ufold": 8},
-    "p_u": {"urows": True},
-    "p_uf4": {"urows": True, "ufold": 4},
-    "p_tma_s4_f4": {"tma": True, "stages": 4, "ufold": 4},
-    "p_tma_s4_uf4": {"tma": True, "stages": 4, "urows": True, "ufold": 4},
-    "p_tma_s4_u": {"tma": True, "stages": 4, "urows": True},
     # bulk split counts (the default packed path): the split rule's choice is the "packed" row
     **{f"S{n}": {"num_splits": n} for n in (1, 2, 3, 4, 8, 16)},
     "S_round4": {"num_splits": "round4"},  # the rule before round 5: ~4 x SMs programs, >= 2 tiles each

@@ -19,7 +19,7 @@ from kivi_kernels import decode_attention_v3 as da3  # noqa: E402
 
 B, L = (int(x) for x in sys.argv[1].split("x"))
 kw = {k: int(v) for k, v in (a.split("=") for a in sys.argv[2:])}
-for flag in ("packed", "tma"):
+for flag in ("packed",):
     if flag in kw:
         kw[flag] = bool(kw[flag])
 n_kq, n_vq = kivi_split(L)

@@ -79,23 +79,35 @@ def _code_x(words, j, magic, BITS: tl.constexpr):
     return x.to(tl.float32, bitcast=True) - 8388608.0
 
 
-def _pairs_asm(n: int) -> str:
-    """PTX for `_dot16`: n words w_m of 16 2-bit codes, n fp32 factors s_m, 16 fp32 accumulators f_j (tied):
-    f_j += sum_m code_j(w_m) * s_m, the n-term sums in fp16x2 pairs, added to fp32 once.
-    Codes j and j + 8 sit at bits 2j and 16 + 2j, so (w & (3 << 2j) * 0x10001) | 0x64006400 is the fp16
-    pair 1024 + c * 4^j (exact while 2j + 1 < 10; codes 5..7 come from w >> 10): LOP3, HSUB2 (exact),
-    HFMA2 with s_m * 4^-j, i.e. 1.5 instructions an element where fp32 takes LOP3 + FADD + FFMA."""
-    lines = ["{", ".reg .b32 k, r4, x, wh, q<5>, a<8>;", ".reg .b16 h<2>;", ".reg .f32 t<2>;",
+def _pairs_asm(n: int, half: bool = False, fold: bool = True) -> str:
+    """PTX for `_dot16`: n words w_m of 16 2-bit codes, n factors s_m (fp32, or fp16 with `half`), 16 fp32
+    accumulators f_j (tied): f_j += sum_m code_j(w_m) * s_m, the n-term sums in fp16x2 pairs, added to
+    fp32 once. Codes j and j + 8 sit at bits 2j and 16 + 2j, so (w & (3 << 2j) * 0x10001) | 0x64006400 is
+    the fp16 pair x = 1024 + c * 4^j (exact while 2j + 1 < 10; codes 5..7 come from w >> 10). `fold`: one
+    HFMA2 x * 4^-j - 1024 * 4^-j gives c exactly (for j = 0, HSUB2 x - 1024), then HFMA2 with s_m: LOP3 +
+    2 HFMA2 a pair and one s_m pair a word. Without it, HSUB2 gives c * 4^j and s_m is scaled by 4^-j (4
+    HMUL2 a word more: SASS, key loop 350 -> 318 instructions a step)."""
+    lines = ["{", ".reg .b32 k, x, wh, q<5>, a<8>, r<5>, z<5>;", ".reg .b16 h<2>;", ".reg .f32 t<2>;",
              "mov.b32 k, 0x64006400;", "mov.b32 r4, 0x34003400;"]  # fp16 pairs 1024 and 0.25
+    if fold:  # pairs 4^-j and -1024 * 4^-j (j = 1..4)
+        lines += [f"mov.b32 r{j}, {v:#x};" for j, v in ((1, 0x34003400), (2, 0x2C002C00), (3, 0x24002400),
+                                                         (4, 0x1C001C00))]
+        lines += [f"mov.b32 z{j}, {v:#x};" for j, v in ((1, 0xDC00DC00), (2, 0xD400D400), (3, 0xCC00CC00),
+                                                         (4, 0xC400C400))]
     for m in range(n):
-        lines += [f"cvt.rn.f16.f32 h0, ${16 + n + m};", "mov.b32 q0, {h0, h0};"]
-        lines += [f"mul.rn.f16x2 q{j}, q{j - 1}, r4;" for j in range(1, 5)]
+        if half:
+            lines.append(f"mov.b32 q0, {{${16 + n + m}, ${16 + n + m}}};")
+        else:
+            lines += [f"cvt.rn.f16.f32 h0, ${16 + n + m};", "mov.b32 q0, {h0, h0};"]
+        if not fold:
+            lines += [f"mul.rn.f16x2 q{j}, q{j - 1}, r4;" for j in range(1, 5)]
         lines.append(f"shr.b32 wh, ${16 + m}, 10;")
         for j in range(8):
             src, jj = (f"${16 + m}", j) if j < 5 else ("wh", j - 5)
+            qj = "q0" if fold else f"q{jj}"
             lines.append(f"lop3.b32 x, {src}, {0x00030003 << (2 * jj):#x}, k, 0xEA;")
-            lines.append("sub.rn.f16x2 x, x, k;")
-            lines.append(f"mul.rn.f16x2 a{j}, x, q{jj};" if m == 0 else f"fma.rn.f16x2 a{j}, x, q{jj}, a{j};")
+            lines.append("sub.rn.f16x2 x, x, k;" if jj == 0 or not fold else f"fma.rn.f16x2 x, x, r{jj}, z{jj};")
+            lines.append(f"mul.rn.f16x2 a{j}, x, {qj};" if m == 0 else f"fma.rn.f16x2 a{j}, x, {qj}, a{j};")
     for j in range(8):
         lines += [f"mov.b32 {{h0, h1}}, a{j};", "cvt.f32.f16 t0, h0;", "cvt.f32.f16 t1, h1;",
                   f"add.f32 ${j}, ${j}, t0;", f"add.f32 ${j + 8}, ${j + 8}, t1;"]
@@ -103,20 +115,30 @@ def _pairs_asm(n: int) -> str:
     return "\n".join(lines)
 
 
-# 8 words a call: fp16 pair sums of 8 terms, flushed to fp32 once per call (0.25 instructions an element)
+# 8 words a call: fp16 pair sums of 8 terms, flushed to fp32 once per call (0.25 instructions an element).
+# fp32 factors (keys: q * scale) or fp16 ones (values: u, stored fp16).
 _PAIRS_ASM_2 = tl.constexpr(_pairs_asm(8))
 _PAIRS_CONSTRAINTS_2 = tl.constexpr(",".join(["=f"] * 16 + ["r"] * 8 + ["f"] * 8 + [str(i) for i in range(16)]))
+_PAIRS_ASM_2H = tl.constexpr(_pairs_asm(8, half=True))
+_PAIRS_CONSTRAINTS_2H = tl.constexpr(",".join(["=f"] * 16 + ["r"] * 8 + ["h"] * 8 + [str(i) for i in range(16)]))
 
 
 @triton.jit
 def _dot16(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
            f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15):
     # f_j += sum_m code_j(w_m) * s_m over 8 words of 16 2-bit codes, in fp16x2 pairs (_pairs_asm)
-    return tl.inline_asm_elementwise(
-        _PAIRS_ASM_2, _PAIRS_CONSTRAINTS_2,
-        [w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
-         f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15],
-        (tl.float32,) * 16, True, 1)
+    if s0.dtype == tl.float16:
+        return tl.inline_asm_elementwise(
+            _PAIRS_ASM_2H, _PAIRS_CONSTRAINTS_2H,
+            [w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
+             f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15],
+            (tl.float32,) * 16, True, 1)
+    else:
+        return tl.inline_asm_elementwise(
+            _PAIRS_ASM_2, _PAIRS_CONSTRAINTS_2,
+            [w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
+             f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15],
+            (tl.float32,) * 16, True, 1)
 
 
 @triton.jit
@@ -125,10 +147,17 @@ def _c2(w, J: tl.constexpr):
 
 
 @triton.jit
+def _f32(s0, s1, s2, s3, s4, s5, s6, s7):
+    return (s0.to(tl.float32), s1.to(tl.float32), s2.to(tl.float32), s3.to(tl.float32), s4.to(tl.float32),
+            s5.to(tl.float32), s6.to(tl.float32), s7.to(tl.float32))
+
+
+@triton.jit
 def _dot16_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
                f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15):
     # _dot16 in fp32 (the interpreter cannot run PTX): the same contract, so CI runs the packed path's
     # tiles, joins and thread mapping; only the fp16 pair arithmetic is GPU-tested
+    s0, s1, s2, s3, s4, s5, s6, s7 = _f32(s0, s1, s2, s3, s4, s5, s6, s7)
     f0 += (_c2(w0, 0) * s0 + _c2(w1, 0) * s1 + _c2(w2, 0) * s2 + _c2(w3, 0) * s3
            + _c2(w4, 0) * s4 + _c2(w5, 0) * s5 + _c2(w6, 0) * s6 + _c2(w7, 0) * s7)
     f1 += (_c2(w0, 1) * s0 + _c2(w1, 1) * s1 + _c2(w2, 1) * s2 + _c2(w3, 1) * s3
@@ -294,6 +323,38 @@ def _split8(t):
 
 
 @triton.jit
+def _vrow(vb, ub, k: tl.constexpr, RS: tl.constexpr, s_vct, NG: tl.constexpr, r, n_t, MASK: tl.constexpr):
+    # row r + k RS of a value step: its code word and u = p * scale (fp16 until used: half the
+    # registers), from the step's base pointers; with MASK, 0 past the tile's end. A constant offset
+    # (s_vct constexpr: dense rows) lands in the load's immediate
+    if MASK:
+        ok = r + k * RS < n_t
+        return (tl.load(vb + k * RS * s_vct, mask=ok, other=0),
+                tl.load(ub + k * RS * NG, mask=ok, other=0.0))
+    else:
+        return tl.load(vb + k * RS * s_vct), tl.load(ub + k * RS * NG)
+
+
+@triton.jit
+def _vrows8(vc_ptr, u_ptr, s_vct, start, r, RS: tl.constexpr, n_t, col, gcol, NG: tl.constexpr,
+            MASK: tl.constexpr):
+    # the 8 rows r, r + RS, ..., r + 7 RS of one value step: one base pointer a step for the words and
+    # one for u (the tile's scratch); 32-bit offsets (a head's rows x words stay far below 2^31): int64
+    # ones cost ~15 instructions a row
+    vb = vc_ptr + ((start + r) * s_vct + col)
+    ub = u_ptr + (r * NG + gcol)
+    v0, u0 = _vrow(vb, ub, 0, RS, s_vct, NG, r, n_t, MASK)
+    v1, u1 = _vrow(vb, ub, 1, RS, s_vct, NG, r, n_t, MASK)
+    v2, u2 = _vrow(vb, ub, 2, RS, s_vct, NG, r, n_t, MASK)
+    v3, u3 = _vrow(vb, ub, 3, RS, s_vct, NG, r, n_t, MASK)
+    v4, u4 = _vrow(vb, ub, 4, RS, s_vct, NG, r, n_t, MASK)
+    v5, u5 = _vrow(vb, ub, 5, RS, s_vct, NG, r, n_t, MASK)
+    v6, u6 = _vrow(vb, ub, 6, RS, s_vct, NG, r, n_t, MASK)
+    v7, u7 = _vrow(vb, ub, 7, RS, s_vct, NG, r, n_t, MASK)
+    return v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7
+
+
+@triton.jit
 def _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c):
     # one key step of the packed path: 8 channels' code words, scales and mins (fp16) of a thread's word row
     kw = tl.load(kc_ptr + rows_w[:, None] * s_kcw + (dc + offs_c)[None, :], mask=w_ok[:, None], other=0)
@@ -303,81 +364,11 @@ def _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, o
 
 
 @triton.jit
-def _kload8_tma(kd, ksd, kmd, b, h, start, dc, BW: tl.constexpr, G: tl.constexpr):
-    # _kload8 through TMA descriptors ([batch, head, row, channel] boxes of [1, 1, rows, 8]): the copy
-    # engine fills shared memory, so the loop's pipeline stages hold loads in flight without registers.
-    # Rows past a head's end read as zeros; rows past the split's end are masked by the caller's t_ok.
-    # A scale / min row serves G / 16 word rows: broadcast in registers.
-    BG: tl.constexpr = BW * 16 // G
-    kw = tl.reshape(kd.load([b, h, start // 16, dc]), (BW, 8))
-    sk = tl.reshape(ksd.load([b, h, start // G, dc]), (BG, 8))
-    mk = tl.reshape(kmd.load([b, h, start // G, dc]), (BG, 8))
-    if BG != BW:
-        sk = tl.reshape(tl.broadcast_to(sk[:, None, :], (BG, BW // BG, 8)), (BW, 8))
-        mk = tl.reshape(tl.broadcast_to(mk[:, None, :], (BG, BW // BG, 8)), (BW, 8))
-    return kw, sk, mk
-
-
-@triton.jit
-def _vword(vc_ptr, s_vct, start, r, col, n_t):
-    # one value code word a thread (0 past the tile's end)
-    return tl.load(vc_ptr + (start + r) * s_vct + col, mask=r < n_t, other=0)
-
-
-@triton.jit
-def _vstep(vc_ptr, vd, u_ptr, b, h, s_vct, start, r0, rt, col, gcol, n_t, RS: tl.constexpr, DW: tl.constexpr,
-           NT: tl.constexpr, NG: tl.constexpr, BT: tl.constexpr, TMA: tl.constexpr, UROWS: tl.constexpr):
-    # one value step of the packed path: thread (row slot rt, word column col) takes 8 rows of the tile's
-    # [8 RS, DW] block of code words, with their u = p * scale (this tile's scratch, fp16 until used; 0
-    # past the tile's end). UROWS: the 8 rows are consecutive and u is stored [group, token], so a
-    # thread's 8 u are one 16-byte load; else rows rt + k RS and u [token, group], 8 two-byte loads.
-    # TMA: the words come from one descriptor box a step. Pointer loads stay one [NT] load a row: as one
-    # [NT, 8] load, Triton picks a layout that then crosses shared memory (a barrier a step, in SASS).
-    # 32-bit offsets: a head's rows x words stay far below 2^31.
-    if UROWS:
-        r = r0 + rt * 8
-        kk = tl.arange(0, 8)[None, :]
-        u0, u4, u2, u6, u1, u5, u3, u7 = _split8(  # _split8 hands out columns 0, 4, 2, 6, 1, 5, 3, 7
-            tl.load(u_ptr + gcol[:, None] * BT + r[:, None] + kk, mask=r[:, None] + kk < n_t, other=0.0))
-        if TMA:
-            vt = tl.reshape(vd.load([b, h, start + r0, 0]), (RS, 8, DW))  # [rt, k, col]
-            v0, v4, v2, v6, v1, v5, v3, v7 = _split8(tl.reshape(tl.permute(vt, (0, 2, 1)), (NT, 8)))
-        else:
-            v0, v1, v2, v3 = (_vword(vc_ptr, s_vct, start, r, col, n_t), _vword(vc_ptr, s_vct, start, r + 1, col, n_t),
-                              _vword(vc_ptr, s_vct, start, r + 2, col, n_t), _vword(vc_ptr, s_vct, start, r + 3, col, n_t))
-            v4, v5, v6, v7 = (_vword(vc_ptr, s_vct, start, r + 4, col, n_t), _vword(vc_ptr, s_vct, start, r + 5, col, n_t),
-                              _vword(vc_ptr, s_vct, start, r + 6, col, n_t), _vword(vc_ptr, s_vct, start, r + 7, col, n_t))
-    else:
-        r = r0 + rt
-        u0, u1, u2, u3 = (tl.load(u_ptr + r * NG + gcol, mask=r < n_t, other=0.0),
-                          tl.load(u_ptr + (r + RS) * NG + gcol, mask=r + RS < n_t, other=0.0),
-                          tl.load(u_ptr + (r + 2 * RS) * NG + gcol, mask=r + 2 * RS < n_t, other=0.0),
-                          tl.load(u_ptr + (r + 3 * RS) * NG + gcol, mask=r + 3 * RS < n_t, other=0.0))
-        u4, u5, u6, u7 = (tl.load(u_ptr + (r + 4 * RS) * NG + gcol, mask=r + 4 * RS < n_t, other=0.0),
-                          tl.load(u_ptr + (r + 5 * RS) * NG + gcol, mask=r + 5 * RS < n_t, other=0.0),
-                          tl.load(u_ptr + (r + 6 * RS) * NG + gcol, mask=r + 6 * RS < n_t, other=0.0),
-                          tl.load(u_ptr + (r + 7 * RS) * NG + gcol, mask=r + 7 * RS < n_t, other=0.0))
-        if TMA:
-            vt = tl.reshape(vd.load([b, h, start + r0, 0]), (8, RS, DW))  # [k, rt, col]
-            v0, v4, v2, v6, v1, v5, v3, v7 = _split8(tl.reshape(tl.permute(vt, (1, 2, 0)), (NT, 8)))
-        else:
-            v0, v1, v2, v3 = (_vword(vc_ptr, s_vct, start, r, col, n_t),
-                              _vword(vc_ptr, s_vct, start, r + RS, col, n_t),
-                              _vword(vc_ptr, s_vct, start, r + 2 * RS, col, n_t),
-                              _vword(vc_ptr, s_vct, start, r + 3 * RS, col, n_t))
-            v4, v5, v6, v7 = (_vword(vc_ptr, s_vct, start, r + 4 * RS, col, n_t),
-                              _vword(vc_ptr, s_vct, start, r + 5 * RS, col, n_t),
-                              _vword(vc_ptr, s_vct, start, r + 6 * RS, col, n_t),
-                              _vword(vc_ptr, s_vct, start, r + 7 * RS, col, n_t))
-    return v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7
-
-
-@triton.jit
 def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_ptr,
                  s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
-                 lo, end, qk_scale, m_i, l_i, kd, ksd, kmd, vd, b, h,
+                 lo, end, qk_scale, m_i, l_i,
                  D: tl.constexpr, G: tl.constexpr, BW: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
-                 ASM: tl.constexpr, TMA: tl.constexpr, NS: tl.constexpr, UROWS: tl.constexpr, UF: tl.constexpr):
+                 ASM: tl.constexpr, UF: tl.constexpr, VDENSE: tl.constexpr):
     # _bulk at k2v2 with the per-code arithmetic in fp16x2 pairs (_dot16, 8 words a call). Keys: the same
     # tiles and thread mapping (a thread = a word row, 8 channels a step; its 16 token scores are 16 [BW]
     # accumulators). Values: a thread = one word column over 8 rows a step, so the pairs sum 8 tokens
@@ -395,7 +386,11 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
         z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z
     NG: tl.constexpr = D // G
     cpm = tl.zeros((NG,), tl.float32)  # sum of p * min, a channel group each
-    u_ptr = (p_ptr + 16 * BW).to(tl.pointer_type(tl.float16))  # after the tile's p: u (_vstep), fp16
+    if VDENSE:
+        vstride = DW
+    else:
+        vstride = s_vct
+    u_ptr = (p_ptr + 16 * BW).to(tl.pointer_type(tl.float16))  # after the tile's p: u, [token, group] fp16
     for start in range(lo, end, 16 * BW):
         rows_w = (start // 16 + tl.arange(0, BW)).to(tl.int64)
         w_ok = rows_w * 16 < end
@@ -404,12 +399,9 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
         f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = \
             y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y
         base = tl.zeros((BW, 8), tl.float32)
-        for dc in tl.range(0, D, 8, num_stages=NS):
+        for dc in range(0, D, 8):
             qc = tl.load(q_ptr + dc + offs_c).to(tl.float32)[None, :] * qk_scale
-            if TMA:
-                kw, sk, mk = _kload8_tma(kd, ksd, kmd, b, h, start, dc, BW, G)
-            else:
-                kw, sk, mk = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c)
+            kw, sk, mk = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c)
             sk = sk.to(tl.float32)
             base += qc * mk.to(tl.float32)
             w0, w1, w2, w3, w4, w5, w6, w7 = _split8(kw)
@@ -440,8 +432,9 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
         n_t = tl.minimum(end - start, 16 * BW)
         # values' scale and min are per (token, channel group): fold them once a (token, group) here, in a
         # flat pass, so the value loop reads its word and one fp16 factor a row (not p, scale, min: 4 loads)
-        # UF (u elements a thread a pass, x NG): each pass is one round trip to memory, so fewer, wider
-        # passes keep more loads in flight
+        # UF x NG (token, group) pairs a thread a pass: a pass is one round trip to memory. H200
+        # (h200_v3_round7/ufold/), us at 8x32K / 64x4096 for UF = 1, 2, 4, 8: 415 / 467, 396 / 451,
+        # 407 / 460, 543 / 586 (at 8, the pass's registers overflow the cap)
         cg = tl.zeros((NT * NG * UF,), tl.float32)
         for e0 in range(0, n_t * NG, NT * NG * UF):
             e = e0 + tl.arange(0, NT * NG * UF)
@@ -451,19 +444,25 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
             x = (start + t) * s_vst + e % NG
             sv = tl.load(vs_ptr + x, mask=ok, other=0.0).to(tl.float32)
             mv = tl.load(vm_ptr + x, mask=ok, other=0.0).to(tl.float32)
-            if UROWS:
-                tl.store(u_ptr + (e % NG) * (16 * BW) + t, (pt * sv).to(tl.float16), mask=ok)
-            else:
-                tl.store(u_ptr + e, (pt * sv).to(tl.float16), mask=ok)
+            tl.store(u_ptr + e, (pt * sv).to(tl.float16), mask=ok)
             cg += pt * mv
         cpm = cpm * alpha + tl.sum(tl.reshape(cg, (NT * UF, NG)), axis=0)  # one cross-thread sum a tile
         tl.debug_barrier()
-        for r0 in tl.range(0, n_t, 8 * RS, num_stages=NS):
-            v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = _vstep(
-                vc_ptr, vd, u_ptr, b, h, s_vct, start, r0, rt, col, gcol, n_t, RS, DW, NT, NG, 16 * BW, TMA, UROWS)
+        # whole steps unmasked, then at most one masked step; with VDENSE (value rows DW words apart) the
+        # row stride is a constant, so a step's 8 row addresses are one base + immediates. SASS: value
+        # loop 339 -> 2xx instructions a step
+        n_full = (n_t // (8 * RS)) * (8 * RS)
+        for r0 in range(0, n_full, 8 * RS):
+            v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = _vrows8(
+                vc_ptr, u_ptr, vstride, start, r0 + rt, RS, n_t, col, gcol, NG, False)
             g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _pairs16(
-                v0, v1, v2, v3, v4, v5, v6, v7, u0.to(tl.float32), u1.to(tl.float32), u2.to(tl.float32),
-                u3.to(tl.float32), u4.to(tl.float32), u5.to(tl.float32), u6.to(tl.float32), u7.to(tl.float32),
+                v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7,  # fp16 into the asm
+                g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15, ASM)
+        if n_full < n_t:
+            v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = _vrows8(
+                vc_ptr, u_ptr, vstride, start, n_full + rt, RS, n_t, col, gcol, NG, True)
+            g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _pairs16(
+                v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7,
                 g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15, ASM)
     out = _join16(g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15)  # [NT, 16]
     gsel = (tl.arange(0, DW) * 16 // G)[:, None] == tl.arange(0, NG)[None, :]
@@ -474,7 +473,7 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
 @triton.jit
 def _decode_attn_v3_kernel(
     q_ptr, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr, lens_ptr,
-    acc_ptr, m_ptr, l_ptr, out_ptr, p_ptr, kd, ksd, kmd, vd,
+    acc_ptr, m_ptr, l_ptr, out_ptr, p_ptr,
     H, L, n_kq, n_vq, chunk, qk_scale, magic,
     s_qb, s_qh, s_qd,
     s_kcb, s_kch, s_kcw,
@@ -491,7 +490,7 @@ def _decode_attn_v3_kernel(
     D: tl.constexpr, DP: tl.constexpr, G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr,
     BW: tl.constexpr, VR: tl.constexpr, UK: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr,
     SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr,
-    TMA: tl.constexpr, NS: tl.constexpr, UROWS: tl.constexpr, UF: tl.constexpr, NUM_WARPS_C: tl.constexpr,
+    UF: tl.constexpr, VDENSE: tl.constexpr, NUM_WARPS_C: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
@@ -530,8 +529,7 @@ def _decode_attn_v3_kernel(
     if PACKED:
         m_b, l_b, acc = _bulk_packed(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                      valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
-                                     lo, bulk_end, qk_scale, m_b, l_b, kd, ksd, kmd, vd, b.to(tl.int32),
-                                     h.to(tl.int32), D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM, TMA, NS, UROWS, UF)
+                                     lo, bulk_end, qk_scale, m_b, l_b, D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM, UF, VDENSE)
     else:
         VN: tl.constexpr = VR * (D // CPWV) // 4
         acc3 = tl.zeros((CPWV, 4, VN), tl.float32)  # [code i, flat word]: reduced over rows once at the end
@@ -620,7 +618,18 @@ DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_UNROLL, MAXNREG, DEFAULT_BLOCK_N = 128, 
 # 493 / 508 / 984 / 452 / 93; 8 warps x 256-row tiles: 448 / 583 / 1155 / 464 / 97. The prefetch and
 # key_stages options lost at cap 96 too (h200_engine_round5/variants_caps.log) and were removed after
 # commit 67cf731; ptxas sinks a step-ahead load to the loop's end whenever registers are tight.
+# Round 6-7 (h200_v3_round6/, h200_v3_round7/), same rows, tried and removed: value accumulators parked in
+# the scratch row during the key phase (acc_in_scratch, cap 96 / 80 / 72): 477 / 532 / 1001, 487 / 542 /
+# 1016, 464 / 525 / 955 (default 412 / 467 / 882); key and value code tiles through TMA descriptors,
+# pipelined 2 / 3 / 4 / 6 deep: 419 / 481 / 909, 530 / 570 / 1087, 412 / 477 / 902, 420 / 487 / 921;
+# 8 consecutive value rows a thread with u in one 16-byte load (urows): 441 / 492 / 931. Nsight Compute
+# on the TMA kernel still showed 56% of warp cycles on L1TEX scoreboard stalls: the code tiles are not the
+# only latency on the critical path (p and u cross global scratch between the phases). The TMA and urows
+# code is in commit 0ce0694.
 MAXNREG_PACKED = 96
+# The packed path's u fold (p x value scale, a tile's (token, group) pairs) takes 2 x NG pairs a thread a
+# pass: 3-5% faster than 1 on every benchmark row (h200_v3_round7/ufold/variants.log; see _bulk_packed).
+DEFAULT_UFOLD = 2
 
 
 def default_packed(query: torch.Tensor, state: KiviState) -> bool:
@@ -630,36 +639,16 @@ def default_packed(query: torch.Tensor, state: KiviState) -> bool:
     return (state.k_bits, state.v_bits) == (2, 2) and query.dtype == torch.float16
 
 
-def _tma_descriptors(s: KiviState, block_w: int, num_warps: int) -> tuple | None:
-    """Host TMA descriptors ([batch, head, row, column] boxes) of the packed key codes, key scales / mins
-    and value codes for the packed bulk loop, or None where TMA cannot address them (an empty segment, a
-    row stride or base off 16 bytes): the bulk then loads through pointers."""
-    from triton.tools.tensor_descriptor import TensorDescriptor
-    D = s.k_codes.shape[-1]
-    rows_v = 8 * 32 * num_warps // (D // 16)  # _vstep's box: 8 rows a row slot
-    boxes = ((s.k_codes, [1, 1, block_w, 8]), (s.k_scale, [1, 1, block_w * 16 // s.group_size, 8]),
-             (s.k_min, [1, 1, block_w * 16 // s.group_size, 8]), (s.v_codes, [1, 1, rows_v, D // 16]))
-    out = []
-    for t, box in boxes:
-        if (t.numel() == 0 or t.data_ptr() % 16 or t.stride(-1) != 1 or max(box) > 256
-                or any(st * t.element_size() % 16 for st in t.stride()[:-1])):
-            return None
-        out.append(TensorDescriptor(t, list(t.shape), list(t.stride()), box))
-    return tuple(out)
-
-
 def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None, scaling: float, *,
                         num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
                         lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                         maxnreg: int | None = None, unroll: int | None = None, split_rem: bool = True,
-                        block_n: int | None = None, packed: bool | None = None, tma: bool = False,
-                        stages: int | None = None, urows: bool = False, ufold: int = 1) -> torch.Tensor:
+                        block_n: int | None = None, packed: bool | None = None,
+                        ufold: int | None = None) -> torch.Tensor:
     """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`).
     Tuning keywords (benchmarks and tests): block_w, num_warps, num_splits, unroll, maxnreg, split_rem,
-    block_n; `packed` the fp16x2 path (None: `default_packed`); `tma` (packed path) loads the bulk's key and
-    value code tiles through TMA descriptors, `stages` its pipeline depth (None: Triton's default); `urows`
-    gives a thread 8 consecutive value rows a step (its u in one 16-byte load); `ufold` x NG the u
-    elements a thread a pass of the u fold (power of two)."""
+    block_n; `packed` the fp16x2 path (None: `default_packed`); `ufold` the packed path's u-fold pass
+    width (power of two; None: DEFAULT_UFOLD)."""
     s = state
     if packed is None:
         packed = default_packed(query, s)
@@ -675,15 +664,10 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         raise ValueError(f"block_w={BW} must be a power of two")
     if packed and (s.k_bits, s.v_bits) != (2, 2):
         raise ValueError(f"packed=True computes k2v2 only (here k{s.k_bits}v{s.v_bits}); use packed=False")
+    UF = ufold or DEFAULT_UFOLD
+    if UF & (UF - 1):
+        raise ValueError(f"ufold={UF} must be a power of two")
     BT = BW * (32 // s.k_bits)
-    if ufold < 1 or ufold & (ufold - 1):
-        raise ValueError(f"ufold={ufold} must be a power of two")
-    if tma and not packed:
-        raise ValueError("tma=True needs the packed path (packed=True)")
-    descs = _tma_descriptors(s, BW, nw) if tma else None
-    if tma and descs is None:
-        raise ValueError(f"tma=True cannot address this state with block_w={BW}, num_warps={nw} (a box over 256 "
-                         f"rows, an empty segment, or a row stride / base off 16 bytes); use tma=False")
     BLOCK_N = block_n or DEFAULT_BLOCK_N
     VR = 4 * 32 * nw // (D // (32 // s.v_bits))  # value rows a step: 4 words a thread
     if maxnreg is None and query.device.type == "cuda":
@@ -710,7 +694,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         query, ptr(s.k_codes), ptr(s.k_scale), ptr(s.k_min), ptr(s.k_tail),
         ptr(s.v_codes), ptr(s.v_scale), ptr(s.v_min), ptr(s.v_win), mask if mask is not None else query,
         lens if lens is not None else query,
-        acc_ws, m_ws, l_ws, out, p_ws, *(descs or (None,) * 4),
+        acc_ws, m_ws, l_ws, out, p_ws,
         H, L, s.n_kq, s.n_vq, chunk, scaling * _LOG2E, 0x4B000000,
         query.stride(0), query.stride(1), query.stride(3),
         *st(s.k_codes), *st(s.k_scale), *st(s.k_min), *st(s.k_tail),
@@ -720,7 +704,8 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         S, P,
         D=D, DP=D, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits, BW=BW, UK=unroll or DEFAULT_UNROLL, VR=VR,
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, SPLIT_REM=split_rem, PACKED=packed,
-        ASM=not _interpreting(), TMA=descs is not None, NS=stages, UROWS=urows, UF=ufold, NUM_WARPS_C=nw,
+        ASM=not _interpreting(), UF=UF, VDENSE=s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16,
+        NUM_WARPS_C=nw,
         DEV_LENS=lens is not None, WIN=win,
         num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}),
     )
