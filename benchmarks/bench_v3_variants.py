@@ -39,6 +39,8 @@ VARIANTS = {
     # the u fold's pass width (ufold x NG pairs a thread; the default is DEFAULT_UFOLD = 2)
     "p_f1": {"ufold": 1},
     "p_f4": {"ufold": 4},
+    "p_r72": {"packed": True, "maxnreg": 72},
+    "p_r80_f4": {"packed": True, "maxnreg": 80, "ufold": 4},
     # bulk split counts (the default packed path): the split rule's choice is the "packed" row
     **{f"S{n}": {"num_splits": n} for n in (1, 2, 3, 4, 8, 16)},
     "S_round4": {"num_splits": "round4"},  # the rule before round 5: ~4 x SMs programs, >= 2 tiles each
