@@ -391,16 +391,6 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
     else:
         vstride = s_vct
     u_ptr = (p_ptr + 16 * BW).to(tl.pointer_type(tl.float16))  # after the tile's p: u, [token, group] fp16
-    # the scaled query, once a program, after u in the scratch row: fp32 (for the mins' sum) and fp16 (for
-    # q * scale, the asm's fp16 factors), so the key steps load it instead of converting and scaling it
-    # every step. SASS: key loop 324 -> 3xx instructions a step
-    q32_ptr = p_ptr + 16 * BW + (16 * BW * NG + 1) // 2
-    q16_ptr = (q32_ptr + D).to(tl.pointer_type(tl.float16))
-    offs_q = tl.arange(0, D)
-    qv = tl.load(q_ptr + offs_q).to(tl.float32) * qk_scale
-    tl.store(q32_ptr + offs_q, qv)
-    tl.store(q16_ptr + offs_q, qv.to(tl.float16))
-    tl.debug_barrier()
     for start in range(lo, end, 16 * BW):
         rows_w = (start // 16 + tl.arange(0, BW)).to(tl.int64)
         w_ok = rows_w * 16 < end
@@ -410,12 +400,12 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
             y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y
         base = tl.zeros((BW, 8), tl.float32)
         for dc in range(0, D, 8):
-            qc = tl.load(q32_ptr + dc + offs_c)[None, :]
-            qh = tl.load(q16_ptr + dc + offs_c)[None, :]
+            qc = tl.load(q_ptr + dc + offs_c).to(tl.float32)[None, :] * qk_scale
             kw, sk, mk = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c)
+            sk = sk.to(tl.float32)
             base += qc * mk.to(tl.float32)
             w0, w1, w2, w3, w4, w5, w6, w7 = _split8(kw)
-            s0, s1, s2, s3, s4, s5, s6, s7 = _split8(qh * sk)  # fp16 into the asm
+            s0, s1, s2, s3, s4, s5, s6, s7 = _split8(qc * sk)
             f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = _pairs16(
                 w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
                 f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, ASM)
@@ -480,13 +470,6 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
     return m_i, l_i, tl.reshape(out, (1, D))  # channel dw * 16 + i
 
 
-@triton.constexpr_function
-def _scratch_row(BT, D, G, PACKED):
-    # fp32 words of a program's scratch row: the tile's p; packed, also u = p * scale (fp16, a (token,
-    # group) each) and the scaled query (D fp32 + D fp16)
-    return BT + (BT * (D // G) + 1) // 2 + D + D // 2 if PACKED else BT
-
-
 @triton.jit
 def _decode_attn_v3_kernel(
     q_ptr, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr, lens_ptr,
@@ -541,7 +524,7 @@ def _decode_attn_v3_kernel(
         bulk_end = tl.maximum(lo, tl.minimum(hi, packed_end))
     m_b = tl.max(tl.full((1,), float("-inf"), tl.float32), axis=0)
     l_b = tl.sum(tl.zeros((1,), tl.float32), axis=0)
-    PSTR: tl.constexpr = _scratch_row(BT, D, G, PACKED)  # fp32 words a scratch row
+    PSTR: tl.constexpr = BT + (BT * (D // G) + 1) // 2 if PACKED else BT  # fp32 words a scratch row
     p_row = p_ptr + (pid_bh * P_ROWS + tl.minimum(split, P_ROWS - 1)) * PSTR  # this program's scratch
     if PACKED:
         m_b, l_b, acc = _bulk_packed(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
@@ -698,7 +681,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         acc_ws, m_ws, l_ws = ws[: B * H * S * D], ws[B * H * S * D: B * H * S * (D + 1)], ws[B * H * S * (D + 1):]
     mask = valid.view(torch.uint8) if valid is not None else None
     P = S - 1 if split_rem and S > 1 else S  # p scratch rows a (batch, head): the window split needs none
-    pstr = _scratch_row(BT, D, s.group_size, packed)
+    pstr = BT + (BT * (D // s.group_size) + 1) // 2 if packed else BT  # packed: + u = p * scale, fp16
     p_ws = torch.empty((B * H * P * pstr,), device=query.device, dtype=torch.float32)
 
     def ptr(t):  # an empty segment is never read: give Triton a live pointer
@@ -769,5 +752,5 @@ def workspace_bytes(batch: int, heads: int, length: int, head_dim: int, k_bits: 
     BT = DEFAULT_BLOCK_W * (32 // k_bits)
     S, _ = splits_v3(batch * heads, length, BT, DEFAULT_BLOCK_N)
     P = S - 1 if S > 1 else S
-    pstr = _scratch_row(BT, head_dim, group_size, packed)
+    pstr = BT + (BT * (head_dim // group_size) + 1) // 2 if packed else BT
     return batch * heads * S * ((head_dim + 2) if S > 1 else 0) * 4 + batch * heads * P * pstr * 4
