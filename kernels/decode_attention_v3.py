@@ -30,12 +30,15 @@ its 16 rows are padding). v3 keeps only the arithmetic:
 Key loop ~3.9, value loop ~4.4 instructions an element (round 3: 5.0 and 6.7, plus per-tile shuffles).
 
 The packed path (`packed`, default for k2v2 with fp16 inputs: `default_packed`) does the per-code
-arithmetic in fp16x2 pairs with inline PTX (`_pairs_asm`): one LOP3 + HSUB2 + HFMA2 per two codes, 8-term
-fp16 sums added to fp32 once. Values run one word column a thread over 8 rows a step (so the pairs sum
-tokens), with p * scale folded once per (token, group) into the scratch row. SASS per tile element: 3.3
-instructions vs 4.5 for the fp32 path; under the interpreter its fp32 twin (`_dot16_ref`) runs the same
-tiles. Measured numbers: `benchmarks/results/h200_v3_round5.md` (round 4: `h200_v3_round4.md`, rounds 1-3:
-`h200_v3.md`); Nsight Compute finds the kernel latency-bound (54% of cycles wait on global loads).
+arithmetic in fp16x2 pairs with inline PTX (`_pairs_asm`): one LOP3 + 2 HFMA2 per two codes (the first
+HFMA2 turns the magic-number pair into the codes, the second multiplies by the fp16 factor), 8-term fp16
+sums added to fp32 once. Values run one word column a thread over 8 rows a step (so the pairs sum tokens),
+with p * scale folded once per (token, group) into the scratch row, whole steps unmasked. SASS per tile
+element: ~2.3 instructions (key loop 324, value loop 268 a 128-element step) vs 4.5 for the fp32 path;
+under the interpreter its fp32 twin (`_dot16_ref`) runs the same tiles. Measured numbers:
+`benchmarks/results/h200_v3_round7.md` (rounds 5-6: `h200_v3_round5.md`, `h200_v3_round6.md`; round 4:
+`h200_v3_round4.md`, rounds 1-3: `h200_v3.md`); Nsight Compute finds the kernel latency-bound (54% of
+cycles wait on global loads).
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ def _pairs_asm(n: int, half: bool = False, fold: bool = True) -> str:
     the fp16 pair x = 1024 + c * 4^j (exact while 2j + 1 < 10; codes 5..7 come from w >> 10). `fold`: one
     HFMA2 x * 4^-j - 1024 * 4^-j gives c exactly (for j = 0, HSUB2 x - 1024), then HFMA2 with s_m: LOP3 +
     2 HFMA2 a pair and one s_m pair a word. Without it, HSUB2 gives c * 4^j and s_m is scaled by 4^-j (4
-    HMUL2 a word more: SASS, key loop 350 -> 318 instructions a step)."""
+    HMUL2 a word more: SASS, key loop 350 -> 324 instructions a step)."""
     lines = ["{", ".reg .b32 k, x, wh, q<5>, a<8>, r<5>, z<5>;", ".reg .b16 h<2>;", ".reg .f32 t<2>;",
              "mov.b32 k, 0x64006400;", "mov.b32 r4, 0x34003400;"]  # fp16 pairs 1024 and 0.25
     if fold:  # pairs 4^-j and -1024 * 4^-j (j = 1..4)
@@ -449,8 +452,8 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
         cpm = cpm * alpha + tl.sum(tl.reshape(cg, (NT * UF, NG)), axis=0)  # one cross-thread sum a tile
         tl.debug_barrier()
         # whole steps unmasked, then at most one masked step; with VDENSE (value rows DW words apart) the
-        # row stride is a constant, so a step's 8 row addresses are one base + immediates. SASS: value
-        # loop 339 -> 2xx instructions a step
+        # row stride is a constant, so a step's 8 row addresses are one base + immediates. SASS (sm_90):
+        # value loop 339 -> 268 instructions a step (strided rows: 284)
         n_full = (n_t // (8 * RS)) * (8 * RS)
         for r0 in range(0, n_full, 8 * RS):
             v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = _vrows8(
@@ -625,10 +628,15 @@ DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_UNROLL, MAXNREG, DEFAULT_BLOCK_N = 128, 
 # 8 consecutive value rows a thread with u in one 16-byte load (urows): 441 / 492 / 931. Nsight Compute
 # on the TMA kernel still showed 56% of warp cycles on L1TEX scoreboard stalls: the code tiles are not the
 # only latency on the critical path (p and u cross global scratch between the phases). The TMA and urows
-# code is in commit 0ce0694.
+# code is in commit 0ce0694. Fewer instructions a step (_pairs_asm's fold, fp16 u, unmasked value steps;
+# h200_v3_round7/final/): 373 / 427 / 807 (was 412 / 467 / 882). The scaled query written once a program
+# to the scratch row and read back each key step (key loop 324 -> 299 instructions) was slower anyway:
+# 390 / 445 / 843 (h200_v3_round7/qscratch/; commit d0fb350, reverted): its reads go to L2, where the
+# query's own loads hit L1.
 MAXNREG_PACKED = 96
 # The packed path's u fold (p x value scale, a tile's (token, group) pairs) takes 2 x NG pairs a thread a
-# pass: 3-5% faster than 1 on every benchmark row (h200_v3_round7/ufold/variants.log; see _bulk_packed).
+# pass: 3-5% faster than 1 on every benchmark row (h200_v3_round7/ufold/variants.log, final/variants.log:
+# 373 / 393 / 379 us at 8x32K for 2 / 1 / 4; see _bulk_packed).
 DEFAULT_UFOLD = 2
 
 
