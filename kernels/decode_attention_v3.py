@@ -82,35 +82,32 @@ def _code_x(words, j, magic, BITS: tl.constexpr):
     return x.to(tl.float32, bitcast=True) - 8388608.0
 
 
-def _pairs_asm(n: int, half: bool = False, fold: bool = True) -> str:
+def _pairs_asm(n: int, half: bool = False) -> str:
     """PTX for `_dot16`: n words w_m of 16 2-bit codes, n factors s_m (fp32, or fp16 with `half`), 16 fp32
     accumulators f_j (tied): f_j += sum_m code_j(w_m) * s_m, the n-term sums in fp16x2 pairs, added to
     fp32 once. Codes j and j + 8 sit at bits 2j and 16 + 2j, so (w & (3 << 2j) * 0x10001) | 0x64006400 is
-    the fp16 pair x = 1024 + c * 4^j (exact while 2j + 1 < 10; codes 5..7 come from w >> 10). `fold`: one
-    HFMA2 x * 4^-j - 1024 * 4^-j gives c exactly (for j = 0, HSUB2 x - 1024), then HFMA2 with s_m: LOP3 +
-    2 HFMA2 a pair and one s_m pair a word. Without it, HSUB2 gives c * 4^j and s_m is scaled by 4^-j (4
-    HMUL2 a word more: SASS, key loop 350 -> 324 instructions a step)."""
-    lines = ["{", ".reg .b32 k, x, wh, q<5>, a<8>, r<5>, z<5>;", ".reg .b16 h<2>;", ".reg .f32 t<2>;",
-             "mov.b32 k, 0x64006400;", "mov.b32 r4, 0x34003400;"]  # fp16 pairs 1024 and 0.25
-    if fold:  # pairs 4^-j and -1024 * 4^-j (j = 1..4)
-        lines += [f"mov.b32 r{j}, {v:#x};" for j, v in ((1, 0x34003400), (2, 0x2C002C00), (3, 0x24002400),
-                                                         (4, 0x1C001C00))]
-        lines += [f"mov.b32 z{j}, {v:#x};" for j, v in ((1, 0xDC00DC00), (2, 0xD400D400), (3, 0xCC00CC00),
-                                                         (4, 0xC400C400))]
+    the fp16 pair x = 1024 + c * 4^j (exact while 2j + 1 < 10; codes 5..7 come from w >> 10). One HFMA2
+    x * 4^-j - 1024 * 4^-j gives c exactly (for j = 0, HSUB2 x - 1024), then HFMA2 with s_m: LOP3 + 2
+    HFMA2 a pair and one s_m pair a word. Round 5 subtracted 1024 only and scaled s_m by 4^-j instead, 4
+    HMUL2 a word more (SASS: key loop 350 -> 324 instructions a step)."""
+    lines = ["{", ".reg .b32 k, x, wh, q0, a<8>, r<5>, z<5>;", ".reg .b16 h<2>;", ".reg .f32 t<2>;",
+             "mov.b32 k, 0x64006400;"]  # fp16 pair 1024
+    # pairs 4^-j and -1024 * 4^-j (j = 1..4)
+    lines += [f"mov.b32 r{j}, {v:#x};" for j, v in ((1, 0x34003400), (2, 0x2C002C00), (3, 0x24002400),
+                                                     (4, 0x1C001C00))]
+    lines += [f"mov.b32 z{j}, {v:#x};" for j, v in ((1, 0xDC00DC00), (2, 0xD400D400), (3, 0xCC00CC00),
+                                                     (4, 0xC400C400))]
     for m in range(n):
         if half:
             lines.append(f"mov.b32 q0, {{${16 + n + m}, ${16 + n + m}}};")
         else:
             lines += [f"cvt.rn.f16.f32 h0, ${16 + n + m};", "mov.b32 q0, {h0, h0};"]
-        if not fold:
-            lines += [f"mul.rn.f16x2 q{j}, q{j - 1}, r4;" for j in range(1, 5)]
         lines.append(f"shr.b32 wh, ${16 + m}, 10;")
         for j in range(8):
             src, jj = (f"${16 + m}", j) if j < 5 else ("wh", j - 5)
-            qj = "q0" if fold else f"q{jj}"
             lines.append(f"lop3.b32 x, {src}, {0x00030003 << (2 * jj):#x}, k, 0xEA;")
-            lines.append("sub.rn.f16x2 x, x, k;" if jj == 0 or not fold else f"fma.rn.f16x2 x, x, r{jj}, z{jj};")
-            lines.append(f"mul.rn.f16x2 a{j}, x, {qj};" if m == 0 else f"fma.rn.f16x2 a{j}, x, {qj}, a{j};")
+            lines.append("sub.rn.f16x2 x, x, k;" if jj == 0 else f"fma.rn.f16x2 x, x, r{jj}, z{jj};")
+            lines.append(f"mul.rn.f16x2 a{j}, x, q0;" if m == 0 else f"fma.rn.f16x2 a{j}, x, q0, a{j};")
     for j in range(8):
         lines += [f"mov.b32 {{h0, h1}}, a{j};", "cvt.f32.f16 t0, h0;", "cvt.f32.f16 t1, h1;",
                   f"add.f32 ${j}, ${j}, t0;", f"add.f32 ${j + 8}, ${j + 8}, t1;"]
