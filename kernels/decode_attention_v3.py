@@ -34,7 +34,7 @@ arithmetic in fp16x2 pairs with inline PTX (`_pairs_asm`): one LOP3 + 2 HFMA2 pe
 HFMA2 turns the magic-number pair into the codes, the second multiplies by the fp16 factor), 8-term fp16
 sums added to fp32 once. Values run one word column a thread over 8 rows a step (so the pairs sum tokens),
 with p * scale folded once per (token, group) into the scratch row, whole steps unmasked. SASS per tile
-element: ~2.3 instructions (key loop 324, value loop 268 a 128-element step) vs 4.5 for the fp32 path;
+element: ~2.3 instructions (key loop 328, value loop 268 a 128-element step) vs 4.5 for the fp32 path;
 under the interpreter its fp32 twin (`_dot16_ref`) runs the same tiles. Measured numbers:
 `benchmarks/results/h200_v3_round7.md` (rounds 5-6: `h200_v3_round5.md`, `h200_v3_round6.md`; round 4:
 `h200_v3_round4.md`, rounds 1-3: `h200_v3.md`); Nsight Compute finds the kernel latency-bound (54% of
@@ -89,7 +89,7 @@ def _pairs_asm(n: int, half: bool = False) -> str:
     the fp16 pair x = 1024 + c * 4^j (exact while 2j + 1 < 10; codes 5..7 come from w >> 10). One HFMA2
     x * 4^-j - 1024 * 4^-j gives c exactly (for j = 0, HSUB2 x - 1024), then HFMA2 with s_m: LOP3 + 2
     HFMA2 a pair and one s_m pair a word. Round 5 subtracted 1024 only and scaled s_m by 4^-j instead, 4
-    HMUL2 a word more (SASS: key loop 350 -> 324 instructions a step)."""
+    HMUL2 a word more (SASS: key loop 350 -> 328 instructions a step)."""
     lines = ["{", ".reg .b32 k, x, wh, q0, a<8>, r<5>, z<5>;", ".reg .b16 h<2>;", ".reg .f32 t<2>;",
              "mov.b32 k, 0x64006400;"]  # fp16 pair 1024
     # pairs 4^-j and -1024 * 4^-j (j = 1..4)
@@ -627,7 +627,7 @@ DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_UNROLL, MAXNREG, DEFAULT_BLOCK_N = 128, 
 # only latency on the critical path (p and u cross global scratch between the phases). The TMA and urows
 # code is in commit 0ce0694. Fewer instructions a step (_pairs_asm's fold, fp16 u, unmasked value steps;
 # h200_v3_round7/final/): 373 / 427 / 807 (was 412 / 467 / 882). The scaled query written once a program
-# to the scratch row and read back each key step (key loop 324 -> 299 instructions) was slower anyway:
+# to the scratch row and read back each key step (25 fewer key-loop instructions) was slower anyway:
 # 390 / 445 / 843 (h200_v3_round7/qscratch/; commit d0fb350, reverted): its reads go to L2, where the
 # query's own loads hit L1.
 MAXNREG_PACKED = 96
