@@ -628,7 +628,7 @@ DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_UNROLL, MAXNREG, DEFAULT_BLOCK_N = 128, 
 # code is in commit 0ce0694. Fewer instructions a step (_pairs_asm's fold, fp16 u, unmasked value steps;
 # h200_v3_round7/final/): 373 / 427 / 807 (was 412 / 467 / 882). The scaled query written once a program
 # to the scratch row and read back each key step (25 fewer key-loop instructions) was slower anyway:
-# 390 / 445 / 843 (h200_v3_round7/qscratch/; commit d0fb350, reverted): its reads go to L2, where the
+# 390 / 445 / 843 (h200_v3_round7/qscratch/; commit d0fb350, reverted): its reads probably go to L2 where the
 # query's own loads hit L1.
 MAXNREG_PACKED = 96
 # The packed path's u fold (p x value scale, a tile's (token, group) pairs) takes 2 x NG pairs a thread a
