@@ -529,7 +529,8 @@ def _decode_attn_v3_kernel(
     if PACKED:
         m_b, l_b, acc = _bulk_packed(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                      valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
-                                     lo, bulk_end, qk_scale, m_b, l_b, D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM, UF, VDENSE)
+                                     lo, bulk_end, qk_scale, m_b, l_b, D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM,
+                                     UF, VDENSE)
     else:
         VN: tl.constexpr = VR * (D // CPWV) // 4
         acc3 = tl.zeros((CPWV, 4, VN), tl.float32)  # [code i, flat word]: reduced over rows once at the end
@@ -628,8 +629,8 @@ DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_UNROLL, MAXNREG, DEFAULT_BLOCK_N = 128, 
 # code is in commit 0ce0694. Fewer instructions a step (_pairs_asm's fold, fp16 u, unmasked value steps;
 # h200_v3_round7/final/): 373 / 427 / 807 (was 412 / 467 / 882). The scaled query written once a program
 # to the scratch row and read back each key step (25 fewer key-loop instructions) was slower anyway:
-# 390 / 445 / 843 (h200_v3_round7/qscratch/; commit d0fb350, reverted): its reads probably go to L2 where the
-# query's own loads hit L1.
+# 390 / 445 / 843 (h200_v3_round7/qscratch/; commit d0fb350, reverted): its reads probably go to L2,
+# where the query's own loads hit L1 (not profiled).
 MAXNREG_PACKED = 96
 # The packed path's u fold (p x value scale, a tile's (token, group) pairs) takes 2 x NG pairs a thread a
 # pass: 3-5% faster than 1 on every benchmark row (h200_v3_round7/ufold/variants.log, final/variants.log:
