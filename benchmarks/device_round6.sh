@@ -3,6 +3,7 @@
 # acc_in_scratch at cap 80), then a sweep of the parked-accumulator variants against the default on the
 # target rows. If one wins everywhere, make it the default and re-run device_round5d.sh.
 #   OUT=dir bash benchmarks/device_round6.sh
+# Its acc_in_scratch variants were removed after this call (commit 4d45246 has them): re-run from there.
 source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-420}
 xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n "${XDIST:-8}")

@@ -3,6 +3,7 @@
 # loads (`tma=True`, pipeline depth `stages`, register caps) against the shipped default, and Nsight Compute
 # on the TMA kernel at 8x32K. ROWS, VARIANTS, NCU_KW, NCU_TAG, NCU_SECTIONS, NO_NCU override (call 2: the u fold).
 #   OUT=dir bash benchmarks/device_round7.sh
+# Its tma / urows variants were removed after these calls (commit 0ce0694 has them): re-run from there.
 source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-420}
 xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n "${XDIST:-8}")
