@@ -3,7 +3,7 @@
 # of kernels, static step, engine and end to end; register caps 80 / 72 (6 / 7 programs an SM: fewer
 # registers are live now) and u-fold widths; then the decode-attention benchmark on the Llama-2 shape.
 #   OUT=dir bash benchmarks/device_round7c.sh
-# It measured commit d0fb350 (the query in scratch, reverted in c43dfa8): re-run from there to repeat it.
+# It measured the query-in-scratch kernel (d0fb350, reverted in c43dfa8): re-run from commit 73fbf3c.
 source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-420}
 xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n "${XDIST:-8}")
