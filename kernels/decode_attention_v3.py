@@ -117,28 +117,29 @@ def _pairs_asm(n: int, half: bool = False) -> str:
 
 # 8 words a call: fp16 pair sums of 8 terms, flushed to fp32 once per call (0.25 instructions an element).
 # fp32 factors (keys: q * scale) or fp16 ones (values: u, stored fp16).
-_PAIRS_ASM_2 = tl.constexpr(_pairs_asm(8))
-_PAIRS_CONSTRAINTS_2 = tl.constexpr(",".join(["=f"] * 16 + ["r"] * 8 + ["f"] * 8 + [str(i) for i in range(16)]))
-_PAIRS_ASM_2H = tl.constexpr(_pairs_asm(8, half=True))
-_PAIRS_CONSTRAINTS_2H = tl.constexpr(",".join(["=f"] * 16 + ["r"] * 8 + ["h"] * 8 + [str(i) for i in range(16)]))
+_PAIRS_SRC = {half: _pairs_asm(8, half) for half in (False, True)}
+
+
+@triton.constexpr_function
+def _pairs_src(factor_dtype):
+    return _PAIRS_SRC[factor_dtype == tl.float16]
+
+
+@triton.constexpr_function
+def _pairs_constraints(factor_dtype):
+    half = factor_dtype == tl.float16
+    return ",".join(["=f"] * 16 + ["r"] * 8 + ["h" if half else "f"] * 8 + [str(i) for i in range(16)])
 
 
 @triton.jit
 def _dot16(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
            f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15):
     # f_j += sum_m code_j(w_m) * s_m over 8 words of 16 2-bit codes, in fp16x2 pairs (_pairs_asm)
-    if s0.dtype == tl.float16:
-        return tl.inline_asm_elementwise(
-            _PAIRS_ASM_2H, _PAIRS_CONSTRAINTS_2H,
-            [w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
-             f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15],
-            (tl.float32,) * 16, True, 1)
-    else:
-        return tl.inline_asm_elementwise(
-            _PAIRS_ASM_2, _PAIRS_CONSTRAINTS_2,
-            [w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
-             f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15],
-            (tl.float32,) * 16, True, 1)
+    return tl.inline_asm_elementwise(
+        _pairs_src(s0.dtype), _pairs_constraints(s0.dtype),
+        [w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
+         f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15],
+        (tl.float32,) * 16, True, 1)
 
 
 @triton.jit

@@ -1,0 +1,34 @@
+"""The packed decode kernel compiled for sm_90 on the CPU (Triton's bundled ptxas; no GPU needed).
+
+CI cannot run the inline PTX (the interpreter runs its fp32 twin), so this checks what only a GPU build
+shows: the key steps call the asm with fp32 factors, the value steps (whole and masked) with fp16 ones.
+A wrong pick compiles and runs, and gives wrong scores (a refactor in session 5 did exactly that).
+"""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONSTEXPRS = ("D=128 DP=128 G=32 K_BITS=2 V_BITS=2 BW=128 VR=4 UK=2 BLOCK_N=16 HAS_VALID=False SINGLE=False "
+              "SPLIT_REM=True PACKED=True ASM=True NUM_WARPS_C=4 DEV_LENS=False WIN=0 num_warps=4 maxnreg=96 "
+              "UF=2 VDENSE=True").split()
+
+
+def test_packed_kernel_builds_for_sm90_with_the_right_asm(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["KC"] = str(tmp_path)
+    try:
+        run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "kernel_sass.py"),
+                              os.path.join(ROOT, "kernels", "decode_attention_v3.py"), "_decode_attn_v3_kernel",
+                              *CONSTEXPRS, "tag=packed"], env=env, capture_output=True, text=True, timeout=600)
+    except FileNotFoundError as e:  # pragma: no cover - a Triton without its NVIDIA tools
+        pytest.skip(f"no sm_90 toolchain: {e}")
+    assert run.returncode == 0, run.stderr[-2000:]
+    ttgir = (tmp_path / "packed.ttgir").read_text()
+    calls = re.findall(r'constraints = "([^"]*)"', ttgir)
+    factors = [c.split(",")[24:32] for c in calls if c.count("=f") == 16]
+    assert sorted("".join(sorted(set(f))) for f in factors) == ["f", "h", "h"], calls
+    assert re.search(r"regs=(\d+)", run.stdout) and int(re.search(r"regs=(\d+)", run.stdout).group(1)) <= 96
