@@ -13,3 +13,12 @@ export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
 python3 -c "import torch, triton, transformers; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())" | tee "$OUT/versions.txt"
 # left N: a step's timeout, N seconds or what is left of LIMIT (set by the script) if less, at least 5
 left() { local l=$((LIMIT - SECONDS)); [ "$l" -gt "$1" ] && echo "$1" || echo $((l > 5 ? l : 5)); }
+# gpu_tests N: the GPU tests of kernels, quant-pack, static step, engine and end to end (xdist if there),
+# at most N seconds of what is left; log in $OUT/gpu_tests.log
+gpu_tests() {
+  local xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n "${XDIST:-8}")
+  timeout "$(left "$1")" python3 -m pytest -m gpu -q -p no:cacheprovider "${xd[@]}" \
+      tests/test_kernels_decode_attention.py tests/test_kernels_quant_pack.py tests/test_kernels_static_step.py \
+      tests/test_engine.py tests/test_gpu_e2e.py 2>&1 | tee "$OUT/gpu_tests.log" | grep -v Warn | tail -6
+  echo "gpu tests exit: ${PIPESTATUS[0]} at ${SECONDS}s"
+}

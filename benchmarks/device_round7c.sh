@@ -6,11 +6,7 @@
 # It measured the query-in-scratch kernel (d0fb350, reverted in c43dfa8): re-run from commit 73fbf3c.
 source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-420}
-xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n "${XDIST:-8}")
-timeout "$(left 200)" python3 -m pytest -m gpu -q -p no:cacheprovider "${xd[@]}" \
-    tests/test_kernels_decode_attention.py tests/test_kernels_quant_pack.py tests/test_kernels_static_step.py \
-    tests/test_engine.py tests/test_gpu_e2e.py 2>&1 | tee "$OUT/gpu_tests.log" | grep -v Warn | tail -6
-echo "gpu tests exit: ${PIPESTATUS[0]} at ${SECONDS}s"
+gpu_tests 200
 timeout "$(left 100)" python3 benchmarks/bench_v3_variants.py --rows 8x32768,64x4096,128x4096 \
     --variants packed,p_r80,p_r72,p_f1,p_f4,p_r80_f4 2>&1 | tee "$OUT/variants.log" | grep -v Warning
 timeout "$(left 200)" python3 benchmarks/bench_decode_attention.py --shapes llama2-7b --impl v3,v3f 2>&1 \
