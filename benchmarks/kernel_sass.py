@@ -21,8 +21,6 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 path, kname = sys.argv[1], sys.argv[2]
 kv = dict(a.split("=", 1) for a in sys.argv[3:])
-# sig.NAME=TYPE sets an argument's type, e.g. a TMA descriptor: sig.kd="tensordesc<i32[1, 1, 128, 8]>"
-sig_over = {k[4:]: kv.pop(k) for k in list(kv) if k.startswith("sig.")}
 nw = int(kv.pop("num_warps", 4)); ns = int(kv.pop("num_stages", 3)); arch = int(kv.pop("arch", 90))
 maxnreg = kv.pop("maxnreg", None)
 tag = kv.pop("tag", kname)
@@ -37,11 +35,10 @@ const = {}
 for k, v in kv.items():
     try: const[k] = int(v)
     except ValueError:
-        const[k] = {"True": True, "False": False, "None": None}.get(v, v)
+        const[k] = {"True": True, "False": False}.get(v, v)
 sig = {}
 for n in names:
-    if n in sig_over: sig[n] = sig_over[n]
-    elif n in const: sig[n] = "constexpr"
+    if n in const: sig[n] = "constexpr"
     elif n.endswith("_ptr"):
         sig[n] = ("*i32" if n[:2] in ("kc", "vc") or n.startswith("lens") else "*fp32" if n[:2] in ("ac", "m_", "l_") else "*u8" if n.startswith("valid") else "*fp16")
     elif n in ("qk_scale",): sig[n] = "fp32"

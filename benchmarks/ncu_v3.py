@@ -19,9 +19,8 @@ from kivi_kernels import decode_attention_v3 as da3  # noqa: E402
 
 B, L = (int(x) for x in sys.argv[1].split("x"))
 kw = {k: int(v) for k, v in (a.split("=") for a in sys.argv[2:])}
-for flag in ("packed",):
-    if flag in kw:
-        kw[flag] = bool(kw[flag])
+if "packed" in kw:
+    kw["packed"] = bool(kw["packed"])
 n_kq, n_vq = kivi_split(L)
 st = make_state(B, 32, L, n_kq, n_vq)
 q = torch.randn(B, 32, 1, 128, device="cuda", dtype=torch.float16)
