@@ -50,7 +50,9 @@ def test_triton_generate_equals_torch_path(bits, dtype, kv):
     margin = top2[..., 0] - top2[..., 1]
     differ = tri_logits.argmax(-1) != ref_tokens
     rel = (tri_logits - ref_logits).norm(dim=-1) / ref_logits.norm(dim=-1)
-    summary = (f"{int(differ.sum())}/{differ.numel()} differing steps, margins there {margin[differ].tolist()[:8]}, "
+    # the largest margins where the argmax differs: the ones the tie bound below judges
+    worst = margin[differ].sort(descending=True).values.tolist()[:8]
+    summary = (f"{int(differ.sum())}/{differ.numel()} differing steps, largest margins there {worst}, "
                f"relative logit difference median {rel.median():.3g} max {rel.max():.3g}")
     print(summary)
     # bf16 keeps 8 mantissa bits: its rounding differences are 8x fp16's (H200, 300 steps: median relative
