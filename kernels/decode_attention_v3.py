@@ -433,9 +433,8 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
         n_t = tl.minimum(end - start, 16 * BW)
         # values' scale and min are per (token, channel group): fold them once a (token, group) here, in a
         # flat pass, so the value loop reads its word and one fp16 factor a row (not p, scale, min: 4 loads)
-        # UF x NG (token, group) pairs a thread a pass: a pass is one round trip to memory. H200
-        # (h200_v3_round7/ufold/), us at 8x32K / 64x4096 for UF = 1, 2, 4, 8: 415 / 467, 396 / 451,
-        # 407 / 460, 543 / 586 (at 8, the pass's registers overflow the cap)
+        # UF x NG (token, group) pairs a thread a pass: a pass is one round trip to memory (DEFAULT_UFOLD
+        # has the measurements)
         cg = tl.zeros((NT * NG * UF,), tl.float32)
         for e0 in range(0, n_t * NG, NT * NG * UF):
             e = e0 + tl.arange(0, NT * NG * UF)
@@ -634,8 +633,10 @@ DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_UNROLL, MAXNREG, DEFAULT_BLOCK_N = 128, 
 # where the query's own loads hit L1 (not profiled).
 MAXNREG_PACKED = 96
 # The packed path's u fold (p x value scale, a tile's (token, group) pairs) takes 2 x NG pairs a thread a
-# pass: 3-5% faster than 1 on every benchmark row (h200_v3_round7/ufold/variants.log, final/variants.log:
-# 373 / 393 / 379 us at 8x32K for 2 / 1 / 4; see _bulk_packed).
+# pass (_bulk_packed): 3-5% faster than 1 on every benchmark row. H200, us at 8x32K / 64x4096 for 1 / 2 /
+# 4 / 8: 415 / 467, 396 / 451, 407 / 460, 543 / 586 before this round's instruction cuts
+# (h200_v3_round7/ufold/; at 8 the pass's registers overflow the cap); 393 / 444, 373 / 426, 379 / 431
+# after them (final/variants.log).
 DEFAULT_UFOLD = 2
 
 
