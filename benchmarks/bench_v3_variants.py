@@ -41,6 +41,14 @@ VARIANTS = {
     "p_f4": {"ufold": 4},
     "p_r72": {"packed": True, "maxnreg": 72},
     "p_r80_f4": {"packed": True, "maxnreg": 80, "ufold": 4},
+    # round 8 (defaults: the u fold in the key phase, fp16 key factors, 16-term fp16 sums in both loops,
+    # cap 128): each one off, and the cap at 96
+    "p_r96": {"maxnreg": 96},
+    "p_flat": {"kfold": False},
+    "p_kf8": {"kf16": False},
+    "p_vf8": {"vf16": False},
+    "p_round7": {"kfold": False, "kh": False, "kf16": False, "vf16": False, "maxnreg": 96},
+    "p_kfold_r96": {"kh": False, "kf16": False, "vf16": False, "maxnreg": 96},
     # bulk split counts (the default packed path): the split rule's choice is the "packed" row
     **{f"S{n}": {"num_splits": n} for n in (1, 2, 3, 4, 8, 16)},
     "S_round4": {"num_splits": "round4"},  # the rule before round 5: ~4 x SMs programs, >= 2 tiles each

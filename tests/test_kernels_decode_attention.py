@@ -350,6 +350,12 @@ def test_gpu_v3_packed(L, D, G, B, H):
     check_packed(B, H, L, D, G, False, device="cuda", seed=L + 1)
     check_packed(B, H, L, D, G, True, device="cuda", seed=L + 2, maxnreg=128)
     check_packed(B, H, L, D, G, True, device="cuda", seed=L + 3, ufold=1)
+    # round 7's kernel (flat u fold, fp32 key factors, 8-term sums); each round-8 option off in turn
+    check_packed(B, H, L, D, G, True, device="cuda", seed=L + 4, kfold=False, kh=False, kf16=False, vf16=False,
+                 maxnreg=96)
+    check_packed(B, H, L, D, G, True, device="cuda", seed=L + 5, kfold=False)
+    check_packed(B, H, L, D, G, False, device="cuda", seed=L + 6, kf16=False)
+    check_packed(B, H, L, D, G, True, device="cuda", seed=L + 7, vf16=False)
 
 
 @gpu
