@@ -3,6 +3,8 @@
 # (bench_v3_variants.py), DRAM read / write bytes under Nsight Compute for the flat and key-phase u folds
 # with and without discarding the scratch, and the e2e near-tie test run 3 times alone (-s: its summary).
 #   OUT=dir bash benchmarks/device_round8.sh
+# Its variants were removed after this call: the discard ones before any commit (discarding raced with the
+# window split, which shares the last bulk split's scratch row: NaN in one GPU test), the rest after 958a651.
 source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-540}
 xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n "${XDIST:-8}")

@@ -17,8 +17,7 @@ from kivi_kernels import decode_attention_v3 as da3
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONSTEXPRS = ("D=128 DP=128 G=32 K_BITS=2 V_BITS=2 BW=128 VR=4 UK=2 BLOCK_N=16 HAS_VALID=False SINGLE=False "
               "SPLIT_REM=True PACKED=True ASM=True NUM_WARPS_C=4 DEV_LENS=False WIN=0 num_warps=4 "
-              f"maxnreg={da3.MAXNREG_PACKED} UF={da3.DEFAULT_UFOLD} VDENSE=True").split() + [
-    f"{k}={getattr(da3, 'DEFAULT_' + k)}" for k in ("KFOLD", "VF16", "KH", "KF16")]
+              f"maxnreg={da3.MAXNREG_PACKED} VDENSE=True").split()
 
 
 def test_packed_kernel_builds_for_sm90_with_the_right_asm(tmp_path):
