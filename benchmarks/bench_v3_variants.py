@@ -28,7 +28,8 @@ D, H = 128, 32
 # name -> decode_attention_v3 keywords. maxnreg: the register cap (occupancy: 65536 / (128 threads x cap)
 # programs an SM). Round 5's prefetch / key_stages variants (sweep/variants.log) were removed with the
 # options after commit 67cf731; round 6's acc_in_scratch (h200_v3_round6/) after commit 4d45246; round
-# 7's tma / stages / urows (h200_v3_round7/) after commit 0ce0694; round 7's ufold after commit 958a651.
+# 7's tma / stages / urows (h200_v3_round7/) after commit 0ce0694; round 8's kernel and its options
+# (h200_v3_round8/) are in commits 958a651 and 28735cf.
 VARIANTS = {
     "fp32": {"packed": False},
     "packed": {"packed": True},
@@ -36,10 +37,11 @@ VARIANTS = {
     "p_r80": {"packed": True, "maxnreg": 80},
     "p_r88": {"packed": True, "maxnreg": 88},
     "p_w8_bw256": {"packed": True, "num_warps": 8, "block_w": 256},
+    # the u fold's pass width (ufold x NG pairs a thread; the default is DEFAULT_UFOLD = 2)
+    "p_f1": {"ufold": 1},
+    "p_f4": {"ufold": 4},
     "p_r72": {"packed": True, "maxnreg": 72},
-    # round 8's options (the u fold as a flat pass, fp32 key factors, 8-term sums, discarding the scratch)
-    # were removed after commit 958a651; the cap at 96 stays
-    "p_r96": {"maxnreg": 96},
+    "p_r80_f4": {"packed": True, "maxnreg": 80, "ufold": 4},
     # bulk split counts (the default packed path): the split rule's choice is the "packed" row
     **{f"S{n}": {"num_splits": n} for n in (1, 2, 3, 4, 8, 16)},
     "S_round4": {"num_splits": "round4"},  # the rule before round 5: ~4 x SMs programs, >= 2 tiles each

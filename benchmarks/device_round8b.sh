@@ -3,7 +3,7 @@
 # cap 128). All GPU tests of kernels, quant-pack, static step, engine and end to end; each option off in
 # turn (bench_v3_variants.py); the decode-attention benchmark on the Llama-2 shape.
 #   OUT=dir bash benchmarks/device_round8b.sh
-# Its option variants were removed after commit 958a651 (re-run from there).
+# Its option variants were removed after commit 958a651 and the kernel was not shipped: re-run from 958a651.
 source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-560}
 gpu_tests 200

@@ -3,6 +3,7 @@
 # factors, 16-term fp16 sums, cap 128). All GPU tests; the decode-attention benchmark (Llama-2 shape, v3 and its fp32 path); the
 # engine at each side's batch at ctx 4096 (KIVI-2 278, fp16 59, as device_engine_round7.sh) and b1 x 512.
 #   OUT=dir bash benchmarks/device_round8c.sh
+# Round 8's kernel was not shipped (see device_engine_round8.sh): re-run from commit 28735cf.
 source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-560}
 gpu_tests 200

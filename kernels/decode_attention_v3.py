@@ -82,68 +82,64 @@ def _code_x(words, j, magic, BITS: tl.constexpr):
     return x.to(tl.float32, bitcast=True) - 8388608.0
 
 
-def _pacc_asm(n: int) -> str:
-    """PTX for `_pacc`: n words w_m of 16 2-bit codes, n fp16 factors s_m, 8 fp16x2 accumulators a_j (tied,
-    carried by the caller): a_j += sum_m pair_j(w_m) * s_m, where pair j is codes (j, j + 8). They sit at
-    bits 2j and 16 + 2j, so (w & (3 << 2j) * 0x10001) | 0x64006400 is the fp16 pair x = 1024 + c * 4^j (exact
-    while 2j + 1 < 10; codes 5..7 come from w >> 10). One HFMA2 x * 4^-j - 1024 * 4^-j gives c exactly (for
-    j = 0, HSUB2 x - 1024), then HFMA2 with s_m: LOP3 + 2 HFMA2 a pair and one s_m pair a word. Round 5
-    subtracted 1024 only and scaled s_m by 4^-j instead, 4 HMUL2 a word more (SASS: key loop 350 -> 328
-    instructions a step). `_pflush` adds the pairs to fp32: the loops call it every 2 calls (16-term sums)."""
-    lines = ["{", ".reg .b32 k, x, wh, q0, r<5>, z<5>;", "mov.b32 k, 0x64006400;"]  # fp16 pair 1024
+def _pairs_asm(n: int, half: bool = False) -> str:
+    """PTX for `_dot16`: n words w_m of 16 2-bit codes, n factors s_m (fp32, or fp16 with `half`), 16 fp32
+    accumulators f_j (tied): f_j += sum_m code_j(w_m) * s_m, the n-term sums in fp16x2 pairs, added to
+    fp32 once. Codes j and j + 8 sit at bits 2j and 16 + 2j, so (w & (3 << 2j) * 0x10001) | 0x64006400 is
+    the fp16 pair x = 1024 + c * 4^j (exact while 2j + 1 < 10; codes 5..7 come from w >> 10). One HFMA2
+    x * 4^-j - 1024 * 4^-j gives c exactly (for j = 0, HSUB2 x - 1024), then HFMA2 with s_m: LOP3 + 2
+    HFMA2 a pair and one s_m pair a word. Round 5 subtracted 1024 only and scaled s_m by 4^-j instead, 4
+    HMUL2 a word more (SASS: key loop 350 -> 328 instructions a step)."""
+    lines = ["{", ".reg .b32 k, x, wh, q0, a<8>, r<5>, z<5>;", ".reg .b16 h<2>;", ".reg .f32 t<2>;",
+             "mov.b32 k, 0x64006400;"]  # fp16 pair 1024
     # pairs 4^-j and -1024 * 4^-j (j = 1..4)
     lines += [f"mov.b32 r{j}, {v:#x};" for j, v in ((1, 0x34003400), (2, 0x2C002C00), (3, 0x24002400),
                                                      (4, 0x1C001C00))]
     lines += [f"mov.b32 z{j}, {v:#x};" for j, v in ((1, 0xDC00DC00), (2, 0xD400D400), (3, 0xCC00CC00),
                                                      (4, 0xC400C400))]
     for m in range(n):
-        lines += [f"mov.b32 q0, {{${16 + m}, ${16 + m}}};", f"shr.b32 wh, ${8 + m}, 10;"]
+        if half:
+            lines.append(f"mov.b32 q0, {{${16 + n + m}, ${16 + n + m}}};")
+        else:
+            lines += [f"cvt.rn.f16.f32 h0, ${16 + n + m};", "mov.b32 q0, {h0, h0};"]
+        lines.append(f"shr.b32 wh, ${16 + m}, 10;")
         for j in range(8):
-            src, jj = (f"${8 + m}", j) if j < 5 else ("wh", j - 5)
+            src, jj = (f"${16 + m}", j) if j < 5 else ("wh", j - 5)
             lines.append(f"lop3.b32 x, {src}, {0x00030003 << (2 * jj):#x}, k, 0xEA;")
             lines.append("sub.rn.f16x2 x, x, k;" if jj == 0 else f"fma.rn.f16x2 x, x, r{jj}, z{jj};")
-            lines.append(f"fma.rn.f16x2 ${j}, x, q0, ${j};")
+            lines.append(f"mul.rn.f16x2 a{j}, x, q0;" if m == 0 else f"fma.rn.f16x2 a{j}, x, q0, a{j};")
+    for j in range(8):
+        lines += [f"mov.b32 {{h0, h1}}, a{j};", "cvt.f32.f16 t0, h0;", "cvt.f32.f16 t1, h1;",
+                  f"add.f32 ${j}, ${j}, t0;", f"add.f32 ${j + 8}, ${j + 8}, t1;"]
     lines.append("}")
     return "\n".join(lines)
 
 
-# 8 words a call; a flush is 5 instructions a pair, so flushing every 16 terms instead of 8 saves ~20 of
-# ~270 instructions a step in each loop (round 8, h200_v3_round8.md: 3-5% faster)
-_PACC_SRC = tl.constexpr(_pacc_asm(8))
-_PACC_CONS = tl.constexpr(",".join(["=r"] * 8 + ["r"] * 8 + ["h"] * 8 + [str(i) for i in range(8)]))
-_PFLUSH_SRC = tl.constexpr("\n".join(["{", ".reg .b16 h<2>;", ".reg .f32 t<2>;"] + [
-    ln for j in range(8) for ln in (f"mov.b32 {{h0, h1}}, ${16 + j};", "cvt.f32.f16 t0, h0;", "cvt.f32.f16 t1, h1;",
-                                     f"add.f32 ${j}, ${j}, t0;", f"add.f32 ${j + 8}, ${j + 8}, t1;")] + ["}"]))
-_PFLUSH_CONS = tl.constexpr(",".join(["=f"] * 16 + ["r"] * 8 + [str(i) for i in range(16)]))
+# 8 words a call: fp16 pair sums of 8 terms, flushed to fp32 once per call (0.25 instructions an element).
+# fp32 factors (keys: q * scale) or fp16 ones (values: u, stored fp16).
+_PAIRS_SRC = {half: _pairs_asm(8, half) for half in (False, True)}
 
 
-@triton.jit
-def _pacc(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, a0, a1, a2, a3, a4, a5, a6, a7):
-    # a_j (fp16x2 bits, int32) += pair j of 8 words x 8 fp16 factors (_pacc_asm)
-    return tl.inline_asm_elementwise(
-        _PACC_SRC, _PACC_CONS,
-        [w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, a0, a1, a2, a3, a4, a5, a6, a7],
-        (tl.int32,) * 8, True, 1)
+@triton.constexpr_function
+def _pairs_src(factor_dtype):
+    return _PAIRS_SRC[factor_dtype == tl.float16]
 
 
-@triton.jit
-def _pflush(a0, a1, a2, a3, a4, a5, a6, a7, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15):
-    # f_j += low half of a_j, f_{j+8} += high half (codes j and j + 8 of the words)
-    return tl.inline_asm_elementwise(
-        _PFLUSH_SRC, _PFLUSH_CONS,
-        [a0, a1, a2, a3, a4, a5, a6, a7, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15],
-        (tl.float32,) * 16, True, 1)
+@triton.constexpr_function
+def _pairs_constraints(factor_dtype):
+    half = factor_dtype == tl.float16
+    return ",".join(["=f"] * 16 + ["r"] * 8 + ["h" if half else "f"] * 8 + [str(i) for i in range(16)])
 
 
 @triton.jit
 def _dot16(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
            f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15):
-    # f_j += sum_m code_j(w_m) * s_m over 8 words of 16 2-bit codes (fp16 s_m): 8-term fp16 pair sums, flushed
-    z = tl.zeros_like(w0)
-    a0, a1, a2, a3, a4, a5, a6, a7 = _pacc(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
-                                           z, z, z, z, z, z, z, z)
-    return _pflush(a0, a1, a2, a3, a4, a5, a6, a7,
-                   f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15)
+    # f_j += sum_m code_j(w_m) * s_m over 8 words of 16 2-bit codes, in fp16x2 pairs (_pairs_asm)
+    return tl.inline_asm_elementwise(
+        _pairs_src(s0.dtype), _pairs_constraints(s0.dtype),
+        [w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
+         f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15],
+        (tl.float32,) * 16, True, 1)
 
 
 @triton.jit
@@ -369,67 +365,17 @@ def _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, o
 
 
 @triton.jit
-def _ufold2(pc, J0: tl.constexpr, start, n_t, vs_ptr, vm_ptr, u_ptr, vst, BW: tl.constexpr, NG: tl.constexpr,
-            VDENSE: tl.constexpr):
-    # u = p * value scale for tokens w*16 + J0, + 1 of each word row w (pc: their p, [BW, 2]) in the key
-    # phase's layout: the thread that computed those p writes their u. 2 rows x NG groups are one 16-byte
-    # run with dense rows (vst = NG): wider runs would be split across threads by Triton's load layout, and
-    # cost a layout conversion. Returns the rows' p * value min summed, [BW, NG] (in-thread). The mask is
-    # per word row (n_t is a multiple of 16), which keeps the loads whole vectors
-    w = tl.arange(0, BW)[:, None] * 16
-    e = tl.arange(0, 2 * NG)[None, :]  # [BW, 2 NG]: row J0 + e // NG, group e % NG
-    if VDENSE:
-        x = (start + w + J0) * NG + e
-    else:
-        x = (start + w + J0 + e // NG) * vst + e % NG
-    ok = w < n_t
-    sv = tl.load(vs_ptr + x, mask=ok, other=0.0).to(tl.float32)
-    mv = tl.load(vm_ptr + x, mask=ok, other=0.0).to(tl.float32)
-    pe = tl.reshape(tl.broadcast_to(pc[:, :, None], (BW, 2, NG)), (BW, 2 * NG))
-    tl.store(u_ptr + (w + J0) * NG + e, (pe * sv).to(tl.float16))  # rows past n_t: p = 0, never read unmasked
-    return tl.sum(tl.reshape(pe * mv, (BW, 2, NG)), axis=1)
-
-
-@triton.jit
-def _pairs8(p):
-    # [BW, 16] -> columns (0, 1), (2, 3), ..., (14, 15) as [BW, 2] tensors (in-thread reshapes and splits)
-    t = tl.permute(tl.reshape(p, (p.shape[0], 2, 2, 2, 2)), (0, 4, 1, 2, 3))  # [w, jj, c2, c1, c0]
-    a, b = tl.split(t)  # c0
-    a0, a1 = tl.split(a)  # c1
-    b0, b1 = tl.split(b)
-    c0, c4 = tl.split(a0)  # c2
-    c2, c6 = tl.split(a1)
-    c1, c5 = tl.split(b0)
-    c3, c7 = tl.split(b1)
-    return c0, c1, c2, c3, c4, c5, c6, c7
-
-
-@triton.jit
-def _kstep(q_ptr, kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c, base):
-    # one key step: 8 channels' code words of a thread's word row, their fp16 factors q * scale, and the
-    # min term q * min added to base (fp32). One rounding a factor, like converting an fp32 product; the
-    # caller applies qk_scale to the scores (round 7 scaled q in fp32 first: 24 instructions a step more)
-    kw, sk, mk = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c)
-    w0, w1, w2, w3, w4, w5, w6, w7 = _split8(kw)
-    qh = tl.load(q_ptr + dc + offs_c)[None, :]
-    base += qh.to(tl.float32) * mk.to(tl.float32)
-    s0, s1, s2, s3, s4, s5, s6, s7 = _split8(qh * sk)
-    return w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, base
-
-
-@triton.jit
-def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, u_ptr,
+def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_ptr,
                  s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
                  lo, end, qk_scale, m_i, l_i,
                  D: tl.constexpr, G: tl.constexpr, BW: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
-                 ASM: tl.constexpr, VDENSE: tl.constexpr):
-    # _bulk at k2v2 with the per-code arithmetic in fp16x2 pairs (_pacc, 8 words a call, flushed to fp32
-    # every 2 calls). Keys: the same tiles and thread mapping (a thread = a word row, 16 channels a flush;
-    # its 16 token scores are 16 [BW] accumulators). Values: a thread = one word column over 8 rows a call,
-    # so the pairs sum 16 tokens before the fp32 accumulators. u_ptr: this program's scratch row (fp16).
+                 ASM: tl.constexpr, UF: tl.constexpr, VDENSE: tl.constexpr):
+    # _bulk at k2v2 with the per-code arithmetic in fp16x2 pairs (_dot16, 8 words a call). Keys: the same
+    # tiles and thread mapping (a thread = a word row, 8 channels a step; its 16 token scores are 16 [BW]
+    # accumulators). Values: a thread = one word column over 8 rows a step, so the pairs sum 8 tokens
+    # before the fp32 accumulators. The query is scaled by qk_scale first: fp16 products stay small.
     DW: tl.constexpr = D // 16
     RS: tl.constexpr = NT // DW  # rows a step per row slot (8 slots)
-    NG: tl.constexpr = D // G
     offs_c = tl.arange(0, 8)
     offs_t = tl.arange(0, NT)
     col = offs_t % DW
@@ -439,13 +385,13 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
     z = tl.zeros((NT,), tl.float32)
     g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = \
         z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z
-    cpk = tl.zeros((BW, NG), tl.float32)  # sum of p * value min, a thread's word rows x channel groups
+    NG: tl.constexpr = D // G
+    cpm = tl.zeros((NG,), tl.float32)  # sum of p * min, a channel group each
     if VDENSE:
         vstride = DW
-        sstride = NG
     else:
         vstride = s_vct
-        sstride = s_vst
+    u_ptr = (p_ptr + 16 * BW).to(tl.pointer_type(tl.float16))  # after the tile's p: u, [token, group] fp16
     for start in range(lo, end, 16 * BW):
         rows_w = (start // 16 + tl.arange(0, BW)).to(tl.int64)
         w_ok = rows_w * 16 < end
@@ -454,29 +400,18 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
         f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = \
             y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y
         base = tl.zeros((BW, 8), tl.float32)
-        if ASM:  # two steps a flush: 16-term fp16 sums over channels
-            for dc in range(0, D, 16):
-                a = tl.zeros((BW,), tl.int32)
-                w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, base = _kstep(
-                    q_ptr, kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c, base)
-                a0, a1, a2, a3, a4, a5, a6, a7 = _pacc(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6,
-                                                       s7, a, a, a, a, a, a, a, a)
-                w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, base = _kstep(
-                    q_ptr, kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc + 8, offs_c, base)
-                a0, a1, a2, a3, a4, a5, a6, a7 = _pacc(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6,
-                                                       s7, a0, a1, a2, a3, a4, a5, a6, a7)
-                f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = _pflush(
-                    a0, a1, a2, a3, a4, a5, a6, a7,
-                    f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15)
-        else:  # the interpreter: the fp32 twin, a step at a time
-            for dc in range(0, D, 8):
-                w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, base = _kstep(
-                    q_ptr, kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c, base)
-                f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = _dot16_ref(
-                    w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
-                    f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15)
-        s = (_join16(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15)
-             + tl.sum(base, axis=1)[:, None]) * qk_scale  # [BW, 16]
+        for dc in range(0, D, 8):
+            qc = tl.load(q_ptr + dc + offs_c).to(tl.float32)[None, :] * qk_scale
+            kw, sk, mk = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c)
+            sk = sk.to(tl.float32)
+            base += qc * mk.to(tl.float32)
+            w0, w1, w2, w3, w4, w5, w6, w7 = _split8(kw)
+            s0, s1, s2, s3, s4, s5, s6, s7 = _split8(qc * sk)
+            f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = _pairs16(
+                w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7,
+                f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, ASM)
+        s = _join16(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15) \
+            + tl.sum(base, axis=1)[:, None]  # [BW, 16], scaled
         tok = start + tok_l
         t_ok = tok < end
         if HAS_VALID:
@@ -492,45 +427,32 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
             g6 * alpha, g7 * alpha
         g8, g9, g10, g11, g12, g13, g14, g15 = g8 * alpha, g9 * alpha, g10 * alpha, g11 * alpha, g12 * alpha, \
             g13 * alpha, g14 * alpha, g15 * alpha
-        n_t = tl.minimum(end - start, 16 * BW)
-        # values' scale and min are per (token, channel group): fold them once a (token, group), u = p * scale
-        # into the scratch row (fp16), by the thread that holds p, so the value loop reads its word and one
-        # factor a row (not p, scale, min: 4 loads). Round 7 stored p and folded in a separate flat pass (one
-        # more barrier, 8 dependent round trips a tile): same speed at large batch, 1x32K 153 -> 102 us
-        tl.debug_barrier()  # the previous tile's u reads are done
-        cpk = cpk * alpha
-        pc0, pc1, pc2, pc3, pc4, pc5, pc6, pc7 = _pairs8(p)
-        cpk += _ufold2(pc0, 0, start, n_t, vs_ptr, vm_ptr, u_ptr, sstride, BW, NG, VDENSE)
-        cpk += _ufold2(pc1, 2, start, n_t, vs_ptr, vm_ptr, u_ptr, sstride, BW, NG, VDENSE)
-        cpk += _ufold2(pc2, 4, start, n_t, vs_ptr, vm_ptr, u_ptr, sstride, BW, NG, VDENSE)
-        cpk += _ufold2(pc3, 6, start, n_t, vs_ptr, vm_ptr, u_ptr, sstride, BW, NG, VDENSE)
-        cpk += _ufold2(pc4, 8, start, n_t, vs_ptr, vm_ptr, u_ptr, sstride, BW, NG, VDENSE)
-        cpk += _ufold2(pc5, 10, start, n_t, vs_ptr, vm_ptr, u_ptr, sstride, BW, NG, VDENSE)
-        cpk += _ufold2(pc6, 12, start, n_t, vs_ptr, vm_ptr, u_ptr, sstride, BW, NG, VDENSE)
-        cpk += _ufold2(pc7, 14, start, n_t, vs_ptr, vm_ptr, u_ptr, sstride, BW, NG, VDENSE)
+        tl.debug_barrier()  # the previous tile's reads are done
+        tl.store(p_ptr + tok_l, p)
         tl.debug_barrier()
-        # whole steps unmasked (two a flush on the GPU), then at most one masked step; with VDENSE (value
-        # rows DW words apart) the row stride is a constant, so a step's 8 row addresses are one base +
-        # immediates. SASS (sm_90): value loop 339 -> 268 instructions a step (strided rows: 284); 241 with
-        # the 16-term sums
+        n_t = tl.minimum(end - start, 16 * BW)
+        # values' scale and min are per (token, channel group): fold them once a (token, group) here, in a
+        # flat pass, so the value loop reads its word and one fp16 factor a row (not p, scale, min: 4 loads)
+        # UF x NG (token, group) pairs a thread a pass: a pass is one round trip to memory (DEFAULT_UFOLD
+        # has the measurements)
+        cg = tl.zeros((NT * NG * UF,), tl.float32)
+        for e0 in range(0, n_t * NG, NT * NG * UF):
+            e = e0 + tl.arange(0, NT * NG * UF)
+            t = e // NG
+            ok = t < n_t
+            pt = tl.load(p_ptr + t, mask=ok, other=0.0)
+            x = (start + t) * s_vst + e % NG
+            sv = tl.load(vs_ptr + x, mask=ok, other=0.0).to(tl.float32)
+            mv = tl.load(vm_ptr + x, mask=ok, other=0.0).to(tl.float32)
+            tl.store(u_ptr + e, (pt * sv).to(tl.float16), mask=ok)
+            cg += pt * mv
+        cpm = cpm * alpha + tl.sum(tl.reshape(cg, (NT * UF, NG)), axis=0)  # one cross-thread sum a tile
+        tl.debug_barrier()
+        # whole steps unmasked, then at most one masked step; with VDENSE (value rows DW words apart) the
+        # row stride is a constant, so a step's 8 row addresses are one base + immediates. SASS (sm_90):
+        # value loop 339 -> 268 instructions a step (strided rows: 284)
         n_full = (n_t // (8 * RS)) * (8 * RS)
-        n_two = 0
-        if ASM:
-            n_two = (n_t // (16 * RS)) * (16 * RS)
-            for r0 in range(0, n_two, 16 * RS):
-                a = tl.zeros((NT,), tl.int32)
-                v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = _vrows8(
-                    vc_ptr, u_ptr, vstride, start, r0 + rt, RS, n_t, col, gcol, NG, False)
-                a0, a1, a2, a3, a4, a5, a6, a7 = _pacc(v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6,
-                                                       u7, a, a, a, a, a, a, a, a)
-                v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = _vrows8(
-                    vc_ptr, u_ptr, vstride, start, r0 + 8 * RS + rt, RS, n_t, col, gcol, NG, False)
-                a0, a1, a2, a3, a4, a5, a6, a7 = _pacc(v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6,
-                                                       u7, a0, a1, a2, a3, a4, a5, a6, a7)
-                g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _pflush(
-                    a0, a1, a2, a3, a4, a5, a6, a7,
-                    g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15)
-        for r0 in range(n_two, n_full, 8 * RS):
+        for r0 in range(0, n_full, 8 * RS):
             v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7 = _vrows8(
                 vc_ptr, u_ptr, vstride, start, r0 + rt, RS, n_t, col, gcol, NG, False)
             g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _pairs16(
@@ -542,7 +464,6 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
             g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _pairs16(
                 v0, v1, v2, v3, v4, v5, v6, v7, u0, u1, u2, u3, u4, u5, u6, u7,
                 g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15, ASM)
-    cpm = tl.sum(cpk, axis=0)  # [NG]: one cross-thread sum a program
     out = _join16(g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15)  # [NT, 16]
     gsel = (tl.arange(0, DW) * 16 // G)[:, None] == tl.arange(0, NG)[None, :]
     out = tl.sum(tl.reshape(out, (RS, DW, 16)), axis=0) + tl.sum(tl.where(gsel, cpm[None, :], 0.0), axis=1)[:, None]
@@ -569,7 +490,7 @@ def _decode_attn_v3_kernel(
     D: tl.constexpr, DP: tl.constexpr, G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr,
     BW: tl.constexpr, VR: tl.constexpr, UK: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr,
     SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr,
-    VDENSE: tl.constexpr, NUM_WARPS_C: tl.constexpr,
+    UF: tl.constexpr, VDENSE: tl.constexpr, NUM_WARPS_C: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
@@ -603,13 +524,13 @@ def _decode_attn_v3_kernel(
         bulk_end = tl.maximum(lo, tl.minimum(hi, packed_end))
     m_b = tl.max(tl.full((1,), float("-inf"), tl.float32), axis=0)
     l_b = tl.sum(tl.zeros((1,), tl.float32), axis=0)
-    PSTR: tl.constexpr = (BT * (D // G) + 1) // 2 if PACKED else BT  # fp32 words a scratch row (packed: u, fp16)
+    PSTR: tl.constexpr = BT + (BT * (D // G) + 1) // 2 if PACKED else BT  # fp32 words a scratch row
     p_row = p_ptr + (pid_bh * P_ROWS + tl.minimum(split, P_ROWS - 1)) * PSTR  # this program's scratch
     if PACKED:
         m_b, l_b, acc = _bulk_packed(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
-                                     valid_ptr, p_row.to(tl.pointer_type(tl.float16)), s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
+                                     valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
                                      lo, bulk_end, qk_scale, m_b, l_b, D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM,
-                                     VDENSE)
+                                     UF, VDENSE)
     else:
         VN: tl.constexpr = VR * (D // CPWV) // 4
         acc3 = tl.zeros((CPWV, 4, VN), tl.float32)  # [code i, flat word]: reduced over rows once at the end
@@ -710,23 +631,20 @@ DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_UNROLL, MAXNREG, DEFAULT_BLOCK_N = 128, 
 # to the scratch row and read back each key step (25 fewer key-loop instructions) was slower anyway:
 # 390 / 445 / 843 (h200_v3_round7/qscratch/; commit d0fb350, reverted): its reads probably go to L2,
 # where the query's own loads hit L1 (not profiled).
-# Round 8 (h200_v3_round8/, us at 8x32K / 64x4096 / 128x4096 / 16x16K): the u fold moved into the key
-# phase, fp16 key factors, 16-term fp16 sums in both loops, at cap 128 (4 programs an SM): 373 / 416 / 775 /
-# 371 (round 7's kernel in the same run: 373 / 426 / 803 / 374). The same at cap 96: 393 / 440 / 807 / 389;
-# with 8-term sums in the key loop: 377 / 428 / 796 / 379, in the value loop: 392 / 438 / 820 / 391; the
-# fold as round 7's flat pass over p: 363 / 415 / 786 / 365 (first call: 366 / 423 / 799 / 369 vs 382 /
-# 431 / 796 / 382), but 1x32K 102-153 vs 102-118 us. The scratch's L2 lines discarded at the end of a
-# program (discard.global.L2): DRAM writes at 8x32K 71 -> 58 MB (flat fold: 102 -> 90), no faster.
-MAXNREG_PACKED = 128
-
-
-def _dense_value_rows(s: KiviState) -> bool:
-    """Value code rows D // 16 words apart and scale / min rows D // G apart: the row strides are then
-    compile-time constants (one base pointer + immediates a step; vector loads of a word row's scales)."""
-    if s.v_codes.numel() == 0:
-        return False
-    ng = s.v_scale.shape[-1]
-    return s.v_codes.stride(2) == s.v_codes.shape[-1] and s.v_scale.stride(2) == ng and s.v_min.stride(2) == ng
+# Round 8 (h200_v3_round8.md; code in commits 958a651 and 28735cf), not shipped: the u fold done in the key
+# phase by the thread holding p (no p in scratch, one barrier less), fp16 key factors, 16-term fp16 sums in
+# both loops (SASS: key 328 -> 270, value 268 -> 241 instructions a step), cap 128: 373 / 416 / 775 us
+# against this kernel's 373 / 426 / 803 in the same run, 1x32K 102-118 vs 102-153 us; but the lean
+# engine's KIVI-2 step at b278 x 4096 took 87.8 ms (twice, also at cap 96: 90.5) against this kernel's
+# 69.7 in the same call. Not isolated (the engine runs were not interleaved): next, an interleaved A/B of
+# each part in the engine with per-kernel times.
+MAXNREG_PACKED = 96
+# The packed path's u fold (p x value scale, a tile's (token, group) pairs) takes 2 x NG pairs a thread a
+# pass (_bulk_packed): 3-5% faster than 1 on every benchmark row. H200, us at 8x32K / 64x4096 for 1 / 2 /
+# 4 / 8: 415 / 467, 396 / 451, 407 / 460, 543 / 586 before this round's instruction cuts
+# (h200_v3_round7/ufold/; at 8 the pass's registers overflow the cap); 393 / 444, 373 / 426, 379 / 431
+# after them (final/variants.log).
+DEFAULT_UFOLD = 2
 
 
 def default_packed(query: torch.Tensor, state: KiviState) -> bool:
@@ -740,10 +658,12 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
                         num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
                         lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                         maxnreg: int | None = None, unroll: int | None = None, split_rem: bool = True,
-                        block_n: int | None = None, packed: bool | None = None) -> torch.Tensor:
+                        block_n: int | None = None, packed: bool | None = None,
+                        ufold: int | None = None) -> torch.Tensor:
     """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`).
     Tuning keywords (benchmarks and tests): block_w, num_warps, num_splits, unroll, maxnreg, split_rem,
-    block_n; `packed` the fp16x2 path (None: `default_packed`)."""
+    block_n; `packed` the fp16x2 path (None: `default_packed`); `ufold` the packed path's u-fold pass
+    width (power of two; None: DEFAULT_UFOLD)."""
     s = state
     if packed is None:
         packed = default_packed(query, s)
@@ -759,11 +679,11 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         raise ValueError(f"block_w={BW} must be a power of two")
     if packed and (s.k_bits, s.v_bits) != (2, 2):
         raise ValueError(f"packed=True computes k2v2 only (here k{s.k_bits}v{s.v_bits}); use packed=False")
+    UF = ufold or DEFAULT_UFOLD
+    if UF & (UF - 1):
+        raise ValueError(f"ufold={UF} must be a power of two")
     BT = BW * (32 // s.k_bits)
     BLOCK_N = block_n or DEFAULT_BLOCK_N
-    if BLOCK_N % 16 or BLOCK_N & (BLOCK_N - 1):
-        raise ValueError(f"block_n={BLOCK_N} must be a power of two >= 16 (v3's packed tiles end on 16-token "
-                         "word rows)")
     VR = 4 * 32 * nw // (D // (32 // s.v_bits))  # value rows a step: 4 words a thread
     if maxnreg is None and query.device.type == "cuda":
         maxnreg = MAXNREG_PACKED if packed else MAXNREG
@@ -775,8 +695,8 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         ws = torch.empty((B * H * S * (D + 2),), device=query.device, dtype=torch.float32)
         acc_ws, m_ws, l_ws = ws[: B * H * S * D], ws[B * H * S * D: B * H * S * (D + 1)], ws[B * H * S * (D + 1):]
     mask = valid.view(torch.uint8) if valid is not None else None
-    P = S - 1 if split_rem and S > 1 else S  # scratch rows a (batch, head): the window split needs none
-    pstr = (BT * (D // s.group_size) + 1) // 2 if packed else BT  # packed: u = p * scale, fp16; else p
+    P = S - 1 if split_rem and S > 1 else S  # p scratch rows a (batch, head): the window split needs none
+    pstr = BT + (BT * (D // s.group_size) + 1) // 2 if packed else BT  # packed: + u = p * scale, fp16
     p_ws = torch.empty((B * H * P * pstr,), device=query.device, dtype=torch.float32)
 
     def ptr(t):  # an empty segment is never read: give Triton a live pointer
@@ -799,7 +719,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         S, P,
         D=D, DP=D, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits, BW=BW, UK=unroll or DEFAULT_UNROLL, VR=VR,
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, SPLIT_REM=split_rem, PACKED=packed,
-        ASM=not _interpreting(), VDENSE=_dense_value_rows(s),
+        ASM=not _interpreting(), UF=UF, VDENSE=s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16,
         NUM_WARPS_C=nw,
         DEV_LENS=lens is not None, WIN=win,
         num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}),
@@ -842,10 +762,10 @@ def splits_v3(batch_heads: int, length: int, tile_tokens: int, block_n: int,
 
 def workspace_bytes(batch: int, heads: int, length: int, head_dim: int, k_bits: int,
                     packed: bool = False, group_size: int = 32) -> int:
-    """Device memory one default call allocates besides its output: split partials + scratch rows (p, or
-    packed: the fp16 u = p * scale, one per (token, group))."""
+    """Device memory one default call allocates besides its output: split partials + p scratch (packed:
+    + the fp16 p * scale row, one per (token, group))."""
     BT = DEFAULT_BLOCK_W * (32 // k_bits)
     S, _ = splits_v3(batch * heads, length, BT, DEFAULT_BLOCK_N)
     P = S - 1 if S > 1 else S
-    pstr = (BT * (head_dim // group_size) + 1) // 2 if packed else BT
+    pstr = BT + (BT * (head_dim // group_size) + 1) // 2 if packed else BT
     return batch * heads * S * ((head_dim + 2) if S > 1 else 0) * 4 + batch * heads * P * pstr * 4

@@ -266,12 +266,12 @@ def check_packed(B, H, L, D, G, pad, device=DEVICE, seed=0, **kw):
 
 @pytest.mark.parametrize("L,D,G,pad,num_splits,block_w,kw", [
     (300, 64, 32, True, 1, 8, {}), (700, 128, 16, False, 2, 8, {}), (1500, 64, 32, True, 1, 32, {}),
-    (1500, 128, 16, False, 2, 32, {}), (1500, 64, 16, True, 2, 32, {"block_n": 32}),
-    (700, 128, 32, False, 1, 8, {"block_n": 64})], ids=str)
+    (1500, 128, 16, False, 2, 32, {}), (1500, 64, 16, True, 2, 32, {"ufold": 1}),
+    (700, 128, 32, False, 1, 8, {"ufold": 8})], ids=str)
 def test_v3_packed_tiles_match_oracle(L, D, G, pad, num_splits, block_w, kw):
     # block_w 32 with one warp: 512-token tiles, so 1500 tokens are 3 tiles in one program (the online
-    # softmax rescales the value accumulators across tiles). block_n: where the packed values end (the
-    # bulk tiles stop at a multiple of it; the u fold masks whole word rows past that end)
+    # softmax rescales the value accumulators across tiles). ufold: the u fold's pass width (8 on a
+    # 2-tile split: passes run past the tile's rows)
     check_packed(2, 2, L, D, G, pad, block_w=block_w, num_warps=1 if block_w == 32 else None,
                  num_splits=num_splits, **kw)
 
@@ -293,11 +293,11 @@ def test_v3_packed_strided_value_rows():
         assert err <= TOL[torch.float16], f"v_codes stride {st.v_codes.stride()}: max |err| {err:.3g}"
 
 
-def test_v3_block_n_must_be_whole_word_rows():
+def test_v3_ufold_must_be_a_power_of_two():
     state = make_state(1, 2, 600, 64, 512, 472, 2, 2, 32, torch.float16, DEVICE)
     q = torch.randn(1, 2, 1, 64, device=DEVICE, dtype=torch.float16)
-    with pytest.raises(ValueError, match="block_n=8 must be a power of two >= 16"):
-        da3.decode_attention_v3(q, state, None, 1.0, packed=True, block_n=8)
+    with pytest.raises(ValueError, match="ufold=3 must be a power of two"):
+        da3.decode_attention_v3(q, state, None, 1.0, packed=True, ufold=3)
 
 
 @pytest.mark.parametrize("bh,L,want", [(256, 32768, 16), (512, 16384, 8), (2048, 4096, 2), (4096, 4096, 1),
@@ -349,7 +349,7 @@ def test_gpu_v3_packed(L, D, G, B, H):
     check_packed(B, H, L, D, G, True, device="cuda", seed=L)
     check_packed(B, H, L, D, G, False, device="cuda", seed=L + 1)
     check_packed(B, H, L, D, G, True, device="cuda", seed=L + 2, maxnreg=128)
-    check_packed(B, H, L, D, G, True, device="cuda", seed=L + 3, maxnreg=96, block_n=64)
+    check_packed(B, H, L, D, G, True, device="cuda", seed=L + 3, ufold=1)
 
 
 @gpu
