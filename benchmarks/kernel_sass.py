@@ -5,7 +5,8 @@
 
 Compiles with Triton's bundled ptxas (pointer and stride arguments marked 16-divisible, as Triton
 specializes them at launch), disassembles with nvdisasm, and prints each loop's instruction histogram
-(and the register / shared-memory use). Instructions per element = a loop's count / (elements a thread
+(and the register / shared-memory use). `nodiv=s_vsh,s_vmh` leaves those arguments without the 16-divisibility
+Triton gives a launch's integers that are multiples of 16 (a cache whose row capacity is not). Instructions per element = a loop's count / (elements a thread
 handles per iteration): how v3's tile shape was chosen (its docstring gives the numbers). Files land in
 $KC (default /tmp/kc): .ttgir (layouts), .cubin, .sass.
 """
@@ -24,6 +25,7 @@ kv = dict(a.split("=", 1) for a in sys.argv[3:])
 nw = int(kv.pop("num_warps", 4)); ns = int(kv.pop("num_stages", 3)); arch = int(kv.pop("arch", 90))
 maxnreg = kv.pop("maxnreg", None)
 tag = kv.pop("tag", kname)
+nodiv = set(filter(None, kv.pop("nodiv", "").split(",")))  # stride args a launch would not see 16-divisible
 sys.path.insert(0, os.path.dirname(path))
 import types
 pkg = types.ModuleType("kivi_kernels"); pkg.__path__ = [os.path.dirname(path)]; sys.modules["kivi_kernels"] = pkg
@@ -43,7 +45,7 @@ for n in names:
         sig[n] = ("*i32" if n[:2] in ("kc", "vc") or n.startswith("lens") else "*fp32" if n[:2] in ("ac", "m_", "l_") else "*u8" if n.startswith("valid") else "*fp16")
     elif n in ("qk_scale",): sig[n] = "fp32"
     else: sig[n] = "i32"
-div = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if n not in const and (n.endswith("_ptr") or (n.startswith("s_") and not n.endswith(("d", "mt"))) or n == "chunk")}
+div = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if n not in const and n not in nodiv and (n.endswith("_ptr") or (n.startswith("s_") and not n.endswith(("d", "mt"))) or n == "chunk")}
 src = ASTSource(fn=fn, signature=sig, constexprs={(names.index(k),): v for k, v in const.items()}, attrs=div)
 k = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": nw, "num_stages": ns, **({"maxnreg": int(maxnreg)} if maxnreg else {})})
 open(f"{KC}/{tag}.ttgir", "w").write(k.asm["ttgir"])
