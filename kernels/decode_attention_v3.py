@@ -638,7 +638,8 @@ DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_UNROLL, MAXNREG, DEFAULT_BLOCK_N = 128, 
 # engine's KIVI-2 step at b278 x 4096 took 87.8 ms (twice, also at cap 96: 90.5) against this kernel's
 # 69.7 in the same call. Likely cause (SASS, kernel_sass.py nodiv=s_vsh,s_vmh): the engine's value rows
 # (3967 a head) leave the scale head strides without 16-divisibility, so its key-phase fold's 16-byte loads
-# became 128 scalar ones a tile (this kernel's flat fold loads scalars anyway). Next: 16-row store strides.
+# became 128 scalar ones a tile (this kernel's flat fold loads scalars anyway). The static stores now pad
+# value rows to 16 (kivi_core.static.VALUE_ROW_ALIGN); next: round 8 in the engine again, interleaved.
 MAXNREG_PACKED = 96
 # The packed path's u fold (p x value scale, a tile's (token, group) pairs) takes 2 x NG pairs a thread a
 # pass (_bulk_packed): 3-5% faster than 1 on every benchmark row. H200, us at 8x32K / 64x4096 for 1 / 2 /

@@ -64,6 +64,11 @@ class DecodeSchedule:
         self.n_vq += 1 if slide else 0
 
 
+# Rows of a value store come in blocks of this many (see StaticKiviLayer.__init__). Round 8's decode kernel
+# (benchmarks/results/h200_v3_round8.md) read the value scales of exact 3967-row stores with scalar loads.
+VALUE_ROW_ALIGN = 16
+
+
 def packed_rows(max_len: int, R: int) -> tuple[int, int]:
     """(key rows, value rows) the packed stores of a static KIVI layer ever hold over `max_len` positions.
 
@@ -115,11 +120,11 @@ class StaticKiviLayer(_StaticLayer):
         self.R, self.W, self.ck = R, R + 1, ck
         k_rows, v_rows = packed_rows(max_len, R)
 
-        def store(t: torch.Tensor, n: int, rows: int) -> torch.Tensor:
+        def store(t: torch.Tensor, n: int, rows: int, align: int = 1) -> torch.Tensor:
             # keep the prefill's buffer when it is already big enough (KiviCache(capacity=...)): no copy
             if batch is None and t.shape[2] >= rows:
                 return t
-            out = t.new_empty(B, H, rows, t.shape[3])
+            out = t.new_empty(B, H, -(-rows // align) * align, t.shape[3])
             if batch is None:
                 out[:, :, :n].copy_(t[:, :, :n])
             return out
@@ -129,9 +134,12 @@ class StaticKiviLayer(_StaticLayer):
         self.k_codes = store(src.k_codes, n_kq // ck, k_rows // ck)  # [B, H, tokens/ck, D]
         self.k_scale = store(src.k_scale, n_kq // G, k_rows // G)  # [B, H, tokens/G, D]
         self.k_min = store(src.k_min, n_kq // G, k_rows // G)
-        self.v_codes = store(src.v_codes, n_vq, v_rows)  # [B, H, tokens, D/cv]
-        self.v_scale = store(src.v_scale, n_vq, v_rows)  # [B, H, tokens, D/G]
-        self.v_min = store(src.v_min, n_vq, v_rows)
+        # Value stores get whole blocks of VALUE_ROW_ALIGN rows (3967 -> 3968 at ctx 4096): a head's stride
+        # is then a multiple of 16 elements, which Triton specializes on, so the kernels' row loads can be
+        # vectors. Keys need none (a head is rows x D words or scales).
+        self.v_codes = store(src.v_codes, n_vq, v_rows, VALUE_ROW_ALIGN)  # [B, H, tokens, D/cv]
+        self.v_scale = store(src.v_scale, n_vq, v_rows, VALUE_ROW_ALIGN)  # [B, H, tokens, D/G]
+        self.v_min = store(src.v_min, n_vq, v_rows, VALUE_ROW_ALIGN)
         self.k_tail = torch.zeros(B, H, R, D, device=dev, dtype=dt)
         self.v_win = torch.zeros(B, H, self.W, D, device=dev, dtype=dt)  # ring: position t in slot t % W
         if batch is None:

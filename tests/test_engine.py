@@ -16,7 +16,7 @@ from kivi_core.compat import cache_kwarg
 from kivi_core import engine
 from kivi_core.engine import lean_generate, prefill_rows
 from kivi_core.quant import codes_per_word
-from kivi_core.static import DecodeSchedule, StaticFp16Layer, StaticKiviCache, packed_rows
+from kivi_core.static import VALUE_ROW_ALIGN, DecodeSchedule, StaticFp16Layer, StaticKiviCache, packed_rows
 
 from models import build
 
@@ -186,8 +186,11 @@ def test_static_stores_hold_exactly_the_rows_decoding_writes(T, new):
     for layer in res.cache.layers:
         got = {name: getattr(layer, name).shape[2] for name in
                ("k_codes", "k_scale", "k_min", "v_codes", "v_scale", "v_min")}
+        v_alloc = -(-v_rows // VALUE_ROW_ALIGN) * VALUE_ROW_ALIGN  # whole blocks: 16-divisible head strides
         assert got == {"k_codes": k_rows // ck, "k_scale": k_rows // G, "k_min": k_rows // G,
-                       "v_codes": v_rows, "v_scale": v_rows, "v_min": v_rows}, (max_len, got)
+                       "v_codes": v_alloc, "v_scale": v_alloc, "v_min": v_alloc}, (max_len, got)
+        assert all(getattr(layer, name).stride(1) % 16 == 0 for name in ("v_codes", "v_scale", "v_min")
+                   if v_rows), (max_len, got)
 
 
 def test_static_cache_keeps_a_prefill_buffer_that_is_big_enough():
