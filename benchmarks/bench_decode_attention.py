@@ -11,10 +11,11 @@ before every call, and input sets are rotated when one would fit in L2), and rep
   * speed-up vs (a) torch SDPA over an fp16 cache of the same shape (the faster of enable_gqa and
     folding a kv head's query heads into q_len), (b) dequantize_state (kivi_core.attention_ref) + SDPA,
     i.e. what transformers' QuantizedCache does every step.
-Each kernel named in --impl (v1: tensor-core tiles, any shape; v3: MHA decode on CUDA cores, see
-kernels/decode_attention_v3.py — timed on the MHA shape only, with its defaults: the fp16x2 packed path
-at k2v2 fp16; v3f: v3's fp32 path, packed=False) is timed on the same states; every row records its impl, and the table prints them side by side (the
-baselines are measured once per row). Writes JSON (device, versions, command, rows) to $OUT/ when OUT is
+Each kernel named in --impl is timed on the same states; every row records its impl, and the table prints
+them side by side (the baselines are measured once per row). v1: tensor-core tiles, any shape. v3: one
+query row a program on CUDA cores (kernels/decode_attention_v3.py), with its defaults: the fp16x2 packed
+path at k2v2 fp16; on the GQA shape a program a query head, not yet what "auto" picks there. v3f: v3's
+fp32 path, packed=False. Writes JSON (device, versions, command, rows) to $OUT/ when OUT is
 set, else benchmarks/results/.
 """
 
@@ -179,15 +180,13 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
             S = max(1, round(_num_splits(B * H, L, bn, query.device) * splits_scale))
             kw = dict(impl="v1", block_n=bn, num_warps=num_warps or 4, num_splits=S, use_dot=use_dot)
         else:  # v3 (its defaults: the packed path here), or v3f: v3's fp32 path (packed=False)
-            if Hq != H:
-                continue  # v3 is the MHA-decode kernel; GQA calls run v1
             bw = block_w or DEFAULT_BLOCK_W
             bn = bw * 16  # tokens a key tile at 2 bits
             nw = num_warps or DEFAULT_WARPS
             packed = None if impl == "v3" else False  # None: the launcher's default (packed here)
-            S = max(1, round(num_splits_v3(B * H, L, bn) * splits_scale))  # bulk splits
+            S = max(1, round(num_splits_v3(B * Hq, L, bn) * splits_scale))  # bulk splits (programs by query head)
             kw = dict(block_w=bw, num_warps=nw, num_splits=S, packed=packed)
-            S = splits_v3(B * H, L, bn, 16, S)[0]  # + the window / tail split
+            S = splits_v3(B * Hq, L, bn, 16, S)[0]  # + the window / tail split
         call = decode_attention_triton if impl == "v1" else decode_attention_v3
         t = bench_rotating([lambda s=s, kw=kw, call=call: call(query, s, None, D**-0.5, **kw) for s in states])
         t_host = host_us(lambda kw=kw, call=call: call(query, states[0], None, D**-0.5, **kw))

@@ -452,8 +452,11 @@ def pick_impl(query: torch.Tensor, state: KiviState, impl: str = "auto") -> str:
             raise ValueError(f"impl='v3' cannot run this call: {why}; use impl='v1' or 'auto'")
         return "v3"
     # v3 is faster than v1 on every large MHA shape measured (H200, benchmarks/results/h200_v3_round4.md:
-    # 8x32K 0.51 vs 1.62 ms, 64x4096 0.52 vs 1.61 ms, 1x32K 124 vs 221 us); v1 serves GQA, q_len > 1,
-    # head_dim 256.
+    # 8x32K 0.51 vs 1.62 ms, 64x4096 0.52 vs 1.61 ms, 1x32K 124 vs 221 us); v1 serves q_len > 1, head_dim
+    # 256, and GQA: v3 runs GQA too (a program a query head, its kv head's bytes shared through L2), but
+    # is not measured there yet, so only impl="v3" picks it
+    if why is None and query.shape[1] != state.k_tail.shape[1]:
+        why = "GQA"
     return "v3" if why is None else "v1"
 
 

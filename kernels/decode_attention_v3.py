@@ -474,7 +474,7 @@ def _bulk_packed(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_pt
 def _decode_attn_v3_kernel(
     q_ptr, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr, lens_ptr,
     acc_ptr, m_ptr, l_ptr, out_ptr, p_ptr,
-    H, L, n_kq, n_vq, chunk, qk_scale, magic,
+    H, QG, L, n_kq, n_vq, chunk, qk_scale, magic,
     s_qb, s_qh, s_qd,
     s_kcb, s_kch, s_kcw,
     s_ksb, s_ksh, s_ksg,
@@ -498,14 +498,14 @@ def _decode_attn_v3_kernel(
     pid_bh = tl.program_id(0).to(tl.int64)
     split = tl.program_id(1)
     b = pid_bh // H
-    h = pid_bh % H
+    h = pid_bh % H  # query head; its kv head is h // QG (GQA: QG query heads a kv head, each its own program)
     CPWV: tl.constexpr = 32 // V_BITS
     BT: tl.constexpr = BW * (32 // K_BITS)
     offs_d = tl.arange(0, DP)
     d_ok = offs_d < D
     q = tl.load(q_ptr + b * s_qb + h * s_qh + offs_d * s_qd, mask=d_ok, other=0.0).to(tl.float32)
     kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr = _head_ptrs(
-        b, h, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
+        b, h // QG, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
         s_kcb, s_kch, s_ksb, s_ksh, s_kmb, s_kmh, s_ktb, s_kth, s_vcb, s_vch, s_vsb, s_vsh, s_vmb, s_vmh,
         s_vwb, s_vwh, s_mb)
     packed_end = (n_vq // BLOCK_N) * BLOCK_N
@@ -588,8 +588,8 @@ def unsupported_v3(query: torch.Tensor, state: KiviState) -> str | None:
     """Why v3 cannot run this call (None when it can). Callers have run v1's `_check` already."""
     B, Hq, q, D = query.shape
     H = state.k_tail.shape[1]
-    if Hq != H or q != 1:
-        return f"v3 computes one query row a kv head (here Hq={Hq}, H={H}, q_len={q})"
+    if Hq % H or q != 1:
+        return f"v3 computes one query row a query head, over its kv head (here Hq={Hq}, H={H}, q_len={q})"
     if D not in (64, 128):
         return f"v3 keeps a value row's {D} channels in registers: head_dim 64 or 128 only"
     for name in ("k_codes", "k_scale", "k_min", "k_tail", "v_codes", "v_scale", "v_min", "v_win"):
@@ -670,7 +670,8 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     if packed is None:
         packed = default_packed(query, s)
     B, Hq, _, D = query.shape
-    H = Hq
+    H = Hq  # programs go by query head (GQA: QG of them read one kv head, from L2 after the first)
+    QG = Hq // s.k_tail.shape[1]
     L = max_len if lens is not None else s.length  # device lengths: the grid covers the capacity
     out = torch.empty((B, 1, Hq, D), device=query.device, dtype=query.dtype)
     if L == 0 or B == 0:
@@ -712,7 +713,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         ptr(s.v_codes), ptr(s.v_scale), ptr(s.v_min), ptr(s.v_win), mask if mask is not None else query,
         lens if lens is not None else query,
         acc_ws, m_ws, l_ws, out, p_ws,
-        H, L, s.n_kq, s.n_vq, chunk, scaling * _LOG2E, 0x4B000000,
+        H, QG, L, s.n_kq, s.n_vq, chunk, scaling * _LOG2E, 0x4B000000,
         query.stride(0), query.stride(1), query.stride(3),
         *st(s.k_codes), *st(s.k_scale), *st(s.k_min), *st(s.k_tail),
         *st(s.v_codes), *st(s.v_scale), *st(s.v_min), *st(s.v_win),

@@ -199,6 +199,23 @@ def test_v3_segment_edges(L, n_kq, n_vq):
     check(1, 2, 2, 1, L, 64, n_kq, n_vq, 2, 2, 32, torch.float32, pad=True, num_splits=2, block_w=8, impl="v3")
 
 
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("Hq,H", [(4, 1), (8, 2)])
+def test_v3_gqa_matches_oracle(Hq, H, packed):
+    # forced v3 on GQA: a program a query head, its kv head = h // (Hq / H); "auto" keeps v1 there (not measured)
+    n_kq, n_vq = kivi_split(700, 32, 64)
+    state = make_state(2, H, 700, 64, n_kq, n_vq, 2, 2, 32, torch.float16, DEVICE, 7)
+    q = torch.randn(2, Hq, 1, 64, generator=torch.Generator().manual_seed(8)).half().to(DEVICE)
+    valid = torch.ones(2, 700, dtype=torch.bool)
+    valid[1, :45] = False
+    valid = valid.to(DEVICE)
+    ref = decode_attention_ref(q, state, valid, 64**-0.5)
+    out = da3.decode_attention_v3(q, state, valid, 64**-0.5, packed=packed, block_w=8, num_splits=2)
+    err = (out.float() - ref.float()).abs().max().item()
+    assert err <= TOL[torch.float16], f"GQA {Hq}/{H} packed={packed}: max |err| {err:.3g}"
+    assert da.pick_impl(q, state) == "v1" and da.pick_impl(q, state, "v3") == "v3"
+
+
 def test_auto_picks_v3_for_mha_decode_only():
     st = make_state(1, 4, 512, 64, 512, 384, 2, 2, 32, torch.float16, "cpu")
     q = torch.empty(1, 4, 1, 64, dtype=torch.float16)
@@ -211,8 +228,9 @@ def test_auto_picks_v3_for_mha_decode_only():
 def test_v3_refuses_what_it_cannot_run_and_auto_falls_back():
     check(1, 4, 2, 2, 600, 32, 576, 300, 2, 2, G_SMALL, torch.float16, pad=True, num_splits=2, impl="auto")
     state = make_state(1, 1, 100, 96, 96, 40, 2, 2, 48, torch.float16, DEVICE)
-    with pytest.raises(ValueError, match="impl='v3'.*Hq=2, H=1"):
-        da.decode_attention_triton(torch.randn(1, 2, 1, 96, device=DEVICE, dtype=torch.float16), state, None,
+    with pytest.raises(ValueError, match="impl='v3'.*q_len=2"):
+        st2 = make_state(1, 2, 100, 64, 96, 40, 2, 2, 32, torch.float16, DEVICE)
+        da.decode_attention_triton(torch.randn(1, 4, 2, 64, device=DEVICE, dtype=torch.float16), st2, None,
                                    1.0, impl="v3")
     with pytest.raises(ValueError, match="head_dim 64 or 128"):
         da.decode_attention_triton(torch.randn(1, 1, 1, 96, device=DEVICE, dtype=torch.float16), state, None,
@@ -350,6 +368,20 @@ def test_gpu_v3_packed(L, D, G, B, H):
     check_packed(B, H, L, D, G, False, device="cuda", seed=L + 1)
     check_packed(B, H, L, D, G, True, device="cuda", seed=L + 2, maxnreg=128)
     check_packed(B, H, L, D, G, True, device="cuda", seed=L + 3, ufold=1)
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("L,Hq,H,packed", [(4133, 32, 8, True), (32 * 1024 + 77, 32, 8, True), (1000, 32, 8, False),
+                                           (4096, 8, 1, True)], ids=str)
+def test_gpu_v3_gqa(L, Hq, H, packed):
+    n_kq, n_vq = kivi_split(L, 32, 128)
+    state = make_state(2, H, L, 128, n_kq, n_vq, 2, 2, 32, torch.float16, "cuda", L)
+    q = torch.randn(2, Hq, 1, 128, generator=torch.Generator().manual_seed(L)).half().cuda()
+    ref = decode_attention_ref(q, state, None, 128**-0.5)
+    out = da3.decode_attention_v3(q, state, None, 128**-0.5, packed=packed)
+    err = (out.float() - ref.float()).abs().max().item()
+    assert err <= PACKED_TOL_GPU, f"GQA {Hq}/{H} L={L} packed={packed}: max |err| {err:.3g}"
 
 
 @gpu
