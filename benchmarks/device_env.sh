@@ -22,3 +22,28 @@ gpu_tests() {
       tests/test_engine.py tests/test_gpu_e2e.py 2>&1 | tee "$OUT/gpu_tests.log" | grep -v Warn | tail -6
   echo "gpu tests exit: ${PIPESTATUS[0]} at ${SECONDS}s"
 }
+# kernel_tests K N: the decode-attention GPU tests matching -k K (xdist if there), at most N seconds of what
+# is left; log in $OUT/gpu_tests.log
+kernel_tests() {
+  local xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n "${XDIST:-8}")
+  timeout "$(left "$2")" python3 -m pytest -m gpu -q -p no:cacheprovider "${xd[@]}" -k "$1" \
+      tests/test_kernels_decode_attention.py 2>&1 | tee "$OUT/gpu_tests.log" | grep -v Warn | tail -5
+  echo "gpu tests exit: ${PIPESTATUS[0]} at ${SECONDS}s"
+}
+# sweep ROWS VARIANTS N: bench_v3_variants.py over those rows and variants, at most N seconds of what is
+# left; log in $OUT/variants.log (table and JSON: $OUT/v3_variants.json)
+sweep() {
+  timeout "$(left "$3")" python3 benchmarks/bench_v3_variants.py --rows "$1" --variants "$2" 2>&1 \
+      | tee "$OUT/variants.log" | grep -v Warning
+  echo "sweep done at ${SECONDS}s"
+}
+# ncu_v3 N "NCU OPTIONS" ROW [KW ...]: Nsight Compute on one warm v3 call (benchmarks/ncu_v3.py ROW KW...),
+# at most N seconds of what is left; with_ncu: whether ncu is there and NO_NCU is unset
+NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+with_ncu() { [ -n "$NCU" ] && [ -z "${NO_NCU:-}" ]; }
+ncu_v3() {
+  local n=$1 opts=$2; shift 2
+  # shellcheck disable=SC2086  # the options are words
+  timeout "$(left "$n")" "$NCU" --clock-control none -k regex:_decode_attn_v3 --launch-skip 2 --launch-count 1 \
+      $opts python3 benchmarks/ncu_v3.py "$@"
+}

@@ -7,8 +7,7 @@
 source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-560}
 gpu_tests 200
-timeout "$(left 170)" python3 benchmarks/bench_v3_variants.py --rows 8x32768,64x4096,128x4096,16x16384,1x32768 \
-    --variants packed,p_r96,p_flat,p_kf8,p_vf8,p_round7,p_kfold_r96 2>&1 | tee "$OUT/variants.log" | grep -v Warning
+sweep 8x32768,64x4096,128x4096,16x16384,1x32768 packed,p_r96,p_flat,p_kf8,p_vf8,p_round7,p_kfold_r96 170
 timeout "$(left 200)" python3 benchmarks/bench_decode_attention.py --shapes llama2-7b --impl v3,v3f 2>&1 \
     | tee "$OUT/bench.log" | grep -v Warning | tail -16
 echo "bench exit: ${PIPESTATUS[0]} at ${SECONDS}s"
