@@ -228,8 +228,8 @@ def test_auto_picks_v3_for_mha_decode_only():
 def test_v3_refuses_what_it_cannot_run_and_auto_falls_back():
     check(1, 4, 2, 2, 600, 32, 576, 300, 2, 2, G_SMALL, torch.float16, pad=True, num_splits=2, impl="auto")
     state = make_state(1, 1, 100, 96, 96, 40, 2, 2, 48, torch.float16, DEVICE)
+    st2 = make_state(1, 2, 100, 64, 96, 40, 2, 2, 32, torch.float16, DEVICE)
     with pytest.raises(ValueError, match="impl='v3'.*q_len=2"):
-        st2 = make_state(1, 2, 100, 64, 96, 40, 2, 2, 32, torch.float16, DEVICE)
         da.decode_attention_triton(torch.randn(1, 4, 2, 64, device=DEVICE, dtype=torch.float16), st2, None,
                                    1.0, impl="v3")
     with pytest.raises(ValueError, match="head_dim 64 or 128"):
