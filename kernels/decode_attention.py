@@ -404,9 +404,9 @@ def decode_attention_triton(
 
     Same contract as `decode_attention_ref`: query [B, Hq, q, D] (q <= 8), valid [B, L] bool or None,
     returns [B, q, Hq, D] in query's dtype. `impl` picks the kernel: "auto" (the default, see
-    `pick_impl`) runs v3 (`decode_attention_v3.py`: one query row a kv head, CUDA cores, scales folded)
-    on MHA-decode calls, where it is measured faster, and v1 (this file: tensor-core tiles, any GQA
-    group and q_len) elsewhere; "v1" / "v3" force one ("v3" refuses what it cannot run, with why).
+    `pick_impl`) runs v3 (`decode_attention_v3.py`: one query row a program, CUDA cores, scales folded)
+    on one-token decode calls, MHA and GQA, where it is measured faster, and v1 (this file: tensor-core
+    tiles, any GQA group and q_len) elsewhere; "v1" / "v3" force one ("v3" refuses what it cannot run, with why).
     The rest are tuning overrides (tests and benchmarks): `num_splits` (both), `num_warps` (both),
     `block_n` and `use_dot` (v1), `block_w` (v3: key word rows a tile).
     """
@@ -451,12 +451,10 @@ def pick_impl(query: torch.Tensor, state: KiviState, impl: str = "auto") -> str:
         if why is not None:
             raise ValueError(f"impl='v3' cannot run this call: {why}; use impl='v1' or 'auto'")
         return "v3"
-    # v3 is faster than v1 on every large MHA shape measured (H200, benchmarks/results/h200_v3_round4.md:
-    # 8x32K 0.51 vs 1.62 ms, 64x4096 0.52 vs 1.61 ms, 1x32K 124 vs 221 us); v1 serves q_len > 1, head_dim
-    # 256, and GQA: v3 runs GQA too (a program a query head, its kv head's bytes shared through L2), but
-    # is not measured there yet, so only impl="v3" picks it
-    if why is None and query.shape[1] != state.k_tail.shape[1]:
-        why = "GQA"
+    # v3 is faster than v1 on every shape it runs (H200): MHA (h200_v3_round4.md: 8x32K 0.51 vs 1.62 ms,
+    # 64x4096 0.52 vs 1.61 ms, 1x32K 124 vs 221 us) and GQA, a program a query head with its kv head's
+    # bytes shared through L2 (h200_round9.md, Llama-3.1-8B 32/8: 8x32K 292 vs 510 us, 16x16K 302 vs 488,
+    # 64x4096 366 vs 429, 128x4096 692 vs 822). v1 serves q_len > 1 and head_dim 256
     return "v3" if why is None else "v1"
 
 

@@ -1,7 +1,8 @@
-"""KIVI decode attention, v3: one query row per kv head (MHA decode) on CUDA cores, scales folded.
+"""KIVI decode attention, v3: one query row a program (one-token decode, MHA or GQA) on CUDA cores, scales folded.
 
 Same contract and oracle as v1 (`decode_attention.py`, torch twin `decode_attention_ref`); reached
-through `decode_attention_triton` ("auto" runs it on every MHA-decode call it supports, "v3" forces it).
+through `decode_attention_triton` ("auto" runs it on every one-token decode call it supports, "v3" forces it).
+GQA runs a program a query head; the QG query heads of a kv head read its bytes, from L2 after the first.
 
 Why (SASS compiled for sm_90 without a GPU, counted per loop by `benchmarks/kernel_sass.py`): v1 spends
 ~12 instructions per K/V element in its main loop, most of them moving the dequantized tile through

@@ -249,7 +249,7 @@ def test_gpu_graphs_equal_generate(gqa):
 
 @pytest.mark.parametrize("gqa", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_lean_eager_triton_kernels_with_device_lengths(gqa):
-    # backend="triton": the static attention kernels (v3 for MHA, v1 for GQA) read lengths from the
+    # backend="triton": the static attention kernel (v3, MHA and GQA) read lengths from the
     # device and the value window as a ring; on CPU they run under the Triton interpreter.
     torch.manual_seed(0)
     cfg = tf.LlamaConfig(vocab_size=97, hidden_size=128, intermediate_size=96, num_hidden_layers=1,
