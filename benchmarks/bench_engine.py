@@ -1,6 +1,6 @@
 """Lean decode loop (kivi_core.engine) on the GPU: KIVI vs fp16, both as CUDA-graph loops over static caches.
 
-    python3 benchmarks/bench_engine.py [ROW ...]     ROW = side:batch:ctx[:eager], side = kivi | fp16
+    python3 benchmarks/bench_engine.py [--kernels] [ROW ...]     ROW = side:batch:ctx[:eager], side = kivi | fp16
     default rows: issue 6's (b1 x 512 both sides, fp16 b32/b48 x 4096, KIVI b64/b128/b192 x 4096)
 
 Llama-2-7B shape with random weights (kivi_cli preset `llama-2-7b`, fp16), greedy, prompt = ctx - 64
@@ -8,12 +8,19 @@ random tokens, 64 new tokens, prefill in chunks of 1024. For each row: steady-st
 step (CUDA events from the first graph replay to the end, no host sync in between), tokens/s =
 batch / step time, the prefill time, torch's peak allocated bytes, the step kinds run (eager / capture /
 replay), or OOM. Writes $OUT/bench_engine.json (else benchmarks/results/).
+
+--kernels: where a step's GPU time goes. torch.profiler (CUDA activity, which records the kernels that
+graph replays launch) covers decode steps KSTEP0 .. KSTEP0 + KSTEPS - 1 of each row; the host waits for
+each of those steps, so the window holds exactly those steps' kernels (a wait a step adds the host's
+launch latency to 8 of the ~60 timed steps: ~0.1 ms in ~2 s at b128 x 4096). Per row: kernel time a step
+by category and the 12 largest kernels; busy = the sum of kernel times a step, against the step time.
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
+import tempfile
 import time
 
 import torch
@@ -25,10 +32,68 @@ from kivi_core.engine import lean_generate
 DEFAULT = ["kivi:1:512", "fp16:1:512", "kivi:1:512:eager", "fp16:32:4096", "fp16:48:4096", "kivi:64:4096",
            "kivi:128:4096", "kivi:192:4096", "fp16:64:4096"]
 GEN = 64
+KSTEP0, KSTEPS = 8, 8  # profiled decode steps: past the first replays (steps 1-2 run eagerly / capture)
+# kernel categories, by name (the first that matches): Triton kernels keep their names, cuBLAS's carry
+# gemm / nvjet / xmma / cutlass, torch's SDPA flash / fmha / attention
+CATEGORIES = [
+    ("attention, KIVI", ("_decode_attn_v3", "_decode_attn_split")),
+    ("attention, split reduce", ("_decode_attn_reduce",)),
+    ("attention, fp16 SDPA", ("flash", "fmha", "attention")),
+    ("KIVI cache append / quantize", ("_append_kernel", "_slide_kernel", "_quantize_")),
+    ("matmul", ("gemm", "nvjet", "xmma", "cutlass", "cublas")),
+]
+OTHER = "other (norms, RoPE, activations, copies)"
+
+
+def category(name: str) -> str:
+    low = name.lower()
+    return next((c for c, keys in CATEGORIES if any(k in low for k in keys)), OTHER)
+
+
+def summarize_trace(path: str, steps: int) -> dict:
+    """Kernel time a step from a Chrome trace of `steps` decode steps: by category and the 12 largest."""
+    with open(path) as f:
+        events = json.load(f).get("traceEvents", [])
+    by_name: dict[str, list[float]] = {}
+    for e in events:
+        if e.get("ph") == "X" and e.get("cat") == "kernel":
+            by_name.setdefault(e["name"], []).append(float(e["dur"]))  # microseconds
+    by_cat: dict[str, float] = {}
+    for name, durs in by_name.items():
+        by_cat[category(name)] = by_cat.get(category(name), 0.0) + sum(durs) / steps
+    top = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:12]
+    return {"steps": steps, "busy_ms_per_step": sum(by_cat.values()) / 1e3,
+            "us_per_step_by_category": dict(sorted(by_cat.items(), key=lambda kv: -kv[1])),
+            "top": [{"name": n[:120], "calls_per_step": len(d) / steps, "us_per_step": sum(d) / steps}
+                    for n, d in top]}
+
+
+class KernelWindow:
+    """`on_step` for lean_generate: profiles decode steps KSTEP0 .. KSTEP0 + KSTEPS - 1, waiting for each."""
+
+    def __init__(self, tmpdir: str):
+        from torch.profiler import ProfilerActivity, profile, schedule
+
+        self.path = os.path.join(tmpdir, "trace.json")
+        self.prof = profile(activities=[ProfilerActivity.CUDA],
+                            schedule=schedule(wait=KSTEP0 - 1, warmup=0, active=KSTEPS, repeat=1),
+                            on_trace_ready=lambda p: p.export_chrome_trace(self.path))
+        self.prof.start()
+
+    def __call__(self, i: int) -> None:
+        if KSTEP0 - 1 <= i < KSTEP0 + KSTEPS:  # the steps before and in the window have run when it moves
+            torch.cuda.synchronize()
+        self.prof.step()
+
+    def result(self) -> dict | None:
+        self.prof.stop()
+        return summarize_trace(self.path, KSTEPS) if os.path.exists(self.path) else None
 
 
 def main() -> None:
-    rows = sys.argv[1:] or DEFAULT
+    args = sys.argv[1:]
+    kernels = "--kernels" in args
+    rows = [a for a in args if a != "--kernels"] or DEFAULT
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
@@ -47,9 +112,14 @@ def main() -> None:
         base = torch.cuda.memory_allocated()
         rec = dict(side=side, batch=B, ctx=ctx, gen=GEN, graphs=not eager)
         t0 = time.perf_counter()
+        tmp = tempfile.TemporaryDirectory()
+        window = KernelWindow(tmp.name) if kernels else None
         try:
-            res = lean_generate(model, ids, GEN, kivi, graphs=not eager, prefill_chunk=1024)
+            res = lean_generate(model, ids, GEN, kivi, graphs=not eager, prefill_chunk=1024, on_step=window)
             torch.cuda.synchronize()
+            if window is not None:
+                rec["kernels"] = window.result()
+                window = None
             ms = res.steady_ms_per_step
             if ms is None:  # eager: wall time of the decode loop
                 ms = res.decode_s * 1e3 / (GEN - 1)
@@ -61,6 +131,10 @@ def main() -> None:
             del res
         except torch.OutOfMemoryError as e:
             rec.update(status="oom", error=str(e).splitlines()[0][:200])
+        finally:
+            if window is not None:
+                window.prof.stop()
+            tmp.cleanup()
         rec["wall_s"] = time.perf_counter() - t0
         print(json.dumps(rec), flush=True)
         results.append(rec)
@@ -85,6 +159,16 @@ def main() -> None:
             continue
         print(f"{r['side']:<5} {r['batch']:>4} {r['ctx']:>5} {str(r['graphs']):>6} {r['ms_per_step']:8.2f} "
               f"{r['tok_per_s']:8.0f} {r['peak_alloc_gb']:8.1f} {r['cache_gb'] or 0:8.1f}")
+    for r in results:
+        k = r.get("kernels")
+        if not k:
+            continue
+        print(f"\n{r['side']} b{r['batch']} x {r['ctx']}: step {r['ms_per_step']:.2f} ms, kernels busy "
+              f"{k['busy_ms_per_step']:.2f} ms ({k['steps']} steps profiled)")
+        for cat, us in k["us_per_step_by_category"].items():
+            print(f"  {cat:<42} {us / 1e3:8.2f} ms  {us / 1e3 / r['ms_per_step']:6.1%}")
+        for t in k["top"]:
+            print(f"    {t['us_per_step']:9.1f} us {t['calls_per_step']:6.1f}x  {t['name'][:80]}")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -171,7 +171,7 @@ def _greedy_step(model, cache, ids: torch.Tensor, pos: torch.Tensor):
 
 
 def _generate_fallback(model, input_ids, attention_mask, new_tokens: int, kivi: KiviConfig,
-                       eos_ids: Sequence[int] = ()) -> LeanResult:
+                       eos_ids: Sequence[int] = (), on_step: Callable[[int], None] | None = None) -> LeanResult:
     """Plain greedy `generate` over a `KiviCache`: exact for what the static cache cannot continue."""
     full = torch.ones_like(input_ids) if attention_mask is None else attention_mask
     gc = copy.deepcopy(model.generation_config)
@@ -218,7 +218,7 @@ def prefill_rows(batch: int, prompt_len: int, prefill_batch: int | None = None) 
 def lean_generate(model, input_ids: torch.Tensor, new_tokens: int, kivi: KiviConfig | None = None,
                   attention_mask: torch.Tensor | None = None, graphs: bool | None = None,
                   prefill_chunk: int = 0, prefill_batch: int | None = None,
-                  eos_ids: Sequence[int] = ()) -> LeanResult:
+                  eos_ids: Sequence[int] = (), on_step: Callable[[int], None] | None = None) -> LeanResult:
     """Greedy-decode `new_tokens` tokens after `input_ids` [B, T] with the lean loop (see module doc).
 
     With `eos_ids`, decoding stops early once every row has produced one of them (`LeanResult.lengths`:
@@ -232,7 +232,8 @@ def lean_generate(model, input_ids: torch.Tensor, new_tokens: int, kivi: KiviCon
     exception seen, a few tokens a row). Padded prompts (plain `generate`) take all rows at once.
     `prefill_chunk` > 0 feeds the prompt that many tokens at a time (bounds activations further; with
     KIVI, later chunks attend to quantized earlier ones, so the numbers change: it is not chosen
-    automatically)."""
+    automatically). `on_step(i)` runs on the host after decode step i (1 .. n - 1) is queued: progress, or
+    a profiler's step marker (benchmarks/bench_engine.py --kernels)."""
     if new_tokens < 1:
         raise ValueError(f"new_tokens={new_tokens} must be >= 1")
     if prefill_chunk < 0:
@@ -304,6 +305,8 @@ def lean_generate(model, input_ids: torch.Tensor, new_tokens: int, kivi: KiviCon
             break
         stepper()
         tokens[:, i : i + 1] = ids
+        if on_step is not None:
+            on_step(i)
         if done is not None:
             done |= torch.isin(ids.view(B), eos)
     sync()

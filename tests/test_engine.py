@@ -295,7 +295,9 @@ def test_lean_eos_ids_stop_once_every_row_has_one(kivi):
     eos = {int(full.tokens[0, 3]), int(full.tokens[1, 5]), int(full.tokens[2, 9])}
     want = first_eos_lengths(full.tokens, eos)
     assert len(set(want)) > 1 and max(want) < 40, want
-    res = lean_generate(model, ids, 40, kivi, eos_ids=sorted(eos))
+    seen = []
+    res = lean_generate(model, ids, 40, kivi, eos_ids=sorted(eos), on_step=seen.append)
+    assert seen == list(range(1, max(want)))  # on_step: once a decode step, after it, none past the stop
     assert res.lengths == want
     assert res.tokens.shape[1] == max(want)  # the loop stopped once every row had its eos
     assert torch.equal(res.tokens, full.tokens[:, : max(want)])  # same tokens, continuation included
