@@ -14,9 +14,11 @@ before every call, and input sets are rotated when one would fit in L2), and rep
 Each kernel named in --impl is timed on the same states; every row records its impl, and the table prints
 them side by side (the baselines are measured once per row). v1: tensor-core tiles, any shape. v3: one
 query row a program on CUDA cores (kernels/decode_attention_v3.py), with its defaults: the fp16x2 packed
-path at k2v2 fp16; on the GQA shape a program a query head, not yet what "auto" picks there. v3f: v3's
-fp32 path, packed=False. Writes JSON (device, versions, command, rows) to $OUT/ when OUT is
-set, else benchmarks/results/.
+path at k2v2 fp16; on the GQA shape a program a query head (what "auto" picks for one-token decode). v3f:
+v3's fp32 path, packed=False. Each kernel and SDPA are also timed replayed from a CUDA graph ("graph us",
+`graph_us`): the GPU time of a call with the host out of the way, as inside the lean engine's graphs; the
+eager columns include the host's launch time where it exceeds the GPU's (batch 1). Writes JSON (device,
+versions, command, rows) to $OUT/ when OUT is set, else benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ class Row:
     block_n: int
     num_warps: int
     launch_us: float | None = None  # host time of one call, synchronizing only at the end (launch-bound?)
+    graph_us: float | None = None  # GPU time of one call replayed from a CUDA graph, L2 flushed before it
+    sdpa_graph_us: float | None = None  # the same for fp16 SDPA
+    speedup_vs_sdpa_graph: float | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -134,13 +139,13 @@ def sdpa_fp16(B, Hq, H, L, sets):
     vs = [torch.randn(B, H, L, D, device="cuda", dtype=torch.float16) for _ in range(sets)]
     q = torch.randn(B, Hq, 1, D, device="cuda", dtype=torch.float16)
     qf = q.view(B, H, Hq // H, D)  # [B, H, group as q_len, D]: same math for one decode token
-    t_gqa = bench_rotating(
-        [lambda k=k, v=v: F.scaled_dot_product_attention(q, k, v, enable_gqa=Hq != H) for k, v in zip(ks, vs)]
-    )
-    t_fold = bench_rotating([lambda k=k, v=v: F.scaled_dot_product_attention(qf, k, v) for k, v in zip(ks, vs)])
+    gqa = [lambda k=k, v=v: F.scaled_dot_product_attention(q, k, v, enable_gqa=Hq != H) for k, v in zip(ks, vs)]
+    fold = [lambda k=k, v=v: F.scaled_dot_product_attention(qf, k, v) for k, v in zip(ks, vs)]
+    t_gqa, t_fold = bench_rotating(gqa), bench_rotating(fold)
+    t_graph = graph_us(gqa if t_gqa <= t_fold else fold)
     del ks, vs
     torch.cuda.empty_cache()
-    return min(t_gqa, t_fold), {"enable_gqa_us": t_gqa * 1e3, "folded_us": t_fold * 1e3}
+    return min(t_gqa, t_fold), t_graph, {"enable_gqa_us": t_gqa * 1e3, "folded_us": t_fold * 1e3}
 
 
 def dequant_sdpa(state, query, Hq, H):
@@ -149,6 +154,43 @@ def dequant_sdpa(state, query, Hq, H):
         return F.scaled_dot_product_attention(query, k, v, enable_gqa=Hq != H)
 
     return do_bench(run, warmup=1, rep=20, return_mode="median")
+
+
+L2_FLUSH_BYTES = 128 * 2**20  # > L2: a write of this evicts the previous call's inputs
+GRAPH_CALLS, GRAPH_REPS = 32, 11
+
+
+def graph_us(fns) -> float:
+    """GPU time a call with no host in the way, as in a decoder replayed from CUDA graphs (the lean engine):
+    GRAPH_CALLS calls (rotating over fns), each after an L2 flush, captured in one graph, minus a graph of
+    the flushes alone; median of GRAPH_REPS replays. The eager timings above include the host's launch
+    time whenever it exceeds the GPU's (batch 1: two Triton launches vs one SDPA)."""
+    flush = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
+
+    def timed(with_calls: bool) -> float:
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            for i in range(GRAPH_CALLS):
+                flush.zero_()
+                if with_calls:
+                    fns[i % len(fns)]()
+        g.replay()
+        torch.cuda.synchronize()
+        ms = []
+        for _ in range(GRAPH_REPS):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            g.replay()
+            b.record()
+            b.synchronize()
+            ms.append(a.elapsed_time(b))
+        del g
+        return sorted(ms)[len(ms) // 2]
+
+    t = (timed(True) - timed(False)) / GRAPH_CALLS * 1e3
+    del flush
+    torch.cuda.empty_cache()
+    return t
 
 
 def host_us(fn, n=200) -> float:
@@ -190,8 +232,9 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
         call = decode_attention_triton if impl == "v1" else decode_attention_v3
         t = bench_rotating([lambda s=s, kw=kw, call=call: call(query, s, None, D**-0.5, **kw) for s in states])
         t_host = host_us(lambda kw=kw, call=call: call(query, states[0], None, D**-0.5, **kw))
-        timed.append((impl, t, t_host, S, bn, kw))
-    t_sdpa = t_deq = None
+        t_graph = graph_us([lambda s=s, kw=kw, call=call: call(query, s, None, D**-0.5, **kw) for s in states])
+        timed.append((impl, t, t_host, S, bn, kw, t_graph))
+    t_sdpa = t_deq = t_sdpa_graph = None
     extra = {}
     errs = {}
     notes = []
@@ -199,14 +242,14 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
         # correctness spot check against the dequantize-then-SDPA path on the same state
         k, v = dequantize_state(states[0])
         ref = F.scaled_dot_product_attention(query, k, v, enable_gqa=Hq != H).transpose(1, 2)
-        for impl, _, _, _, _, kw in timed:
+        for impl, _, _, _, _, kw, _ in timed:
             call = decode_attention_triton if impl == "v1" else decode_attention_v3
             got = call(query, states[0], None, D**-0.5, **kw)
             errs[impl] = (got.float() - ref.float()).abs().max().item()
         del k, v, ref
         torch.cuda.empty_cache()
         try:
-            t_sdpa, extra = sdpa_fp16(B, Hq, H, L, n_sets(2 * B * H * L * D * 2))
+            t_sdpa, t_sdpa_graph, extra = sdpa_fp16(B, Hq, H, L, n_sets(2 * B * H * L * D * 2))
         except torch.OutOfMemoryError:
             notes.append("fp16 SDPA: OOM")
         try:
@@ -219,7 +262,7 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
     del states
     torch.cuda.empty_cache()
     rows = []
-    for impl, t, t_host, S, bn, kw in timed:
+    for impl, t, t_host, S, bn, kw, t_graph in timed:
         tbps = nbytes / (t * 1e-3) / 1e12
         n = list(notes)
         if impl in errs:
@@ -231,7 +274,8 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
             None if t_sdpa is None else t_sdpa / t,
             None if t_deq is None else t_deq * 1e3,
             None if t_deq is None else t_deq / t,
-            S, bn, kw["num_warps"], t_host, n,
+            S, bn, kw["num_warps"], t_host, t_graph,
+            t_sdpa_graph, None if t_sdpa_graph is None else t_sdpa_graph / t_graph, n,
         ))
     return rows
 
@@ -273,14 +317,16 @@ def fmt(x, spec):
 
 def table(rows: list[Row], copy_tbps: float) -> str:
     head = (f"{'impl':<4} {'shape':<12} {'B x ctx':>10} {'kivi us':>9} {'TB/s':>6} {'%copy':>6} {'sdpa us':>9} "
-            f"{'x sdpa':>7} {'deq+sdpa us':>12} {'x deq':>7} {'S':>4} {'BN':>4} {'W':>2} {'host us':>8}")
+            f"{'x sdpa':>7} {'deq+sdpa us':>12} {'x deq':>7} {'S':>4} {'BN':>4} {'W':>2} {'host us':>8} "
+            f"{'graph us':>9} {'sdpa g us':>9} {'x sdpa g':>8}")
     lines = [f"copy bandwidth (read+write): {copy_tbps:.2f} TB/s", head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r.impl:<4} {r.shape:<12} {f'{r.batch}x{r.ctx}':>10} {r.kivi_us:9.1f} {r.kivi_tbps:6.2f} "
             f"{100 * r.frac_copy_bw:5.1f}% {fmt(r.sdpa_fp16_us, '9.1f')} {fmt(r.speedup_vs_sdpa, '7.2f')} "
             f"{fmt(r.dequant_sdpa_us, '12.1f')} {fmt(r.speedup_vs_dequant, '7.1f')} {r.num_splits:4d} "
-            f"{r.block_n:4d} {r.num_warps:2d} {fmt(r.launch_us, '8.1f')}"
+            f"{r.block_n:4d} {r.num_warps:2d} {fmt(r.launch_us, '8.1f')} {fmt(r.graph_us, '9.1f')} "
+            f"{fmt(r.sdpa_graph_us, '9.1f')} {fmt(r.speedup_vs_sdpa_graph, '8.2f')}"
         )
     return "\n".join(lines)
 

@@ -368,6 +368,7 @@ def _check(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None) ->
         "v_min": ((B, H, None, D // G), query.dtype, s.n_vq, 2),
         "v_win": ((B, H, n_vw, D), query.dtype, n_vw, 2),
     }
+    qdev = query.get_device()
     for name, (shape, dtype, need, axis) in expect.items():
         t = getattr(s, name)
         if t.dim() != 4 or any(e is not None and e != a for e, a in zip(shape, t.shape)):
@@ -376,7 +377,7 @@ def _check(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None) ->
             raise ValueError(f"state.{name} holds {t.shape[axis]} rows along the token axis; need {need}")
         if t.dtype != dtype:
             raise ValueError(f"state.{name}.dtype={t.dtype}; expected {dtype}")
-        if t.device != query.device:
+        if t.get_device() != qdev:  # an int: cheaper than comparing torch.device objects, per tensor a call
             raise ValueError(f"state.{name} is on {t.device}; query is on {query.device}")
     if valid is not None and (tuple(valid.shape) != (B, L) or valid.dtype != torch.bool):
         raise ValueError(f"valid must be a bool [B, L] = {(B, L)} mask; got {valid.dtype} {tuple(valid.shape)}")

@@ -693,15 +693,16 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         maxnreg = MAXNREG_PACKED if packed else MAXNREG
     S, chunk = splits_v3(B * H, L, BT, BLOCK_N, num_splits, split_rem)
     single = S == 1
-    if single:
-        acc_ws = m_ws = l_ws = out  # unused
-    else:
-        ws = torch.empty((B * H * S * (D + 2),), device=query.device, dtype=torch.float32)
-        acc_ws, m_ws, l_ws = ws[: B * H * S * D], ws[B * H * S * D: B * H * S * (D + 1)], ws[B * H * S * (D + 1):]
     mask = valid.view(torch.uint8) if valid is not None else None
     P = S - 1 if split_rem and S > 1 else S  # p scratch rows a (batch, head): the window split needs none
     pstr = BT + (BT * (D // s.group_size) + 1) // 2 if packed else BT  # packed: + u = p * scale, fp16
-    p_ws = torch.empty((B * H * P * pstr,), device=query.device, dtype=torch.float32)
+    n_ws = 0 if single else B * H * S * (D + 2)
+    ws = torch.empty((n_ws + B * H * P * pstr,), device=query.device, dtype=torch.float32)  # one allocation
+    p_ws = ws[n_ws:]
+    if single:
+        acc_ws = m_ws = l_ws = out  # unused
+    else:
+        acc_ws, m_ws, l_ws = ws[: B * H * S * D], ws[B * H * S * D: B * H * S * (D + 1)], ws[B * H * S * (D + 1): n_ws]
 
     def ptr(t):  # an empty segment is never read: give Triton a live pointer
         return t if t.numel() > 0 else query
@@ -755,13 +756,15 @@ def num_splits_v3(batch_heads: int, length: int, tile: int) -> int:
     return triton.cdiv(T, c)
 
 
+@functools.lru_cache(maxsize=4096)
 def splits_v3(batch_heads: int, length: int, tile_tokens: int, block_n: int,
               num_splits: int | None = None, split_rem: bool = True) -> tuple[int, int]:
-    """(programs a (batch, head), tokens a bulk split): the bulk splits, plus one for the window / tail."""
+    """(programs a (batch, head), tokens a bulk split): the bulk splits, plus one for the window / tail.
+    Cached, like num_splits_v3: host time is the whole cost of a batch-1 call."""
     tile = max(tile_tokens, block_n)
     S = num_splits or num_splits_v3(batch_heads, length, tile)
-    chunk = triton.cdiv(triton.cdiv(length, S), tile) * tile  # bulk tiles start at a split's start
-    return triton.cdiv(length, chunk) + (1 if split_rem else 0), chunk
+    chunk = -(-(-(-length // S)) // tile) * tile  # bulk tiles start at a split's start (ceil divisions)
+    return -(-length // chunk) + (1 if split_rem else 0), chunk
 
 
 def workspace_bytes(batch: int, heads: int, length: int, head_dim: int, k_bits: int,
