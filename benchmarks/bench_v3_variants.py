@@ -1,10 +1,12 @@
 """Sweep of the shipped v3 kernel's tuning keywords (one device call): time and error of each variant.
 
-    python3 benchmarks/bench_v3_variants.py [--rows 8x32768,64x4096] [--variants name,name]
+    python3 benchmarks/bench_v3_variants.py [--rows 8x32768,64x4096] [--variants name,name] [--graph]
 
 Each variant is a set of `decode_attention_v3` keywords (VARIANTS below); every one is timed with
 triton.testing.do_bench (median) on the same states as `bench_decode_attention.py` builds (Llama-2-7B
-attention shape: 32 heads, head_dim 128, k2v2, G=32, R=128), and checked against v1's output. Prints a
+attention shape: 32 heads, head_dim 128, k2v2, G=32, R=128), and checked against v1's output. With
+--graph, each is timed replayed from a CUDA graph instead (`graph_us`: GPU time, L2 flushed before each
+call), which is what counts where one eager call is host-bound (batch 1, short contexts). Prints a
 table and writes $OUT/v3_variants.json (device, versions, rows). Where a variant wins, its numbers are
 what the kernel's defaults and comments cite.
 """
@@ -19,7 +21,7 @@ import transformers
 from triton.testing import do_bench
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_decode_attention import copy_bandwidth, kivi_split, make_state, state_bytes  # noqa: E402
+from bench_decode_attention import copy_bandwidth, graph_us, kivi_split, make_state, state_bytes  # noqa: E402
 
 from kivi_kernels.decode_attention import decode_attention_triton  # noqa: E402
 from kivi_kernels import decode_attention_v3 as da3  # noqa: E402
@@ -45,6 +47,14 @@ VARIANTS = {
     # bulk split counts (the default packed path): the split rule's choice is the "packed" row
     **{f"S{n}": {"num_splits": n} for n in (1, 2, 3, 4, 8, 16)},
     "S_round4": {"num_splits": "round4"},  # the rule before round 5: ~4 x SMs programs, >= 2 tiles each
+    # short contexts (1 x 512: 20 us from a graph vs SDPA's 9.6, h200_round10/): one program a head with the
+    # window in it (no reduce launch), and smaller tiles / fewer warps (24 word rows of keys at 1 x 512)
+    "single": {"split_rem": False},
+    "bw64_w2": {"block_w": 64, "num_warps": 2},
+    "bw64_w2_single": {"block_w": 64, "num_warps": 2, "split_rem": False},
+    "bw32_w1": {"block_w": 32, "num_warps": 1},
+    "bw32_w1_single": {"block_w": 32, "num_warps": 1, "split_rem": False},
+    "bw32_w1_S2": {"block_w": 32, "num_warps": 1, "num_splits": 2},
 }
 ROWS = [(8, 32768), (64, 4096), (16, 16384), (128, 4096), (1, 32768)]
 
@@ -53,6 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", default=",".join(f"{b}x{c}" for b, c in ROWS))
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--graph", action="store_true", help="time from a CUDA graph (GPU time; batch-1 rows)")
     a = ap.parse_args()
     rows = [tuple(int(x) for x in r.split("x")) for r in a.rows.split(",")]
     names = a.variants.split(",")
@@ -68,6 +79,12 @@ def main() -> None:
         nbytes = state_bytes(B, H, L, n_kq, n_vq)
         q = torch.randn(B, H, 1, D, device="cuda", dtype=torch.float16)
         ref = decode_attention_triton(q, st, None, D**-0.5, impl="v1").float()
+        if a.graph:  # the fp16 SDPA reference, timed the same way on a cache of the same shape
+            k, v = (torch.randn(B, H, L, D, device="cuda", dtype=torch.float16) for _ in range(2))
+            us = graph_us([lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)])
+            res.append(dict(B=B, L=L, variant="fp16_sdpa", us=us))
+            print(f"{B}x{L:<6} {'fp16 SDPA':<22} {us:8.1f} us", flush=True)
+            del k, v
         for name in names:
             kw = dict(VARIANTS[name])
             if kw.get("num_splits") == "round4":
@@ -76,13 +93,14 @@ def main() -> None:
             try:
                 f = lambda: da3.decode_attention_v3(q, st, None, D**-0.5, **kw)  # noqa: E731
                 err = (f().float() - ref).abs().max().item()
-                us = do_bench(f, return_mode="median") * 1e3
+                us = graph_us([f]) if a.graph else do_bench(f, return_mode="median") * 1e3
             except Exception as e:  # a variant that does not compile is a result too
                 print(f"{B}x{L} {name}: {type(e).__name__}: {str(e)[:300]}", flush=True)
                 res.append(dict(B=B, L=L, variant=name, kwargs=VARIANTS[name], error=f"{type(e).__name__}: {e}"[:500]))
                 continue
             tbps = nbytes / us / 1e6
-            splits = da3.splits_v3(B * H, L, (kw.get("block_w") or da3.DEFAULT_BLOCK_W) * 16, 16, kw.get("num_splits"))[0]
+            splits = da3.splits_v3(B * H, L, (kw.get("block_w") or da3.DEFAULT_BLOCK_W) * 16, 16, kw.get("num_splits"),
+                                   kw.get("split_rem", True))[0]
             res.append(dict(B=B, L=L, variant=name, kwargs=VARIANTS[name], us=us, tbps=tbps,
                             frac_copy_bw=tbps / cbw, max_abs_err_vs_v1=err, programs_per_head=splits))
             print(f"{B}x{L:<6} {name:<22} {us:8.1f} us  {tbps:5.2f} TB/s  {100 * tbps / cbw:4.1f}% copy  "
