@@ -166,6 +166,9 @@ def graph_us(fns) -> float:
     the flushes alone; median of GRAPH_REPS replays. The eager timings above include the host's launch
     time whenever it exceeds the GPU's (batch 1: two Triton launches vs one SDPA)."""
     flush = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
+    for f in fns:  # eagerly first: compiles, and lets cuDNN allocate its workspace outside the capture
+        f()
+    torch.cuda.synchronize()
 
     def timed(with_calls: bool) -> float:
         g = torch.cuda.CUDAGraph()
