@@ -1,9 +1,10 @@
 """Lean decode loop (kivi_core.engine) on the GPU: KIVI vs fp16, both as CUDA-graph loops over static caches.
 
-    python3 benchmarks/bench_engine.py [--kernels] [ROW ...]     ROW = side:batch:ctx[:eager], side = kivi | fp16
+    python3 benchmarks/bench_engine.py [--kernels] [--arch NAME] [ROW ...]   ROW = side:batch:ctx[:eager], side = kivi | fp16
     default rows: issue 6's (b1 x 512 both sides, fp16 b32/b48 x 4096, KIVI b64/b128/b192 x 4096)
 
-Llama-2-7B shape with random weights (kivi_cli preset `llama-2-7b`, fp16), greedy, prompt = ctx - 64
+Llama-2-7B shape with random weights (kivi_cli preset `llama-2-7b`, or --arch NAME: another preset, e.g.
+llama-3.1-8b for GQA; fp16), greedy, prompt = ctx - 64
 random tokens, 64 new tokens, prefill in chunks of 1024. For each row: steady-state GPU time a decode
 step (CUDA events from the first graph replay to the end, no host sync in between), tokens/s =
 batch / step time, the prefill time, torch's peak allocated bytes, the step kinds run (eager / capture /
@@ -100,12 +101,19 @@ class KernelWindow:
 def main() -> None:
     args = sys.argv[1:]
     kernels = "--kernels" in args
+    arch = "llama-2-7b"
+    if "--arch" in args:
+        i = args.index("--arch")
+        if i + 1 >= len(args) or args[i + 1] not in PRESETS:
+            sys.exit(f"--arch needs one of {', '.join(PRESETS)}")
+        arch = args[i + 1]
+        del args[i : i + 2]
     rows = [a for a in args if a != "--kernels"] or DEFAULT
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
     with torch.device("cuda"):
-        model = AutoModelForCausalLM.from_config(PRESETS["llama-2-7b"].config(), dtype=torch.float16)
+        model = AutoModelForCausalLM.from_config(PRESETS[arch].config(), dtype=torch.float16)
     model.eval().requires_grad_(False)
     results = []
     for row in rows:
@@ -113,7 +121,7 @@ def main() -> None:
         B, ctx = int(B), int(ctx)
         eager = flag == ["eager"]
         kivi = KiviConfig(k_bits=2, v_bits=2, group_size=32, residual_length=128) if side == "kivi" else None
-        ids = torch.randint(3, 32000, (B, ctx - GEN), device="cuda")
+        ids = torch.randint(3, min(32000, model.config.vocab_size), (B, ctx - GEN), device="cuda")
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -147,7 +155,7 @@ def main() -> None:
         results.append(rec)
         del ids
         torch.cuda.empty_cache()
-    info = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+    info = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "arch": arch,
             "command": " ".join([sys.executable, *sys.argv]), "rows": results}
     try:
         import transformers
