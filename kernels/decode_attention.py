@@ -455,7 +455,9 @@ def pick_impl(query: torch.Tensor, state: KiviState, impl: str = "auto") -> str:
     # v3 is faster than v1 on every shape it runs (H200): MHA (h200_v3_round4.md: 8x32K 0.51 vs 1.62 ms,
     # 64x4096 0.52 vs 1.61 ms, 1x32K 124 vs 221 us) and GQA, a program a query head with its kv head's
     # bytes shared through L2 (h200_round9.md, Llama-3.1-8B 32/8: 8x32K 292 vs 510 us, 16x16K 302 vs 488,
-    # 64x4096 366 vs 429, 128x4096 692 vs 822). v1 serves q_len > 1 and head_dim 256
+    # 64x4096 366 vs 429, 128x4096 692 vs 822). bf16 / 4-bit GQA calls take v3's fp32 path, not timed on
+    # GQA: on MHA it runs at 1.3x the packed path's time (486 vs 373 us at 8x32K), which would still be
+    # under v1's there. v1 serves q_len > 1 and head_dim 256
     return "v3" if why is None else "v1"
 
 
