@@ -171,7 +171,7 @@ def _greedy_step(model, cache, ids: torch.Tensor, pos: torch.Tensor):
 
 
 def _generate_fallback(model, input_ids, attention_mask, new_tokens: int, kivi: KiviConfig,
-                       eos_ids: Sequence[int] = (), on_step: Callable[[int], None] | None = None) -> LeanResult:
+                       eos_ids: Sequence[int] = ()) -> LeanResult:
     """Plain greedy `generate` over a `KiviCache`: exact for what the static cache cannot continue."""
     full = torch.ones_like(input_ids) if attention_mask is None else attention_mask
     gc = copy.deepcopy(model.generation_config)
@@ -232,8 +232,9 @@ def lean_generate(model, input_ids: torch.Tensor, new_tokens: int, kivi: KiviCon
     exception seen, a few tokens a row). Padded prompts (plain `generate`) take all rows at once.
     `prefill_chunk` > 0 feeds the prompt that many tokens at a time (bounds activations further; with
     KIVI, later chunks attend to quantized earlier ones, so the numbers change: it is not chosen
-    automatically). `on_step(i)` runs on the host after decode step i (1 .. n - 1) is queued: progress, or
-    a profiler's step marker (benchmarks/bench_engine.py --kernels)."""
+    automatically). `on_step(i)` runs on the host after the lean loop's decode step i (1 .. n - 1) is
+    queued: progress, or a profiler's step marker (benchmarks/bench_engine.py --kernels); the plain
+    `generate` fallback does not call it."""
     if new_tokens < 1:
         raise ValueError(f"new_tokens={new_tokens} must be >= 1")
     if prefill_chunk < 0:
