@@ -127,8 +127,8 @@ def main() -> None:
         base = torch.cuda.memory_allocated()
         rec = dict(side=side, batch=B, ctx=ctx, gen=GEN, graphs=not eager)
         t0 = time.perf_counter()
-        tmp = tempfile.TemporaryDirectory()
-        window = KernelWindow(tmp.name) if kernels else None
+        tmp = tempfile.TemporaryDirectory() if kernels else None
+        window = KernelWindow(tmp.name) if tmp is not None else None
         try:
             res = lean_generate(model, ids, GEN, kivi, graphs=not eager, prefill_chunk=1024, on_step=window)
             torch.cuda.synchronize()
@@ -149,7 +149,8 @@ def main() -> None:
         finally:
             if window is not None:
                 window.prof.stop()
-            tmp.cleanup()
+            if tmp is not None:
+                tmp.cleanup()
         rec["wall_s"] = time.perf_counter() - t0
         print(json.dumps(rec), flush=True)
         results.append(rec)
