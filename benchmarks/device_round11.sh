@@ -6,8 +6,9 @@
 source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-580}
 gpu_tests 200
-timeout "$(left 120)" python3 benchmarks/bench_decode_attention.py --shapes llama3.1-8b --impl v1,v3,v3f \
-    --rows 8x32768,64x4096 2>&1 | tee "$OUT/bench_gqa.log" | grep -v Warning | tail -8
+timeout "$(left 60)" python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_kernels_decode_attention_gqa.py 2>&1 | tail -3
+timeout "$(left 120)" python3 benchmarks/bench_decode_attention.py --shapes llama3.1-8b --impl v1,v3,v3f,gqa \
+    --rows 8x32768,64x4096 2>&1 | tee "$OUT/bench_gqa.log" | grep -v Warning | tail -12
 timeout "$(left 240)" python3 benchmarks/bench_engine.py --arch llama-3.1-8b --kernels kivi:128:4096 fp16:128:4096 \
     2>&1 | tee "$OUT/engine_llama3.log" | grep -v Warning | tail -30
 echo "done at ${SECONDS}s"
