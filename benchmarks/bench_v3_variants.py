@@ -24,9 +24,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 from bench_decode_attention import copy_bandwidth, graph_us, kivi_split, make_state, state_bytes  # noqa: E402
 
 from kivi_kernels.decode_attention import decode_attention_triton  # noqa: E402
+from kivi_kernels import decode_attention_gqa as dgq  # noqa: E402
 from kivi_kernels import decode_attention_v3 as da3  # noqa: E402
 
-D, H = 128, 32
+D = 128
+SHAPES = {"llama2-7b": (32, 32), "llama3.1-8b": (32, 8)}  # (query heads, kv heads)
 # name -> decode_attention_v3 keywords. maxnreg: the register cap (occupancy: 65536 / (128 threads x cap)
 # programs an SM). Round 5's prefetch / key_stages variants (sweep/variants.log) were removed with the
 # options after commit 67cf731; round 6's acc_in_scratch (h200_v3_round6/) after commit 4d45246; round
@@ -55,6 +57,16 @@ VARIANTS = {
     "bw32_w1": {"block_w": 32, "num_warps": 1},
     "bw32_w1_single": {"block_w": 32, "num_warps": 1, "split_rem": False},
     "bw32_w1_S2": {"block_w": 32, "num_warps": 1, "num_splits": 2},
+    # the shared-dequantization GQA kernel (decode_attention_gqa; --shape llama3.1-8b): its pair path at the
+    # default cap (128), other caps, 8 warps x 128 word rows, its fp32 path, other split counts
+    "gqa": {"_impl": "gqa"},
+    "gqa_r96": {"_impl": "gqa", "maxnreg": 96},
+    "gqa_r168": {"_impl": "gqa", "maxnreg": 168},
+    "gqa_r255": {"_impl": "gqa", "maxnreg": 255},
+    "gqa_bw128_w8": {"_impl": "gqa", "block_w": 128, "num_warps": 8},
+    "gqa_bw32_w2": {"_impl": "gqa", "block_w": 32, "num_warps": 2},
+    "gqa_f32": {"_impl": "gqa", "packed": False},
+    **{f"gqa_S{n}": {"_impl": "gqa", "num_splits": n} for n in (2, 4, 8, 16, 64)},
 }
 ROWS = [(8, 32768), (64, 4096), (16, 16384), (128, 4096), (1, 32768)]
 
@@ -64,7 +76,9 @@ def main() -> None:
     ap.add_argument("--rows", default=",".join(f"{b}x{c}" for b, c in ROWS))
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--graph", action="store_true", help="time from a CUDA graph (GPU time; batch-1 rows)")
+    ap.add_argument("--shape", default="llama2-7b", choices=list(SHAPES))
     a = ap.parse_args()
+    Hq, H = SHAPES[a.shape]
     rows = [tuple(int(x) for x in r.split("x")) for r in a.rows.split(",")]
     names = a.variants.split(",")
     bad = [n for n in names if n not in VARIANTS]
@@ -77,21 +91,22 @@ def main() -> None:
         n_kq, n_vq = kivi_split(L)
         st = make_state(B, H, L, n_kq, n_vq)
         nbytes = state_bytes(B, H, L, n_kq, n_vq)
-        q = torch.randn(B, H, 1, D, device="cuda", dtype=torch.float16)
+        q = torch.randn(B, Hq, 1, D, device="cuda", dtype=torch.float16)
         ref = decode_attention_triton(q, st, None, D**-0.5, impl="v1").float()
         if a.graph:  # the fp16 SDPA reference, timed the same way on a cache of the same shape
             k, v = (torch.randn(B, H, L, D, device="cuda", dtype=torch.float16) for _ in range(2))
-            us = graph_us([lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)])
+            us = graph_us([lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=Hq != H)])
             res.append(dict(B=B, L=L, variant="fp16_sdpa", us=us))
             print(f"{B}x{L:<6} {'fp16 SDPA':<22} {us:8.1f} us", flush=True)
             del k, v
         for name in names:
             kw = dict(VARIANTS[name])
+            call = dgq.decode_attention_gqa if kw.pop("_impl", "v3") == "gqa" else da3.decode_attention_v3
             if kw.get("num_splits") == "round4":
                 n_sm = torch.cuda.get_device_properties(q.device).multi_processor_count
                 kw["num_splits"] = max(1, min(-(-4 * n_sm // (B * H)), -(-L // (2 * da3.DEFAULT_BLOCK_W * 16))))
             try:
-                f = lambda: da3.decode_attention_v3(q, st, None, D**-0.5, **kw)  # noqa: E731
+                f = lambda: call(q, st, None, D**-0.5, **kw)  # noqa: E731
                 err = (f().float() - ref).abs().max().item()
                 us = graph_us([f]) if a.graph else do_bench(f, return_mode="median") * 1e3
             except Exception as e:  # a variant that does not compile is a result too
@@ -99,8 +114,12 @@ def main() -> None:
                 res.append(dict(B=B, L=L, variant=name, kwargs=VARIANTS[name], error=f"{type(e).__name__}: {e}"[:500]))
                 continue
             tbps = nbytes / us / 1e6
-            splits = da3.splits_v3(B * H, L, (kw.get("block_w") or da3.DEFAULT_BLOCK_W) * 16, 16, kw.get("num_splits"),
-                                   kw.get("split_rem", True))[0]
+            if call is da3.decode_attention_v3:  # v3: programs by query head
+                splits = da3.splits_v3(B * Hq, L, (kw.get("block_w") or da3.DEFAULT_BLOCK_W) * 16, 16,
+                                       kw.get("num_splits"), kw.get("split_rem", True))[0]
+            else:
+                splits = da3.splits_v3(B * H, L, (kw.get("block_w") or dgq.DEFAULT_BLOCK_W) * 16, 16,
+                                       kw.get("num_splits"))[0]
             res.append(dict(B=B, L=L, variant=name, kwargs=VARIANTS[name], us=us, tbps=tbps,
                             frac_copy_bw=tbps / cbw, max_abs_err_vs_v1=err, programs_per_head=splits))
             print(f"{B}x{L:<6} {name:<22} {us:8.1f} us  {tbps:5.2f} TB/s  {100 * tbps / cbw:4.1f}% copy  "
@@ -109,7 +128,7 @@ def main() -> None:
         torch.cuda.empty_cache()
     out = os.environ.get("OUT", ".")
     meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
-                transformers=transformers.__version__, copy_tbps=cbw, command=" ".join(sys.argv))
+                transformers=transformers.__version__, copy_tbps=cbw, shape=a.shape, command=" ".join(sys.argv))
     with open(os.path.join(out, "v3_variants.json"), "w") as fh:
         json.dump(dict(meta=meta, rows=res), fh, indent=1)
 

@@ -27,6 +27,7 @@ from kivi_core.state import KiviState
 
 from .decode_attention import (
     _LOG2E,
+    _interpreting,
     _attend,
     _decode_attn_reduce_kernel,
     _head_ptrs,
@@ -36,7 +37,7 @@ from .decode_attention import (
     _step_lens,
     _win_rows,
 )
-from .decode_attention_v3 import _code_unscale, _code_x, _split4, splits_v3
+from .decode_attention_v3 import _code_unscale, _code_x, _kload8, _split4, _split8, splits_v3
 
 DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_BLOCK_N = 64, 4, 16
 # SASS (sm_90, triton 3.6, QG=4 k2v2 D=128, benchmarks/kernel_sass.py): 255 registers uncapped (2 programs
@@ -128,6 +129,354 @@ def _bulk_gqa(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid
 
 
 @triton.jit
+def _join4n(f0, f1, f2, f3):
+    # natural-order joins: [N] tensors -> [N, n] with column i = f_i (in-thread, like v3's _join16)
+    return tl.reshape(tl.join(tl.join(f0, f2), tl.join(f1, f3)), (f0.shape[0], 4))
+
+
+@triton.jit
+def _join8n(f0, f1, f2, f3, f4, f5, f6, f7):
+    return tl.reshape(tl.join(_join4n(f0, f2, f4, f6), _join4n(f1, f3, f5, f7)), (f0.shape[0], 8))
+
+
+@triton.jit
+def _join16n(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15):
+    return tl.reshape(tl.join(_join8n(f0, f2, f4, f6, f8, f10, f12, f14), _join8n(f1, f3, f5, f7, f9, f11, f13, f15)),
+                      (f0.shape[0], 16))
+
+
+@triton.jit
+def _join32n(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15,
+             f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31):
+    return tl.reshape(tl.join(_join16n(f0, f2, f4, f6, f8, f10, f12, f14, f16, f18, f20, f22, f24, f26, f28, f30),
+                              _join16n(f1, f3, f5, f7, f9, f11, f13, f15, f17, f19, f21, f23, f25, f27, f29, f31)),
+                      (f0.shape[0], 32))
+
+
+@triton.jit
+def _split4n(t):
+    # inverses of the natural joins: [N, n] -> its n columns in order
+    a, b = tl.split(tl.reshape(t, (t.shape[0], 2, 2)))
+    a0, a1 = tl.split(a)
+    b0, b1 = tl.split(b)
+    return a0, b0, a1, b1
+
+
+@triton.jit
+def _split8n(t):
+    a, b = tl.split(tl.reshape(t, (t.shape[0], 4, 2)))
+    e0, e1, e2, e3 = _split4n(a)
+    o0, o1, o2, o3 = _split4n(b)
+    return e0, o0, e1, o1, e2, o2, e3, o3
+
+
+@triton.jit
+def _split16n(t):
+    a, b = tl.split(tl.reshape(t, (t.shape[0], 8, 2)))
+    e0, e1, e2, e3, e4, e5, e6, e7 = _split8n(a)
+    o0, o1, o2, o3, o4, o5, o6, o7 = _split8n(b)
+    return e0, o0, e1, o1, e2, o2, e3, o3, e4, o4, e5, o5, e6, o6, e7, o7
+
+
+@triton.jit
+def _split32n(t):
+    a, b = tl.split(tl.reshape(t, (t.shape[0], 16, 2)))
+    e0, e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12, e13, e14, e15 = _split16n(a)
+    o0, o1, o2, o3, o4, o5, o6, o7, o8, o9, o10, o11, o12, o13, o14, o15 = _split16n(b)
+    return (e0, o0, e1, o1, e2, o2, e3, o3, e4, o4, e5, o5, e6, o6, e7, o7,
+            e8, o8, e9, o9, e10, o10, e11, o11, e12, o12, e13, o13, e14, o14, e15, o15)
+
+
+def _gqa_asm(n_pairs: int, qg: int = 4, n_words: int = 8) -> str:
+    """PTX for `_kpairs` / `_vpairs`: n_words words w_m with their fp16 scale s_m and min m_m, qg fp16
+    operands x_{m,h} a word, and n_pairs * 2 * qg tied fp32 accumulators f_o, o = (j * 2 + hi) * qg + h:
+    f_o += sum_m value(j, hi, m) * x_{m,h}, where value = code * s_m + m_m is the dequantized element at
+    bits 2j + 16 hi of w_m. Per code pair: LOP3 + HFMA2 turn bits into the exact codes (as `_pairs_asm`),
+    one HFMA2 makes the fp16 value pair (dequantized once for all qg heads), then one HFMA2 a head; the
+    n_words-term fp16 sums go to fp32 once a call."""
+    na = n_pairs * 2 * qg
+    L = ["{", f".reg .b32 k, x, v, s2, m2, q<{qg}>, a<{n_pairs * qg}>, r<4>, z<4>;", ".reg .b16 h<2>;",
+         ".reg .f32 t<2>;", "mov.b32 k, 0x64006400;"]  # fp16 pair 1024
+    L += [f"mov.b32 r{j}, {v:#x};" for j, v in ((1, 0x34003400), (2, 0x2C002C00), (3, 0x24002400))]  # 4^-j
+    L += [f"mov.b32 z{j}, {v:#x};" for j, v in ((1, 0xDC00DC00), (2, 0xD400D400), (3, 0xCC00CC00))]  # -1024 4^-j
+    w0, s0, m0, x0 = na, na + n_words, na + 2 * n_words, na + 3 * n_words
+    for m in range(n_words):
+        L += [f"mov.b32 s2, {{${s0 + m}, ${s0 + m}}};", f"mov.b32 m2, {{${m0 + m}, ${m0 + m}}};"]
+        L += [f"mov.b32 q{h}, {{${x0 + m * qg + h}, ${x0 + m * qg + h}}};" for h in range(qg)]
+        for j in range(n_pairs):
+            L.append(f"lop3.b32 x, ${w0 + m}, {0x00030003 << (2 * j):#x}, k, 0xEA;")
+            L.append("sub.rn.f16x2 x, x, k;" if j == 0 else f"fma.rn.f16x2 x, x, r{j}, z{j};")
+            L.append("fma.rn.f16x2 v, x, s2, m2;")
+            for h in range(qg):
+                a = f"a{j * qg + h}"
+                L.append(f"mul.rn.f16x2 {a}, v, q{h};" if m == 0 else f"fma.rn.f16x2 {a}, v, q{h}, {a};")
+    for j in range(n_pairs):
+        for h in range(qg):
+            lo, hi = (j * 2) * qg + h, (j * 2 + 1) * qg + h
+            L += [f"mov.b32 {{h0, h1}}, a{j * qg + h};", "cvt.f32.f16 t0, h0;", "cvt.f32.f16 t1, h1;",
+                  f"add.f32 ${lo}, ${lo}, t0;", f"add.f32 ${hi}, ${hi}, t1;"]
+    L.append("}")
+    return "\n".join(L)
+
+
+_GQA_SRC = {n: _gqa_asm(n) for n in (2, 4)}
+
+
+@triton.constexpr_function
+def _gqa_src(n_pairs):
+    return _GQA_SRC[n_pairs]
+
+
+@triton.constexpr_function
+def _gqa_constraints(n_pairs):
+    na = n_pairs * 2 * 4
+    return ",".join(["=f"] * na + ["r"] * 8 + ["h"] * (16 + 32) + [str(i) for i in range(na)])
+
+
+@triton.jit
+def _kpairs(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
+    x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0,
+    x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3, f0, f1,
+    f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21, f22,
+    f23, f24, f25, f26, f27, f28, f29, f30, f31, ASM: tl.constexpr):
+    # keys: 8 channel words of a thread's half word row (4 code pairs: tokens j, j + 8);
+    # x{m}_{h}: the per-head operand of word m (query channel / p of the row); f{(j * 2 + hi) * 4 + h} += ...
+    if ASM:
+        return tl.inline_asm_elementwise(
+            _gqa_src(4), _gqa_constraints(4),
+            [w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
+             x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2,
+             x3_3, x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0,
+             x7_1, x7_2, x7_3, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15,
+             f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31],
+            (tl.float32,) * 32, True, 1)
+    else:
+        return _kpairs_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
+        x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3,
+        x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2,
+        x7_3, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18,
+        f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31)
+
+
+@triton.jit
+def _kpairs_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
+    x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0,
+    x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3, f0, f1,
+    f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21, f22,
+    f23, f24, f25, f26, f27, f28, f29, f30, f31):
+    # the asm's contract in fp32 (the interpreter cannot run PTX)
+    NK: tl.constexpr = 8
+    w = _join8n(w0, w1, w2, w3, w4, w5, w6, w7)
+    s = _join8n(s0, s1, s2, s3, s4, s5, s6, s7).to(tl.float32)
+    mn = _join8n(m0, m1, m2, m3, m4, m5, m6, m7).to(tl.float32)
+    x = tl.reshape(_join32n(x0_0, x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0,
+                      x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1,
+                      x7_2, x7_3), (w.shape[0], 8, 4)).to(tl.float32)
+    k = tl.arange(0, NK)
+    c = ((w[:, :, None] >> (2 * (k // 2) + 16 * (k % 2))[None, None, :]) & 3).to(tl.float32)  # [N, word, k]
+    v = c * s[:, :, None] + mn[:, :, None]
+    inc = tl.reshape(tl.sum(v[:, :, :, None] * x[:, :, None, :], axis=1), (w.shape[0], NK * 4))
+    return _split32n(_join32n(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21,
+                    f22, f23, f24, f25, f26, f27, f28, f29, f30, f31) + inc)
+
+
+@triton.jit
+def _vpairs(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
+    x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0,
+    x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3, f0, f1,
+    f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, ASM: tl.constexpr):
+    # values: 8 rows of a thread's quarter word column (2 code pairs: channels j, j + 8);
+    # x{m}_{h}: the per-head operand of word m (query channel / p of the row); f{(j * 2 + hi) * 4 + h} += ...
+    if ASM:
+        return tl.inline_asm_elementwise(
+            _gqa_src(2), _gqa_constraints(2),
+            [w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
+             x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2,
+             x3_3, x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0,
+             x7_1, x7_2, x7_3, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15],
+            (tl.float32,) * 16, True, 1)
+    else:
+        return _vpairs_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
+        x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3,
+        x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2,
+        x7_3, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15)
+
+
+@triton.jit
+def _vpairs_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
+    x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0,
+    x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3, f0, f1,
+    f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15):
+    # the asm's contract in fp32 (the interpreter cannot run PTX)
+    NK: tl.constexpr = 4
+    w = _join8n(w0, w1, w2, w3, w4, w5, w6, w7)
+    s = _join8n(s0, s1, s2, s3, s4, s5, s6, s7).to(tl.float32)
+    mn = _join8n(m0, m1, m2, m3, m4, m5, m6, m7).to(tl.float32)
+    x = tl.reshape(_join32n(x0_0, x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0,
+                      x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1,
+                      x7_2, x7_3), (w.shape[0], 8, 4)).to(tl.float32)
+    k = tl.arange(0, NK)
+    c = ((w[:, :, None] >> (2 * (k // 2) + 16 * (k % 2))[None, None, :]) & 3).to(tl.float32)  # [N, word, k]
+    v = c * s[:, :, None] + mn[:, :, None]
+    inc = tl.reshape(tl.sum(v[:, :, :, None] * x[:, :, None, :], axis=1), (w.shape[0], NK * 4))
+    return _split16n(_join16n(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15) + inc)
+
+
+@triton.jit
+def _qrow8(q_ptr, zc, dc, offs_c):
+    # 8 channels of one query head, the same 16 bytes in every thread (an L1 broadcast), split like the words
+    return _split8(tl.load(q_ptr + (dc + offs_c)[None, :] + zc))
+
+
+@triton.jit
+def _vrow_gqa(vb, sb, mb, pb, k: tl.constexpr, RS: tl.constexpr, s_vct, s_vst, s_vmt, vsh, r, n_t,
+              MASK: tl.constexpr):
+    # row r + k RS of a value step: its word (shifted to the thread's pairs), scale, min and the row's 4
+    # probabilities (fp16, one 8-byte load); with MASK, zeros past the tile's end
+    hh = tl.arange(0, 4)
+    if MASK:
+        ok = r + k * RS < n_t
+        w = tl.load(vb + k * RS * s_vct, mask=ok, other=0)
+        s = tl.load(sb + k * RS * s_vst, mask=ok, other=0.0)
+        m = tl.load(mb + k * RS * s_vmt, mask=ok, other=0.0)
+        p = tl.load(pb + k * RS * 4 + hh[None, :], mask=ok[:, None], other=0.0)
+    else:
+        w = tl.load(vb + k * RS * s_vct)
+        s = tl.load(sb + k * RS * s_vst)
+        m = tl.load(mb + k * RS * s_vmt)
+        p = tl.load(pb + k * RS * 4 + hh[None, :])
+    p0, p1, p2, p3 = _split4n(p)
+    return w >> vsh, s, m, p0, p1, p2, p3
+
+
+@triton.jit
+def _vstep_gqa(vc_ptr, vs_ptr, vm_ptr, p16, s_vct, s_vst, s_vmt, start, r, RS: tl.constexpr, n_t, col, gcol, vsh,
+               g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15,
+               MASK: tl.constexpr, ASM: tl.constexpr):
+    # one value step: rows r, r + RS, ..., r + 7 RS of the tile into the thread's 16 sums. 32-bit offsets
+    # from one base pointer a step (a head's rows x words stay far below 2^31), as v3's _vrows8
+    t = start + r
+    vb = vc_ptr + (t * s_vct + col)
+    sb = vs_ptr + (t * s_vst + gcol)
+    mb = vm_ptr + (t * s_vmt + gcol)
+    pb = p16 + (r * 4)[:, None]
+    w0, s0, m0, x0_0, x0_1, x0_2, x0_3 = _vrow_gqa(vb, sb, mb, pb, 0, RS, s_vct, s_vst, s_vmt, vsh, r, n_t, MASK)
+    w1, s1, m1, x1_0, x1_1, x1_2, x1_3 = _vrow_gqa(vb, sb, mb, pb, 1, RS, s_vct, s_vst, s_vmt, vsh, r, n_t, MASK)
+    w2, s2, m2, x2_0, x2_1, x2_2, x2_3 = _vrow_gqa(vb, sb, mb, pb, 2, RS, s_vct, s_vst, s_vmt, vsh, r, n_t, MASK)
+    w3, s3, m3, x3_0, x3_1, x3_2, x3_3 = _vrow_gqa(vb, sb, mb, pb, 3, RS, s_vct, s_vst, s_vmt, vsh, r, n_t, MASK)
+    w4, s4, m4, x4_0, x4_1, x4_2, x4_3 = _vrow_gqa(vb, sb, mb, pb, 4, RS, s_vct, s_vst, s_vmt, vsh, r, n_t, MASK)
+    w5, s5, m5, x5_0, x5_1, x5_2, x5_3 = _vrow_gqa(vb, sb, mb, pb, 5, RS, s_vct, s_vst, s_vmt, vsh, r, n_t, MASK)
+    w6, s6, m6, x6_0, x6_1, x6_2, x6_3 = _vrow_gqa(vb, sb, mb, pb, 6, RS, s_vct, s_vst, s_vmt, vsh, r, n_t, MASK)
+    w7, s7, m7, x7_0, x7_1, x7_2, x7_3 = _vrow_gqa(vb, sb, mb, pb, 7, RS, s_vct, s_vst, s_vmt, vsh, r, n_t, MASK)
+    return _vpairs(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7,
+                   x0_0, x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3,
+                   g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15, ASM)
+
+
+@triton.jit
+def _pick4(x, h: tl.constexpr):
+    # element h of a [4] tensor that every thread holds whole, as a scalar
+    return tl.sum(tl.where(tl.arange(0, 4) == h, x, 0.0), axis=0)
+
+
+@triton.jit
+def _bulk_gqa_packed(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_ptr,
+                     s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, end, qk_scale, m_i, l_i,
+                     D: tl.constexpr, G: tl.constexpr, BW: tl.constexpr, HAS_VALID: tl.constexpr,
+                     NT: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr):
+    # _bulk_gqa at k2v2, fp16, QG = 4, with the per-code arithmetic in fp16x2 pairs (_gqa_asm): each code
+    # pair is dequantized once to its fp16 values and multiplied into the 4 heads' sums.
+    # Keys: two threads a word row (element e: row e // 2, pairs j = 0..3 of the word shifted by 8 (e % 2),
+    # i.e. tokens j + 4 (e % 2) and + 8), 8 channels a step, 32 fp32 scores a thread (8 tokens x 4 heads).
+    # Values: four threads a word column (pairs j = 0, 1 of the word shifted by 4 (t % 4): channels
+    # 2 (t % 4) + j and + 8), 8 rows a step, 16 fp32 sums a thread; p goes through the scratch row as fp16
+    # [token, head]. The query is unscaled in the pairs (qk_scale multiplies the fp32 scores).
+    E: tl.constexpr = 2 * BW
+    BT: tl.constexpr = 16 * BW
+    DW: tl.constexpr = D // 16
+    RS: tl.constexpr = NT // (4 * DW)  # value rows a step per row slot (8 slots a step)
+    e = tl.arange(0, E)
+    sh = (e % 2) * 8
+    offs_c = tl.arange(0, 8)
+    zc = tl.zeros((E, 8), tl.int32)
+    kk = tl.arange(0, 8)  # score column k = j * 2 + hi: token 4 (e % 2) + j + 8 hi of the word row
+    tok_l = ((e // 2) * 16 + (e % 2) * 4)[:, None] + (kk // 2 + 8 * (kk % 2))[None, :]  # [E, 8]
+    hh = tl.arange(0, 4)
+    vt = tl.arange(0, NT)
+    col = (vt // 4) % DW
+    rt = vt // (4 * DW)
+    vsh = (vt % 4) * 4
+    gcol = (col * 16) // G
+    p16 = p_ptr.to(tl.pointer_type(tl.float16))
+    if VDENSE:  # value rows DW words and scale rows D / G apart: a step's 8 row offsets become immediates
+        s_vct = DW
+        s_vst = D // G
+        s_vmt = D // G
+    z = tl.zeros((NT,), tl.float32)
+    g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = \
+        z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z
+    for start in range(lo, end, BT):
+        rows_w = (start // 16 + e // 2).to(tl.int64)
+        w_ok = rows_w * 16 < end
+        gk = (rows_w * 16) // G
+        y = tl.zeros((E,), tl.float32)
+        f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = \
+            y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y
+        f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31 = \
+            y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y
+        for dc in range(0, D, 8):
+            kw, sk, mk = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c)
+            w0, w1, w2, w3, w4, w5, w6, w7 = _split8(kw >> sh[:, None])
+            s0, s1, s2, s3, s4, s5, s6, s7 = _split8(sk)
+            m0, m1, m2, m3, m4, m5, m6, m7 = _split8(mk)
+            x0_0, x1_0, x2_0, x3_0, x4_0, x5_0, x6_0, x7_0 = _qrow8(q_ptr, zc, dc, offs_c)
+            x0_1, x1_1, x2_1, x3_1, x4_1, x5_1, x6_1, x7_1 = _qrow8(q_ptr + s_qh, zc, dc, offs_c)
+            x0_2, x1_2, x2_2, x3_2, x4_2, x5_2, x6_2, x7_2 = _qrow8(q_ptr + 2 * s_qh, zc, dc, offs_c)
+            x0_3, x1_3, x2_3, x3_3, x4_3, x5_3, x6_3, x7_3 = _qrow8(q_ptr + 3 * s_qh, zc, dc, offs_c)
+            (f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15,
+             f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31) = _kpairs(
+                w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7,
+                x0_0, x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3,
+                x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3,
+                f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15,
+                f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31, ASM)
+        s = tl.reshape(_join32n(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15,
+                                f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31),
+                       (E, 8, 4)) * qk_scale  # [element, k, head]
+        tok = start + tok_l
+        t_ok = tok < end
+        if HAS_VALID:
+            t_ok = t_ok & (tl.load(valid_ptr + tok * s_mt, mask=t_ok, other=0) != 0)
+        s = tl.where(t_ok[:, :, None], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(tl.max(s, axis=1), axis=0))  # [4], in-thread over k first
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp2(m_i - m_safe)
+        p = tl.exp2(s - m_safe[None, None, :])
+        l_i = l_i * alpha + tl.sum(tl.sum(p, axis=1), axis=0)
+        m_i = m_new
+        a0, a1, a2, a3 = _pick4(alpha, 0), _pick4(alpha, 1), _pick4(alpha, 2), _pick4(alpha, 3)
+        g0, g1, g2, g3, g4, g5, g6, g7 = g0 * a0, g1 * a1, g2 * a2, g3 * a3, g4 * a0, g5 * a1, g6 * a2, g7 * a3
+        g8, g9, g10, g11, g12, g13, g14, g15 = g8 * a0, g9 * a1, g10 * a2, g11 * a3, g12 * a0, g13 * a1, \
+            g14 * a2, g15 * a3
+        tl.debug_barrier()  # the previous tile's p reads are done
+        tl.store(p16 + tok_l[:, :, None] * 4 + hh[None, None, :], p.to(tl.float16))
+        tl.debug_barrier()
+        n_t = tl.minimum(end - start, BT)
+        n_full = (n_t // (8 * RS)) * (8 * RS)
+        for r0 in range(0, n_full, 8 * RS):  # whole steps unmasked, then at most one masked step
+            g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _vstep_gqa(
+                vc_ptr, vs_ptr, vm_ptr, p16, s_vct, s_vst, s_vmt, start, r0 + rt, RS, n_t, col, gcol, vsh,
+                g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15, False, ASM)
+        if n_full < n_t:
+            g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _vstep_gqa(
+                vc_ptr, vs_ptr, vm_ptr, p16, s_vct, s_vst, s_vmt, start, n_full + rt, RS, n_t, col, gcol, vsh,
+                g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15, True, ASM)
+    out = tl.reshape(_join16n(g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15), (RS, DW, 4, 2, 2, 4))  # [slot, column, quarter, j, hi, head]
+    out = tl.permute(tl.sum(out, axis=0), (4, 0, 3, 1, 2))  # [head, column, hi, quarter, j]
+    return m_i, l_i, tl.reshape(out, (4, D))  # channel column * 16 + hi * 8 + quarter * 2 + j
+
+
+@triton.jit
 def _decode_attn_gqa_kernel(
     q_ptr, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr, lens_ptr,
     acc_ptr, m_ptr, l_ptr, p_ptr,
@@ -139,7 +488,7 @@ def _decode_attn_gqa_kernel(
     NUM_SPLITS, P_ROWS,
     QG: tl.constexpr, D: tl.constexpr, G: tl.constexpr, BITS: tl.constexpr, BW: tl.constexpr,
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
-    DEV_LENS: tl.constexpr, WIN: tl.constexpr,
+    DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
 ):
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
     pid_bh = tl.program_id(0).to(tl.int64)
@@ -167,10 +516,16 @@ def _decode_attn_gqa_kernel(
         bulk_end = hi
     m_i = tl.full((QG,), float("-inf"), tl.float32)
     l_i = tl.zeros((QG,), tl.float32)
-    p_row = p_ptr + (pid_bh * P_ROWS + tl.minimum(split, P_ROWS - 1)) * (BT * QG)
-    m_i, l_i, acc = _bulk_gqa(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_row,
-                              s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end, qk_scale, m_i, l_i,
-                              magic, QG, D, G, BITS, BW, HAS_VALID, NT)
+    PSTR: tl.constexpr = BT * QG // 2 if PACKED else BT * QG  # fp32 words a scratch row (packed: fp16 p)
+    p_row = p_ptr + (pid_bh * P_ROWS + tl.minimum(split, P_ROWS - 1)) * PSTR
+    if PACKED:
+        m_i, l_i, acc = _bulk_gqa_packed(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
+                                         p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end,
+                                         qk_scale, m_i, l_i, D, G, BW, HAS_VALID, NT, ASM, VDENSE)
+    else:
+        m_i, l_i, acc = _bulk_gqa(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_row,
+                                  s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end, qk_scale, m_i, l_i,
+                                  magic, QG, D, G, BITS, BW, HAS_VALID, NT)
     # the rest of [lo, hi): v1's tiles with QG query rows (one straddling tile, the window, the key tail)
     pos_r = tl.zeros((QG,), tl.int32) + L - 1
     kq_end = tl.minimum(hi, n_kq)
@@ -216,12 +571,26 @@ def unsupported_gqa(query: torch.Tensor, state: KiviState) -> str | None:
     return None
 
 
+def packable_gqa(query: torch.Tensor, state: KiviState) -> bool:
+    """Whether the fp16x2 pair path can run: k2v2, fp16 query and scales, 4 query heads a kv head."""
+    return ((state.k_bits, state.v_bits) == (2, 2) and query.dtype == torch.float16
+            and query.shape[1] == 4 * state.k_tail.shape[1])
+
+
+def default_packed_gqa(query: torch.Tensor, state: KiviState) -> bool:
+    """The pair path wherever it can run (as v3's `default_packed`: fp16 keeps products in range)."""
+    return packable_gqa(query, state)
+
+
 def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None, scaling: float, *,
                          num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
                          lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
-                         maxnreg: int | None = None) -> torch.Tensor:
-    """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`)."""
+                         maxnreg: int | None = None, packed: bool | None = None) -> torch.Tensor:
+    """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`).
+    `packed`: the fp16x2 pair path (k2v2, fp16, 4 query heads a kv head); None: `default_packed_gqa`."""
     s = state
+    if packed is None:
+        packed = default_packed_gqa(query, s)
     B, Hq, _, D = query.shape
     H = s.k_tail.shape[1]
     QG = Hq // H
@@ -234,12 +603,20 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     if BW < 1 or BW & (BW - 1):
         raise ValueError(f"block_w={BW} must be a power of two")
     NT = 32 * nw
+    if packed and not packable_gqa(query, s):
+        raise ValueError(f"packed=True computes k2v2 fp16 with 4 query heads a kv head (here k{s.k_bits}v{s.v_bits} "
+                         f"{query.dtype}, {QG} heads); use packed=False")
+    if packed:  # value lanes = key elements (two a word row): one each a thread at BW = 16 x num_warps
+        NT = 2 * BW
+        if NT % (4 * D // 16):
+            raise ValueError(f"packed: block_w={BW} must be at least {D // 8} (a value row's 4 x {D // 16} lanes)")
     if NT % (2 * D // (32 // s.v_bits)):
         raise ValueError(f"num_warps={nw}: a step's {NT} threads must cover whole value rows")
     BT = BW * (32 // s.k_bits)
     S, chunk = splits_v3(B * H, L, BT, DEFAULT_BLOCK_N, num_splits)  # bulk splits + the window's (S >= 2)
     n = B * H * S * QG  # partial rows
-    ws = torch.empty((n * (D + 2) + B * H * (S - 1) * BT * QG,), device=query.device, dtype=torch.float32)
+    pstr = BT * QG // 2 if packed else BT * QG  # fp32 words of p scratch a program (packed: fp16 p)
+    ws = torch.empty((n * (D + 2) + B * H * (S - 1) * pstr,), device=query.device, dtype=torch.float32)
     acc_ws, m_ws, l_ws, p_ws = ws[: n * D], ws[n * D: n * (D + 1)], ws[n * (D + 1): n * (D + 2)], ws[n * (D + 2):]
     mask = valid.view(torch.uint8) if valid is not None else None
 
@@ -261,7 +638,9 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         *(mask.stride() if mask is not None else (0, 0)),
         S, S - 1,
         QG=QG, D=D, G=s.group_size, BITS=s.k_bits, BW=BW, BLOCK_N=DEFAULT_BLOCK_N, HAS_VALID=valid is not None,
-        NT=NT, DEV_LENS=lens is not None, WIN=win, num_warps=nw,
+        NT=NT, DEV_LENS=lens is not None, WIN=win, PACKED=packed, ASM=not _interpreting(),
+        VDENSE=(s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16 and s.v_scale.stride(2) == D // s.group_size
+                and s.v_min.stride(2) == D // s.group_size), num_warps=nw,
         **({"maxnreg": maxnreg or MAXNREG} if query.device.type == "cuda" else {}),
     )
     _decode_attn_reduce_kernel[(B * H, QG)](

@@ -1,6 +1,7 @@
 """The shared-dequantization GQA kernel (kernels/decode_attention_gqa.py) against the torch oracle.
 
-CPU: under TRITON_INTERPRET=1 (conftest), small shapes; GPU: larger ones. Not picked by "auto" yet."""
+CPU: under TRITON_INTERPRET=1 (conftest), small shapes; the fp16x2 pair path runs there with its fp32 twins
+(`_kpairs_ref` / `_vpairs_ref`: same tiles, thread mapping and joins). GPU: larger shapes, the pairs in PTX."""
 
 from __future__ import annotations
 
@@ -9,25 +10,50 @@ import torch
 
 import kivi_kernels.decode_attention_gqa as dg
 from kivi_core.attention_ref import decode_attention_ref
+from kivi_core.state import KiviState
 from test_kernels_decode_attention import DEVICE, TOL, kivi_split, make_state
 
 
-@pytest.mark.parametrize("Hq,H,L,D,bits,pad", [(4, 1, 700, 64, 2, True), (8, 2, 700, 64, 2, False),
-                                              (4, 2, 1029, 128, 4, True), (4, 1, 300, 64, 2, False),
-                                              (2, 1, 513, 64, 2, True)])
-def test_gqa_kernel_matches_oracle(Hq, H, L, D, bits, pad):
-    n_kq, n_vq = kivi_split(L, 32, 64)
-    state = make_state(2, H, L, D, n_kq, n_vq, bits, bits, 32, torch.float16, DEVICE, 7)
-    q = torch.randn(2, Hq, 1, D, generator=torch.Generator().manual_seed(8)).half().to(DEVICE)
+def sparse_values(s: KiviState) -> KiviState:
+    """The same state with value rows (codes, scales, mins) inside wider buffers: strides a dense layout lacks."""
+    def widen(t, extra):
+        buf = torch.zeros(*t.shape[:3], t.shape[3] + extra, dtype=t.dtype, device=t.device)
+        buf[..., : t.shape[3]] = t
+        return buf[..., : t.shape[3]]
+    return KiviState(s.k_codes, s.k_scale, s.k_min, s.n_kq, s.k_tail, widen(s.v_codes, 3), widen(s.v_scale, 1),
+                     widen(s.v_min, 5), s.n_vq, s.v_win, s.k_bits, s.v_bits, s.group_size)
+
+
+def check(Hq, H, L, D, bits, pad, packed, device, B=2, R=64, sparse=False, **kw):
+    n_kq, n_vq = kivi_split(L, 32, R)
+    state = make_state(B, H, L, D, n_kq, n_vq, bits, bits, 32, torch.float16, device, L)
+    if sparse:
+        state = sparse_values(state)
+    q = torch.randn(B, Hq, 1, D, generator=torch.Generator().manual_seed(8)).half().to(device)
     valid = None
     if pad:
-        valid = torch.ones(2, L, dtype=torch.bool)
-        valid[1, :45] = False
-        valid = valid.to(DEVICE)
+        valid = torch.ones(B, L, dtype=torch.bool)
+        valid[1, : pad] = False
+        valid = valid.to(device)
     ref = decode_attention_ref(q, state, valid, D**-0.5)
-    out = dg.decode_attention_gqa(q, state, valid, D**-0.5, block_w=8, num_splits=2)
+    out = dg.decode_attention_gqa(q, state, valid, D**-0.5, packed=packed, **kw)
     err = (out.float() - ref.float()).abs().max().item()
-    assert err <= TOL[torch.float16], f"GQA {Hq}/{H} L={L} D={D} k{bits}: max |err| {err:.3g}"
+    assert err <= TOL[torch.float16], f"GQA {Hq}/{H} L={L} D={D} k{bits} packed={packed}: max |err| {err:.3g}"
+
+
+@pytest.mark.parametrize("Hq,H,L,D,bits,pad", [(4, 1, 700, 64, 2, 45), (8, 2, 700, 64, 2, 0),
+                                              (4, 2, 1029, 128, 4, 45), (4, 1, 300, 64, 2, 0),
+                                              (2, 1, 513, 64, 2, 45)])
+def test_gqa_kernel_matches_oracle(Hq, H, L, D, bits, pad):
+    check(Hq, H, L, D, bits, pad, False, DEVICE, block_w=8, num_splits=2)
+
+
+@pytest.mark.parametrize("H,L,D,pad,bw,sparse", [(1, 700, 64, 45, 8, False), (2, 1029, 128, 0, 16, False),
+                                                 (1, 300, 64, 0, 8, True), (1, 2100, 64, 300, 16, False)])
+def test_gqa_pairs_path_matches_oracle(H, L, D, pad, bw, sparse):
+    # the pair path's tiles with the fp32 twins (CPU) or the PTX (GPU): several tiles a split, a masked
+    # value step, the straddling tile, left padding across a whole tile, non-dense value rows
+    check(4 * H, H, L, D, 2, pad, True, DEVICE, block_w=bw, num_splits=2, sparse=sparse)
 
 
 def test_gqa_kernel_refuses_what_it_cannot_run():
@@ -36,16 +62,28 @@ def test_gqa_kernel_refuses_what_it_cannot_run():
     assert dg.unsupported_gqa(torch.empty(1, 4, 1, 64, dtype=torch.float16), state) is None
     assert "2 or 4" in dg.unsupported_gqa(torch.empty(1, 8, 1, 64, dtype=torch.float16), state)
     assert "2 or 4" in dg.unsupported_gqa(torch.empty(1, 4, 2, 64, dtype=torch.float16), state)
+    assert dg.packable_gqa(torch.empty(1, 4, 1, 64, dtype=torch.float16), state)
+    assert not dg.packable_gqa(torch.empty(1, 2, 1, 64, dtype=torch.float16), state)
+    assert not dg.packable_gqa(torch.empty(1, 4, 1, 64, dtype=torch.bfloat16), state)
+    with pytest.raises(ValueError, match="packed=True computes k2v2 fp16 with 4 query heads"):
+        dg.decode_attention_gqa(torch.zeros(1, 2, 1, 64, dtype=torch.float16), state, None, 0.125, packed=True)
+    with pytest.raises(ValueError, match="block_w=4 must be at least 8"):
+        dg.decode_attention_gqa(torch.zeros(1, 4, 1, 64, dtype=torch.float16), state, None, 0.125, packed=True,
+                                block_w=4)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("L", [4133, 32 * 1024 + 77])
-def test_gpu_gqa_kernel(L):
-    n_kq, n_vq = kivi_split(L, 32, 128)
-    state = make_state(2, 8, L, 128, n_kq, n_vq, 2, 2, 32, torch.float16, "cuda", L)
-    q = torch.randn(2, 32, 1, 128, generator=torch.Generator().manual_seed(L)).half().cuda()
-    ref = decode_attention_ref(q, state, None, 128**-0.5)
-    out = dg.decode_attention_gqa(q, state, None, 128**-0.5)
-    err = (out.float() - ref.float()).abs().max().item()
-    assert err <= TOL[torch.float16], f"L={L}: max |err| {err:.3g}"
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("L,D,pad,sparse", [(4133, 128, 0, False), (32 * 1024 + 77, 128, 0, False),
+                                            (5000, 128, 1500, False), (3001, 64, 17, False),
+                                            (4133, 128, 0, True), (700, 128, 0, False)])
+def test_gpu_gqa_kernel(packed, L, D, pad, sparse):
+    check(32, 8, L, D, 2, pad, packed, "cuda", R=128, sparse=sparse)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kw", [dict(block_w=128, num_warps=8), dict(maxnreg=168), dict(num_splits=3)])
+def test_gpu_gqa_pairs_options(kw):
+    check(32, 8, 9000, 128, 2, 100, True, "cuda", R=128, **kw)
