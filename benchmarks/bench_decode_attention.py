@@ -40,7 +40,8 @@ from triton.testing import do_bench
 from kivi_core.attention_ref import dequantize_state
 from kivi_core.state import KiviState
 from kivi_kernels.decode_attention import _default_block_n, _num_splits, decode_attention_triton
-from kivi_kernels.decode_attention_gqa import DEFAULT_BLOCK_W as DEFAULT_BLOCK_W_GQA, decode_attention_gqa
+from kivi_kernels import decode_attention_gqa as dgq
+from kivi_kernels.decode_attention_gqa import decode_attention_gqa
 from kivi_kernels.decode_attention_v3 import DEFAULT_BLOCK_W, DEFAULT_WARPS, decode_attention_v3, num_splits_v3, splits_v3
 from kivi_kernels.quant_pack import quantize_keys_triton, quantize_values_triton
 
@@ -230,9 +231,12 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
         elif impl in ("gqa", "gqaf"):
             if Hq == H:
                 continue
-            bn = DEFAULT_BLOCK_W_GQA * 16
-            S = splits_v3(B * H, L, bn, 16)[0]
-            kw = dict(packed=impl == "gqa")
+            packed = impl == "gqa"
+            bw = dgq.PACKED_BLOCK_W if packed else dgq.DEFAULT_BLOCK_W
+            bn = bw * 16
+            S = splits_v3(B * H, L, bn, 16)[0]  # programs by kv head
+            kw = dict(packed=packed, block_w=bw,
+                      num_warps=bw * dgq.PACKED_KEY_THREADS // 32 if packed else dgq.DEFAULT_WARPS)
         else:  # v3 (its defaults: the packed path here), or v3f: v3's fp32 path (packed=False)
             bw = block_w or DEFAULT_BLOCK_W
             bn = bw * 16  # tokens a key tile at 2 bits

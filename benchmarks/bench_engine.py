@@ -38,7 +38,7 @@ KSTEP0, KSTEPS = 8, 8  # profiled decode steps: past the first replays (steps 1-
 # kernel categories, by name (the first that matches): Triton kernels keep their names, cuBLAS's carry
 # gemm / nvjet / xmma / cutlass, torch's SDPA flash / fmha / attention
 CATEGORIES = [
-    ("attention, KIVI", ("_decode_attn_v3", "_decode_attn_split")),
+    ("attention, KIVI", ("_decode_attn_v3", "_decode_attn_gqa", "_decode_attn_split")),
     ("attention, split reduce", ("_decode_attn_reduce",)),
     ("attention, fp16 SDPA", ("flash", "fmha", "attention")),
     ("KIVI cache append / quantize", ("_append_kernel", "_slide_kernel", "_quantize_")),

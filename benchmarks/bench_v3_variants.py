@@ -58,15 +58,22 @@ VARIANTS = {
     "bw32_w1_single": {"block_w": 32, "num_warps": 1, "split_rem": False},
     "bw32_w1_S2": {"block_w": 32, "num_warps": 1, "num_splits": 2},
     # the shared-dequantization GQA kernel (decode_attention_gqa; --shape llama3.1-8b): its pair path at the
-    # default cap (128), other caps, 8 warps x 128 word rows, its fp32 path, other split counts
+    # defaults (32 key word rows, 2 threads a row, 2 warps, cap 128), round 11's first default (64 x 4 warps),
+    # other caps and tiles, 4 threads a key word row (half the score accumulators: fits a cap of 96), its
+    # fp32 path, other split counts. maxnreg: programs an SM = 65536 / (threads x cap)
     "gqa": {"_impl": "gqa"},
-    "gqa_r96": {"_impl": "gqa", "maxnreg": 96},
+    "gqa_bw64_w4": {"_impl": "gqa", "block_w": 64},
+    "gqa_r112": {"_impl": "gqa", "maxnreg": 112},
     "gqa_r168": {"_impl": "gqa", "maxnreg": 168},
-    "gqa_r255": {"_impl": "gqa", "maxnreg": 255},
-    "gqa_bw128_w8": {"_impl": "gqa", "block_w": 128, "num_warps": 8},
-    "gqa_bw32_w2": {"_impl": "gqa", "block_w": 32, "num_warps": 2},
+    "gqa_bw16": {"_impl": "gqa", "block_w": 16},
+    "gqa_kt4": {"_impl": "gqa", "key_threads": 4},
+    "gqa_kt4_r96": {"_impl": "gqa", "key_threads": 4, "maxnreg": 96},
+    "gqa_kt4_bw16": {"_impl": "gqa", "key_threads": 4, "block_w": 16},
+    "gqa_kt4_bw16_r96": {"_impl": "gqa", "key_threads": 4, "block_w": 16, "maxnreg": 96},
+    "gqa_kt4_bw8_r96": {"_impl": "gqa", "key_threads": 4, "block_w": 8, "maxnreg": 96},
     "gqa_f32": {"_impl": "gqa", "packed": False},
-    **{f"gqa_S{n}": {"_impl": "gqa", "num_splits": n} for n in (2, 4, 8, 16, 64)},
+    # bulk splits (the log's S adds the window's split)
+    **{f"gqa_S{n}": {"_impl": "gqa", "num_splits": n} for n in (1, 2, 4, 8, 16, 32, 64)},
 }
 ROWS = [(8, 32768), (64, 4096), (16, 16384), (128, 4096), (1, 32768)]
 
@@ -118,7 +125,8 @@ def main() -> None:
                 splits = da3.splits_v3(B * Hq, L, (kw.get("block_w") or da3.DEFAULT_BLOCK_W) * 16, 16,
                                        kw.get("num_splits"), kw.get("split_rem", True))[0]
             else:
-                splits = da3.splits_v3(B * H, L, (kw.get("block_w") or dgq.DEFAULT_BLOCK_W) * 16, 16,
+                bw = kw.get("block_w") or (dgq.DEFAULT_BLOCK_W if kw.get("packed") is False else dgq.PACKED_BLOCK_W)
+                splits = da3.splits_v3(B * H, L, bw * 16, 16,
                                        kw.get("num_splits"))[0]
             res.append(dict(B=B, L=L, variant=name, kwargs=VARIANTS[name], us=us, tbps=tbps,
                             frac_copy_bw=tbps / cbw, max_abs_err_vs_v1=err, programs_per_head=splits))

@@ -18,7 +18,8 @@ left() { local l=$((LIMIT - SECONDS)); [ "$l" -gt "$1" ] && echo "$1" || echo $(
 gpu_tests() {
   local xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n "${XDIST:-8}")
   timeout "$(left "$1")" python3 -m pytest -m gpu -q -p no:cacheprovider "${xd[@]}" \
-      tests/test_kernels_decode_attention.py tests/test_kernels_quant_pack.py tests/test_kernels_static_step.py \
+      tests/test_kernels_decode_attention.py tests/test_kernels_decode_attention_gqa.py tests/test_kernels_quant_pack.py \
+      tests/test_kernels_static_step.py \
       tests/test_engine.py tests/test_gpu_e2e.py 2>&1 | tee "$OUT/gpu_tests.log" | grep -v Warn | tail -6
   echo "gpu tests exit: ${PIPESTATUS[0]} at ${SECONDS}s"
 }

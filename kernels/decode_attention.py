@@ -405,16 +405,24 @@ def decode_attention_triton(
 
     Same contract as `decode_attention_ref`: query [B, Hq, q, D] (q <= 8), valid [B, L] bool or None,
     returns [B, q, Hq, D] in query's dtype. `impl` picks the kernel: "auto" (the default, see
-    `pick_impl`) runs v3 (`decode_attention_v3.py`: one query row a program, CUDA cores, scales folded)
-    on one-token decode calls, MHA and GQA, where it is measured faster, and v1 (this file: tensor-core
-    tiles, any GQA group and q_len) elsewhere; "v1" / "v3" force one ("v3" refuses what it cannot run, with why).
-    The rest are tuning overrides (tests and benchmarks): `num_splits` (both), `num_warps` (both),
-    `block_n` and `use_dot` (v1), `block_w` (v3: key word rows a tile).
+    `pick_impl`) runs, on one-token decode calls, "gqa" (`decode_attention_gqa.py`: a program a kv head,
+    codes dequantized once for its query heads) where its fp16x2 pair path runs (k2v2, fp16, 4 query heads
+    a kv head), v3 (`decode_attention_v3.py`: one query row a program, CUDA cores, scales folded) on the
+    other MHA and GQA calls, all where measured faster, and v1 (this file: tensor-core tiles, any GQA group
+    and q_len) elsewhere; "v1" / "v3" / "gqa" force one (v3 and gqa refuse what they cannot run, with why).
+    The rest are tuning overrides (tests and benchmarks): `num_splits`, `num_warps` (all), `block_n` and
+    `use_dot` (v1), `block_w` (v3 and gqa: key word rows a tile).
     """
     _check(query, state, valid)
-    if impl not in ("auto", "v1", "v3"):
-        raise ValueError(f"impl={impl!r} is not known: use 'auto', 'v1' or 'v3'")
-    if pick_impl(query, state, impl) == "v3":
+    if impl not in ("auto", "v1", "v3", "gqa"):
+        raise ValueError(f"impl={impl!r} is not known: use 'auto', 'v1', 'v3' or 'gqa'")
+    picked = pick_impl(query, state, impl)
+    if picked == "gqa":
+        from .decode_attention_gqa import decode_attention_gqa
+
+        return decode_attention_gqa(query, state, valid, scaling, num_splits=num_splits, block_w=block_w,
+                                    num_warps=num_warps)
+    if picked == "v3":
         from .decode_attention_v3 import decode_attention_v3
 
         return decode_attention_v3(query, state, valid, scaling, num_splits=num_splits, block_w=block_w,
@@ -434,7 +442,12 @@ def decode_attention_static(query: torch.Tensor, state: KiviState, lens: torch.T
     if state.length > max_len or lens.dtype != torch.int32 or lens.numel() != 3 or win < 1:
         raise ValueError(f"static attention needs int32 lens[3], win >= 1, max_len >= buffers; got "
                          f"{lens.dtype} {tuple(lens.shape)}, win={win}, max_len={max_len}")
-    if pick_impl(query, state) == "v3":
+    picked = pick_impl(query, state)
+    if picked == "gqa":
+        from .decode_attention_gqa import decode_attention_gqa
+
+        return decode_attention_gqa(query, state, None, scaling, lens=lens, win=win, max_len=max_len)
+    if picked == "v3":
         from .decode_attention_v3 import decode_attention_v3
 
         return decode_attention_v3(query, state, None, scaling, lens=lens, win=win, max_len=max_len)
@@ -442,11 +455,23 @@ def decode_attention_static(query: torch.Tensor, state: KiviState, lens: torch.T
 
 
 def pick_impl(query: torch.Tensor, state: KiviState, impl: str = "auto") -> str:
-    """The kernel a call runs: "v1" or "v3" ("v3" refused with the reason when it cannot run the call)."""
+    """The kernel a call runs: "v1", "v3" or "gqa" (a forced "v3" / "gqa" is refused with the reason when it
+    cannot run the call)."""
     if impl == "v1":
         return "v1"
+    from .decode_attention_gqa import packable_gqa, unsupported_gqa
     from .decode_attention_v3 import unsupported_v3
 
+    why_gqa = unsupported_gqa(query, state)
+    if impl == "gqa":
+        if why_gqa is not None:
+            raise ValueError(f"impl='gqa' cannot run this call: {why_gqa}; use impl='v3', 'v1' or 'auto'")
+        return "gqa"
+    if impl == "auto" and why_gqa is None and packable_gqa(query, state):
+        # a program a kv head, each code dequantized once for its 4 query heads (fp16x2 pairs): H200,
+        # Llama-3.1-8B 32/8, us at 8x32K / 64x4096 / 16x16K / 128x4096 / 1x32K: 246 / 270 / 245 / 474 / 139
+        # vs v3's 290 / 363 / 300 / 688 / 152 (benchmarks/results/h200_round11/variants_gqa.log)
+        return "gqa"
     why = unsupported_v3(query, state)
     if impl == "v3":
         if why is not None:

@@ -39,11 +39,16 @@ from .decode_attention import (
 )
 from .decode_attention_v3 import _code_unscale, _code_x, _kload8, _split4, _split8, splits_v3
 
-DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_BLOCK_N = 64, 4, 16
-# SASS (sm_90, triton 3.6, QG=4 k2v2 D=128, benchmarks/kernel_sass.py): 255 registers uncapped (2 programs
-# an SM); at 128, 28 spill instructions, none in the key (314 a 4-channel step) or value (97 a row step)
-# loops. Not yet timed.
+DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_BLOCK_N = 64, 4, 16  # the fp32 path
+# fp32 path, SASS (sm_90, triton 3.6, QG=4 k2v2 D=128, benchmarks/kernel_sass.py): 255 registers uncapped;
+# at 128, 28 spill instructions, none in the key (314 a 4-channel step) or value (97 a row step) loops.
+# H200, Llama-3.1-8B shape, us at 8x32K / 64x4096 / 16x16K / 128x4096: 429 / 466 / 426 / 890 (v3: 290 / 363
+# / 300 / 688; benchmarks/results/h200_round11/variants_gqa.log).
 MAXNREG = 128
+# The pair path (same log), BW x warps at cap 128: 64 x 4: 248 / 295 / 258 / 557; 32 x 2: 246 / 270 / 245 /
+# 474; 128 x 8: 282 / 346 / 283 / 669. 64 x 4 at cap 96 (spills in the loops): 362 / 376 / 361 / 718; at 168
+# (3 programs an SM): 282 / 327 / 288 / 622; uncapped (254): 356 / 413 / 370 / 795.
+PACKED_BLOCK_W, PACKED_KEY_THREADS = 32, 2
 
 
 @triton.jit
@@ -188,7 +193,7 @@ def _split32n(t):
 
 
 def _gqa_asm(n_pairs: int, qg: int = 4, n_words: int = 8) -> str:
-    """PTX for `_kpairs` / `_vpairs`: n_words words w_m with their fp16 scale s_m and min m_m, qg fp16
+    """PTX for `_pairs4` / `_pairs2`: n_words words w_m with their fp16 scale s_m and min m_m, qg fp16
     operands x_{m,h} a word, and n_pairs * 2 * qg tied fp32 accumulators f_o, o = (j * 2 + hi) * qg + h:
     f_o += sum_m value(j, hi, m) * x_{m,h}, where value = code * s_m + m_m is the dequantized element at
     bits 2j + 16 hi of w_m. Per code pair: LOP3 + HFMA2 turn bits into the exact codes (as `_pairs_asm`),
@@ -234,7 +239,7 @@ def _gqa_constraints(n_pairs):
 
 
 @triton.jit
-def _kpairs(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
+def _pairs4(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
     x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0,
     x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3, f0, f1,
     f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21, f22,
@@ -251,7 +256,7 @@ def _kpairs(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, 
              f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31],
             (tl.float32,) * 32, True, 1)
     else:
-        return _kpairs_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
+        return _pairs4_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
         x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3,
         x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2,
         x7_3, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18,
@@ -259,7 +264,7 @@ def _kpairs(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, 
 
 
 @triton.jit
-def _kpairs_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
+def _pairs4_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
     x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0,
     x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3, f0, f1,
     f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21, f22,
@@ -281,7 +286,7 @@ def _kpairs_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, 
 
 
 @triton.jit
-def _vpairs(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
+def _pairs2(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
     x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0,
     x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3, f0, f1,
     f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, ASM: tl.constexpr):
@@ -296,14 +301,14 @@ def _vpairs(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, 
              x7_1, x7_2, x7_3, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15],
             (tl.float32,) * 16, True, 1)
     else:
-        return _vpairs_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
+        return _pairs2_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
         x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3,
         x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2,
         x7_3, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15)
 
 
 @triton.jit
-def _vpairs_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
+def _pairs2_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
     x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0,
     x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3, f0, f1,
     f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15):
@@ -368,7 +373,7 @@ def _vstep_gqa(vc_ptr, vs_ptr, vm_ptr, p16, s_vct, s_vst, s_vmt, start, r, RS: t
     w5, s5, m5, x5_0, x5_1, x5_2, x5_3 = _vrow_gqa(vb, sb, mb, pb, 5, RS, s_vct, s_vst, s_vmt, vsh, r, n_t, MASK)
     w6, s6, m6, x6_0, x6_1, x6_2, x6_3 = _vrow_gqa(vb, sb, mb, pb, 6, RS, s_vct, s_vst, s_vmt, vsh, r, n_t, MASK)
     w7, s7, m7, x7_0, x7_1, x7_2, x7_3 = _vrow_gqa(vb, sb, mb, pb, 7, RS, s_vct, s_vst, s_vmt, vsh, r, n_t, MASK)
-    return _vpairs(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7,
+    return _pairs2(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7,
                    x0_0, x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3,
                    g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15, ASM)
 
@@ -380,10 +385,64 @@ def _pick4(x, h: tl.constexpr):
 
 
 @triton.jit
+def _keys_kt2(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, sh, zc, offs_c,
+              E: tl.constexpr, D: tl.constexpr, ASM: tl.constexpr):
+    # a key tile's unscaled scores [element, k, head], two elements a word row (4 code pairs each)
+    y = tl.zeros((E,), tl.float32)
+    f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = \
+        y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y
+    f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31 = \
+        y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y
+    for dc in range(0, D, 8):
+        kw, sk, mk = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c)
+        w0, w1, w2, w3, w4, w5, w6, w7 = _split8(kw >> sh[:, None])
+        s0, s1, s2, s3, s4, s5, s6, s7 = _split8(sk)
+        m0, m1, m2, m3, m4, m5, m6, m7 = _split8(mk)
+        x0_0, x1_0, x2_0, x3_0, x4_0, x5_0, x6_0, x7_0 = _qrow8(q_ptr, zc, dc, offs_c)
+        x0_1, x1_1, x2_1, x3_1, x4_1, x5_1, x6_1, x7_1 = _qrow8(q_ptr + s_qh, zc, dc, offs_c)
+        x0_2, x1_2, x2_2, x3_2, x4_2, x5_2, x6_2, x7_2 = _qrow8(q_ptr + 2 * s_qh, zc, dc, offs_c)
+        x0_3, x1_3, x2_3, x3_3, x4_3, x5_3, x6_3, x7_3 = _qrow8(q_ptr + 3 * s_qh, zc, dc, offs_c)
+        (f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15,
+         f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31) = _pairs4(
+            w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7,
+            x0_0, x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3,
+            x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3,
+            f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15,
+            f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31, ASM)
+    return tl.reshape(_join32n(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15,
+                            f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31),
+                   (E, 8, 4))
+
+
+@triton.jit
+def _keys_kt4(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, sh, zc, offs_c,
+              E: tl.constexpr, D: tl.constexpr, ASM: tl.constexpr):
+    # four elements a word row (2 code pairs each): half the accumulators of _keys_kt2
+    y = tl.zeros((E,), tl.float32)
+    f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = \
+        y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y
+    for dc in range(0, D, 8):
+        kw, sk, mk = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c)
+        w0, w1, w2, w3, w4, w5, w6, w7 = _split8(kw >> sh[:, None])
+        s0, s1, s2, s3, s4, s5, s6, s7 = _split8(sk)
+        m0, m1, m2, m3, m4, m5, m6, m7 = _split8(mk)
+        x0_0, x1_0, x2_0, x3_0, x4_0, x5_0, x6_0, x7_0 = _qrow8(q_ptr, zc, dc, offs_c)
+        x0_1, x1_1, x2_1, x3_1, x4_1, x5_1, x6_1, x7_1 = _qrow8(q_ptr + s_qh, zc, dc, offs_c)
+        x0_2, x1_2, x2_2, x3_2, x4_2, x5_2, x6_2, x7_2 = _qrow8(q_ptr + 2 * s_qh, zc, dc, offs_c)
+        x0_3, x1_3, x2_3, x3_3, x4_3, x5_3, x6_3, x7_3 = _qrow8(q_ptr + 3 * s_qh, zc, dc, offs_c)
+        f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = _pairs2(
+            w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7,
+            x0_0, x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3,
+            x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3,
+            f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, ASM)
+    return tl.reshape(_join16n(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15), (E, 4, 4))
+
+
+@triton.jit
 def _bulk_gqa_packed(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_ptr,
                      s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, end, qk_scale, m_i, l_i,
                      D: tl.constexpr, G: tl.constexpr, BW: tl.constexpr, HAS_VALID: tl.constexpr,
-                     NT: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr):
+                     NT: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr, KT: tl.constexpr):
     # _bulk_gqa at k2v2, fp16, QG = 4, with the per-code arithmetic in fp16x2 pairs (_gqa_asm): each code
     # pair is dequantized once to its fp16 values and multiplied into the 4 heads' sums.
     # Keys: two threads a word row (element e: row e // 2, pairs j = 0..3 of the word shifted by 8 (e % 2),
@@ -391,16 +450,17 @@ def _bulk_gqa_packed(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr
     # Values: four threads a word column (pairs j = 0, 1 of the word shifted by 4 (t % 4): channels
     # 2 (t % 4) + j and + 8), 8 rows a step, 16 fp32 sums a thread; p goes through the scratch row as fp16
     # [token, head]. The query is unscaled in the pairs (qk_scale multiplies the fp32 scores).
-    E: tl.constexpr = 2 * BW
+    E: tl.constexpr = KT * BW
+    NK: tl.constexpr = 16 // KT  # a thread's scores a head: tokens j + NK / 2 (e % KT) and + 8, j < NK / 2
     BT: tl.constexpr = 16 * BW
     DW: tl.constexpr = D // 16
     RS: tl.constexpr = NT // (4 * DW)  # value rows a step per row slot (8 slots a step)
     e = tl.arange(0, E)
-    sh = (e % 2) * 8
+    sh = (e % KT) * NK  # bits: the thread's pairs at the bottom of each half word
     offs_c = tl.arange(0, 8)
     zc = tl.zeros((E, 8), tl.int32)
-    kk = tl.arange(0, 8)  # score column k = j * 2 + hi: token 4 (e % 2) + j + 8 hi of the word row
-    tok_l = ((e // 2) * 16 + (e % 2) * 4)[:, None] + (kk // 2 + 8 * (kk % 2))[None, :]  # [E, 8]
+    kk = tl.arange(0, NK)  # score column k = j * 2 + hi: token NK / 2 (e % KT) + j + 8 hi of the word row
+    tok_l = ((e // KT) * 16 + (e % KT) * (NK // 2))[:, None] + (kk // 2 + 8 * (kk % 2))[None, :]  # [E, NK]
     hh = tl.arange(0, 4)
     vt = tl.arange(0, NT)
     col = (vt // 4) % DW
@@ -416,33 +476,16 @@ def _bulk_gqa_packed(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr
     g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = \
         z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z
     for start in range(lo, end, BT):
-        rows_w = (start // 16 + e // 2).to(tl.int64)
+        rows_w = (start // 16 + e // KT).to(tl.int64)
         w_ok = rows_w * 16 < end
         gk = (rows_w * 16) // G
-        y = tl.zeros((E,), tl.float32)
-        f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = \
-            y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y
-        f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31 = \
-            y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y
-        for dc in range(0, D, 8):
-            kw, sk, mk = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c)
-            w0, w1, w2, w3, w4, w5, w6, w7 = _split8(kw >> sh[:, None])
-            s0, s1, s2, s3, s4, s5, s6, s7 = _split8(sk)
-            m0, m1, m2, m3, m4, m5, m6, m7 = _split8(mk)
-            x0_0, x1_0, x2_0, x3_0, x4_0, x5_0, x6_0, x7_0 = _qrow8(q_ptr, zc, dc, offs_c)
-            x0_1, x1_1, x2_1, x3_1, x4_1, x5_1, x6_1, x7_1 = _qrow8(q_ptr + s_qh, zc, dc, offs_c)
-            x0_2, x1_2, x2_2, x3_2, x4_2, x5_2, x6_2, x7_2 = _qrow8(q_ptr + 2 * s_qh, zc, dc, offs_c)
-            x0_3, x1_3, x2_3, x3_3, x4_3, x5_3, x6_3, x7_3 = _qrow8(q_ptr + 3 * s_qh, zc, dc, offs_c)
-            (f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15,
-             f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31) = _kpairs(
-                w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7,
-                x0_0, x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3,
-                x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3,
-                f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15,
-                f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31, ASM)
-        s = tl.reshape(_join32n(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15,
-                                f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31),
-                       (E, 8, 4)) * qk_scale  # [element, k, head]
+        if KT == 2:
+            s = _keys_kt2(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, sh, zc, offs_c,
+                          E, D, ASM)
+        else:
+            s = _keys_kt4(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, sh, zc, offs_c,
+                          E, D, ASM)
+        s = s * qk_scale  # [element, k, head]
         tok = start + tok_l
         t_ok = tok < end
         if HAS_VALID:
@@ -489,6 +532,7 @@ def _decode_attn_gqa_kernel(
     QG: tl.constexpr, D: tl.constexpr, G: tl.constexpr, BITS: tl.constexpr, BW: tl.constexpr,
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
+    KT: tl.constexpr,
 ):
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
     pid_bh = tl.program_id(0).to(tl.int64)
@@ -521,7 +565,7 @@ def _decode_attn_gqa_kernel(
     if PACKED:
         m_i, l_i, acc = _bulk_gqa_packed(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                                          p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end,
-                                         qk_scale, m_i, l_i, D, G, BW, HAS_VALID, NT, ASM, VDENSE)
+                                         qk_scale, m_i, l_i, D, G, BW, HAS_VALID, NT, ASM, VDENSE, KT)
     else:
         m_i, l_i, acc = _bulk_gqa(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_row,
                                   s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end, qk_scale, m_i, l_i,
@@ -585,9 +629,13 @@ def default_packed_gqa(query: torch.Tensor, state: KiviState) -> bool:
 def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None, scaling: float, *,
                          num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
                          lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
-                         maxnreg: int | None = None, packed: bool | None = None) -> torch.Tensor:
+                         maxnreg: int | None = None, packed: bool | None = None,
+                         key_threads: int | None = None) -> torch.Tensor:
     """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`).
-    `packed`: the fp16x2 pair path (k2v2, fp16, 4 query heads a kv head); None: `default_packed_gqa`."""
+    `packed`: the fp16x2 pair path (k2v2, fp16, 4 query heads a kv head); None: `default_packed_gqa`.
+    Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps, maxnreg;
+    for the pair path key_threads (threads a key word row: 2 or 4; num_warps then defaults to one thread an
+    element, key_threads x block_w / 32)."""
     s = state
     if packed is None:
         packed = default_packed_gqa(query, s)
@@ -598,18 +646,24 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     out = torch.empty((B, 1, Hq, D), device=query.device, dtype=query.dtype)
     if L == 0 or B == 0:
         return out.zero_()
-    BW = block_w or DEFAULT_BLOCK_W
-    nw = num_warps or DEFAULT_WARPS
-    if BW < 1 or BW & (BW - 1):
-        raise ValueError(f"block_w={BW} must be a power of two")
-    NT = 32 * nw
     if packed and not packable_gqa(query, s):
         raise ValueError(f"packed=True computes k2v2 fp16 with 4 query heads a kv head (here k{s.k_bits}v{s.v_bits} "
                          f"{query.dtype}, {QG} heads); use packed=False")
-    if packed:  # value lanes = key elements (two a word row): one each a thread at BW = 16 x num_warps
-        NT = 2 * BW
+    BW = block_w or (PACKED_BLOCK_W if packed else DEFAULT_BLOCK_W)
+    if BW < 1 or BW & (BW - 1):
+        raise ValueError(f"block_w={BW} must be a power of two")
+    KT = key_threads or PACKED_KEY_THREADS
+    if KT not in (2, 4):
+        raise ValueError(f"key_threads={KT}: use 2 or 4 (threads a key word row)")
+    if packed:  # value lanes = key elements (KT a word row), one a thread by default
+        NT = KT * BW
         if NT % (4 * D // 16):
-            raise ValueError(f"packed: block_w={BW} must be at least {D // 8} (a value row's 4 x {D // 16} lanes)")
+            raise ValueError(f"packed: block_w={BW} must be at least {4 * D // 16 // KT} with key_threads={KT} "
+                             f"(a value row's 4 x {D // 16} lanes)")
+        nw = num_warps or max(1, NT // 32)
+    else:
+        nw = num_warps or DEFAULT_WARPS
+        NT = 32 * nw
     if NT % (2 * D // (32 // s.v_bits)):
         raise ValueError(f"num_warps={nw}: a step's {NT} threads must cover whole value rows")
     BT = BW * (32 // s.k_bits)
@@ -641,10 +695,20 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         NT=NT, DEV_LENS=lens is not None, WIN=win, PACKED=packed, ASM=not _interpreting(),
         VDENSE=(s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16 and s.v_scale.stride(2) == D // s.group_size
                 and s.v_min.stride(2) == D // s.group_size), num_warps=nw,
-        **({"maxnreg": maxnreg or MAXNREG} if query.device.type == "cuda" else {}),
+        KT=KT, **({"maxnreg": maxnreg or MAXNREG} if query.device.type == "cuda" else {}),
     )
     _decode_attn_reduce_kernel[(B * H, QG)](
         acc_ws, m_ws, l_ws, out, H, S, out.stride(0), out.stride(1), out.stride(2), out.stride(3),
         GROUP=QG, QLEN=1, D=D, DP=D, SP=triton.next_power_of_2(S), num_warps=1,
     )
     return out
+
+
+def workspace_bytes(batch: int, kv_heads: int, group: int, length: int, head_dim: int,
+                    packed: bool = True) -> int:
+    """Device memory one default call allocates besides its output: split partials (a row a query head) + p
+    scratch (a row a bulk program: the tile's p for its `group` query heads, fp16 on the pair path)."""
+    BT = (PACKED_BLOCK_W if packed else DEFAULT_BLOCK_W) * 16
+    S, _ = splits_v3(batch * kv_heads, length, BT, DEFAULT_BLOCK_N)
+    pstr = BT * group // 2 if packed else BT * group
+    return (batch * kv_heads * S * group * (head_dim + 2) + batch * kv_heads * (S - 1) * pstr) * 4

@@ -280,6 +280,27 @@ def test_lean_eager_triton_packed_kernel_with_device_lengths(monkeypatch):
     assert torch.equal(res.tokens, reference(model, ids, 36, kcfg))
 
 
+def test_lean_eager_triton_gqa_kernel_with_device_lengths(monkeypatch):
+    # the shared-dequantization GQA kernel's pair path ("auto" at 4 query heads a kv head, k2v2 fp16; under the
+    # interpreter its fp32 twins run the same tiles, so the dtype check is lifted for this fp32 model) in the
+    # static path: lengths read on the device, the value window as a ring
+    import kivi_kernels.decode_attention_gqa as dg
+
+    monkeypatch.setattr(dg, "packable_gqa", lambda q, s: q.shape[1] == 4 * s.k_tail.shape[1])
+    torch.manual_seed(0)
+    cfg = tf.LlamaConfig(vocab_size=97, hidden_size=256, intermediate_size=96, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=1, head_dim=64, max_position_embeddings=1024)
+    model = tf.LlamaForCausalLM(cfg).eval()
+    kcfg = KiviConfig(k_bits=2, v_bits=2, group_size=16, residual_length=32, backend="triton")
+    ids = torch.randint(0, 97, (2, 33), generator=torch.Generator().manual_seed(4))
+    calls = []
+    real = dg.decode_attention_gqa
+    monkeypatch.setattr(dg, "decode_attention_gqa", lambda *a, **k: calls.append(k) or real(*a, **k))
+    res = lean_generate(model, ids, 36, kcfg)
+    assert calls and all("lens" in k for k in calls)  # the static launches took the GQA kernel
+    assert torch.equal(res.tokens, reference(model, ids, 36, kcfg))
+
+
 def first_eos_lengths(tokens: torch.Tensor, eos: set[int]) -> list[int]:
     n = tokens.shape[1]
     return [next((j + 1 for j, t in enumerate(row) if t in eos), n) for row in tokens.tolist()]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import kivi_kernels.decode_attention as da
+import kivi_kernels.decode_attention_gqa as dg
 import kivi_kernels.decode_attention_v3 as da3
 from kivi_core.attention_ref import decode_attention_ref
 from kivi_core.quant import quantize_keys_ref, quantize_values_ref
@@ -213,7 +214,9 @@ def test_v3_gqa_matches_oracle(Hq, H, packed):
     out = da3.decode_attention_v3(q, state, valid, 64**-0.5, packed=packed, block_w=8, num_splits=2)
     err = (out.float() - ref.float()).abs().max().item()
     assert err <= TOL[torch.float16], f"GQA {Hq}/{H} packed={packed}: max |err| {err:.3g}"
-    assert da.pick_impl(q, state) == "v3" and da.pick_impl(q, state, "v1") == "v1"
+    # "auto" runs 4:1 fp16 k2v2 on the shared-dequantization kernel (measured faster still): see below
+    assert da.pick_impl(q, state) == "gqa" and da.pick_impl(q, state, "v3") == "v3"
+    assert da.pick_impl(q, state, "v1") == "v1"
 
 
 def test_auto_picks_v3_for_one_token_decode_only():
@@ -223,6 +226,13 @@ def test_auto_picks_v3_for_one_token_decode_only():
     assert da.pick_impl(q, st, "v1") == "v1"
     assert da.pick_impl(torch.empty(1, 8, 1, 64, dtype=torch.float16), st) == "v3"  # GQA 8/4
     assert da.pick_impl(torch.empty(1, 4, 2, 64, dtype=torch.float16), st) == "v1"  # q_len 2
+    # the shared-dequantization kernel where its pair path runs: 4 query heads a kv head, fp16, k2v2
+    assert da.pick_impl(torch.empty(1, 16, 1, 64, dtype=torch.float16), st) == "gqa"
+    assert da.pick_impl(torch.empty(1, 16, 1, 64, dtype=torch.bfloat16), st) == "v3"
+    assert da.pick_impl(torch.empty(1, 16, 2, 64, dtype=torch.float16), st) == "v1"
+    assert da.pick_impl(torch.empty(1, 8, 1, 64, dtype=torch.float16), st, "gqa") == "gqa"  # its fp32 path
+    with pytest.raises(ValueError, match="impl='gqa' cannot run this call: .*2 or 4"):
+        da.pick_impl(torch.empty(1, 4, 1, 64, dtype=torch.float16), st, "gqa")
 
 
 def test_v3_refuses_what_it_cannot_run_and_auto_falls_back():
@@ -419,9 +429,12 @@ def test_gpu_no_dequantized_copy_in_memory(impl, Hq, H):
     da.decode_attention_triton(query, state, None, D**-0.5, impl=impl)
     torch.cuda.synchronize()
     grew = torch.cuda.max_memory_allocated() - base
-    if da.pick_impl(query, state, impl) == "v1":
+    picked = da.pick_impl(query, state, impl)
+    if picked == "v1":
         S = da._num_splits(B * H, L, da._default_block_n(D), query.device)
         workspace = B * H * S * (Hq // H) * (D + 2) * 4
+    elif picked == "gqa":  # a program a kv head: partial rows for its query heads, one fp16 p row
+        workspace = dg.workspace_bytes(B, H, Hq // H, L, D, packed=True)
     else:  # v3 runs a program a query head (GQA too), each with its scratch row
         workspace = da3.workspace_bytes(B, Hq, L, D, 2, packed=da3.default_packed(query, state))
     workspace += B * Hq * D * 2  # the output
