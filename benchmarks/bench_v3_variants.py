@@ -74,6 +74,16 @@ VARIANTS = {
     "gqa_f32": {"_impl": "gqa", "packed": False},
     # bulk splits (the log's S adds the window's split)
     **{f"gqa_S{n}": {"_impl": "gqa", "num_splits": n} for n in (1, 2, 4, 8, 16, 32, 64)},
+    # v1 (tensor-core tiles of block_n tokens) for short contexts, with --graph: one program a head (no reduce
+    # launch) or one tile a program (the most parallel), wider tiles / more warps, the dot-free path
+    "v1": {"_impl": "v1"},
+    "v1_S1": {"_impl": "v1", "num_splits": 1},
+    "v1_S1_n128_w8": {"_impl": "v1", "num_splits": 1, "block_n": 128, "num_warps": 8},
+    "v1_n16_S32": {"_impl": "v1", "num_splits": 32, "block_n": 16},
+    "v1_n32_S16": {"_impl": "v1", "num_splits": 16, "block_n": 32},
+    "v1_n64_S8": {"_impl": "v1", "num_splits": 8, "block_n": 64},
+    "v1_n64_S8_w8": {"_impl": "v1", "num_splits": 8, "block_n": 64, "num_warps": 8},
+    "v1_nodot_n16_S32": {"_impl": "v1", "num_splits": 32, "block_n": 16, "use_dot": False},
 }
 ROWS = [(8, 32768), (64, 4096), (16, 16384), (128, 4096), (1, 32768)]
 
@@ -108,7 +118,10 @@ def main() -> None:
             del k, v
         for name in names:
             kw = dict(VARIANTS[name])
-            call = dgq.decode_attention_gqa if kw.pop("_impl", "v3") == "gqa" else da3.decode_attention_v3
+            which = kw.pop("_impl", "v3")
+            call = {"gqa": dgq.decode_attention_gqa, "v1": decode_attention_triton}.get(which, da3.decode_attention_v3)
+            if which == "v1":
+                kw["impl"] = "v1"
             if kw.get("num_splits") == "round4":
                 n_sm = torch.cuda.get_device_properties(q.device).multi_processor_count
                 kw["num_splits"] = max(1, min(-(-4 * n_sm // (B * H)), -(-L // (2 * da3.DEFAULT_BLOCK_W * 16))))
@@ -121,7 +134,9 @@ def main() -> None:
                 res.append(dict(B=B, L=L, variant=name, kwargs=VARIANTS[name], error=f"{type(e).__name__}: {e}"[:500]))
                 continue
             tbps = nbytes / us / 1e6
-            if call is da3.decode_attention_v3:  # v3: programs by query head
+            if which == "v1":
+                splits = kw.get("num_splits") or 0  # 0: v1's own rule
+            elif call is da3.decode_attention_v3:  # v3: programs by query head
                 splits = da3.splits_v3(B * Hq, L, (kw.get("block_w") or da3.DEFAULT_BLOCK_W) * 16, 16,
                                        kw.get("num_splits"), kw.get("split_rem", True))[0]
             else:

@@ -459,7 +459,7 @@ def pick_impl(query: torch.Tensor, state: KiviState, impl: str = "auto") -> str:
     cannot run the call)."""
     if impl == "v1":
         return "v1"
-    from .decode_attention_gqa import packable_gqa, unsupported_gqa
+    from .decode_attention_gqa import gqa_beats_v3, packable_gqa, unsupported_gqa
     from .decode_attention_v3 import unsupported_v3
 
     why_gqa = unsupported_gqa(query, state)
@@ -467,10 +467,12 @@ def pick_impl(query: torch.Tensor, state: KiviState, impl: str = "auto") -> str:
         if why_gqa is not None:
             raise ValueError(f"impl='gqa' cannot run this call: {why_gqa}; use impl='v3', 'v1' or 'auto'")
         return "gqa"
-    if impl == "auto" and why_gqa is None and packable_gqa(query, state):
+    if (impl == "auto" and why_gqa is None and packable_gqa(query, state)
+            and gqa_beats_v3(query.shape[0], state.k_tail.shape[1], state.length)):
         # a program a kv head, each code dequantized once for its 4 query heads (fp16x2 pairs): H200,
-        # Llama-3.1-8B 32/8, us at 8x32K / 64x4096 / 16x16K / 128x4096 / 1x32K: 246 / 270 / 245 / 474 / 139
-        # vs v3's 290 / 363 / 300 / 688 / 152 (benchmarks/results/h200_round11/variants_gqa.log)
+        # Llama-3.1-8B 32/8, us at 8x32K / 64x4096 / 16x16K / 128x4096: 246 / 270 / 245 / 474 vs v3's 290 /
+        # 363 / 300 / 688 (benchmarks/results/h200_round11b/variants_gqa.log; before its split rule). v3
+        # stays faster on small calls (batch 1, short contexts): gqa_beats_v3
         return "gqa"
     why = unsupported_v3(query, state)
     if impl == "v3":

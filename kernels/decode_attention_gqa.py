@@ -37,6 +37,7 @@ from .decode_attention import (
     _step_lens,
     _win_rows,
 )
+from . import decode_attention_v3 as da3
 from .decode_attention_v3 import _code_unscale, _code_x, _kload8, _split4, _split8, splits_v3
 
 DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_BLOCK_N = 64, 4, 16  # the fp32 path
@@ -49,6 +50,12 @@ MAXNREG = 128
 # 474; 128 x 8: 282 / 346 / 283 / 669. 64 x 4 at cap 96 (spills in the loops): 362 / 376 / 361 / 718; at 168
 # (3 programs an SM): 282 / 327 / 288 / 622; uncapped (254): 356 / 413 / 370 / 795.
 PACKED_BLOCK_W, PACKED_KEY_THREADS = 32, 2
+# Programs a call aims for (splits_v3's rule with this target): one wave of the pair path's 2-warp programs,
+# 8 an SM at cap 128 (1056 on the H200). Measured (h200_round11c/variants_splits.log, us) for bulk splits a
+# kv head at 8x32K S = 8 / 16 / 32 / 64: 316 / 228 / 230 / 246; 16x16K S = 4 / 8 / 16 / 32: 317 / 229 / 234 /
+# 245; 64x4096 S = 1 / 2 / 4 / 8: 354 / 242 / 252 / 270; 128x4096 S = 1 / 2 / 4: 449 / 460 / 474. This
+# target picks 16 / 8 / 2 / 1; v3's (4096) picked 64 / 32 / 8 / 4.
+SPLIT_PROGRAMS_GQA = 1024
 
 
 @triton.jit
@@ -621,6 +628,19 @@ def packable_gqa(query: torch.Tensor, state: KiviState) -> bool:
             and query.shape[1] == 4 * state.k_tail.shape[1])
 
 
+# Below this many key tiles a call (batch x kv heads x tiles of PACKED_BLOCK_W x 16 tokens), v3 is faster: its
+# 4-warp programs a query head put twice the warps in flight. H200, Llama-3.1-8B shape, GPU time from CUDA
+# graphs (h200_round11c/variants_small.log), us, v3 / gqa, with the tiles: 1x512 20.5 / 33.9 (8); 1x4096
+# 31.5 / 39.7 (64); 2x8192 36.9 / 44.8 (256); 1x32K 49.1 / 54.5 (512); 8x4096 61.7 / 53.3 (512); 2x32K 84.7
+# / 73.3 (1024); 4x16K 84.6 / 71.2 (1024); 16x4096 103.4 / 93.3 (1024); at 512 tiles the two split.
+MIN_TILES_GQA = 512
+
+
+def gqa_beats_v3(batch: int, kv_heads: int, length: int) -> bool:
+    """Whether the pair path is the faster kernel for a call of this size (see MIN_TILES_GQA)."""
+    return batch * kv_heads * -(-length // (PACKED_BLOCK_W * 16)) >= MIN_TILES_GQA
+
+
 def default_packed_gqa(query: torch.Tensor, state: KiviState) -> bool:
     """The pair path wherever it can run (as v3's `default_packed`: fp16 keeps products in range)."""
     return packable_gqa(query, state)
@@ -667,7 +687,8 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     if NT % (2 * D // (32 // s.v_bits)):
         raise ValueError(f"num_warps={nw}: a step's {NT} threads must cover whole value rows")
     BT = BW * (32 // s.k_bits)
-    S, chunk = splits_v3(B * H, L, BT, DEFAULT_BLOCK_N, num_splits)  # bulk splits + the window's (S >= 2)
+    S, chunk = splits_v3(B * H, L, BT, DEFAULT_BLOCK_N, num_splits,  # bulk splits + the window's (S >= 2)
+                         programs=SPLIT_PROGRAMS_GQA if packed else da3.SPLIT_PROGRAMS)
     n = B * H * S * QG  # partial rows
     pstr = BT * QG // 2 if packed else BT * QG  # fp32 words of p scratch a program (packed: fp16 p)
     ws = torch.empty((n * (D + 2) + B * H * (S - 1) * pstr,), device=query.device, dtype=torch.float32)
@@ -709,6 +730,7 @@ def workspace_bytes(batch: int, kv_heads: int, group: int, length: int, head_dim
     """Device memory one default call allocates besides its output: split partials (a row a query head) + p
     scratch (a row a bulk program: the tile's p for its `group` query heads, fp16 on the pair path)."""
     BT = (PACKED_BLOCK_W if packed else DEFAULT_BLOCK_W) * 16
-    S, _ = splits_v3(batch * kv_heads, length, BT, DEFAULT_BLOCK_N)
+    S, _ = splits_v3(batch * kv_heads, length, BT, DEFAULT_BLOCK_N,
+                     programs=SPLIT_PROGRAMS_GQA if packed else da3.SPLIT_PROGRAMS)
     pstr = BT * group // 2 if packed else BT * group
     return (batch * kv_heads * S * group * (head_dim + 2) + batch * kv_heads * (S - 1) * pstr) * 4

@@ -748,21 +748,22 @@ SPLIT_PROGRAMS = 4096
 
 
 @functools.lru_cache(maxsize=4096)
-def num_splits_v3(batch_heads: int, length: int, tile: int) -> int:
+def num_splits_v3(batch_heads: int, length: int, tile: int, programs: int = SPLIT_PROGRAMS) -> int:
     """Flash-decoding bulk splits a (batch, head): c tiles a program, the smallest c (>= 1) that keeps the
-    call at or below SPLIT_PROGRAMS programs. Cached: it runs on every decode call's host path."""
+    call at or below `programs` programs. Cached: it runs on every decode call's host path."""
     T = triton.cdiv(length, tile)
-    c = max(1, min(T, batch_heads * T // SPLIT_PROGRAMS))
+    c = max(1, min(T, batch_heads * T // programs))
     return triton.cdiv(T, c)
 
 
 @functools.lru_cache(maxsize=4096)
 def splits_v3(batch_heads: int, length: int, tile_tokens: int, block_n: int,
-              num_splits: int | None = None, split_rem: bool = True) -> tuple[int, int]:
+              num_splits: int | None = None, split_rem: bool = True,
+              programs: int = SPLIT_PROGRAMS) -> tuple[int, int]:
     """(programs a (batch, head), tokens a bulk split): the bulk splits, plus one for the window / tail.
     Cached, like num_splits_v3: host time is the whole cost of a batch-1 call."""
     tile = max(tile_tokens, block_n)
-    S = num_splits or num_splits_v3(batch_heads, length, tile)
+    S = num_splits or num_splits_v3(batch_heads, length, tile, programs)
     chunk = -(-(-(-length // S)) // tile) * tile  # bulk tiles start at a split's start (ceil divisions)
     return -(-length // chunk) + (1 if split_rem else 0), chunk
 

@@ -287,6 +287,7 @@ def test_lean_eager_triton_gqa_kernel_with_device_lengths(monkeypatch):
     import kivi_kernels.decode_attention_gqa as dg
 
     monkeypatch.setattr(dg, "packable_gqa", lambda q, s: q.shape[1] == 4 * s.k_tail.shape[1])
+    monkeypatch.setattr(dg, "MIN_TILES_GQA", 1)  # a small call: "auto" would keep it on v3
     torch.manual_seed(0)
     cfg = tf.LlamaConfig(vocab_size=97, hidden_size=256, intermediate_size=96, num_hidden_layers=1,
                          num_attention_heads=4, num_key_value_heads=1, head_dim=64, max_position_embeddings=1024)

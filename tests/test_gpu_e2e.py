@@ -37,8 +37,13 @@ def _greedy_logits(model, ids, cache, steps, forced=None, mask=None):
     return torch.stack(logits, 1), torch.stack(tokens, 1)
 
 
-@pytest.mark.parametrize("bits,dtype,kv", [(2, torch.float16, 8), (4, torch.bfloat16, 32), (2, torch.bfloat16, 4)])
-def test_triton_generate_equals_torch_path(bits, dtype, kv):
+@pytest.mark.parametrize("bits,dtype,kv,gqa", [(2, torch.float16, 8, False), (4, torch.bfloat16, 32, False),
+                                              (2, torch.bfloat16, 4, False), (2, torch.float16, 8, True)])
+def test_triton_generate_equals_torch_path(bits, dtype, kv, gqa, monkeypatch):
+    if gqa:  # the GQA kernel's pair path (4 query heads a kv head, k2v2 fp16), which "auto" keeps for larger calls
+        import kivi_kernels.decode_attention_gqa as dg
+
+        monkeypatch.setattr(dg, "MIN_TILES_GQA", 1)
     model = _model(kv_heads=kv, dtype=dtype)
     ids = torch.randint(0, 512, (2, 301), device="cuda")
     cfg = dict(k_bits=bits, v_bits=bits, group_size=32, residual_length=128)

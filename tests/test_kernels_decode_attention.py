@@ -214,19 +214,23 @@ def test_v3_gqa_matches_oracle(Hq, H, packed):
     out = da3.decode_attention_v3(q, state, valid, 64**-0.5, packed=packed, block_w=8, num_splits=2)
     err = (out.float() - ref.float()).abs().max().item()
     assert err <= TOL[torch.float16], f"GQA {Hq}/{H} packed={packed}: max |err| {err:.3g}"
-    # "auto" runs 4:1 fp16 k2v2 on the shared-dequantization kernel (measured faster still): see below
-    assert da.pick_impl(q, state) == "gqa" and da.pick_impl(q, state, "v3") == "v3"
+    # a call this small stays on v3 under "auto" (larger 4:1 fp16 k2v2 ones run the GQA kernel: see below)
+    assert da.pick_impl(q, state) == "v3" and da.pick_impl(q, state, "v3") == "v3"
     assert da.pick_impl(q, state, "v1") == "v1"
 
 
-def test_auto_picks_v3_for_one_token_decode_only():
+def test_auto_picks_v3_for_one_token_decode_only(monkeypatch):
     st = make_state(1, 4, 512, 64, 512, 384, 2, 2, 32, torch.float16, "cpu")
     q = torch.empty(1, 4, 1, 64, dtype=torch.float16)
     assert da.pick_impl(q, st) == "v3"
     assert da.pick_impl(q, st, "v1") == "v1"
     assert da.pick_impl(torch.empty(1, 8, 1, 64, dtype=torch.float16), st) == "v3"  # GQA 8/4
     assert da.pick_impl(torch.empty(1, 4, 2, 64, dtype=torch.float16), st) == "v1"  # q_len 2
-    # the shared-dequantization kernel where its pair path runs: 4 query heads a kv head, fp16, k2v2
+    # the shared-dequantization kernel where its pair path runs (4 query heads a kv head, fp16, k2v2) on calls
+    # of at least MIN_TILES_GQA key tiles
+    assert da.pick_impl(torch.empty(1, 16, 1, 64, dtype=torch.float16), st) == "v3"  # 4 tiles
+    assert dg.gqa_beats_v3(8, 8, 4096) and dg.gqa_beats_v3(1, 8, 32768) and not dg.gqa_beats_v3(1, 8, 16384)
+    monkeypatch.setattr(dg, "MIN_TILES_GQA", 4)
     assert da.pick_impl(torch.empty(1, 16, 1, 64, dtype=torch.float16), st) == "gqa"
     assert da.pick_impl(torch.empty(1, 16, 1, 64, dtype=torch.bfloat16), st) == "v3"
     assert da.pick_impl(torch.empty(1, 16, 2, 64, dtype=torch.float16), st) == "v1"
