@@ -321,11 +321,26 @@ def _default_block_n(head_dim: int) -> int:
     return 64 if head_dim <= 128 else 32
 
 
+# Short calls (at most this many tiles of block_n tokens in all): v1 with one tile a program, which "auto"
+# picks for one-token decode (`short_call`). Where the call is one serial chain, the most parallel split wins:
+# H200, Llama-2 shape, GPU time from CUDA graphs (benchmarks/results/h200_round11d/variants_short.log), us at
+# 1x512 (256 tiles of 64): one tile a program 11.6 (tiles of 16: 15.2, of 32: 14.3; dot-free, tiles of 16:
+# 12.0), v1's wave rule (2 splits) 17.4, one program a head 23.7, v3 20.1, fp16 SDPA 9.1; at 1x4096 (2048
+# tiles) one tile a program 34.8, v3 33.2, SDPA 27.9.
+SHORT_TILES = 512
+
+
+def short_call(batch_heads: int, length: int, block_n: int) -> bool:
+    return batch_heads * triton.cdiv(length, block_n) <= SHORT_TILES
+
+
 def _num_splits(batch_heads: int, length: int, block_n: int, device: torch.device) -> int:
     """Flash-decoding split count from Python ints only: enough programs for ~4 waves of the GPU, but
     at least MIN_BLOCKS tiles per split so that the merge stays negligible. (H200, Llama-3.1 shape, k2v2:
-    8x32K 494 us with 4 waves vs 643 us with 2; 1x32K 84 vs 88 us.)"""
+    8x32K 494 us with 4 waves vs 643 us with 2; 1x32K 84 vs 88 us.) Short calls: one tile a split."""
     n_blocks = triton.cdiv(length, block_n)
+    if short_call(batch_heads, length, block_n):
+        return n_blocks
     n_sm = _num_sms(device.index if device.index is not None else torch.cuda.current_device()) \
         if device.type == "cuda" else 4
     min_blocks = 4
@@ -463,6 +478,10 @@ def pick_impl(query: torch.Tensor, state: KiviState, impl: str = "auto") -> str:
     from .decode_attention_v3 import unsupported_v3
 
     why_gqa = unsupported_gqa(query, state)
+    B, Hq, q, D = query.shape
+    H = state.k_tail.shape[1]
+    if impl == "auto" and q == 1 and short_call(B * H, state.length, _default_block_n(D)):
+        return "v1"  # one tile a program: SHORT_TILES has the measurements
     if impl == "gqa":
         if why_gqa is not None:
             raise ValueError(f"impl='gqa' cannot run this call: {why_gqa}; use impl='v3', 'v1' or 'auto'")

@@ -1,20 +1,27 @@
-"""KIVI decode attention for GQA with shared dequantization ("gqa"): work in progress, not picked by "auto".
+"""KIVI decode attention for GQA with shared dequantization ("gqa"): a program a (batch, kv head, split).
 
 v3 runs GQA a program a query head, so each of a kv head's QG query heads dequantizes its codes again;
-measured on the H200 that leaves it at 0.70-0.89x fp16 SDPA (benchmarks/results/h200_round10.md). Here a
-program takes a (batch, kv head, split) and all QG query heads: each code is turned into a float once and
-multiplied into QG accumulators (benchmarks/results/decode_v4_plan.md, item 3).
+measured on the H200 that left it at 0.70-0.89x fp16 SDPA (benchmarks/results/h200_round10.md). Here a
+program takes a (batch, kv head, split) and all QG query heads: each code is turned into a value once and
+multiplied into QG accumulators (benchmarks/results/decode_v4_plan.md, item 3). Reached through
+`decode_attention_triton`: "auto" runs the pair path below on k2v2 fp16 calls with 4 query heads a kv head
+and at least MIN_TILES_GQA key tiles; impl="gqa" forces the kernel (its fp32 path where pairs cannot run).
 
-Keys: two threads a key word row, each with half its codes (the word shifted so that they sit at the low
-bits: per-register constant code indices, as in v3), QG x half accumulators a thread; the scale is folded
-into the query per (head, channel, group) and the min into a per-(head, word row) base, as in v3's fp32
-path. Values: two threads a word column, each with half its channels, over RS rows a step; p * scale per
-(head, token) and p * min per (head, token, group) accumulated the same way. The fp16 window, the key
-tail and any straddling tile run as v1's tiles with QG query rows (`_attend`). Partials go to v1's reduce
-kernel (GROUP = QG).
+The pair path (`_bulk_gqa_packed`, QG = 4, k2v2 fp16): per code pair LOP3 + HFMA2 give the exact codes (v3's
+magic-number trick), one HFMA2 the fp16 values c * scale + min, then one HFMA2 a head (`_gqa_asm`); 8-term
+fp16 sums go to fp32 once a call. Keys: two threads a key word row (4 code pairs each: the word shifted so
+the thread's codes sit at the bottom of each half), 8 channels a step, 32 fp32 scores a thread. Values:
+four threads a word column (2 pairs each), 8 rows a step, 16 fp32 sums a thread; p goes from the key to the
+value mapping through a scratch row as fp16 [token, head]. SASS (sm_90): 1.34-1.36 instructions a (code,
+head) in the key loop, 1.57 in the value loop, against ~2.5 for v3; H200, Llama-3.1-8B shape: 1.05-1.13x
+fp16 SDPA, 1.3-1.5x v3 (benchmarks/results/h200_round11.md). Under TRITON_INTERPRET=1 fp32 twins of the asm
+(`_pairs4_ref`, `_pairs2_ref`) run the same tiles, thread mapping and joins.
 
-fp32 arithmetic throughout (runs unchanged under TRITON_INTERPRET=1); the fp16x2 pair form of the key loop
-is probed in benchmarks/gqa_pairs_probe.py. Contract and oracle: `decode_attention_ref`.
+The fp32 path (`_bulk_gqa`; QG 2 or 4, 2/4-bit, bf16): the same program shape in fp32 arithmetic, scales
+folded into the query and p as in v3's fp32 path; measured slower than v3 (not picked by "auto"). Both
+paths run the fp16 window, the key tail and any straddling tile as v1's tiles with QG query rows
+(`_attend`), and hand their partials to v1's reduce kernel (GROUP = QG). Contract and oracle:
+`decode_attention_ref`.
 """
 
 from __future__ import annotations

@@ -228,7 +228,13 @@ def test_schedule_refuses_to_run_past_max_len():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("gqa", [False, True])
-def test_gpu_graphs_equal_generate(gqa):
+@pytest.mark.parametrize("short", [True, False])
+def test_gpu_graphs_equal_generate(gqa, short, monkeypatch):
+    # short: "auto" as is (these calls are short: v1, one tile a program); else v3 (the short rule off)
+    if not short:
+        import kivi_kernels.decode_attention as da
+
+        monkeypatch.setattr(da, "SHORT_TILES", 0)
     torch.manual_seed(0)
     cfg = tf.LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
                          num_attention_heads=4, num_key_value_heads=1 if gqa else 4, head_dim=64,
@@ -248,9 +254,13 @@ def test_gpu_graphs_equal_generate(gqa):
 
 
 @pytest.mark.parametrize("gqa", [False, pytest.param(True, marks=pytest.mark.slow)])
-def test_lean_eager_triton_kernels_with_device_lengths(gqa):
-    # backend="triton": the static attention kernel (v3, MHA and GQA) read lengths from the
-    # device and the value window as a ring; on CPU they run under the Triton interpreter.
+def test_lean_eager_triton_kernels_with_device_lengths(gqa, monkeypatch):
+    # backend="triton": the static attention kernel (v3, MHA and GQA: the short-call rule, which would pick v1
+    # here, is off) read lengths from the device and the value window as a ring; on CPU they run under the
+    # Triton interpreter.
+    import kivi_kernels.decode_attention as da
+
+    monkeypatch.setattr(da, "SHORT_TILES", 0)
     torch.manual_seed(0)
     cfg = tf.LlamaConfig(vocab_size=97, hidden_size=128, intermediate_size=96, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=1 if gqa else 2, head_dim=64,
@@ -269,6 +279,9 @@ def test_lean_eager_triton_packed_kernel_with_device_lengths(monkeypatch):
 
     import kivi_kernels.decode_attention_v3 as da3
 
+    import kivi_kernels.decode_attention as da
+
+    monkeypatch.setattr(da, "SHORT_TILES", 0)  # this call is short: "auto" would run v1
     monkeypatch.setattr(da3, "decode_attention_v3", functools.partial(da3.decode_attention_v3, packed=True))
     torch.manual_seed(0)
     cfg = tf.LlamaConfig(vocab_size=97, hidden_size=128, intermediate_size=96, num_hidden_layers=1,
@@ -287,7 +300,10 @@ def test_lean_eager_triton_gqa_kernel_with_device_lengths(monkeypatch):
     import kivi_kernels.decode_attention_gqa as dg
 
     monkeypatch.setattr(dg, "packable_gqa", lambda q, s: q.shape[1] == 4 * s.k_tail.shape[1])
-    monkeypatch.setattr(dg, "MIN_TILES_GQA", 1)  # a small call: "auto" would keep it on v3
+    import kivi_kernels.decode_attention as da
+
+    monkeypatch.setattr(dg, "MIN_TILES_GQA", 1)  # a small call: "auto" would run v1 (short) or v3
+    monkeypatch.setattr(da, "SHORT_TILES", 0)
     torch.manual_seed(0)
     cfg = tf.LlamaConfig(vocab_size=97, hidden_size=256, intermediate_size=96, num_hidden_layers=1,
                          num_attention_heads=4, num_key_value_heads=1, head_dim=64, max_position_embeddings=1024)
@@ -299,6 +315,24 @@ def test_lean_eager_triton_gqa_kernel_with_device_lengths(monkeypatch):
     monkeypatch.setattr(dg, "decode_attention_gqa", lambda *a, **k: calls.append(k) or real(*a, **k))
     res = lean_generate(model, ids, 36, kcfg)
     assert calls and all("lens" in k for k in calls)  # the static launches took the GQA kernel
+    assert torch.equal(res.tokens, reference(model, ids, 36, kcfg))
+
+
+def test_lean_eager_triton_short_calls_with_device_lengths(monkeypatch):
+    # "auto" on these short calls: v1 with one tile a program, in the static path (device lengths, the ring)
+    import kivi_kernels.decode_attention as da
+
+    seen = []
+    real = da._decode_attention_v1
+    monkeypatch.setattr(da, "_decode_attention_v1", lambda *a, **k: seen.append(k) or real(*a, **k))
+    torch.manual_seed(0)
+    cfg = tf.LlamaConfig(vocab_size=97, hidden_size=128, intermediate_size=96, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, head_dim=64, max_position_embeddings=1024)
+    model = tf.LlamaForCausalLM(cfg).eval()
+    kcfg = KiviConfig(k_bits=2, v_bits=2, group_size=16, residual_length=32, backend="triton")
+    ids = torch.randint(0, 97, (2, 33), generator=torch.Generator().manual_seed(4))
+    res = lean_generate(model, ids, 36, kcfg)
+    assert seen and all("lens" in k for k in seen)
     assert torch.equal(res.tokens, reference(model, ids, 36, kcfg))
 
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 import transformers as tf
 
-import kivi_kernels.decode_attention_v3 as da3
+import kivi_kernels.decode_attention as da
+import kivi_kernels.decode_attention_gqa as dg
 
 from kivi_core import KiviCache, KiviConfig, cache_kwarg, prepare
 
@@ -37,12 +38,15 @@ def _greedy_logits(model, ids, cache, steps, forced=None, mask=None):
     return torch.stack(logits, 1), torch.stack(tokens, 1)
 
 
-@pytest.mark.parametrize("bits,dtype,kv,gqa", [(2, torch.float16, 8, False), (4, torch.bfloat16, 32, False),
-                                              (2, torch.bfloat16, 4, False), (2, torch.float16, 8, True)])
-def test_triton_generate_equals_torch_path(bits, dtype, kv, gqa, monkeypatch):
-    if gqa:  # the GQA kernel's pair path (4 query heads a kv head, k2v2 fp16), which "auto" keeps for larger calls
-        import kivi_kernels.decode_attention_gqa as dg
-
+@pytest.mark.parametrize("bits,dtype,kv,kernel", [(2, torch.float16, 8, "v3"), (4, torch.bfloat16, 32, "v3"),
+                                                 (2, torch.bfloat16, 4, "v3"), (2, torch.float16, 8, "gqa"),
+                                                 (2, torch.float16, 8, "auto")])
+def test_triton_generate_equals_torch_path(bits, dtype, kv, kernel, monkeypatch):
+    # These calls are short: "auto" runs v1 with one tile a program. "v3" turns that rule off, so v3 runs
+    # (fp16 k2v2 4:1 would take the GQA kernel on larger calls); "gqa" forces the GQA kernel's pair path.
+    if kernel != "auto":
+        monkeypatch.setattr(da, "SHORT_TILES", 0)
+    if kernel == "gqa":
         monkeypatch.setattr(dg, "MIN_TILES_GQA", 1)
     model = _model(kv_heads=kv, dtype=dtype)
     ids = torch.randint(0, 512, (2, 301), device="cuda")
@@ -93,10 +97,13 @@ def test_decode_memory_does_not_grow_by_a_dequantized_copy():
             model(nxt, **{kw: cache}, use_cache=True)
         torch.cuda.synchronize()
     grew = torch.cuda.max_memory_allocated() - base
-    # A dequantized fp16 copy of one layer's K or V alone would be B*8*L*128*2 bytes = 64 MiB. The kernel's
-    # workspace is a scratch row a program, a program a query head (32 here): 18.9 MiB on the H200.
+    # A dequantized fp16 copy of one layer's K or V alone would be B*8*L*128*2 bytes = 64 MiB. "auto" runs the
+    # GQA kernel here (4 query heads a kv head, 8 x 8 x 8 = 512 key tiles): its workspace is the partial rows
+    # of ~1024 programs plus an fp16 p row each; v3's (a program a query head) would be 18.9 MiB.
     one_layer_fp16 = B * 8 * L * 128 * 2 * 2
-    workspace = da3.workspace_bytes(B, 32, L + 9, 128, 2, packed=True)
+    assert da.pick_impl(torch.empty(B, 32, 1, 128, dtype=torch.float16, device="cuda"),
+                        cache.layers[0].state(), "auto") == "gqa"
+    workspace = dg.workspace_bytes(B, 8, 4, L + 9, 128, packed=True)
     assert workspace < one_layer_fp16 / 4
     assert grew <= workspace + one_layer_fp16 / 64, f"decode peak grew by {grew / 2**20:.1f} MiB"
 

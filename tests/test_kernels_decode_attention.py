@@ -99,14 +99,17 @@ def check(B, Hq, H, q, L, D, n_kq, n_vq, k_bits, v_bits, G, dtype, pad, device=D
 
 
 # -- CPU (interpreter) and GPU: small shapes ----------------------------------------------------------
-# Every test below runs with impl "v1" (tensor-core tiles, any shape) and "auto" (v3 where the call is MHA
-# decode with head_dim 64/128, else v1); the v3 tests further down force v3 on shapes that reach its bulk.
+# Every test below runs with impl "v1" (tensor-core tiles, any shape; these short calls take one tile a
+# program) and "auto" with the short-call rule off (v3 or the GQA kernel where the call is one-token decode
+# with head_dim 64/128, else v1); the v3 tests further down force v3 on shapes that reach its bulk.
 
 IMPLS = ["v1", "auto"]
 
 
 @pytest.fixture(params=IMPLS)
 def impl(request):
+    if request.param == "auto":
+        request.getfixturevalue("monkeypatch").setattr(da, "SHORT_TILES", 0)
     return request.param
 
 # G=16, R=32 keep the interpreter fast while every segment and boundary is still exercised.
@@ -214,14 +217,21 @@ def test_v3_gqa_matches_oracle(Hq, H, packed):
     out = da3.decode_attention_v3(q, state, valid, 64**-0.5, packed=packed, block_w=8, num_splits=2)
     err = (out.float() - ref.float()).abs().max().item()
     assert err <= TOL[torch.float16], f"GQA {Hq}/{H} packed={packed}: max |err| {err:.3g}"
-    # a call this small stays on v3 under "auto" (larger 4:1 fp16 k2v2 ones run the GQA kernel: see below)
-    assert da.pick_impl(q, state) == "v3" and da.pick_impl(q, state, "v3") == "v3"
+    # a call this small runs v1 (one tile a program) under "auto"; without that rule, v3 (larger 4:1 fp16 k2v2
+    # calls run the GQA kernel: see below)
+    assert da.pick_impl(q, state) == "v1" and da.pick_impl(q, state, "v3") == "v3"
+    assert da.short_call(2 * H, 700, 64)
     assert da.pick_impl(q, state, "v1") == "v1"
 
 
 def test_auto_picks_v3_for_one_token_decode_only(monkeypatch):
     st = make_state(1, 4, 512, 64, 512, 384, 2, 2, 32, torch.float16, "cpu")
     q = torch.empty(1, 4, 1, 64, dtype=torch.float16)
+    # short calls (<= SHORT_TILES tiles of 64 tokens in all) run v1 with one tile a program
+    assert da.pick_impl(q, st) == "v1" and da.short_call(4, 512, 64)
+    assert da._num_splits(4, 512, 64, torch.device("cpu")) == 8
+    assert not da.short_call(32, 4096, 64)
+    monkeypatch.setattr(da, "SHORT_TILES", 0)
     assert da.pick_impl(q, st) == "v3"
     assert da.pick_impl(q, st, "v1") == "v1"
     assert da.pick_impl(torch.empty(1, 8, 1, 64, dtype=torch.float16), st) == "v3"  # GQA 8/4
