@@ -29,6 +29,7 @@ import triton.language as tl
 
 from kivi_core.state import KiviState
 
+from .host_math import cdiv, next_power_of_2
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _LOG2E = 1.4426950408889634
 MAX_QUERY = 8  # ops.MAX_KERNEL_QUERY: speculative decoding's few tokens; longer chunks go through SDPA
@@ -331,21 +332,21 @@ SHORT_TILES = 512
 
 
 def short_call(batch_heads: int, length: int, block_n: int) -> bool:
-    return batch_heads * triton.cdiv(length, block_n) <= SHORT_TILES
+    return batch_heads * cdiv(length, block_n) <= SHORT_TILES
 
 
 def _num_splits(batch_heads: int, length: int, block_n: int, device: torch.device) -> int:
     """Flash-decoding split count from Python ints only: enough programs for ~4 waves of the GPU, but
     at least MIN_BLOCKS tiles per split so that the merge stays negligible. (H200, Llama-3.1 shape, k2v2:
     8x32K 494 us with 4 waves vs 643 us with 2; 1x32K 84 vs 88 us.) Short calls: one tile a split."""
-    n_blocks = triton.cdiv(length, block_n)
+    n_blocks = cdiv(length, block_n)
     if short_call(batch_heads, length, block_n):
         return n_blocks
     n_sm = _num_sms(device.index if device.index is not None else torch.cuda.current_device()) \
         if device.type == "cuda" else 4
     min_blocks = 4
-    want = triton.cdiv(4 * n_sm, batch_heads)
-    return max(1, min(want, triton.cdiv(n_blocks, min_blocks)))
+    want = cdiv(4 * n_sm, batch_heads)
+    return max(1, min(want, cdiv(n_blocks, min_blocks)))
 
 
 def _check(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None) -> None:
@@ -536,8 +537,8 @@ def _decode_attention_v1(
     if BLOCK_N % 16 or BLOCK_N & (BLOCK_N - 1):
         raise ValueError(f"block_n={BLOCK_N} must be a power of two >= 16 (whole 2-bit words)")
     S = num_splits or _num_splits(B * H, L, BLOCK_N, query.device)
-    chunk = triton.cdiv(triton.cdiv(L, S), BLOCK_N) * BLOCK_N
-    S = triton.cdiv(L, chunk)  # no empty splits
+    chunk = cdiv(cdiv(L, S), BLOCK_N) * BLOCK_N
+    S = cdiv(L, chunk)  # no empty splits
     single = S == 1
     if single:
         acc_ws = m_ws = l_ws = out  # unused
@@ -556,8 +557,8 @@ def _decode_attention_v1(
         # the dot vs 2.62 ms for the CUDA-core path (its per-tile reductions over D cost more shuffles).
         use_dot = True
     # tl.dot needs >= 16 rows (padding rows are masked); the dot-free path runs the one row alone.
-    MP = max(16, triton.next_power_of_2(M)) if use_dot else triton.next_power_of_2(M)
-    DP = triton.next_power_of_2(D)
+    MP = max(16, next_power_of_2(M)) if use_dot else next_power_of_2(M)
+    DP = next_power_of_2(D)
     dot_f32 = query.dtype == torch.float32 or (query.dtype == torch.bfloat16 and _interpreting())
     prec = "ieee" if dot_f32 else "tf32"  # fp32 dots exact (tests); fp16/bf16 dots ignore the setting
     _decode_attn_split_kernel[(B * H, S)](
@@ -578,6 +579,6 @@ def _decode_attention_v1(
     if not single:
         _decode_attn_reduce_kernel[(B * H, M)](
             acc_ws, m_ws, l_ws, out, H, S, *out.stride(),
-            GROUP=GROUP, QLEN=q, D=D, DP=DP, SP=triton.next_power_of_2(S), num_warps=1,
+            GROUP=GROUP, QLEN=q, D=D, DP=DP, SP=next_power_of_2(S), num_warps=1,
         )
     return out

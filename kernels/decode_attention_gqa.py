@@ -46,6 +46,7 @@ from .decode_attention import (
 )
 from . import decode_attention_v3 as da3
 from .decode_attention_v3 import _code_unscale, _code_x, _kload8, _split4, _split8, splits_v3
+from .host_math import next_power_of_2
 
 DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_BLOCK_N = 64, 4, 16  # the fp32 path
 # fp32 path, SASS (sm_90, triton 3.6, QG=4 k2v2 D=128, benchmarks/kernel_sass.py): 255 registers uncapped;
@@ -727,7 +728,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     )
     _decode_attn_reduce_kernel[(B * H, QG)](
         acc_ws, m_ws, l_ws, out, H, S, out.stride(0), out.stride(1), out.stride(2), out.stride(3),
-        GROUP=QG, QLEN=1, D=D, DP=D, SP=triton.next_power_of_2(S), num_warps=1,
+        GROUP=QG, QLEN=1, D=D, DP=D, SP=next_power_of_2(S), num_warps=1,
     )
     return out
 

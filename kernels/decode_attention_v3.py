@@ -64,6 +64,7 @@ from .decode_attention import (
     _interpreting,
     _win_rows,
 )
+from .host_math import cdiv, next_power_of_2
 
 
 @triton.jit
@@ -732,7 +733,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     if not single:
         _decode_attn_reduce_kernel[(B * H, 1)](
             acc_ws, m_ws, l_ws, out, H, S, out.stride(0), out.stride(1), out.stride(2), out.stride(3),
-            GROUP=1, QLEN=1, D=D, DP=D, SP=triton.next_power_of_2(S), num_warps=1,
+            GROUP=1, QLEN=1, D=D, DP=D, SP=next_power_of_2(S), num_warps=1,
         )
     return out
 
@@ -751,9 +752,9 @@ SPLIT_PROGRAMS = 4096
 def num_splits_v3(batch_heads: int, length: int, tile: int, programs: int = SPLIT_PROGRAMS) -> int:
     """Flash-decoding bulk splits a (batch, head): c tiles a program, the smallest c (>= 1) that keeps the
     call at or below `programs` programs. Cached: it runs on every decode call's host path."""
-    T = triton.cdiv(length, tile)
+    T = cdiv(length, tile)
     c = max(1, min(T, batch_heads * T // programs))
-    return triton.cdiv(T, c)
+    return cdiv(T, c)
 
 
 @functools.lru_cache(maxsize=4096)

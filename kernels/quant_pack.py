@@ -16,6 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .host_math import cdiv, next_power_of_2
+
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _BITS = (2, 4)
 _PACK_UNIT = 16  # a group must hold whole 32-bit words at 2 bits (16 codes): G % 16 == 0
@@ -217,10 +219,10 @@ def quantize_keys_triton(
     codes, scale, mn = out
     vt = valid.view(torch.uint8) if valid is not None else k  # dummy pointer when absent (never read)
     s_vb, s_vt = (vt.stride(0), vt.stride(1)) if valid is not None else (0, 0)
-    GP = triton.next_power_of_2(G)
+    GP = next_power_of_2(G)
     # BLOCK_D=64 keeps the [GP, BLOCK_D] tile at <= 64 fp32 registers a thread at G=128, 4 warps.
-    BLOCK_D = min(64, triton.next_power_of_2(D))
-    grid = (B * H, T // G, triton.cdiv(D, BLOCK_D))
+    BLOCK_D = min(64, next_power_of_2(D))
+    grid = (B * H, T // G, cdiv(D, BLOCK_D))
     _quantize_keys_kernel[grid](
         k, vt, codes, scale, mn,
         H, D,
@@ -246,11 +248,11 @@ def quantize_values_triton(v: torch.Tensor, bits: int, group_size: int, out) -> 
     if T == 0 or B * H * D == 0:
         return
     codes, scale, mn = out
-    GP = triton.next_power_of_2(G)
+    GP = next_power_of_2(G)
     # BLOCK_T * GP = 2048 elements a program: 16 fp32 a thread at 4 warps; one token per decode step
     # runs with a single row (BLOCK_T >= T rounded up to 16 rows of masking, which costs nothing).
-    BLOCK_T = max(1, min(2048 // GP, triton.next_power_of_2(T)))
-    grid = (B * H, triton.cdiv(T, BLOCK_T), D // G)
+    BLOCK_T = max(1, min(2048 // GP, next_power_of_2(T)))
+    grid = (B * H, cdiv(T, BLOCK_T), D // G)
     _quantize_values_kernel[grid](
         v, codes, scale, mn,
         H, T,

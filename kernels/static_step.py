@@ -14,6 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .host_math import next_power_of_2
 from .quant_pack import _bit_or, _quantize_group
 
 
@@ -69,7 +70,7 @@ def static_append(k: torch.Tensor, v: torch.Tensor, k_tail: torch.Tensor, v_win:
         k, v, k_tail, v_win, lens, H, v_win.shape[2],
         k.stride(0), k.stride(1), k.stride(3), v.stride(0), v.stride(1), v.stride(3),
         *k_tail.stride()[:3], *v_win.stride()[:3],
-        D=D, DP=triton.next_power_of_2(D), num_warps=1,
+        D=D, DP=next_power_of_2(D), num_warps=1,
     )
 
 
