@@ -236,7 +236,7 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
             bn = bw * 16
             S = splits_v3(B * H, L, bn, 16)[0]  # programs by kv head
             kw = dict(packed=packed, block_w=bw,
-                      num_warps=bw * dgq.PACKED_KEY_THREADS // 32 if packed else dgq.DEFAULT_WARPS)
+                      num_warps=2 * bw // 32 if packed else dgq.DEFAULT_WARPS)
         else:  # v3 (its defaults: the packed path here), or v3f: v3's fp32 path (packed=False)
             bw = block_w or DEFAULT_BLOCK_W
             bn = bw * 16  # tokens a key tile at 2 bits

@@ -59,18 +59,14 @@ VARIANTS = {
     "bw32_w1_S2": {"block_w": 32, "num_warps": 1, "num_splits": 2},
     # the shared-dequantization GQA kernel (decode_attention_gqa; --shape llama3.1-8b): its pair path at the
     # defaults (32 key word rows, 2 threads a row, 2 warps, cap 128), round 11's first default (64 x 4 warps),
-    # other caps and tiles, 4 threads a key word row (half the score accumulators: fits a cap of 96), its
-    # fp32 path, other split counts. maxnreg: programs an SM = 65536 / (threads x cap)
+    # other caps and tiles, its fp32 path, other split counts. maxnreg: programs an SM = 65536 / (threads x
+    # cap). Round 11's gqa_kt4* variants (4 threads a key word row; h200_round11b/) left with the option after
+    # commit 5cf7a30
     "gqa": {"_impl": "gqa"},
     "gqa_bw64_w4": {"_impl": "gqa", "block_w": 64},
     "gqa_r112": {"_impl": "gqa", "maxnreg": 112},
     "gqa_r168": {"_impl": "gqa", "maxnreg": 168},
     "gqa_bw16": {"_impl": "gqa", "block_w": 16},
-    "gqa_kt4": {"_impl": "gqa", "key_threads": 4},
-    "gqa_kt4_r96": {"_impl": "gqa", "key_threads": 4, "maxnreg": 96},
-    "gqa_kt4_bw16": {"_impl": "gqa", "key_threads": 4, "block_w": 16},
-    "gqa_kt4_bw16_r96": {"_impl": "gqa", "key_threads": 4, "block_w": 16, "maxnreg": 96},
-    "gqa_kt4_bw8_r96": {"_impl": "gqa", "key_threads": 4, "block_w": 8, "maxnreg": 96},
     "gqa_f32": {"_impl": "gqa", "packed": False},
     # bulk splits (the log's S adds the window's split)
     **{f"gqa_S{n}": {"_impl": "gqa", "num_splits": n} for n in (1, 2, 4, 8, 16, 32, 64)},

@@ -35,17 +35,12 @@ from kivi_core.state import KiviState
 from .decode_attention import (
     _LOG2E,
     _interpreting,
-    _attend,
     _decode_attn_reduce_kernel,
     _head_ptrs,
-    _load_fp,
-    _load_k_packed,
-    _load_v_packed,
     _step_lens,
-    _win_rows,
 )
 from . import decode_attention_v3 as da3
-from .decode_attention_v3 import _code_unscale, _code_x, _kload8, _split4, _split8, splits_v3
+from .decode_attention_v3 import _code_unscale, _code_x, _kload8, _rest_tiles, _split4, _split8, splits_v3
 from .host_math import next_power_of_2
 
 DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_BLOCK_N = 64, 4, 16  # the fp32 path
@@ -57,7 +52,7 @@ MAXNREG = 128
 # The pair path (same log), BW x warps at cap 128: 64 x 4: 248 / 295 / 258 / 557; 32 x 2: 246 / 270 / 245 /
 # 474; 128 x 8: 282 / 346 / 283 / 669. 64 x 4 at cap 96 (spills in the loops): 362 / 376 / 361 / 718; at 168
 # (3 programs an SM): 282 / 327 / 288 / 622; uncapped (254): 356 / 413 / 370 / 795.
-PACKED_BLOCK_W, PACKED_KEY_THREADS = 32, 2
+PACKED_BLOCK_W = 32
 # Programs a call aims for (splits_v3's rule with this target): one wave of the pair path's 2-warp programs,
 # 8 an SM at cap 128 (1056 on the H200). Measured (h200_round11c/variants_splits.log, us) for bulk splits a
 # kv head at 8x32K S = 8 / 16 / 32 / 64: 316 / 228 / 230 / 246; 16x16K S = 4 / 8 / 16 / 32: 317 / 229 / 234 /
@@ -400,8 +395,8 @@ def _pick4(x, h: tl.constexpr):
 
 
 @triton.jit
-def _keys_kt2(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, sh, zc, offs_c,
-              E: tl.constexpr, D: tl.constexpr, ASM: tl.constexpr):
+def _key_scores(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, sh, zc, offs_c,
+                E: tl.constexpr, D: tl.constexpr, ASM: tl.constexpr):
     # a key tile's unscaled scores [element, k, head], two elements a word row (4 code pairs each)
     y = tl.zeros((E,), tl.float32)
     f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = \
@@ -430,34 +425,10 @@ def _keys_kt2(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ks
 
 
 @triton.jit
-def _keys_kt4(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, sh, zc, offs_c,
-              E: tl.constexpr, D: tl.constexpr, ASM: tl.constexpr):
-    # four elements a word row (2 code pairs each): half the accumulators of _keys_kt2
-    y = tl.zeros((E,), tl.float32)
-    f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = \
-        y, y, y, y, y, y, y, y, y, y, y, y, y, y, y, y
-    for dc in range(0, D, 8):
-        kw, sk, mk = _kload8(kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, dc, offs_c)
-        w0, w1, w2, w3, w4, w5, w6, w7 = _split8(kw >> sh[:, None])
-        s0, s1, s2, s3, s4, s5, s6, s7 = _split8(sk)
-        m0, m1, m2, m3, m4, m5, m6, m7 = _split8(mk)
-        x0_0, x1_0, x2_0, x3_0, x4_0, x5_0, x6_0, x7_0 = _qrow8(q_ptr, zc, dc, offs_c)
-        x0_1, x1_1, x2_1, x3_1, x4_1, x5_1, x6_1, x7_1 = _qrow8(q_ptr + s_qh, zc, dc, offs_c)
-        x0_2, x1_2, x2_2, x3_2, x4_2, x5_2, x6_2, x7_2 = _qrow8(q_ptr + 2 * s_qh, zc, dc, offs_c)
-        x0_3, x1_3, x2_3, x3_3, x4_3, x5_3, x6_3, x7_3 = _qrow8(q_ptr + 3 * s_qh, zc, dc, offs_c)
-        f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = _pairs2(
-            w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7,
-            x0_0, x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3,
-            x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3,
-            f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, ASM)
-    return tl.reshape(_join16n(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15), (E, 4, 4))
-
-
-@triton.jit
 def _bulk_gqa_packed(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_ptr,
                      s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, end, qk_scale, m_i, l_i,
                      D: tl.constexpr, G: tl.constexpr, BW: tl.constexpr, HAS_VALID: tl.constexpr,
-                     NT: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr, KT: tl.constexpr):
+                     NT: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr):
     # _bulk_gqa at k2v2, fp16, QG = 4, with the per-code arithmetic in fp16x2 pairs (_gqa_asm): each code
     # pair is dequantized once to its fp16 values and multiplied into the 4 heads' sums.
     # Keys: two threads a word row (element e: row e // 2, pairs j = 0..3 of the word shifted by 8 (e % 2),
@@ -465,6 +436,9 @@ def _bulk_gqa_packed(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr
     # Values: four threads a word column (pairs j = 0, 1 of the word shifted by 4 (t % 4): channels
     # 2 (t % 4) + j and + 8), 8 rows a step, 16 fp32 sums a thread; p goes through the scratch row as fp16
     # [token, head]. The query is unscaled in the pairs (qk_scale multiplies the fp32 scores).
+    # two threads a key word row: four (16 scores a thread, fits a cap of 96 without spills) were slower at
+    # every cap and tile, 257-353 vs 246-270 us at 8x32K / 64x4096 (h200_round11.md; code in commit 5cf7a30)
+    KT: tl.constexpr = 2
     E: tl.constexpr = KT * BW
     NK: tl.constexpr = 16 // KT  # a thread's scores a head: tokens j + NK / 2 (e % KT) and + 8, j < NK / 2
     BT: tl.constexpr = 16 * BW
@@ -494,13 +468,8 @@ def _bulk_gqa_packed(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr
         rows_w = (start // 16 + e // KT).to(tl.int64)
         w_ok = rows_w * 16 < end
         gk = (rows_w * 16) // G
-        if KT == 2:
-            s = _keys_kt2(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, sh, zc, offs_c,
-                          E, D, ASM)
-        else:
-            s = _keys_kt4(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, sh, zc, offs_c,
-                          E, D, ASM)
-        s = s * qk_scale  # [element, k, head]
+        s = _key_scores(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, rows_w, gk, w_ok, s_kcw, s_ksg, s_kmg, sh, zc,
+                        offs_c, E, D, ASM) * qk_scale  # [element, k, head]
         tok = start + tok_l
         t_ok = tok < end
         if HAS_VALID:
@@ -547,7 +516,6 @@ def _decode_attn_gqa_kernel(
     QG: tl.constexpr, D: tl.constexpr, G: tl.constexpr, BITS: tl.constexpr, BW: tl.constexpr,
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
-    KT: tl.constexpr,
 ):
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
     pid_bh = tl.program_id(0).to(tl.int64)
@@ -580,32 +548,16 @@ def _decode_attn_gqa_kernel(
     if PACKED:
         m_i, l_i, acc = _bulk_gqa_packed(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                                          p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end,
-                                         qk_scale, m_i, l_i, D, G, BW, HAS_VALID, NT, ASM, VDENSE, KT)
+                                         qk_scale, m_i, l_i, D, G, BW, HAS_VALID, NT, ASM, VDENSE)
     else:
         m_i, l_i, acc = _bulk_gqa(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_row,
                                   s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end, qk_scale, m_i, l_i,
                                   magic, QG, D, G, BITS, BW, HAS_VALID, NT)
     # the rest of [lo, hi): v1's tiles with QG query rows (one straddling tile, the window, the key tail)
-    pos_r = tl.zeros((QG,), tl.int32) + L - 1
-    kq_end = tl.minimum(hi, n_kq)
-    for start in range(bulk_end, kq_end, BLOCK_N):
-        offs_n = start + tl.arange(0, BLOCK_N)
-        k = _load_k_packed(kc_ptr, ks_ptr, km_ptr, s_kcw, 1, s_ksg, 1, s_kmg, 1,
-                           start, kq_end, offs_d, d_ok, BITS, G, BLOCK_N, D, tl.float32)
-        v_q = _load_v_packed(vc_ptr, vs_ptr, vm_ptr, s_vct, 1, s_vst, 1, s_vmt, 1,
-                             offs_n, offs_n < n_vq, D, BITS, G, BLOCK_N, D, tl.float32)
-        v_f = _load_fp(vw_ptr, s_vwt, 1, _win_rows(offs_n, n_vq, WIN), (offs_n >= n_vq) & (offs_n < kq_end),
-                       offs_d, d_ok, tl.float32)
-        v = tl.where((offs_n < n_vq)[:, None], v_q, v_f)
-        m_i, l_i, acc = _attend(q, k, v, offs_n, kq_end, pos_r, valid_ptr, s_mt, m_i, l_i, acc, qk_scale,
-                                HAS_VALID, False, "ieee", False, False)
-    for start in range(tl.maximum(bulk_end, n_kq), hi, BLOCK_N):
-        offs_n = start + tl.arange(0, BLOCK_N)
-        n_ok = offs_n < hi
-        k = _load_fp(kt_ptr, s_ktt, 1, offs_n - n_kq, n_ok, offs_d, d_ok, tl.float32)
-        v = _load_fp(vw_ptr, s_vwt, 1, _win_rows(offs_n, n_vq, WIN), n_ok, offs_d, d_ok, tl.float32)
-        m_i, l_i, acc = _attend(q, k, v, offs_n, hi, pos_r, valid_ptr, s_mt, m_i, l_i, acc, qk_scale,
-                                HAS_VALID, False, "ieee", False, False)
+    m_i, l_i, acc = _rest_tiles(q, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
+                                s_kcw, s_ksg, s_kmg, s_ktt, s_vct, s_vst, s_vmt, s_vwt, s_mt, bulk_end, hi, L,
+                                n_kq, n_vq, m_i, l_i, acc, qk_scale, offs_d, d_ok, BITS, BITS, G, BLOCK_N, D, D,
+                                HAS_VALID, WIN)
     rows = (pid_bh * NUM_SPLITS + split) * QG + g_i  # v1's workspace rows (M = QG)
     tl.store(acc_ptr + rows[:, None] * D + offs_d[None, :], acc)
     tl.store(m_ptr + rows, m_i)
@@ -657,13 +609,11 @@ def default_packed_gqa(query: torch.Tensor, state: KiviState) -> bool:
 def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None, scaling: float, *,
                          num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
                          lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
-                         maxnreg: int | None = None, packed: bool | None = None,
-                         key_threads: int | None = None) -> torch.Tensor:
+                         maxnreg: int | None = None, packed: bool | None = None) -> torch.Tensor:
     """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`).
     `packed`: the fp16x2 pair path (k2v2, fp16, 4 query heads a kv head); None: `default_packed_gqa`.
-    Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps, maxnreg;
-    for the pair path key_threads (threads a key word row: 2 or 4; num_warps then defaults to one thread an
-    element, key_threads x block_w / 32)."""
+    Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
+    path: one thread an element by default, 2 x block_w / 32), maxnreg."""
     s = state
     if packed is None:
         packed = default_packed_gqa(query, s)
@@ -680,14 +630,11 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     BW = block_w or (PACKED_BLOCK_W if packed else DEFAULT_BLOCK_W)
     if BW < 1 or BW & (BW - 1):
         raise ValueError(f"block_w={BW} must be a power of two")
-    KT = key_threads or PACKED_KEY_THREADS
-    if KT not in (2, 4):
-        raise ValueError(f"key_threads={KT}: use 2 or 4 (threads a key word row)")
-    if packed:  # value lanes = key elements (KT a word row), one a thread by default
-        NT = KT * BW
+    if packed:  # value lanes = key elements (two a word row), one a thread by default
+        NT = 2 * BW
         if NT % (4 * D // 16):
-            raise ValueError(f"packed: block_w={BW} must be at least {4 * D // 16 // KT} with key_threads={KT} "
-                             f"(a value row's 4 x {D // 16} lanes)")
+            raise ValueError(f"packed: block_w={BW} must be at least {2 * D // 16} (a value row's 4 x {D // 16} "
+                             "lanes)")
         nw = num_warps or max(1, NT // 32)
     else:
         nw = num_warps or DEFAULT_WARPS
@@ -724,7 +671,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         NT=NT, DEV_LENS=lens is not None, WIN=win, PACKED=packed, ASM=not _interpreting(),
         VDENSE=(s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16 and s.v_scale.stride(2) == D // s.group_size
                 and s.v_min.stride(2) == D // s.group_size), num_warps=nw,
-        KT=KT, **({"maxnreg": maxnreg or MAXNREG} if query.device.type == "cuda" else {}),
+        **({"maxnreg": maxnreg or MAXNREG} if query.device.type == "cuda" else {}),
     )
     _decode_attn_reduce_kernel[(B * H, QG)](
         acc_ws, m_ws, l_ws, out, H, S, out.stride(0), out.stride(1), out.stride(2), out.stride(3),

@@ -7,10 +7,15 @@ at fp32 on CPU; on GPU the models are fp16 and the test allows no mismatch eithe
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import transformers as tf
 
+import kivi_kernels.decode_attention as da
+import kivi_kernels.decode_attention_gqa as dg
+import kivi_kernels.decode_attention_v3 as da3
 from kivi_core import KiviCache, KiviConfig
 from kivi_core.compat import cache_kwarg
 from kivi_core import engine
@@ -232,8 +237,6 @@ def test_schedule_refuses_to_run_past_max_len():
 def test_gpu_graphs_equal_generate(gqa, short, monkeypatch):
     # short: "auto" as is (these calls are short: v1, one tile a program); else v3 (the short rule off)
     if not short:
-        import kivi_kernels.decode_attention as da
-
         monkeypatch.setattr(da, "SHORT_TILES", 0)
     torch.manual_seed(0)
     cfg = tf.LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
@@ -253,87 +256,61 @@ def test_gpu_graphs_equal_generate(gqa, short, monkeypatch):
     assert torch.equal(res.tokens, ref), (res.tokens != ref).nonzero()[:5]
 
 
-@pytest.mark.parametrize("gqa", [False, pytest.param(True, marks=pytest.mark.slow)])
-def test_lean_eager_triton_kernels_with_device_lengths(gqa, monkeypatch):
-    # backend="triton": the static attention kernel (v3, MHA and GQA: the short-call rule, which would pick v1
-    # here, is off) read lengths from the device and the value window as a ring; on CPU they run under the
-    # Triton interpreter.
-    import kivi_kernels.decode_attention as da
-
-    monkeypatch.setattr(da, "SHORT_TILES", 0)
+def tiny_static_run_matches(heads: int, kv_heads: int) -> None:
+    # a 1-layer model through the lean loop with backend="triton": the static attention kernels read lengths
+    # from the device and the value window as a ring (on CPU under the Triton interpreter); 36 steps cross one
+    # key flush (at position 63) with the window sliding. Greedy tokens equal generate's on the torch path.
     torch.manual_seed(0)
-    cfg = tf.LlamaConfig(vocab_size=97, hidden_size=128, intermediate_size=96, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1 if gqa else 2, head_dim=64,
+    cfg = tf.LlamaConfig(vocab_size=97, hidden_size=64 * heads, intermediate_size=96, num_hidden_layers=1,
+                         num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=64,
                          max_position_embeddings=1024)
     model = tf.LlamaForCausalLM(cfg).eval()
     kcfg = KiviConfig(k_bits=2, v_bits=2, group_size=16, residual_length=32, backend="triton")
     ids = torch.randint(0, 97, (2, 33), generator=torch.Generator().manual_seed(4))
-    res = lean_generate(model, ids, 36, kcfg)  # one key flush (at position 63), the window sliding
+    res = lean_generate(model, ids, 36, kcfg)
     assert torch.equal(res.tokens, reference(model, ids, 36, kcfg))
+
+
+def spy(monkeypatch, module, name) -> list:
+    """Record the keyword arguments of each call to module.name (which still runs)."""
+    calls, real = [], getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a, **k: calls.append(k) or real(*a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("gqa", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_lean_eager_triton_kernels_with_device_lengths(gqa, monkeypatch):
+    # v3 (MHA and GQA; the short-call rule, which would pick v1 here, is off)
+    monkeypatch.setattr(da, "SHORT_TILES", 0)
+    calls = spy(monkeypatch, da3, "decode_attention_v3")
+    tiny_static_run_matches(2, 1 if gqa else 2)
+    assert any("lens" in k for k in calls)  # the static (device-length) launches took it
 
 
 def test_lean_eager_triton_packed_kernel_with_device_lengths(monkeypatch):
-    # v3 packed=True (the default at k2v2 fp16; under the interpreter its fp32 twin runs the same tiles and thread
-    # mapping) in the static path: lengths read on the device, the value window as a ring
-    import functools
-
-    import kivi_kernels.decode_attention_v3 as da3
-
-    import kivi_kernels.decode_attention as da
-
-    monkeypatch.setattr(da, "SHORT_TILES", 0)  # this call is short: "auto" would run v1
+    # v3 packed=True (the default at k2v2 fp16; under the interpreter its fp32 twin runs the same tiles and
+    # thread mapping)
+    monkeypatch.setattr(da, "SHORT_TILES", 0)
     monkeypatch.setattr(da3, "decode_attention_v3", functools.partial(da3.decode_attention_v3, packed=True))
-    torch.manual_seed(0)
-    cfg = tf.LlamaConfig(vocab_size=97, hidden_size=128, intermediate_size=96, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, head_dim=64, max_position_embeddings=1024)
-    model = tf.LlamaForCausalLM(cfg).eval()
-    kcfg = KiviConfig(k_bits=2, v_bits=2, group_size=16, residual_length=32, backend="triton")
-    ids = torch.randint(0, 97, (2, 33), generator=torch.Generator().manual_seed(4))
-    res = lean_generate(model, ids, 36, kcfg)
-    assert torch.equal(res.tokens, reference(model, ids, 36, kcfg))
+    tiny_static_run_matches(2, 2)
 
 
 def test_lean_eager_triton_gqa_kernel_with_device_lengths(monkeypatch):
-    # the shared-dequantization GQA kernel's pair path ("auto" at 4 query heads a kv head, k2v2 fp16; under the
-    # interpreter its fp32 twins run the same tiles, so the dtype check is lifted for this fp32 model) in the
-    # static path: lengths read on the device, the value window as a ring
-    import kivi_kernels.decode_attention_gqa as dg
-
+    # the GQA kernel's pair path ("auto" at 4 query heads a kv head, k2v2 fp16, larger calls; under the
+    # interpreter its fp32 twins run the same tiles, so the dtype check is lifted for this fp32 model)
     monkeypatch.setattr(dg, "packable_gqa", lambda q, s: q.shape[1] == 4 * s.k_tail.shape[1])
-    import kivi_kernels.decode_attention as da
-
-    monkeypatch.setattr(dg, "MIN_TILES_GQA", 1)  # a small call: "auto" would run v1 (short) or v3
+    monkeypatch.setattr(dg, "MIN_TILES_GQA", 1)
     monkeypatch.setattr(da, "SHORT_TILES", 0)
-    torch.manual_seed(0)
-    cfg = tf.LlamaConfig(vocab_size=97, hidden_size=256, intermediate_size=96, num_hidden_layers=1,
-                         num_attention_heads=4, num_key_value_heads=1, head_dim=64, max_position_embeddings=1024)
-    model = tf.LlamaForCausalLM(cfg).eval()
-    kcfg = KiviConfig(k_bits=2, v_bits=2, group_size=16, residual_length=32, backend="triton")
-    ids = torch.randint(0, 97, (2, 33), generator=torch.Generator().manual_seed(4))
-    calls = []
-    real = dg.decode_attention_gqa
-    monkeypatch.setattr(dg, "decode_attention_gqa", lambda *a, **k: calls.append(k) or real(*a, **k))
-    res = lean_generate(model, ids, 36, kcfg)
-    assert calls and all("lens" in k for k in calls)  # the static launches took the GQA kernel
-    assert torch.equal(res.tokens, reference(model, ids, 36, kcfg))
+    calls = spy(monkeypatch, dg, "decode_attention_gqa")
+    tiny_static_run_matches(4, 1)
+    assert any("lens" in k for k in calls)  # the static (device-length) launches took it
 
 
 def test_lean_eager_triton_short_calls_with_device_lengths(monkeypatch):
-    # "auto" on these short calls: v1 with one tile a program, in the static path (device lengths, the ring)
-    import kivi_kernels.decode_attention as da
-
-    seen = []
-    real = da._decode_attention_v1
-    monkeypatch.setattr(da, "_decode_attention_v1", lambda *a, **k: seen.append(k) or real(*a, **k))
-    torch.manual_seed(0)
-    cfg = tf.LlamaConfig(vocab_size=97, hidden_size=128, intermediate_size=96, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, head_dim=64, max_position_embeddings=1024)
-    model = tf.LlamaForCausalLM(cfg).eval()
-    kcfg = KiviConfig(k_bits=2, v_bits=2, group_size=16, residual_length=32, backend="triton")
-    ids = torch.randint(0, 97, (2, 33), generator=torch.Generator().manual_seed(4))
-    res = lean_generate(model, ids, 36, kcfg)
-    assert seen and all("lens" in k for k in seen)
-    assert torch.equal(res.tokens, reference(model, ids, 36, kcfg))
+    # "auto" on these short calls: v1 with one tile a program
+    calls = spy(monkeypatch, da, "_decode_attention_v1")
+    tiny_static_run_matches(2, 2)
+    assert any("lens" in k for k in calls)  # the static (device-length) launches took it
 
 
 def first_eos_lengths(tokens: torch.Tensor, eos: set[int]) -> list[int]:
