@@ -30,6 +30,7 @@ import triton.language as tl
 from kivi_core.state import KiviState
 
 from .host_math import cdiv, next_power_of_2
+
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _LOG2E = 1.4426950408889634
 MAX_QUERY = 8  # ops.MAX_KERNEL_QUERY: speculative decoding's few tokens; longer chunks go through SDPA
@@ -478,21 +479,20 @@ def pick_impl(query: torch.Tensor, state: KiviState, impl: str = "auto") -> str:
     from .decode_attention_gqa import gqa_beats_v3, packable_gqa, unsupported_gqa
     from .decode_attention_v3 import unsupported_v3
 
-    why_gqa = unsupported_gqa(query, state)
     B, Hq, q, D = query.shape
     H = state.k_tail.shape[1]
     if impl == "auto" and q == 1 and short_call(B * H, state.length, _default_block_n(D)):
         return "v1"  # one tile a program: SHORT_TILES has the measurements
+    why_gqa = unsupported_gqa(query, state)
     if impl == "gqa":
         if why_gqa is not None:
             raise ValueError(f"impl='gqa' cannot run this call: {why_gqa}; use impl='v3', 'v1' or 'auto'")
         return "gqa"
-    if (impl == "auto" and why_gqa is None and packable_gqa(query, state)
-            and gqa_beats_v3(query.shape[0], state.k_tail.shape[1], state.length)):
+    if impl == "auto" and why_gqa is None and packable_gqa(query, state) and gqa_beats_v3(B, H, state.length):
         # a program a kv head, each code dequantized once for its 4 query heads (fp16x2 pairs): H200,
-        # Llama-3.1-8B 32/8, us at 8x32K / 64x4096 / 16x16K / 128x4096: 246 / 270 / 245 / 474 vs v3's 290 /
-        # 363 / 300 / 688 (benchmarks/results/h200_round11b/variants_gqa.log; before its split rule). v3
-        # stays faster on small calls (batch 1, short contexts): gqa_beats_v3
+        # Llama-3.1-8B 32/8, us at 8x32K / 16x16K / 64x4096 / 128x4096: 229 / 229 / 242 / 449 vs v3's 291 /
+        # 301 / 365 / 693 (benchmarks/results/h200_round11d/bench_gqa.log). v3 stays faster on small calls
+        # (batch 1, short contexts): gqa_beats_v3
         return "gqa"
     why = unsupported_v3(query, state)
     if impl == "v3":

@@ -601,22 +601,18 @@ def gqa_beats_v3(batch: int, kv_heads: int, length: int) -> bool:
     return batch * kv_heads * -(-length // (PACKED_BLOCK_W * 16)) >= MIN_TILES_GQA
 
 
-def default_packed_gqa(query: torch.Tensor, state: KiviState) -> bool:
-    """The pair path wherever it can run (as v3's `default_packed`: fp16 keeps products in range)."""
-    return packable_gqa(query, state)
-
-
 def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None, scaling: float, *,
                          num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
                          lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                          maxnreg: int | None = None, packed: bool | None = None) -> torch.Tensor:
     """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`).
-    `packed`: the fp16x2 pair path (k2v2, fp16, 4 query heads a kv head); None: `default_packed_gqa`.
+    `packed`: the fp16x2 pair path (k2v2, fp16, 4 query heads a kv head); None: wherever it can run
+    (`packable_gqa`; as v3's `default_packed`, fp16 inputs keep its products in range).
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32), maxnreg."""
     s = state
     if packed is None:
-        packed = default_packed_gqa(query, s)
+        packed = packable_gqa(query, s)
     B, Hq, _, D = query.shape
     H = s.k_tail.shape[1]
     QG = Hq // H
