@@ -249,92 +249,70 @@ def _gqa_constraints(n_pairs):
 
 
 @triton.jit
+def _pairs_inc(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
+               x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0, x4_1,
+               x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3, NK: tl.constexpr):
+    # the asm's contract in fp32 (the interpreter cannot run PTX): the increment of the NK * 4 accumulators,
+    # [N, NK * 4] with column (j * 2 + hi) * 4 + h
+    w = _join8n(w0, w1, w2, w3, w4, w5, w6, w7)
+    s = _join8n(s0, s1, s2, s3, s4, s5, s6, s7).to(tl.float32)
+    mn = _join8n(m0, m1, m2, m3, m4, m5, m6, m7).to(tl.float32)
+    x = _join32n(x0_0, x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3,
+                 x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3)
+    x = tl.reshape(x, (w.shape[0], 8, 4)).to(tl.float32)  # [N, word, head]
+    k = tl.arange(0, NK)
+    c = ((w[:, :, None] >> (2 * (k // 2) + 16 * (k % 2))[None, None, :]) & 3).to(tl.float32)  # [N, word, k]
+    v = c * s[:, :, None] + mn[:, :, None]
+    return tl.reshape(tl.sum(v[:, :, :, None] * x[:, :, None, :], axis=1), (w.shape[0], NK * 4))
+
+
+@triton.jit
 def _pairs4(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
-    x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0,
-    x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3, f0, f1,
-    f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21, f22,
-    f23, f24, f25, f26, f27, f28, f29, f30, f31, ASM: tl.constexpr):
+            x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0, x4_1,
+            x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3, f0, f1, f2, f3, f4,
+            f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26,
+            f27, f28, f29, f30, f31, ASM: tl.constexpr):
     # keys: 8 channel words of a thread's half word row (4 code pairs: tokens j, j + 8);
     # x{m}_{h}: the per-head operand of word m (query channel / p of the row); f{(j * 2 + hi) * 4 + h} += ...
     if ASM:
         return tl.inline_asm_elementwise(
             _gqa_src(4), _gqa_constraints(4),
             [w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
-             x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2,
-             x3_3, x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0,
-             x7_1, x7_2, x7_3, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15,
-             f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31],
+             x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0, x4_1,
+             x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3, f0, f1, f2, f3, f4,
+             f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21, f22, f23, f24, f25,
+             f26, f27, f28, f29, f30, f31],
             (tl.float32,) * 32, True, 1)
-    else:
-        return _pairs4_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
-        x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3,
-        x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2,
-        x7_3, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18,
-        f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31)
-
-
-@triton.jit
-def _pairs4_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
-    x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0,
-    x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3, f0, f1,
-    f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21, f22,
-    f23, f24, f25, f26, f27, f28, f29, f30, f31):
-    # the asm's contract in fp32 (the interpreter cannot run PTX)
-    NK: tl.constexpr = 8
-    w = _join8n(w0, w1, w2, w3, w4, w5, w6, w7)
-    s = _join8n(s0, s1, s2, s3, s4, s5, s6, s7).to(tl.float32)
-    mn = _join8n(m0, m1, m2, m3, m4, m5, m6, m7).to(tl.float32)
-    x = tl.reshape(_join32n(x0_0, x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0,
-                      x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1,
-                      x7_2, x7_3), (w.shape[0], 8, 4)).to(tl.float32)
-    k = tl.arange(0, NK)
-    c = ((w[:, :, None] >> (2 * (k // 2) + 16 * (k % 2))[None, None, :]) & 3).to(tl.float32)  # [N, word, k]
-    v = c * s[:, :, None] + mn[:, :, None]
-    inc = tl.reshape(tl.sum(v[:, :, :, None] * x[:, :, None, :], axis=1), (w.shape[0], NK * 4))
-    return _split32n(_join32n(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21,
-                    f22, f23, f24, f25, f26, f27, f28, f29, f30, f31) + inc)
+    else:  # the fp32 twin
+        inc = _pairs_inc(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6,
+                         m7, x0_0, x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1,
+                         x3_2, x3_3, x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0,
+                         x7_1, x7_2, x7_3, 8)
+        return _split32n(_join32n(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17,
+                                  f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31) + inc)
 
 
 @triton.jit
 def _pairs2(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
-    x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0,
-    x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3, f0, f1,
-    f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, ASM: tl.constexpr):
+            x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0, x4_1,
+            x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3, f0, f1, f2, f3, f4,
+            f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, ASM: tl.constexpr):
     # values: 8 rows of a thread's quarter word column (2 code pairs: channels j, j + 8);
     # x{m}_{h}: the per-head operand of word m (query channel / p of the row); f{(j * 2 + hi) * 4 + h} += ...
     if ASM:
         return tl.inline_asm_elementwise(
             _gqa_src(2), _gqa_constraints(2),
             [w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
-             x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2,
-             x3_3, x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0,
-             x7_1, x7_2, x7_3, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15],
+             x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0, x4_1,
+             x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3, f0, f1, f2, f3, f4,
+             f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15],
             (tl.float32,) * 16, True, 1)
-    else:
-        return _pairs2_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
-        x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3,
-        x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2,
-        x7_3, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15)
-
-
-@triton.jit
-def _pairs2_ref(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7, x0_0,
-    x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0,
-    x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3, f0, f1,
-    f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15):
-    # the asm's contract in fp32 (the interpreter cannot run PTX)
-    NK: tl.constexpr = 4
-    w = _join8n(w0, w1, w2, w3, w4, w5, w6, w7)
-    s = _join8n(s0, s1, s2, s3, s4, s5, s6, s7).to(tl.float32)
-    mn = _join8n(m0, m1, m2, m3, m4, m5, m6, m7).to(tl.float32)
-    x = tl.reshape(_join32n(x0_0, x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0,
-                      x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1,
-                      x7_2, x7_3), (w.shape[0], 8, 4)).to(tl.float32)
-    k = tl.arange(0, NK)
-    c = ((w[:, :, None] >> (2 * (k // 2) + 16 * (k % 2))[None, None, :]) & 3).to(tl.float32)  # [N, word, k]
-    v = c * s[:, :, None] + mn[:, :, None]
-    inc = tl.reshape(tl.sum(v[:, :, :, None] * x[:, :, None, :], axis=1), (w.shape[0], NK * 4))
-    return _split16n(_join16n(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15) + inc)
+    else:  # the fp32 twin
+        inc = _pairs_inc(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6,
+                         m7, x0_0, x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1,
+                         x3_2, x3_3, x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0,
+                         x7_1, x7_2, x7_3, 4)
+        return _split16n(_join16n(f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15) + inc)
 
 
 @triton.jit
@@ -384,7 +362,8 @@ def _vstep_gqa(vc_ptr, vs_ptr, vm_ptr, p16, s_vct, s_vst, s_vmt, start, r, RS: t
     w6, s6, m6, x6_0, x6_1, x6_2, x6_3 = _vrow_gqa(vb, sb, mb, pb, 6, RS, s_vct, s_vst, s_vmt, vsh, r, n_t, MASK)
     w7, s7, m7, x7_0, x7_1, x7_2, x7_3 = _vrow_gqa(vb, sb, mb, pb, 7, RS, s_vct, s_vst, s_vmt, vsh, r, n_t, MASK)
     return _pairs2(w0, w1, w2, w3, w4, w5, w6, w7, s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7,
-                   x0_0, x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3, x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3,
+                   x0_0, x0_1, x0_2, x0_3, x1_0, x1_1, x1_2, x1_3, x2_0, x2_1, x2_2, x2_3, x3_0, x3_1, x3_2, x3_3,
+                   x4_0, x4_1, x4_2, x4_3, x5_0, x5_1, x5_2, x5_3, x6_0, x6_1, x6_2, x6_3, x7_0, x7_1, x7_2, x7_3,
                    g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15, ASM)
 
 
@@ -498,7 +477,8 @@ def _bulk_gqa_packed(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr
             g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = _vstep_gqa(
                 vc_ptr, vs_ptr, vm_ptr, p16, s_vct, s_vst, s_vmt, start, n_full + rt, RS, n_t, col, gcol, vsh,
                 g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15, True, ASM)
-    out = tl.reshape(_join16n(g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15), (RS, DW, 4, 2, 2, 4))  # [slot, column, quarter, j, hi, head]
+    out = _join16n(g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15)
+    out = tl.reshape(out, (RS, DW, 4, 2, 2, 4))  # [slot, column, quarter, j, hi, head]
     out = tl.permute(tl.sum(out, axis=0), (4, 0, 3, 1, 2))  # [head, column, hi, quarter, j]
     return m_i, l_i, tl.reshape(out, (4, D))  # channel column * 16 + hi * 8 + quarter * 2 + j
 
