@@ -40,7 +40,16 @@ from .decode_attention import (
     _step_lens,
 )
 from . import decode_attention_v3 as da3
-from .decode_attention_v3 import _code_unscale, _code_x, _kload8, _rest_tiles, _split4, _split8, splits_v3
+from .decode_attention_v3 import (
+    _code_unscale,
+    _code_x,
+    _kload8,
+    _rest_tiles,
+    _split4,
+    _split8,
+    splits_v3,
+    unit_inner_strides,
+)
 from .host_math import next_power_of_2
 
 DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_BLOCK_N = 64, 4, 16  # the fp32 path
@@ -553,13 +562,7 @@ def unsupported_gqa(query: torch.Tensor, state: KiviState) -> str | None:
         return f"it computes one query row for 2 or 4 query heads a kv head (here Hq={Hq}, H={H}, q_len={q})"
     if D not in (64, 128) or state.k_bits != state.v_bits:
         return f"head_dim 64 or 128 and equal key / value bits only (here {D}, k{state.k_bits}v{state.v_bits})"
-    for name in ("k_codes", "k_scale", "k_min", "k_tail", "v_codes", "v_scale", "v_min", "v_win"):
-        t = getattr(state, name)
-        if t.numel() and t.stride(3) != 1:
-            return f"state.{name} has innermost stride {t.stride(3)} (needs 1)"
-    if query.stride(3) != 1:
-        return f"query has innermost stride {query.stride(3)} (needs 1)"
-    return None
+    return unit_inner_strides(query, state)
 
 
 def packable_gqa(query: torch.Tensor, state: KiviState) -> bool:

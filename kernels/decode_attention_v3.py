@@ -600,6 +600,18 @@ def _decode_attn_v3_kernel(
         tl.store(l_ptr + row, l_s)
 
 
+def unit_inner_strides(query: torch.Tensor, state: KiviState) -> str | None:
+    """Why the query or a state tensor lacks innermost stride 1 (None when all have it): v3 and the GQA kernel
+    index the channel axis without a stride."""
+    for name in ("k_codes", "k_scale", "k_min", "k_tail", "v_codes", "v_scale", "v_min", "v_win"):
+        t = getattr(state, name)
+        if t.numel() and t.stride(3) != 1:
+            return f"state.{name} has innermost stride {t.stride(3)} (needs 1)"
+    if query.stride(3) != 1:
+        return f"query has innermost stride {query.stride(3)} (needs 1)"
+    return None
+
+
 def unsupported_v3(query: torch.Tensor, state: KiviState) -> str | None:
     """Why v3 cannot run this call (None when it can). Callers have run v1's `_check` already."""
     B, Hq, q, D = query.shape
@@ -608,12 +620,9 @@ def unsupported_v3(query: torch.Tensor, state: KiviState) -> str | None:
         return f"v3 computes one query row a query head, over its kv head (here Hq={Hq}, H={H}, q_len={q})"
     if D not in (64, 128):
         return f"v3 keeps a value row's {D} channels in registers: head_dim 64 or 128 only"
-    for name in ("k_codes", "k_scale", "k_min", "k_tail", "v_codes", "v_scale", "v_min", "v_win"):
-        t = getattr(state, name)
-        if t.numel() and t.stride(3) != 1:
-            return f"state.{name} has innermost stride {t.stride(3)} (v3 needs 1)"
-    if query.stride(3) != 1:
-        return f"query has innermost stride {query.stride(3)} (v3 needs 1)"
+    why = unit_inner_strides(query, state)
+    if why is not None:
+        return why
     cpw = 32 // state.v_bits
     if state.v_codes.numel() and state.v_codes.stride(2) != D // cpw:
         return f"state.v_codes rows are not contiguous (stride {state.v_codes.stride(2)}; v3 reads rows as one run)"
