@@ -45,7 +45,7 @@ from kivi_kernels.decode_attention_gqa import decode_attention_gqa
 from kivi_kernels.decode_attention_v3 import DEFAULT_BLOCK_W, DEFAULT_WARPS, decode_attention_v3, num_splits_v3, splits_v3
 from kivi_kernels.quant_pack import quantize_keys_triton, quantize_values_triton
 
-SHAPES = {"llama2-7b": (32, 32), "llama3.1-8b": (32, 8)}  # (q heads, kv heads), head_dim 128
+SHAPES = {"llama2-7b": (32, 32), "llama3.1-8b": (32, 8), "llama3.1-70b": (64, 8)}  # (q heads, kv heads), head_dim 128
 ROWS = [(1, 512), (1, 32768), (8, 32768), (16, 16384), (64, 4096), (128, 4096)]
 TARGET_ROWS = [(1, 512), (8, 32768), (64, 4096)]  # the rows with targets (issue 3)
 IMPLS = ("v1", "v3", "v3f", "gqa", "gqaf")  # v3: the default (packed fp16x2 pairs at k2v2 fp16); v3f: its fp32
@@ -355,7 +355,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", default=None,
                     help="comma list like 8x32768,64x4096, or 'targets' (1x512,8x32768,64x4096); default: all six")
-    ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--shapes", default="llama2-7b,llama3.1-8b", help=f"comma list of {', '.join(SHAPES)}")
     ap.add_argument("--impl", default=",".join(IMPLS), help="kernels to time side by side (v1, v3, v3f, gqa, gqaf)")
     ap.add_argument("--sweep", action="store_true", help="also sweep tiles / warps / splits (no baselines)")
     ap.add_argument("--no-baselines", action="store_true")

@@ -28,7 +28,7 @@ from kivi_kernels import decode_attention_gqa as dgq  # noqa: E402
 from kivi_kernels import decode_attention_v3 as da3  # noqa: E402
 
 D = 128
-SHAPES = {"llama2-7b": (32, 32), "llama3.1-8b": (32, 8)}  # (query heads, kv heads)
+SHAPES = {"llama2-7b": (32, 32), "llama3.1-8b": (32, 8), "llama3.1-70b": (64, 8)}  # (query heads, kv heads)
 # name -> decode_attention_v3 keywords. maxnreg: the register cap (occupancy: 65536 / (128 threads x cap)
 # programs an SM). Round 5's prefetch / key_stages variants (sweep/variants.log) were removed with the
 # options after commit 67cf731; round 6's acc_in_scratch (h200_v3_round6/) after commit 4d45246; round

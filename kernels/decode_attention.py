@@ -488,7 +488,8 @@ def pick_impl(query: torch.Tensor, state: KiviState, impl: str = "auto") -> str:
         if why_gqa is not None:
             raise ValueError(f"impl='gqa' cannot run this call: {why_gqa}; use impl='v3', 'v1' or 'auto'")
         return "gqa"
-    if impl == "auto" and why_gqa is None and packable_gqa(query, state) and gqa_beats_v3(B, H, state.length):
+    if (impl == "auto" and why_gqa is None and packable_gqa(query, state)
+            and gqa_beats_v3(B, H, state.length, Hq // H)):
         # a program a kv head, each code dequantized once for its 4 query heads (fp16x2 pairs): H200,
         # Llama-3.1-8B 32/8, us at 8x32K / 16x16K / 64x4096 / 128x4096: 229 / 229 / 242 / 449 vs v3's 291 /
         # 301 / 365 / 693 (benchmarks/results/h200_round11d/bench_gqa.log). v3 stays faster on small calls

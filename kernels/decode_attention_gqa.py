@@ -505,17 +505,21 @@ def _decode_attn_gqa_kernel(
     QG: tl.constexpr, D: tl.constexpr, G: tl.constexpr, BITS: tl.constexpr, BW: tl.constexpr,
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
+    REP: tl.constexpr,
 ):
+    # H here counts program heads: REP of them a kv head (REP = 2 at 8 query heads a kv head), each with QG
+    # query heads: program head hv runs query heads hv * QG .. hv * QG + QG - 1 over kv head hv // REP
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
     pid_bh = tl.program_id(0).to(tl.int64)
     split = tl.program_id(1)
     b = pid_bh // H
-    h = pid_bh % H  # kv head; its query heads are h * QG .. h * QG + QG - 1
+    hv = pid_bh % H
+    h = hv // REP  # the kv head
     BT: tl.constexpr = BW * (32 // BITS)
     offs_d = tl.arange(0, D)
     d_ok = offs_d < D
     g_i = tl.arange(0, QG)
-    q_head = q_ptr + b * s_qb + h * QG * s_qh
+    q_head = q_ptr + b * s_qb + hv * QG * s_qh
     q = tl.load(q_head + g_i[:, None] * s_qh + offs_d[None, :]).to(tl.float32)  # [QG, D]
     kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr = _head_ptrs(
         b, h, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
@@ -558,17 +562,18 @@ def unsupported_gqa(query: torch.Tensor, state: KiviState) -> str | None:
     B, Hq, q, D = query.shape
     H = state.k_tail.shape[1]
     QG = Hq // H
-    if q != 1 or QG not in (2, 4):
-        return f"it computes one query row for 2 or 4 query heads a kv head (here Hq={Hq}, H={H}, q_len={q})"
+    if q != 1 or QG not in (2, 4, 8):
+        return f"it computes one query row for 2, 4 or 8 query heads a kv head (here Hq={Hq}, H={H}, q_len={q})"
     if D not in (64, 128) or state.k_bits != state.v_bits:
         return f"head_dim 64 or 128 and equal key / value bits only (here {D}, k{state.k_bits}v{state.v_bits})"
     return unit_inner_strides(query, state)
 
 
 def packable_gqa(query: torch.Tensor, state: KiviState) -> bool:
-    """Whether the fp16x2 pair path can run: k2v2, fp16 query and scales, 4 query heads a kv head."""
+    """Whether the fp16x2 pair path can run: k2v2, fp16 query and scales, 4 or 8 query heads a kv head (8: two
+    programs a kv head, 4 query heads each)."""
     return ((state.k_bits, state.v_bits) == (2, 2) and query.dtype == torch.float16
-            and query.shape[1] == 4 * state.k_tail.shape[1])
+            and query.shape[1] in (4 * state.k_tail.shape[1], 8 * state.k_tail.shape[1]))
 
 
 # Below this many key tiles a call (batch x kv heads x tiles of PACKED_BLOCK_W x 16 tokens), v3 is faster: its
@@ -579,9 +584,10 @@ def packable_gqa(query: torch.Tensor, state: KiviState) -> bool:
 MIN_TILES_GQA = 512
 
 
-def gqa_beats_v3(batch: int, kv_heads: int, length: int) -> bool:
-    """Whether the pair path is the faster kernel for a call of this size (see MIN_TILES_GQA)."""
-    return batch * kv_heads * -(-length // (PACKED_BLOCK_W * 16)) >= MIN_TILES_GQA
+def gqa_beats_v3(batch: int, kv_heads: int, length: int, group: int = 4) -> bool:
+    """Whether the pair path is the faster kernel for a call of this size (see MIN_TILES_GQA). Measured at 4
+    query heads a kv head only: 8 (two programs a kv head) is not timed yet, so it stays on v3."""
+    return group == 4 and batch * kv_heads * -(-length // (PACKED_BLOCK_W * 16)) >= MIN_TILES_GQA
 
 
 def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None, scaling: float, *,
@@ -597,15 +603,17 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     if packed is None:
         packed = packable_gqa(query, s)
     B, Hq, _, D = query.shape
-    H = s.k_tail.shape[1]
-    QG = Hq // H
+    QG = Hq // s.k_tail.shape[1]
+    REP = 2 if QG == 8 else 1  # programs a kv head: 8 query heads run as two groups of 4
+    QG //= REP
+    H = s.k_tail.shape[1] * REP  # program heads
     L = max_len if lens is not None else s.length
     out = torch.empty((B, 1, Hq, D), device=query.device, dtype=query.dtype)
     if L == 0 or B == 0:
         return out.zero_()
     if packed and not packable_gqa(query, s):
-        raise ValueError(f"packed=True computes k2v2 fp16 with 4 query heads a kv head (here k{s.k_bits}v{s.v_bits} "
-                         f"{query.dtype}, {QG} heads); use packed=False")
+        raise ValueError(f"packed=True computes k2v2 fp16 with 4 or 8 query heads a kv head (here "
+                         f"k{s.k_bits}v{s.v_bits} {query.dtype}, {Hq // s.k_tail.shape[1]} heads); use packed=False")
     BW = block_w or (PACKED_BLOCK_W if packed else DEFAULT_BLOCK_W)
     if BW < 1 or BW & (BW - 1):
         raise ValueError(f"block_w={BW} must be a power of two")
@@ -650,7 +658,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         NT=NT, DEV_LENS=lens is not None, WIN=win, PACKED=packed, ASM=not _interpreting(),
         VDENSE=(s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16 and s.v_scale.stride(2) == D // s.group_size
                 and s.v_min.stride(2) == D // s.group_size), num_warps=nw,
-        **({"maxnreg": maxnreg or MAXNREG} if query.device.type == "cuda" else {}),
+        REP=REP, **({"maxnreg": maxnreg or MAXNREG} if query.device.type == "cuda" else {}),
     )
     _decode_attn_reduce_kernel[(B * H, QG)](
         acc_ws, m_ws, l_ws, out, H, S, out.stride(0), out.stride(1), out.stride(2), out.stride(3),
@@ -662,7 +670,9 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
 def workspace_bytes(batch: int, kv_heads: int, group: int, length: int, head_dim: int,
                     packed: bool = True) -> int:
     """Device memory one default call allocates besides its output: split partials (a row a query head) + p
-    scratch (a row a bulk program: the tile's p for its `group` query heads, fp16 on the pair path)."""
+    scratch (a row a bulk program: the tile's p for its query heads, fp16 on the pair path)."""
+    if group == 8:  # two programs a kv head, 4 query heads each
+        kv_heads, group = kv_heads * 2, 4
     BT = (PACKED_BLOCK_W if packed else DEFAULT_BLOCK_W) * 16
     S, _ = splits_v3(batch * kv_heads, length, BT, DEFAULT_BLOCK_N,
                      programs=SPLIT_PROGRAMS_GQA if packed else da3.SPLIT_PROGRAMS)

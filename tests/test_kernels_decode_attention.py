@@ -245,7 +245,7 @@ def test_auto_picks_v3_for_one_token_decode_only(monkeypatch):
     assert da.pick_impl(torch.empty(1, 16, 1, 64, dtype=torch.bfloat16), st) == "v3"
     assert da.pick_impl(torch.empty(1, 16, 2, 64, dtype=torch.float16), st) == "v1"
     assert da.pick_impl(torch.empty(1, 8, 1, 64, dtype=torch.float16), st, "gqa") == "gqa"  # its fp32 path
-    with pytest.raises(ValueError, match="impl='gqa' cannot run this call: .*2 or 4"):
+    with pytest.raises(ValueError, match="impl='gqa' cannot run this call: .*2, 4 or 8"):
         da.pick_impl(torch.empty(1, 4, 1, 64, dtype=torch.float16), st, "gqa")
 
 

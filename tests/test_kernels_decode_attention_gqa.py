@@ -43,7 +43,7 @@ def check(Hq, H, L, D, bits, pad, packed, device, B=2, R=64, sparse=False, **kw)
 
 @pytest.mark.parametrize("Hq,H,L,D,bits,pad", [(4, 1, 700, 64, 2, 45), (8, 2, 700, 64, 2, 0),
                                               (4, 2, 1029, 128, 4, 45), (4, 1, 300, 64, 2, 0),
-                                              (2, 1, 513, 64, 2, 45)])
+                                              (2, 1, 513, 64, 2, 45), (16, 2, 700, 64, 2, 45)])
 def test_gqa_kernel_matches_oracle(Hq, H, L, D, bits, pad):
     check(Hq, H, L, D, bits, pad, False, DEVICE, block_w=8, num_splits=2)
 
@@ -56,16 +56,25 @@ def test_gqa_pairs_path_matches_oracle(H, L, D, pad, bw, sparse):
     check(4 * H, H, L, D, 2, pad, True, DEVICE, block_w=bw, num_splits=2, sparse=sparse)
 
 
+@pytest.mark.parametrize("H,pad", [(1, 45), (2, 0)])
+def test_gqa_pairs_path_eight_heads_a_kv_head(H, pad):
+    # 8 query heads a kv head: two programs a kv head, 4 query heads each (their rows of the output interleave)
+    check(8 * H, H, 700, 64, 2, pad, True, DEVICE, block_w=8, num_splits=2)
+
+
 def test_gqa_kernel_refuses_what_it_cannot_run():
     n_kq, n_vq = kivi_split(300, 32, 64)
     state = make_state(1, 1, 300, 64, n_kq, n_vq, 2, 2, 32, torch.float16, "cpu")
     assert dg.unsupported_gqa(torch.empty(1, 4, 1, 64, dtype=torch.float16), state) is None
-    assert "2 or 4" in dg.unsupported_gqa(torch.empty(1, 8, 1, 64, dtype=torch.float16), state)
-    assert "2 or 4" in dg.unsupported_gqa(torch.empty(1, 4, 2, 64, dtype=torch.float16), state)
+    assert dg.unsupported_gqa(torch.empty(1, 8, 1, 64, dtype=torch.float16), state) is None
+    assert "2, 4 or 8" in dg.unsupported_gqa(torch.empty(1, 16, 1, 64, dtype=torch.float16), state)
+    assert "2, 4 or 8" in dg.unsupported_gqa(torch.empty(1, 4, 2, 64, dtype=torch.float16), state)
     assert dg.packable_gqa(torch.empty(1, 4, 1, 64, dtype=torch.float16), state)
+    assert dg.packable_gqa(torch.empty(1, 8, 1, 64, dtype=torch.float16), state)
+    assert not dg.gqa_beats_v3(64, 8, 4096, 8)  # 8 query heads a kv head: not timed, "auto" keeps v3
     assert not dg.packable_gqa(torch.empty(1, 2, 1, 64, dtype=torch.float16), state)
     assert not dg.packable_gqa(torch.empty(1, 4, 1, 64, dtype=torch.bfloat16), state)
-    with pytest.raises(ValueError, match="packed=True computes k2v2 fp16 with 4 query heads"):
+    with pytest.raises(ValueError, match="packed=True computes k2v2 fp16 with 4 or 8 query heads"):
         dg.decode_attention_gqa(torch.zeros(1, 2, 1, 64, dtype=torch.float16), state, None, 0.125, packed=True)
     with pytest.raises(ValueError, match="block_w=4 must be at least 8"):
         dg.decode_attention_gqa(torch.zeros(1, 4, 1, 64, dtype=torch.float16), state, None, 0.125, packed=True,
@@ -80,6 +89,14 @@ def test_gqa_kernel_refuses_what_it_cannot_run():
                                             (4133, 128, 0, True), (700, 128, 0, False)])
 def test_gpu_gqa_kernel(packed, L, D, pad, sparse):
     check(32, 8, L, D, 2, pad, packed, "cuda", R=128, sparse=sparse)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("L,pad", [(4133, 0), (9000, 300)])
+def test_gpu_gqa_kernel_eight_heads_a_kv_head(packed, L, pad):
+    check(64, 8, L, 128, 2, pad, packed, "cuda", R=128)  # Llama-3.1-70B's 64 / 8 heads
 
 
 @pytest.mark.gpu
