@@ -423,7 +423,7 @@ def decode_attention_triton(
     Same contract as `decode_attention_ref`: query [B, Hq, q, D] (q <= 8), valid [B, L] bool or None,
     returns [B, q, Hq, D] in query's dtype. `impl` picks the kernel: "auto" (the default, see
     `pick_impl`) runs, on one-token decode calls, "gqa" (`decode_attention_gqa.py`: a program a kv head,
-    codes dequantized once for its query heads) where its fp16x2 pair path runs (k2v2, fp16, 4 query heads
+    codes dequantized once for its query heads) where its fp16x2 pair path runs (k2v2, fp16, 4 or 8 query heads
     a kv head), v3 (`decode_attention_v3.py`: one query row a program, CUDA cores, scales folded) on the
     other MHA and GQA calls, all where measured faster, and v1 (this file: tensor-core tiles, any GQA group
     and q_len) elsewhere; "v1" / "v3" / "gqa" force one (v3 and gqa refuse what they cannot run, with why).
@@ -492,8 +492,9 @@ def pick_impl(query: torch.Tensor, state: KiviState, impl: str = "auto") -> str:
             and gqa_beats_v3(B, H, state.length, Hq // H)):
         # a program a kv head, each code dequantized once for its 4 query heads (fp16x2 pairs): H200,
         # Llama-3.1-8B 32/8, us at 8x32K / 16x16K / 64x4096 / 128x4096: 229 / 229 / 242 / 449 vs v3's 291 /
-        # 301 / 365 / 693 (benchmarks/results/h200_round11d/bench_gqa.log). v3 stays faster on small calls
-        # (batch 1, short contexts): gqa_beats_v3
+        # 301 / 365 / 693 (benchmarks/results/h200_round11d/bench_gqa.log); 8 query heads (two programs a
+        # kv head), Llama-3.1-70B 64/8: 417 / 416 / 430 / 831 vs 528 / 549 / 677 / 1334 (h200_round12).
+        # v3 stays faster on small calls (batch 1, short contexts): gqa_beats_v3
         return "gqa"
     why = unsupported_v3(query, state)
     if impl == "v3":

@@ -4,8 +4,8 @@ v3 runs GQA a program a query head, so each of a kv head's QG query heads dequan
 measured on the H200 that left it at 0.70-0.89x fp16 SDPA (benchmarks/results/h200_round10.md). Here a
 program takes a (batch, kv head, split) and all QG query heads: each code is turned into a value once and
 multiplied into QG accumulators (benchmarks/results/decode_v4_plan.md, item 3). Reached through
-`decode_attention_triton`: "auto" runs the pair path below on k2v2 fp16 calls with 4 query heads a kv head
-and at least MIN_TILES_GQA key tiles; impl="gqa" forces the kernel (its fp32 path where pairs cannot run).
+`decode_attention_triton`: "auto" runs the pair path below on k2v2 fp16 calls with 4 or 8 query heads a kv
+head (8: two programs a kv head, 4 heads each) and at least MIN_TILES_GQA key tiles; impl="gqa" forces the kernel (its fp32 path where pairs cannot run).
 
 The pair path (`_bulk_gqa_packed`, QG = 4, k2v2 fp16): per code pair LOP3 + HFMA2 give the exact codes (v3's
 magic-number trick), one HFMA2 the fp16 values c * scale + min, then one HFMA2 a head (`_gqa_asm`); 8-term
@@ -585,9 +585,12 @@ MIN_TILES_GQA = 512
 
 
 def gqa_beats_v3(batch: int, kv_heads: int, length: int, group: int = 4) -> bool:
-    """Whether the pair path is the faster kernel for a call of this size (see MIN_TILES_GQA). Measured at 4
-    query heads a kv head only: 8 (two programs a kv head) is not timed yet, so it stays on v3."""
-    return group == 4 and batch * kv_heads * -(-length // (PACKED_BLOCK_W * 16)) >= MIN_TILES_GQA
+    """Whether the pair path is the faster kernel for a call of this size (see MIN_TILES_GQA). 8 query heads a
+    kv head (two programs a kv head) beat v3 at 512 tiles and above too: H200, Llama-3.1-70B shape (64/8), us,
+    v3 / gqa: 1x32K 184 / 151 (graphs 81.5 / 71.2; 512 tiles), 8x32K 528 / 417, 64x4096 677 / 430, 128x4096
+    1334 / 831 (benchmarks/results/h200_round12/bench_70b.log); smaller calls are not timed at 8 and take
+    the same rule."""
+    return group in (4, 8) and batch * kv_heads * -(-length // (PACKED_BLOCK_W * 16)) >= MIN_TILES_GQA
 
 
 def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None, scaling: float, *,
@@ -595,7 +598,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
                          lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                          maxnreg: int | None = None, packed: bool | None = None) -> torch.Tensor:
     """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`).
-    `packed`: the fp16x2 pair path (k2v2, fp16, 4 query heads a kv head); None: wherever it can run
+    `packed`: the fp16x2 pair path (k2v2, fp16, 4 or 8 query heads a kv head); None: wherever it can run
     (`packable_gqa`; as v3's `default_packed`, fp16 inputs keep its products in range).
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32), maxnreg."""

@@ -71,7 +71,8 @@ def test_gqa_kernel_refuses_what_it_cannot_run():
     assert "2, 4 or 8" in dg.unsupported_gqa(torch.empty(1, 4, 2, 64, dtype=torch.float16), state)
     assert dg.packable_gqa(torch.empty(1, 4, 1, 64, dtype=torch.float16), state)
     assert dg.packable_gqa(torch.empty(1, 8, 1, 64, dtype=torch.float16), state)
-    assert not dg.gqa_beats_v3(64, 8, 4096, 8)  # 8 query heads a kv head: not timed, "auto" keeps v3
+    assert dg.gqa_beats_v3(64, 8, 4096, 8) and dg.gqa_beats_v3(1, 8, 32768, 8)  # 8 query heads a kv head
+    assert not dg.gqa_beats_v3(1, 8, 16384, 8) and not dg.gqa_beats_v3(64, 8, 4096, 2)
     assert not dg.packable_gqa(torch.empty(1, 2, 1, 64, dtype=torch.float16), state)
     assert not dg.packable_gqa(torch.empty(1, 4, 1, 64, dtype=torch.bfloat16), state)
     with pytest.raises(ValueError, match="packed=True computes k2v2 fp16 with 4 or 8 query heads"):
