@@ -42,6 +42,13 @@ VARIANTS = {
     "p_r88": {"packed": True, "maxnreg": 88},
     "p_w8_bw256": {"packed": True, "num_warps": 8, "block_w": 256},
     # the u fold's pass width (ufold x NG pairs a thread; the default is DEFAULT_UFOLD = 2)
+    # the tensor-core bulk (decode_attention_mma): 128 tokens a warp a tile
+    "mma": {"mma": True},
+    "mma_w2": {"mma": True, "num_warps": 2},
+    "mma_w8": {"mma": True, "num_warps": 8},
+    "mma_r168": {"mma": True, "maxnreg": 168},
+    "mma_r96": {"mma": True, "maxnreg": 96},
+    "mma_S2x": {"mma": True, "num_splits": "x2"},
     "p_f1": {"ufold": 1},
     "p_f4": {"ufold": 4},
     "p_r72": {"packed": True, "maxnreg": 72},
@@ -121,6 +128,9 @@ def main() -> None:
             if kw.get("num_splits") == "round4":
                 n_sm = torch.cuda.get_device_properties(q.device).multi_processor_count
                 kw["num_splits"] = max(1, min(-(-4 * n_sm // (B * H)), -(-L // (2 * da3.DEFAULT_BLOCK_W * 16))))
+            bw3 = 8 * (kw.get("num_warps") or 4) if kw.get("mma") else kw.get("block_w") or da3.DEFAULT_BLOCK_W
+            if kw.get("num_splits") == "x2":  # twice the split rule's bulk splits
+                kw["num_splits"] = 2 * da3.num_splits_v3(B * Hq, L, bw3 * 16)
             try:
                 f = lambda: call(q, st, None, D**-0.5, **kw)  # noqa: E731
                 err = (f().float() - ref).abs().max().item()
@@ -133,7 +143,7 @@ def main() -> None:
             if which == "v1":
                 splits = kw.get("num_splits") or 0  # 0: v1's own rule
             elif call is da3.decode_attention_v3:  # v3: programs by query head
-                splits = da3.splits_v3(B * Hq, L, (kw.get("block_w") or da3.DEFAULT_BLOCK_W) * 16, 16,
+                splits = da3.splits_v3(B * Hq, L, bw3 * 16, 16,
                                        kw.get("num_splits"), kw.get("split_rem", True))[0]
             else:
                 bw = kw.get("block_w") or (dgq.DEFAULT_BLOCK_W if kw.get("packed") is False else dgq.PACKED_BLOCK_W)

@@ -64,6 +64,7 @@ from .decode_attention import (
     _interpreting,
     _win_rows,
 )
+from .decode_attention_mma import _bulk_mma
 from .host_math import cdiv, next_power_of_2
 
 
@@ -524,7 +525,7 @@ def _decode_attn_v3_kernel(
     D: tl.constexpr, DP: tl.constexpr, G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr,
     BW: tl.constexpr, VR: tl.constexpr, UK: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr,
     SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr,
-    UF: tl.constexpr, VDENSE: tl.constexpr, NUM_WARPS_C: tl.constexpr,
+    UF: tl.constexpr, VDENSE: tl.constexpr, NUM_WARPS_C: tl.constexpr, MMA: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
@@ -560,7 +561,11 @@ def _decode_attn_v3_kernel(
     l_b = tl.sum(tl.zeros((1,), tl.float32), axis=0)
     PSTR: tl.constexpr = BT + (BT * (D // G) + 1) // 2 if PACKED else BT  # fp32 words a scratch row
     p_row = p_ptr + (pid_bh * P_ROWS + tl.minimum(split, P_ROWS - 1)) * PSTR  # this program's scratch
-    if PACKED:
+    if MMA:
+        m_b, l_b, acc = _bulk_mma(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
+                                  valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
+                                  lo, bulk_end, qk_scale, m_b, l_b, D, G, NUM_WARPS_C, HAS_VALID, ASM, UF, VDENSE)
+    elif PACKED:
         m_b, l_b, acc = _bulk_packed(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                      valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
                                      lo, bulk_end, qk_scale, m_b, l_b, D, G, BW, HAS_VALID, NUM_WARPS_C * 32, ASM,
@@ -674,6 +679,19 @@ MAXNREG_PACKED = 96
 DEFAULT_UFOLD = 2
 
 
+MAXNREG_MMA = 128
+
+
+def mma_unsupported(query: torch.Tensor, state: KiviState) -> str | None:
+    """Why the tensor-core bulk cannot run this call (None when it can)."""
+    D = query.shape[-1]
+    if (state.k_bits, state.v_bits) != (2, 2) or query.dtype != torch.float16:
+        return f"it computes k2v2 fp16 only (here k{state.k_bits}v{state.v_bits} {query.dtype})"
+    if D != 128 or state.group_size != 32:
+        return f"it maps head_dim 128 in groups of 32 onto its tiles (here {D}, G={state.group_size})"
+    return None
+
+
 def default_packed(query: torch.Tensor, state: KiviState) -> bool:
     """The fp16x2 path where it is exact enough and measured faster: k2v2 with fp16 inputs (the products
     q * scale and p * scale are then fp16-sized by construction; bf16 ranges could overflow fp16). H200,
@@ -686,11 +704,12 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
                         lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                         maxnreg: int | None = None, unroll: int | None = None, split_rem: bool = True,
                         block_n: int | None = None, packed: bool | None = None,
-                        ufold: int | None = None) -> torch.Tensor:
+                        ufold: int | None = None, mma: bool = False) -> torch.Tensor:
     """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`).
     Tuning keywords (benchmarks and tests): block_w, num_warps, num_splits, unroll, maxnreg, split_rem,
     block_n; `packed` the fp16x2 path (None: `default_packed`); `ufold` the packed path's u-fold pass
-    width (power of two; None: DEFAULT_UFOLD)."""
+    width (power of two; None: DEFAULT_UFOLD); `mma` the tensor-core bulk (`decode_attention_mma.py`: k2v2,
+    fp16, head_dim 128, G = 32; a tile is 128 tokens a warp, so block_w is 8 x num_warps)."""
     s = state
     if packed is None:
         packed = default_packed(query, s)
@@ -703,6 +722,11 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         return out.zero_()
     BW = block_w or DEFAULT_BLOCK_W
     nw = num_warps or DEFAULT_WARPS
+    if mma:
+        why = mma_unsupported(query, s)
+        if why is not None:
+            raise ValueError(f"mma=True cannot run this call: {why}; use mma=False")
+        packed, BW = True, 8 * nw
     if BW < 1 or BW & (BW - 1):
         raise ValueError(f"block_w={BW} must be a power of two")
     if packed and (s.k_bits, s.v_bits) != (2, 2):
@@ -714,7 +738,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     BLOCK_N = block_n or DEFAULT_BLOCK_N
     VR = 4 * 32 * nw // (D // (32 // s.v_bits))  # value rows a step: 4 words a thread
     if maxnreg is None and query.device.type == "cuda":
-        maxnreg = MAXNREG_PACKED if packed else MAXNREG
+        maxnreg = MAXNREG_MMA if mma else MAXNREG_PACKED if packed else MAXNREG
     S, chunk = splits_v3(B * H, L, BT, BLOCK_N, num_splits, split_rem)
     single = S == 1
     mask = valid.view(torch.uint8) if valid is not None else None
@@ -749,7 +773,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         D=D, DP=D, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits, BW=BW, UK=unroll or DEFAULT_UNROLL, VR=VR,
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, SPLIT_REM=split_rem, PACKED=packed,
         ASM=not _interpreting(), UF=UF, VDENSE=s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16,
-        NUM_WARPS_C=nw,
+        NUM_WARPS_C=nw, MMA=mma,
         DEV_LENS=lens is not None, WIN=win,
         num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}),
     )
