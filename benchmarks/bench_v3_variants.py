@@ -43,12 +43,18 @@ VARIANTS = {
     "p_w8_bw256": {"packed": True, "num_warps": 8, "block_w": 256},
     # the u fold's pass width (ufold x NG pairs a thread; the default is DEFAULT_UFOLD = 2)
     # the tensor-core bulk (decode_attention_mma): 128 tokens a warp a tile
-    "mma": {"mma": True},
-    "mma_w2": {"mma": True, "num_warps": 2},
-    "mma_w8": {"mma": True, "num_warps": 8},
-    "mma_r168": {"mma": True, "maxnreg": 168},
-    "mma_r96": {"mma": True, "maxnreg": 96},
-    "mma_S2x": {"mma": True, "num_splits": "x2"},
+    # (mma: blocks of 8 key word rows a warp a tile)
+    "mma": {"mma": 1},
+    "mma_w2": {"mma": 1, "num_warps": 2},
+    "mma_w8": {"mma": 1, "num_warps": 8},
+    "mma_r168": {"mma": 1, "maxnreg": 168},
+    "mma_r96": {"mma": 1, "maxnreg": 96},
+    "mma_S2x": {"mma": 1, "num_splits": "x2"},
+    "mma2": {"mma": 2},
+    "mma2_r168": {"mma": 2, "maxnreg": 168},
+    "mma2_r200": {"mma": 2, "maxnreg": 200},
+    "mma2_w2_r168": {"mma": 2, "num_warps": 2, "maxnreg": 168},
+    "mma2_S2x_r168": {"mma": 2, "maxnreg": 168, "num_splits": "x2"},
     "p_f1": {"ufold": 1},
     "p_f4": {"ufold": 4},
     "p_r72": {"packed": True, "maxnreg": 72},
@@ -128,7 +134,7 @@ def main() -> None:
             if kw.get("num_splits") == "round4":
                 n_sm = torch.cuda.get_device_properties(q.device).multi_processor_count
                 kw["num_splits"] = max(1, min(-(-4 * n_sm // (B * H)), -(-L // (2 * da3.DEFAULT_BLOCK_W * 16))))
-            bw3 = 8 * (kw.get("num_warps") or 4) if kw.get("mma") else kw.get("block_w") or da3.DEFAULT_BLOCK_W
+            bw3 = 8 * (kw.get("num_warps") or 4) * kw["mma"] if kw.get("mma") else kw.get("block_w") or da3.DEFAULT_BLOCK_W
             if kw.get("num_splits") == "x2":  # twice the split rule's bulk splits
                 kw["num_splits"] = 2 * da3.num_splits_v3(B * Hq, L, bw3 * 16)
             try:

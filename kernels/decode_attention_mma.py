@@ -194,14 +194,162 @@ def _useful16(odd, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c
 
 
 @triton.jit
+def _key_block(q_ptr, kc_ptr, ks_ptr, valid_ptr, s_kcw, s_ksg, s_mt, start, end, wrow, gk, b_ok, kb_l, tig, odd,
+               useful, unscale, D: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr):
+    # the scores of 8 key word rows a warp (a lane's A rows: word row wrow), [lanes, 16] (column j: token j of
+    # the word row), scaled and biased; -inf where masked and in the lanes that hold no useful entry. A lane's
+    # k slots are channels 32 tig + 4 kk + (0, 1) and (2, 3) at step kk: its 32 code words, factors and query
+    # channels are each one contiguous run, loaded at once (8 dependent steps of loads measured 445 us at
+    # 8x32K against v3's 373: h200_round13/variants.log)
+    rows_w = start // 16 + wrow
+    kb_ = kc_ptr + rows_w[:, None] * s_kcw + (32 * tig)[:, None] + tl.arange(0, 4)[None, :]
+    sb = ks_ptr + gk[:, None] * s_ksg + (32 * tig)[:, None] + tl.arange(0, 4)[None, :]
+    qb = q_ptr + (32 * tig)[:, None] + tl.arange(0, 4)[None, :]
+    w_ok = (rows_w * 16 < end)[:, None]
+    # eight [lanes, 4] loads, not one [lanes, 32]: Triton spreads a 32-wide row over 8 threads and the
+    # splits then cross lanes through shared memory (SASS: 436 SHFL, 192 BAR a tile)
+    w0, w1, w2, w3 = _split4n(tl.load(kb_, mask=w_ok, other=0))
+    w4, w5, w6, w7 = _split4n(tl.load(kb_ + 4, mask=w_ok, other=0))
+    w8, w9, w10, w11 = _split4n(tl.load(kb_ + 8, mask=w_ok, other=0))
+    w12, w13, w14, w15 = _split4n(tl.load(kb_ + 12, mask=w_ok, other=0))
+    w16, w17, w18, w19 = _split4n(tl.load(kb_ + 16, mask=w_ok, other=0))
+    w20, w21, w22, w23 = _split4n(tl.load(kb_ + 20, mask=w_ok, other=0))
+    w24, w25, w26, w27 = _split4n(tl.load(kb_ + 24, mask=w_ok, other=0))
+    w28, w29, w30, w31 = _split4n(tl.load(kb_ + 28, mask=w_ok, other=0))
+    # fp16 factors q * scale, one rounding; qk_scale goes on the scores
+    f0, f1, f2, f3 = _split4n(tl.load(sb, mask=b_ok[:, None], other=0.0) * tl.load(qb))
+    f4, f5, f6, f7 = _split4n(tl.load(sb + 4, mask=b_ok[:, None], other=0.0) * tl.load(qb + 4))
+    f8, f9, f10, f11 = _split4n(tl.load(sb + 8, mask=b_ok[:, None], other=0.0) * tl.load(qb + 8))
+    f12, f13, f14, f15 = _split4n(tl.load(sb + 12, mask=b_ok[:, None], other=0.0) * tl.load(qb + 12))
+    f16, f17, f18, f19 = _split4n(tl.load(sb + 16, mask=b_ok[:, None], other=0.0) * tl.load(qb + 16))
+    f20, f21, f22, f23 = _split4n(tl.load(sb + 20, mask=b_ok[:, None], other=0.0) * tl.load(qb + 20))
+    f24, f25, f26, f27 = _split4n(tl.load(sb + 24, mask=b_ok[:, None], other=0.0) * tl.load(qb + 24))
+    f28, f29, f30, f31 = _split4n(tl.load(sb + 28, mask=b_ok[:, None], other=0.0) * tl.load(qb + 28))
+    z = tl.zeros_like(kb_l)
+    k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15, \
+        k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31 = _mma8(
+            w0, w1, w2, w3, _pack2(f0, f1, ASM), _pack2(f2, f3, ASM),
+            z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, NW, ASM)
+    k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15, \
+        k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31 = _mma8(
+            w4, w5, w6, w7, _pack2(f4, f5, ASM), _pack2(f6, f7, ASM),
+            k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15,
+            k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31, NW, ASM)
+    k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15, \
+        k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31 = _mma8(
+            w8, w9, w10, w11, _pack2(f8, f9, ASM), _pack2(f10, f11, ASM),
+            k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15,
+            k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31, NW, ASM)
+    k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15, \
+        k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31 = _mma8(
+            w12, w13, w14, w15, _pack2(f12, f13, ASM), _pack2(f14, f15, ASM),
+            k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15,
+            k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31, NW, ASM)
+    k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15, \
+        k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31 = _mma8(
+            w16, w17, w18, w19, _pack2(f16, f17, ASM), _pack2(f18, f19, ASM),
+            k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15,
+            k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31, NW, ASM)
+    k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15, \
+        k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31 = _mma8(
+            w20, w21, w22, w23, _pack2(f20, f21, ASM), _pack2(f22, f23, ASM),
+            k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15,
+            k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31, NW, ASM)
+    k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15, \
+        k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31 = _mma8(
+            w24, w25, w26, w27, _pack2(f24, f25, ASM), _pack2(f26, f27, ASM),
+            k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15,
+            k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31, NW, ASM)
+    k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15, \
+        k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31 = _mma8(
+            w28, w29, w30, w31, _pack2(f28, f29, ASM), _pack2(f30, f31, ASM),
+            k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15,
+            k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31, NW, ASM)
+    s = _useful16(odd, k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15,
+                  k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31)
+    s = s * unscale[None, :] + kb_l[:, None]
+    tok = start + wrow[:, None] * 16 + tl.arange(0, 16)[None, :]
+    t_ok = (tok < end) & useful[:, None]
+    if HAS_VALID:
+        t_ok = t_ok & (tl.load(valid_ptr + tok * s_mt, mask=t_ok, other=0) != 0)
+    return tl.where(t_ok, s, float("-inf"))
+
+
+@triton.jit
+def _vld4(vb, vstride, r: tl.constexpr, ok):
+    # the words of 4 consecutive value rows from row r (n_t is a multiple of 16, so 4 rows share one mask)
+    return (tl.load(vb + r * vstride, mask=ok, other=0), tl.load(vb + (r + 1) * vstride, mask=ok, other=0),
+            tl.load(vb + (r + 2) * vstride, mask=ok, other=0), tl.load(vb + (r + 3) * vstride, mask=ok, other=0))
+
+
+@triton.jit
+def _value_block(vc_ptr, u32_ptr, vstride, start, base, n_t, gid, tig, bl,
+                 v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+                 v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
+                 BT: tl.constexpr, NW: tl.constexpr, ASM: tl.constexpr):
+    # the value sums over a warp's 128 tokens from tile token `base`: a lane's k slots at step kv are tokens
+    # 32 tig + 4 kv + (0, 1) and (2, 3), so its 32 code words (word column gid) and its group's 32 u values
+    # (64 contiguous bytes) are loaded at once
+    # one [lanes] load a word (a column of strided rows: 1-D tensors keep element i in thread i) and four
+    # [lanes, 4] loads of u, all issued before the first MMA
+    r0 = start + base + 32 * tig
+    ok = r0 < n_t + start
+    vb = vc_ptr + r0 * vstride + gid
+    w0, w1, w2, w3 = _vld4(vb, vstride, 0, ok)
+    w4, w5, w6, w7 = _vld4(vb, vstride, 4, r0 + 4 < n_t + start)
+    w8, w9, w10, w11 = _vld4(vb, vstride, 8, r0 + 8 < n_t + start)
+    w12, w13, w14, w15 = _vld4(vb, vstride, 12, r0 + 12 < n_t + start)
+    w16, w17, w18, w19 = _vld4(vb, vstride, 16, r0 + 16 < n_t + start)
+    w20, w21, w22, w23 = _vld4(vb, vstride, 20, r0 + 20 < n_t + start)
+    w24, w25, w26, w27 = _vld4(vb, vstride, 24, r0 + 24 < n_t + start)
+    w28, w29, w30, w31 = _vld4(vb, vstride, 28, r0 + 28 < n_t + start)
+    ub = u32_ptr + ((gid * BT + base + 32 * tig) // 2)[:, None] + tl.arange(0, 4)[None, :]
+    u0, u1, u2, u3 = _split4n(tl.load(ub, mask=bl[:, None], other=0))
+    u4, u5, u6, u7 = _split4n(tl.load(ub + 4, mask=bl[:, None], other=0))
+    u8, u9, u10, u11 = _split4n(tl.load(ub + 8, mask=bl[:, None], other=0))
+    u12, u13, u14, u15 = _split4n(tl.load(ub + 12, mask=bl[:, None], other=0))
+    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _mma8(
+            w0, w1, w2, w3, u0, u1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _mma8(
+            w4, w5, w6, w7, u2, u3, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _mma8(
+            w8, w9, w10, w11, u4, u5, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _mma8(
+            w12, w13, w14, w15, u6, u7, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _mma8(
+            w16, w17, w18, w19, u8, u9, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _mma8(
+            w20, w21, w22, w23, u10, u11, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _mma8(
+            w24, w25, w26, w27, u12, u13, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    return _mma8(w28, w29, w30, w31, u14, u15, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+                 v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+
+
+@triton.jit
 def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_ptr,
               s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, end, qk_scale, m_i, l_i,
-              D: tl.constexpr, G: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr,
-              UF: tl.constexpr, VDENSE: tl.constexpr):
-    # [lo, end) in tiles of 128 x NW tokens (k2v2, fp16, D = 128, G = 32: the launcher checks). Returns the
-    # tiles' running max, sum and [1, D] output, like v3's _bulk_packed.
+              D: tl.constexpr, G: tl.constexpr, NW: tl.constexpr, RB: tl.constexpr, HAS_VALID: tl.constexpr,
+              ASM: tl.constexpr, UF: tl.constexpr, VDENSE: tl.constexpr):
+    # [lo, end) in tiles of 128 x RB x NW tokens (k2v2, fp16, D = 128, G = 32: the launcher checks); a warp
+    # takes RB blocks of 8 key word rows. Returns the tiles' running max, sum and [1, D] output, like v3's
+    # _bulk_packed.
     NT: tl.constexpr = NW * 32
-    BT: tl.constexpr = NW * 128
+    BT: tl.constexpr = NW * 128 * RB
     NG: tl.constexpr = D // G
     GT: tl.constexpr = BT // G  # groups a tile
     DW: tl.constexpr = D // 16
@@ -213,13 +361,13 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
     col = gid // 2  # the group (MMA column) of the lane's rows, in both phases
     useful = tig == col // 2  # the lane holding C[gid][col] and C[gid + 8][col]
     odd = (col % 2) == 1
-    wrow = warp * 8 + gid  # the lane's key word row (tile-local)
+    wrow = warp * 8 * RB + gid  # the lane's key word row in its first row block (tile-local)
     bl = gid < NG  # lanes giving B columns, a group each
-    offs4 = tl.arange(0, 4)
     j16 = tl.arange(0, 16)
     jm = j16 % 8
     unscale = tl.exp2(24.0 - 2.0 * tl.where(jm >= 5, jm - 5, jm).to(tl.float32))  # 2^24 * 4^-(code's j)
-    gsel = (warp * 4 + col)[:, None] == tl.arange(0, GT)[None, :]
+    kscale = unscale * qk_scale
+    gl = warp * 4 * RB + col  # the group of the lane's rows in its first row block (tile-local)
     ch = tl.arange(0, D)
     qf = tl.load(q_ptr + ch).to(tl.float32) * qk_scale
     u_ptr = (p_ptr + BT).to(tl.pointer_type(tl.float16))  # after the tile's p: u, [group, token] fp16
@@ -239,40 +387,25 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
         g_t = start // G + tl.arange(0, GT)
         mk = tl.load(km_ptr + g_t[:, None] * s_kmg + ch[None, :], mask=(g_t * G < end)[:, None], other=0.0)
         kb = tl.sum(mk.to(tl.float32) * qf[None, :], axis=1)
-        kb_l = tl.sum(tl.where(gsel, kb[None, :], 0.0), axis=1)
-        rows_w = start // 16 + wrow
-        w_ok = rows_w * 16 < end
-        gk = start // G + warp * 4 + gid
-        b_ok = bl & (gk * G < end)
-        k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15 = \
-            z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z
-        k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31 = \
-            z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z
-        for kk in tl.static_range(D // 16):
-            cc = (16 * kk + 4 * tig)[:, None] + offs4[None, :]  # the lane's 4 channels of this k step
-            kw = tl.load(kc_ptr + rows_w[:, None] * s_kcw + cc, mask=w_ok[:, None], other=0)
-            sk = tl.load(ks_ptr + gk[:, None] * s_ksg + cc, mask=b_ok[:, None], other=0.0)
-            qc = tl.load(q_ptr + cc).to(tl.float32) * qk_scale
-            f0, f1, f2, f3 = _split4n((qc * sk.to(tl.float32)).to(tl.float16))
-            w0, w1, w2, w3 = _split4n(kw)
-            k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15, \
-                k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31 = _mma8(
-                    w0, w1, w2, w3, _pack2(f0, f1, ASM), _pack2(f2, f3, ASM),
-                    k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15,
-                    k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31, NW, ASM)
-        s = _useful16(odd, k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15,
-                      k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31)
-        s = s * unscale[None, :] + kb_l[:, None]  # [lanes, 16], scaled
-        tok = start + wrow[:, None] * 16 + j16[None, :]
-        t_ok = (tok < end) & useful[:, None]
-        if HAS_VALID:
-            t_ok = t_ok & (tl.load(valid_ptr + tok * s_mt, mask=t_ok, other=0) != 0)
-        s = tl.where(t_ok, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(tl.max(s, axis=1), axis=0))
+        gk = start // G + warp * 4 * RB + gid
+        kb_l = tl.sum(tl.where(gl[:, None] == tl.arange(0, GT)[None, :], kb[None, :], 0.0), axis=1)
+        s0 = _key_block(q_ptr, kc_ptr, ks_ptr, valid_ptr, s_kcw, s_ksg, s_mt, start, end, wrow, gk,
+                        bl & (gk * G < end), kb_l, tig, odd, useful, kscale, D, NW, HAS_VALID, ASM)
+        m_t = tl.max(s0, axis=1)
+        if RB == 2:
+            kb_l1 = tl.sum(tl.where(gl[:, None] + 4 == tl.arange(0, GT)[None, :], kb[None, :], 0.0), axis=1)
+            s1 = _key_block(q_ptr, kc_ptr, ks_ptr, valid_ptr, s_kcw, s_ksg, s_mt, start, end, wrow + 8, gk + 4,
+                            bl & ((gk + 4) * G < end), kb_l1, tig, odd, useful, kscale, D, NW, HAS_VALID, ASM)
+            m_t = tl.maximum(m_t, tl.max(s1, axis=1))
+        m_new = tl.maximum(m_i, tl.max(m_t, axis=0))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.exp2(m_i - m_safe)
-        p = tl.exp2(s - m_safe)
-        l_i = l_i * alpha + tl.sum(tl.sum(p, axis=1), axis=0)
+        p0 = tl.exp2(s0 - m_safe)
+        l_t = tl.sum(p0, axis=1)
+        if RB == 2:
+            p1 = tl.exp2(s1 - m_safe)
+            l_t += tl.sum(p1, axis=1)
+        l_i = l_i * alpha + tl.sum(l_t, axis=0)
         m_i = m_new
         v0, v1, v2, v3, v4, v5, v6, v7 = v0 * alpha, v1 * alpha, v2 * alpha, v3 * alpha, v4 * alpha, v5 * alpha, \
             v6 * alpha, v7 * alpha
@@ -283,7 +416,9 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
         v24, v25, v26, v27, v28, v29, v30, v31 = v24 * alpha, v25 * alpha, v26 * alpha, v27 * alpha, \
             v28 * alpha, v29 * alpha, v30 * alpha, v31 * alpha
         tl.debug_barrier()  # the previous tile's reads of p and u are done
-        tl.store(p_ptr + wrow[:, None] * 16 + j16[None, :], p, mask=useful[:, None])  # every token: 0 past end
+        tl.store(p_ptr + wrow[:, None] * 16 + j16[None, :], p0, mask=useful[:, None])  # every token: 0 past end
+        if RB == 2:
+            tl.store(p_ptr + (wrow + 8)[:, None] * 16 + j16[None, :], p1, mask=useful[:, None])
         tl.debug_barrier()
         n_t = tl.minimum(end - start, BT)
         # u = p * value scale, [group, token] fp16, for all BT tokens (0 past n_t: the value steps read whole
@@ -302,22 +437,12 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
             cg += pt * mv
         cpm = cpm * alpha + tl.sum(tl.reshape(cg, (NT * UF, NG)), axis=0)
         tl.debug_barrier()
-        for kv in tl.static_range(8):  # the warp's 8 word rows of tokens, 16 a step
-            t0 = (warp * 8 + kv) * 16 + 4 * tig  # the lane's 4 tokens: k slots 2 tig, 2 tig + 1, +8, +9
-            vok = (warp * 8 + kv) * 16 < n_t
-            vb = vc_ptr + (start + t0) * vstride + gid  # word column gid: channels 16 gid ..
-            w0 = tl.load(vb, mask=vok, other=0)
-            w1 = tl.load(vb + vstride, mask=vok, other=0)
-            w2 = tl.load(vb + 2 * vstride, mask=vok, other=0)
-            w3 = tl.load(vb + 3 * vstride, mask=vok, other=0)
-            ub = tl.load(u32_ptr + ((gid * BT + t0) // 2)[:, None] + tl.arange(0, 2)[None, :], mask=bl[:, None],
-                         other=0)
-            b0, b1 = tl.split(ub)
+        for rb in tl.static_range(RB):  # the warp's 128 x RB tokens
             v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
-                v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _mma8(
-                    w0, w1, w2, w3, b0, b1,
+                v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _value_block(
+                    vc_ptr, u32_ptr, vstride, start, (warp * RB + rb) * 128, n_t, gid, tig, bl,
                     v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-                    v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+                    v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, BT, NW, ASM)
     o = _useful16(odd, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
                   v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31)
     o = tl.where(useful[:, None], o * unscale[None, :], 0.0)  # [lanes, 16]: channel 16 gid + j

@@ -564,7 +564,7 @@ def _decode_attn_v3_kernel(
     if MMA:
         m_b, l_b, acc = _bulk_mma(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                   valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
-                                  lo, bulk_end, qk_scale, m_b, l_b, D, G, NUM_WARPS_C, HAS_VALID, ASM, UF, VDENSE)
+                                  lo, bulk_end, qk_scale, m_b, l_b, D, G, NUM_WARPS_C, MMA, HAS_VALID, ASM, UF, VDENSE)
     elif PACKED:
         m_b, l_b, acc = _bulk_packed(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                      valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
@@ -704,12 +704,12 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
                         lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                         maxnreg: int | None = None, unroll: int | None = None, split_rem: bool = True,
                         block_n: int | None = None, packed: bool | None = None,
-                        ufold: int | None = None, mma: bool = False) -> torch.Tensor:
+                        ufold: int | None = None, mma: int = 0) -> torch.Tensor:
     """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`).
     Tuning keywords (benchmarks and tests): block_w, num_warps, num_splits, unroll, maxnreg, split_rem,
     block_n; `packed` the fp16x2 path (None: `default_packed`); `ufold` the packed path's u-fold pass
-    width (power of two; None: DEFAULT_UFOLD); `mma` the tensor-core bulk (`decode_attention_mma.py`: k2v2,
-    fp16, head_dim 128, G = 32; a tile is 128 tokens a warp, so block_w is 8 x num_warps)."""
+    width (power of two; None: DEFAULT_UFOLD); `mma` the tensor-core bulk with that many blocks of 8 key
+    word rows a warp a tile (1 or 2; 0: off; `decode_attention_mma.py`: k2v2, fp16, head_dim 128, G = 32)."""
     s = state
     if packed is None:
         packed = default_packed(query, s)
@@ -722,11 +722,14 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         return out.zero_()
     BW = block_w or DEFAULT_BLOCK_W
     nw = num_warps or DEFAULT_WARPS
+    mma = int(mma)
     if mma:
         why = mma_unsupported(query, s)
         if why is not None:
-            raise ValueError(f"mma=True cannot run this call: {why}; use mma=False")
-        packed, BW = True, 8 * nw
+            raise ValueError(f"mma={mma} cannot run this call: {why}; use mma=0")
+        if mma not in (1, 2):
+            raise ValueError(f"mma={mma} must be 0 (off), 1 or 2 (blocks of 8 key word rows a warp a tile)")
+        packed, BW = True, 8 * nw * mma
     if BW < 1 or BW & (BW - 1):
         raise ValueError(f"block_w={BW} must be a power of two")
     if packed and (s.k_bits, s.v_bits) != (2, 2):

@@ -338,20 +338,25 @@ def test_v3_packed_strided_value_rows():
 # v3 with the tensor-core bulk (decode_attention_mma): mma.sync from packed codes on the GPU; the interpreter
 # runs the twin (_mma8_ref) that computes each warp's products from the same lane fragments. One 2-warp
 # program over three 256-token tiles with padding, and a 1-warp split of its own (~45 s interpreted).
-@pytest.mark.parametrize("L,pad,num_splits,num_warps", [(1100, True, 1, 2), (700, False, 2, 1)], ids=str)
-def test_v3_mma_tiles_match_oracle(L, pad, num_splits, num_warps):
-    check_packed(2, 2, L, 128, 32, pad, num_splits=num_splits, num_warps=num_warps, mma=True)
+@pytest.mark.parametrize("L,pad,num_splits,num_warps,mma", [(1100, True, 1, 2, 1), (700, False, 2, 1, 1),
+                                                          (1500, True, 1, 1, 2)], ids=str)
+def test_v3_mma_tiles_match_oracle(L, pad, num_splits, num_warps, mma):
+    # mma=2: two blocks of 8 word rows a warp a tile (512 tokens a tile with one warp: 3 tiles)
+    check_packed(2, 2, L, 128, 32, pad, num_splits=num_splits, num_warps=num_warps, mma=mma)
 
 
 def test_v3_mma_refuses_what_it_cannot_map():
     state = make_state(1, 2, 200, 64, 192, 72, 2, 2, 32, torch.float16, DEVICE)
-    with pytest.raises(ValueError, match="mma=True cannot run this call: it maps head_dim 128 in groups of 32"):
+    with pytest.raises(ValueError, match="mma=1 cannot run this call: it maps head_dim 128 in groups of 32"):
         da3.decode_attention_v3(torch.randn(1, 2, 1, 64, device=DEVICE, dtype=torch.float16), state, None, 1.0,
-                                mma=True)
+                                mma=1)
     state = make_state(1, 2, 200, 128, 192, 72, 2, 2, 32, torch.bfloat16, DEVICE)
+    with pytest.raises(ValueError, match="mma=3 must be 0 .off., 1 or 2"):
+        da3.decode_attention_v3(torch.randn(1, 2, 1, 128, device=DEVICE, dtype=torch.float16),
+                                make_state(1, 2, 200, 128, 192, 72, 2, 2, 32, torch.float16, DEVICE), None, 1.0, mma=3)
     with pytest.raises(ValueError, match="it computes k2v2 fp16 only"):
         da3.decode_attention_v3(torch.randn(1, 2, 1, 128, device=DEVICE, dtype=torch.bfloat16), state, None, 1.0,
-                                mma=True)
+                                mma=1)
 
 
 def test_v3_ufold_must_be_a_power_of_two():
@@ -419,8 +424,9 @@ def test_gpu_v3_packed(L, D, G, B, H):
                          ids=str)
 def test_gpu_v3_mma(L, B, H):
     for nw in (4, 2, 8):
-        check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + nw, mma=True, num_warps=nw)
-    check_packed(B, H, L, 128, 32, False, device="cuda", seed=L + 1, mma=True)
+        check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + nw, mma=1, num_warps=nw)
+        check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + nw, mma=2, num_warps=nw)
+    check_packed(B, H, L, 128, 32, False, device="cuda", seed=L + 1, mma=2)
 
 
 @gpu
