@@ -680,6 +680,24 @@ DEFAULT_UFOLD = 2
 
 
 MAXNREG_MMA = 128
+# The tensor-core bulk's default shape: one block of 8 key word rows a warp, 2 warps (256-token tiles, 8
+# programs an SM at cap 128). H200, Llama-2 shape, us at 8x32K / 64x4096 / 128x4096 / 16x16K / 1x32K
+# (benchmarks/results/h200_round13b/variants.log; the packed path: 366.7 / 423.7 / 799.3 / 368.4 / 64.7):
+# 2 warps 350.5 / 397.3 / 747.2 / 358.9 / 94.0; 4 warps 418.9 / 489.6 / 923.1 / 426.7 / 89.2; two blocks a
+# warp (mma=2), 2 warps at cap 168: 402.8 / 439.6 / 846.0 / 405.4 / 83.1, 4 warps: 427.7 / 510.2 / 955.2 /
+# 441.7 / 111.2. Before each block's loads were issued at once (eight dependent steps), 4 warps ran 444.9 /
+# 517.9 / 976.1 / 456.3 (h200_round13/variants.log).
+MMA_WARPS = 2
+# At and above this many (batch, head) programs a call "auto" runs the tensor-core bulk: measured faster
+# than the packed path at 256 (8x32K) and more; slower at 32 (1x32K, 94.0 vs 64.7 us: fewer, longer
+# programs), between the two not measured.
+MMA_MIN_PROGRAMS = 256
+
+
+def default_mma(query: torch.Tensor, state: KiviState) -> bool:
+    """Whether a default v3 call runs the tensor-core bulk (MMA_MIN_PROGRAMS has the measurements)."""
+    B, Hq = query.shape[:2]
+    return mma_unsupported(query, state) is None and B * Hq >= MMA_MIN_PROGRAMS
 
 
 def mma_unsupported(query: torch.Tensor, state: KiviState) -> str | None:
@@ -704,12 +722,13 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
                         lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                         maxnreg: int | None = None, unroll: int | None = None, split_rem: bool = True,
                         block_n: int | None = None, packed: bool | None = None,
-                        ufold: int | None = None, mma: int = 0) -> torch.Tensor:
+                        ufold: int | None = None, mma: int | None = None) -> torch.Tensor:
     """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`).
     Tuning keywords (benchmarks and tests): block_w, num_warps, num_splits, unroll, maxnreg, split_rem,
     block_n; `packed` the fp16x2 path (None: `default_packed`); `ufold` the packed path's u-fold pass
     width (power of two; None: DEFAULT_UFOLD); `mma` the tensor-core bulk with that many blocks of 8 key
-    word rows a warp a tile (1 or 2; 0: off; `decode_attention_mma.py`: k2v2, fp16, head_dim 128, G = 32)."""
+    word rows a warp a tile (1 or 2; 0: off; `decode_attention_mma.py`: k2v2, fp16, head_dim 128, G = 32;
+    None: `default_mma` where no tuning keyword is given, with MMA_WARPS warps)."""
     s = state
     if packed is None:
         packed = default_packed(query, s)
@@ -722,6 +741,9 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         return out.zero_()
     BW = block_w or DEFAULT_BLOCK_W
     nw = num_warps or DEFAULT_WARPS
+    if mma is None:
+        mma = int(block_w is None and num_warps is None and packed is None and default_mma(query, s))
+        num_warps = MMA_WARPS if mma else num_warps
     mma = int(mma)
     if mma:
         why = mma_unsupported(query, s)
@@ -822,8 +844,11 @@ def splits_v3(batch_heads: int, length: int, tile_tokens: int, block_n: int,
 def workspace_bytes(batch: int, heads: int, length: int, head_dim: int, k_bits: int,
                     packed: bool = False, group_size: int = 32) -> int:
     """Device memory one default call allocates besides its output: split partials + p scratch (packed:
-    + the fp16 p * scale row, one per (token, group))."""
+    + the fp16 p * scale row, one per (token, group)). `packed` stands for k2v2 fp16 (default_packed), which
+    at head_dim 128, G = 32 and MMA_MIN_PROGRAMS runs the tensor-core bulk (default_mma)."""
     BT = DEFAULT_BLOCK_W * (32 // k_bits)
+    if packed and head_dim == 128 and group_size == 32 and batch * heads >= MMA_MIN_PROGRAMS:
+        BT = 8 * MMA_WARPS * 16
     S, _ = splits_v3(batch * heads, length, BT, DEFAULT_BLOCK_N)
     P = S - 1 if S > 1 else S
     pstr = BT + (BT * (head_dim // group_size) + 1) // 2 if packed else BT

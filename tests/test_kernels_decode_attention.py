@@ -359,6 +359,18 @@ def test_v3_mma_refuses_what_it_cannot_map():
                                 mma=1)
 
 
+def test_v3_mma_default_rule():
+    # default v3 calls run the tensor-core bulk from MMA_MIN_PROGRAMS (batch x query heads) programs, where it
+    # can map the call; tuning keywords keep the path they name
+    st = make_state(1, 1, 64, 128, 32, 0, 2, 2, 32, torch.float16, DEVICE)
+    q = lambda B, H, dt=torch.float16: torch.empty(B, H, 1, 128, dtype=dt)  # noqa: E731
+    assert da3.default_mma(q(8, 32), st) and da3.default_mma(q(2, 128), st)
+    assert not da3.default_mma(q(1, 32), st) and not da3.default_mma(q(4, 32), st)
+    assert not da3.default_mma(q(8, 32, torch.bfloat16), st)
+    st64 = make_state(1, 1, 64, 128, 64, 0, 2, 2, 64, torch.float16, DEVICE)
+    assert not da3.default_mma(q(8, 32), st64)
+
+
 def test_v3_ufold_must_be_a_power_of_two():
     state = make_state(1, 2, 600, 64, 512, 472, 2, 2, 32, torch.float16, DEVICE)
     q = torch.randn(1, 2, 1, 64, device=DEVICE, dtype=torch.float16)
@@ -423,10 +435,9 @@ def test_gpu_v3_packed(L, D, G, B, H):
 @pytest.mark.parametrize("L,B,H", [(4133, 3, 4), (32 * 1024 + 77, 1, 8), (1000, 2, 2), (4096, 8, 32), (129, 2, 2)],
                          ids=str)
 def test_gpu_v3_mma(L, B, H):
-    for nw in (4, 2, 8):
-        check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + nw, mma=1, num_warps=nw)
-        check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + nw, mma=2, num_warps=nw)
-    check_packed(B, H, L, 128, 32, False, device="cuda", seed=L + 1, mma=2)
+    check_packed(B, H, L, 128, 32, True, device="cuda", seed=L, mma=1, num_warps=2)  # the default shape
+    check_packed(B, H, L, 128, 32, False, device="cuda", seed=L + 1, mma=1, num_warps=4)
+    check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + 2, mma=2, num_warps=2, maxnreg=168)
 
 
 @gpu
