@@ -42,7 +42,8 @@ from kivi_core.state import KiviState
 from kivi_kernels.decode_attention import _default_block_n, _num_splits, decode_attention_triton
 from kivi_kernels import decode_attention_gqa as dgq
 from kivi_kernels.decode_attention_gqa import decode_attention_gqa
-from kivi_kernels.decode_attention_v3 import DEFAULT_BLOCK_W, DEFAULT_WARPS, decode_attention_v3, num_splits_v3, splits_v3
+from kivi_kernels.decode_attention_v3 import (DEFAULT_BLOCK_W, DEFAULT_WARPS, MMA_WARPS, decode_attention_v3, default_mma,
+                                             num_splits_v3, splits_v3)
 from kivi_kernels.quant_pack import quantize_keys_triton, quantize_values_triton
 
 SHAPES = {"llama2-7b": (32, 32), "llama3.1-8b": (32, 8), "llama3.1-70b": (64, 8)}  # (q heads, kv heads), head_dim 128
@@ -237,7 +238,14 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
             S = splits_v3(B * H, L, bn, 16)[0]  # programs by kv head
             kw = dict(packed=packed, block_w=bw,
                       num_warps=2 * bw // 32 if packed else dgq.DEFAULT_WARPS)
-        else:  # v3 (its defaults: the packed path here), or v3f: v3's fp32 path (packed=False)
+        elif impl == "v3" and block_w is None and num_warps is None and splits_scale == 1.0:
+            # the launcher's own defaults, as a model's calls get them: the tensor-core bulk where default_mma
+            # picks it, else the packed path
+            mma = default_mma(query, states[0])
+            bn = 8 * MMA_WARPS * 16 if mma else DEFAULT_BLOCK_W * 16
+            S = splits_v3(B * Hq, L, bn, 16)[0]
+            kw = {}
+        else:  # v3 with tuning overrides (the packed path here), or v3f: v3's fp32 path (packed=False)
             bw = block_w or DEFAULT_BLOCK_W
             bn = bw * 16  # tokens a key tile at 2 bits
             nw = num_warps or DEFAULT_WARPS
@@ -290,7 +298,7 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
             None if t_sdpa is None else t_sdpa / t,
             None if t_deq is None else t_deq * 1e3,
             None if t_deq is None else t_deq / t,
-            S, bn, kw["num_warps"], t_host, t_graph,
+            S, bn, kw.get("num_warps", MMA_WARPS if bn == 8 * MMA_WARPS * 16 else DEFAULT_WARPS), t_host, t_graph,
             t_sdpa_graph, None if t_sdpa_graph is None else t_sdpa_graph / t_graph, n,
         ))
     return rows
