@@ -730,6 +730,9 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     word rows a warp a tile (1 or 2; 0: off; `decode_attention_mma.py`: k2v2, fp16, head_dim 128, G = 32;
     None: `default_mma` where no tuning keyword is given, with MMA_WARPS warps)."""
     s = state
+    if mma is None:  # before `packed` resolves: a tuning keyword keeps the path it names
+        mma = int(block_w is None and num_warps is None and packed is None and default_mma(query, s))
+        num_warps = MMA_WARPS if mma else num_warps
     if packed is None:
         packed = default_packed(query, s)
     B, Hq, _, D = query.shape
@@ -741,9 +744,6 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         return out.zero_()
     BW = block_w or DEFAULT_BLOCK_W
     nw = num_warps or DEFAULT_WARPS
-    if mma is None:
-        mma = int(block_w is None and num_warps is None and packed is None and default_mma(query, s))
-        num_warps = MMA_WARPS if mma else num_warps
     mma = int(mma)
     if mma:
         why = mma_unsupported(query, s)

@@ -371,6 +371,29 @@ def test_v3_mma_default_rule():
     assert not da3.default_mma(q(8, 32), st64)
 
 
+def test_v3_default_call_launches_the_mma_bulk(monkeypatch):
+    # a call without tuning keywords reaches the kernel with MMA on and MMA_WARPS warps where default_mma
+    # says so (the launcher resolves `packed` after this choice: before, it never happened)
+    seen = {}
+
+    class Spy:
+        def __getitem__(self, grid):
+            def launch(*args, **kw):
+                seen.update(mma=kw["MMA"], warps=kw["num_warps"])
+                raise RuntimeError("spied")
+            return launch
+
+    monkeypatch.setattr(da3, "_decode_attn_v3_kernel", Spy())
+    st = make_state(8, 32, 64, 128, 32, 0, 2, 2, 32, torch.float16, "cpu")
+    for B, want in ((8, (1, da3.MMA_WARPS)), (1, (0, da3.DEFAULT_WARPS))):
+        with pytest.raises(RuntimeError, match="spied"):
+            da3.decode_attention_v3(torch.zeros(B, 32, 1, 128, dtype=torch.float16), st, None, 1.0)
+        assert (seen["mma"], seen["warps"]) == want
+    with pytest.raises(RuntimeError, match="spied"):
+        da3.decode_attention_v3(torch.zeros(8, 32, 1, 128, dtype=torch.float16), st, None, 1.0, packed=True)
+    assert seen["mma"] == 0
+
+
 def test_v3_ufold_must_be_a_power_of_two():
     state = make_state(1, 2, 600, 64, 512, 472, 2, 2, 32, torch.float16, DEVICE)
     q = torch.randn(1, 2, 1, 64, device=DEVICE, dtype=torch.float16)
