@@ -14,7 +14,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONSTEXPRS = ("D=128 DP=128 G=32 K_BITS=2 V_BITS=2 BW=128 VR=4 UK=2 BLOCK_N=16 HAS_VALID=False SINGLE=False "
               "SPLIT_REM=True PACKED=True ASM=True NUM_WARPS_C=4 DEV_LENS=False WIN=0 num_warps=4 maxnreg=96 "
-              "UF=2 VDENSE=True").split()
+              "UF=2 VDENSE=True MMA=0 MMA_PF=0").split()
 
 
 def test_packed_kernel_builds_for_sm90_with_the_right_asm(tmp_path):
@@ -32,3 +32,26 @@ def test_packed_kernel_builds_for_sm90_with_the_right_asm(tmp_path):
     factors = [c.split(",")[24:32] for c in calls if c.count("=f") == 16]
     assert sorted("".join(sorted(set(f))) for f in factors) == ["f", "h", "h"], calls
     assert re.search(r"regs=(\d+)", run.stdout) and int(re.search(r"regs=(\d+)", run.stdout).group(1)) <= 96
+
+
+def test_mma_bulk_builds_for_sm90_with_its_lane_mapping(tmp_path):
+    # the tensor-core bulk (decode_attention_mma, its default shape: one block a warp, 2 warps): a tile is 16
+    # calls of the 8-MMA asm, 128 HMMA a lane, and its operands stay in their threads. A load that Triton
+    # spreads over several threads shows up as shared-memory shuffles around them (436 SHFL a tile when
+    # the code words were one [lanes, 32] load; 41 now, from the softmax's reductions)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["KC"] = str(tmp_path)
+    consts = [c for c in CONSTEXPRS if not c.startswith(("BW=", "NUM_WARPS_C=", "num_warps=", "maxnreg=", "MMA"))]
+    try:
+        run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "kernel_sass.py"),
+                              os.path.join(ROOT, "kernels", "decode_attention_v3.py"), "_decode_attn_v3_kernel",
+                              *consts, "BW=16", "NUM_WARPS_C=2", "num_warps=2", "maxnreg=128", "MMA=1", "MMA_PF=0",
+                              "tag=mma"], env=env, capture_output=True, text=True, timeout=600)
+    except FileNotFoundError as e:  # pragma: no cover - a Triton without its NVIDIA tools
+        pytest.skip(f"no sm_90 toolchain: {e}")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "mma.ttgir").read_text().count("mma.sync.aligned.m16n8k16") == 16 * 8  # 16 asm calls
+    loops = [dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line)) for line in run.stdout.splitlines()
+             if line.strip().startswith("loop")]
+    main = max(loops, key=lambda c: c.get("HMMA", 0))
+    assert main.get("HMMA") == 128 and main.get("SHFL", 0) < 100, run.stdout
