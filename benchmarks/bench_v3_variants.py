@@ -50,12 +50,6 @@ VARIANTS = {
     "mma_w1": {"mma": 1, "num_warps": 1},
     "mma_w2_r96": {"mma": 1, "num_warps": 2, "maxnreg": 96},
     "mma_w2_r168": {"mma": 1, "num_warps": 2, "maxnreg": 168},
-    # what a tile loads before its key phase (1: the u fold's scales and mins; 2: also the value code words)
-    "mma_pf1": {"mma": 1, "num_warps": 2, "mma_prefetch": 1},
-    "mma_pf2": {"mma": 1, "num_warps": 2, "mma_prefetch": 2},
-    "mma_pf1_r168": {"mma": 1, "num_warps": 2, "mma_prefetch": 1, "maxnreg": 168},
-    "mma_pf2_r168": {"mma": 1, "num_warps": 2, "mma_prefetch": 2, "maxnreg": 168},
-    "mma_pf2_r255": {"mma": 1, "num_warps": 2, "mma_prefetch": 2, "maxnreg": 255},
     "mma_r168": {"mma": 1, "maxnreg": 168},
     "mma_r96": {"mma": 1, "maxnreg": 96},
     "mma_S2x": {"mma": 1, "num_splits": "x2"},

@@ -283,14 +283,19 @@ def _vld4(vb, vstride, r: tl.constexpr, ok):
 
 
 @triton.jit
-def _value_words(vc_ptr, vstride, start, base, n_t, gid):
-    # a lane's 32 value code words for the warp's 128 tokens from tile token `base` (word column gid): its k
-    # slots at step kv are tokens 32 tig + 4 kv + (0, 1) and (2, 3). One [lanes] load a word (a column of
-    # strided rows: 1-D tensors keep element i in thread i), all issued together
-    tig = (tl.arange(0, gid.shape[0]) % 32) % 4
+def _value_block(vc_ptr, u32_ptr, vstride, start, base, n_t, gid, tig, bl,
+                 v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+                 v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
+                 BT: tl.constexpr, NW: tl.constexpr, ASM: tl.constexpr):
+    # the value sums over a warp's 128 tokens from tile token `base`: a lane's k slots at step kv are tokens
+    # 32 tig + 4 kv + (0, 1) and (2, 3), so its 32 code words (word column gid) and its group's 32 u values
+    # (64 contiguous bytes) are loaded at once
+    # one [lanes] load a word (a column of strided rows: 1-D tensors keep element i in thread i) and four
+    # [lanes, 4] loads of u, all issued before the first MMA
     r0 = start + base + 32 * tig
+    ok = r0 < n_t + start
     vb = vc_ptr + r0 * vstride + gid
-    w0, w1, w2, w3 = _vld4(vb, vstride, 0, r0 < n_t + start)
+    w0, w1, w2, w3 = _vld4(vb, vstride, 0, ok)
     w4, w5, w6, w7 = _vld4(vb, vstride, 4, r0 + 4 < n_t + start)
     w8, w9, w10, w11 = _vld4(vb, vstride, 8, r0 + 8 < n_t + start)
     w12, w13, w14, w15 = _vld4(vb, vstride, 12, r0 + 12 < n_t + start)
@@ -298,19 +303,6 @@ def _value_words(vc_ptr, vstride, start, base, n_t, gid):
     w20, w21, w22, w23 = _vld4(vb, vstride, 20, r0 + 20 < n_t + start)
     w24, w25, w26, w27 = _vld4(vb, vstride, 24, r0 + 24 < n_t + start)
     w28, w29, w30, w31 = _vld4(vb, vstride, 28, r0 + 28 < n_t + start)
-    return (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-            w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31)
-
-
-@triton.jit
-def _value_block(u32_ptr, base, gid, tig, bl,
-                 w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-                 w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
-                 v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-                 v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
-                 BT: tl.constexpr, NW: tl.constexpr, ASM: tl.constexpr):
-    # the value sums over a warp's 128 tokens from tile token `base`, from its code words (_value_words) and
-    # its group's 32 u values (64 contiguous bytes: four [lanes, 4] loads)
     ub = u32_ptr + ((gid * BT + base + 32 * tig) // 2)[:, None] + tl.arange(0, 4)[None, :]
     u0, u1, u2, u3 = _split4n(tl.load(ub, mask=bl[:, None], other=0))
     u4, u5, u6, u7 = _split4n(tl.load(ub + 4, mask=bl[:, None], other=0))
@@ -352,7 +344,7 @@ def _value_block(u32_ptr, base, gid, tig, bl,
 def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_ptr,
               s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, end, qk_scale, m_i, l_i,
               D: tl.constexpr, G: tl.constexpr, NW: tl.constexpr, RB: tl.constexpr, HAS_VALID: tl.constexpr,
-              ASM: tl.constexpr, UF: tl.constexpr, VDENSE: tl.constexpr, PF: tl.constexpr):
+              ASM: tl.constexpr, UF: tl.constexpr, VDENSE: tl.constexpr):
     # [lo, end) in tiles of 128 x RB x NW tokens (k2v2, fp16, D = 128, G = 32: the launcher checks); a warp
     # takes RB blocks of 8 key word rows. Returns the tiles' running max, sum and [1, D] output, like v3's
     # _bulk_packed.
@@ -391,17 +383,6 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
         z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z
     cpm = tl.zeros((NG,), tl.float32)
     for start in range(lo, end, BT):
-        n_t = tl.minimum(end - start, BT)
-        if PF >= 1:  # the u fold's scales and mins, loaded before the key phase (one pass over the tile)
-            e = tl.arange(0, BT * NG)
-            tt = e // NG
-            x = (start + tt) * s_vst + e % NG
-            svf = tl.load(vs_ptr + x, mask=tt < n_t, other=0.0)
-            mvf = tl.load(vm_ptr + x, mask=tt < n_t, other=0.0)
-        if PF == 2:  # and the value code words (one block a warp)
-            (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-             w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = \
-                _value_words(vc_ptr, vstride, start, warp * 128, n_t, gid)
         # the tile's key biases sum_d q_d * min[g, d] (fp32), then each lane's (its rows' group)
         g_t = start // G + tl.arange(0, GT)
         mk = tl.load(km_ptr + g_t[:, None] * s_kmg + ch[None, :], mask=(g_t * G < end)[:, None], other=0.0)
@@ -439,40 +420,27 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
         if RB == 2:
             tl.store(p_ptr + (wrow + 8)[:, None] * 16 + j16[None, :], p1, mask=useful[:, None])
         tl.debug_barrier()
+        n_t = tl.minimum(end - start, BT)
         # u = p * value scale, [group, token] fp16, for all BT tokens (0 past n_t: the value steps read whole
         # word rows), and the p * min sums, UF x NG (token, group) pairs a thread a pass (as v3)
-        if PF >= 1:
-            e = tl.arange(0, BT * NG)
+        cg = tl.zeros((NT * NG * UF,), tl.float32)
+        for e0 in range(0, BT * NG, NT * NG * UF):
+            e = e0 + tl.arange(0, NT * NG * UF)
             tt = e // NG
+            g = e % NG
+            ok = tt < n_t
             pt = tl.load(p_ptr + tt)
-            tl.store(u_ptr + (e % NG) * BT + tt, (pt * svf.to(tl.float32)).to(tl.float16))
-            cpm = cpm * alpha + tl.sum(tl.reshape(pt * mvf.to(tl.float32), (BT, NG)), axis=0)
-        else:
-            cg = tl.zeros((NT * NG * UF,), tl.float32)
-            for e0 in range(0, BT * NG, NT * NG * UF):
-                e = e0 + tl.arange(0, NT * NG * UF)
-                tt = e // NG
-                g = e % NG
-                ok = tt < n_t
-                pt = tl.load(p_ptr + tt)
-                x = (start + tt) * s_vst + g
-                sv = tl.load(vs_ptr + x, mask=ok, other=0.0).to(tl.float32)
-                mv = tl.load(vm_ptr + x, mask=ok, other=0.0).to(tl.float32)
-                tl.store(u_ptr + g * BT + tt, (pt * sv).to(tl.float16))
-                cg += pt * mv
-            cpm = cpm * alpha + tl.sum(tl.reshape(cg, (NT * UF, NG)), axis=0)
+            x = (start + tt) * s_vst + g
+            sv = tl.load(vs_ptr + x, mask=ok, other=0.0).to(tl.float32)
+            mv = tl.load(vm_ptr + x, mask=ok, other=0.0).to(tl.float32)
+            tl.store(u_ptr + g * BT + tt, (pt * sv).to(tl.float16))
+            cg += pt * mv
+        cpm = cpm * alpha + tl.sum(tl.reshape(cg, (NT * UF, NG)), axis=0)
         tl.debug_barrier()
         for rb in tl.static_range(RB):  # the warp's 128 x RB tokens
-            base = (warp * RB + rb) * 128
-            if PF != 2:
-                (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-             w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = \
-                    _value_words(vc_ptr, vstride, start, base, n_t, gid)
             v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
                 v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _value_block(
-                    u32_ptr, base, gid, tig, bl,
-                    w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-                    w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
+                    vc_ptr, u32_ptr, vstride, start, (warp * RB + rb) * 128, n_t, gid, tig, bl,
                     v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
                     v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, BT, NW, ASM)
     o = _useful16(odd, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,

@@ -338,12 +338,11 @@ def test_v3_packed_strided_value_rows():
 # v3 with the tensor-core bulk (decode_attention_mma): mma.sync from packed codes on the GPU; the interpreter
 # runs the twin (_mma8_ref) that computes each warp's products from the same lane fragments. One 2-warp
 # program over three 256-token tiles with padding, and a 1-warp split of its own (~45 s interpreted).
-@pytest.mark.parametrize("L,pad,num_splits,num_warps,mma,pf", [(1100, True, 1, 2, 1, 2), (700, False, 2, 1, 1, 1),
-                                                             (1500, True, 1, 1, 2, 0)], ids=str)
-def test_v3_mma_tiles_match_oracle(L, pad, num_splits, num_warps, mma, pf):
-    # mma=2: two blocks of 8 word rows a warp a tile (512 tokens a tile with one warp: 3 tiles); pf: what a
-    # tile loads before its key phase (1: the u fold's scales and mins, 2: also the value code words)
-    check_packed(2, 2, L, 128, 32, pad, num_splits=num_splits, num_warps=num_warps, mma=mma, mma_prefetch=pf)
+@pytest.mark.parametrize("L,pad,num_splits,num_warps,mma", [(1100, True, 1, 2, 1), (700, False, 2, 1, 1),
+                                                          (1500, True, 1, 1, 2)], ids=str)
+def test_v3_mma_tiles_match_oracle(L, pad, num_splits, num_warps, mma):
+    # mma=2: two blocks of 8 word rows a warp a tile (512 tokens a tile with one warp: 3 tiles)
+    check_packed(2, 2, L, 128, 32, pad, num_splits=num_splits, num_warps=num_warps, mma=mma)
 
 
 def test_v3_mma_refuses_what_it_cannot_map():
@@ -355,10 +354,6 @@ def test_v3_mma_refuses_what_it_cannot_map():
     with pytest.raises(ValueError, match="mma=3 must be 0 .off., 1 or 2"):
         da3.decode_attention_v3(torch.randn(1, 2, 1, 128, device=DEVICE, dtype=torch.float16),
                                 make_state(1, 2, 200, 128, 192, 72, 2, 2, 32, torch.float16, DEVICE), None, 1.0, mma=3)
-    with pytest.raises(ValueError, match="mma_prefetch=2 must be 0, 1 or 2 .2 with mma=1 only."):
-        da3.decode_attention_v3(torch.randn(1, 2, 1, 128, device=DEVICE, dtype=torch.float16),
-                                make_state(1, 2, 200, 128, 192, 72, 2, 2, 32, torch.float16, DEVICE), None, 1.0, mma=2,
-                                mma_prefetch=2)
     with pytest.raises(ValueError, match="it computes k2v2 fp16 only"):
         da3.decode_attention_v3(torch.randn(1, 2, 1, 128, device=DEVICE, dtype=torch.bfloat16), state, None, 1.0,
                                 mma=1)
@@ -466,10 +461,6 @@ def test_gpu_v3_mma(L, B, H):
     check_packed(B, H, L, 128, 32, True, device="cuda", seed=L, mma=1, num_warps=2)  # the default shape
     check_packed(B, H, L, 128, 32, False, device="cuda", seed=L + 1, mma=1, num_warps=4)
     check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + 2, mma=2, num_warps=2, maxnreg=168)
-    check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + 3, mma=1, num_warps=2, mma_prefetch=1)
-    check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + 4, mma=1, num_warps=2, mma_prefetch=2)
-    check_packed(B, H, L, 128, 32, False, device="cuda", seed=L + 5, mma=1, num_warps=2, mma_prefetch=2,
-                 maxnreg=168)
 
 
 @gpu
