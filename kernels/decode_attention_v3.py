@@ -686,7 +686,11 @@ MAXNREG_MMA = 128
 # 2 warps 350.5 / 397.3 / 747.2 / 358.9 / 94.0; 4 warps 418.9 / 489.6 / 923.1 / 426.7 / 89.2; two blocks a
 # warp (mma=2), 2 warps at cap 168: 402.8 / 439.6 / 846.0 / 405.4 / 83.1, 4 warps: 427.7 / 510.2 / 955.2 /
 # 441.7 / 111.2. Before each block's loads were issued at once (eight dependent steps), 4 warps ran 444.9 /
-# 517.9 / 976.1 / 456.3 (h200_round13/variants.log).
+# 517.9 / 976.1 / 456.3 (h200_round13/variants.log). Tried and removed (commit 63fd33f; h200_round13f/): a
+# tile loading the u fold's scales and mins (pf1), and also its value code words (pf2), before its key
+# phase, 2 warps, us at 8x32K / 64x4096 / 128x4096: pf1 466.8 / 518.2 / 988.3 (cap 168: 396.5 / 434.0 /
+# 818.7), pf2 670.9 / 718.5 / 1386.7 (cap 168: 477.4 / 509.7 / 969.9; cap 255: 373.3 / 433.4 / 817.9),
+# against 351.4 / 398.4 / 749.5: the held registers spill at cap 128 and cost programs above it.
 MMA_WARPS = 2
 # At and above this many (batch, head) programs a call "auto" runs the tensor-core bulk: measured faster
 # than the packed path at 256 (8x32K) and more; slower at 32 (1x32K, 94.0 vs 64.7 us: fewer, longer
