@@ -216,15 +216,15 @@ def _key_block(q_ptr, kc_ptr, ks_ptr, valid_ptr, s_kcw, s_ksg, s_mt, start, end,
     w20, w21, w22, w23 = _split4n(tl.load(kb_ + 20, mask=w_ok, other=0))
     w24, w25, w26, w27 = _split4n(tl.load(kb_ + 24, mask=w_ok, other=0))
     w28, w29, w30, w31 = _split4n(tl.load(kb_ + 28, mask=w_ok, other=0))
-    # fp16 factors q * scale, one rounding; qk_scale goes on the scores
-    f0, f1, f2, f3 = _split4n(tl.load(sb, mask=b_ok[:, None], other=0.0) * tl.load(qb))
-    f4, f5, f6, f7 = _split4n(tl.load(sb + 4, mask=b_ok[:, None], other=0.0) * tl.load(qb + 4))
-    f8, f9, f10, f11 = _split4n(tl.load(sb + 8, mask=b_ok[:, None], other=0.0) * tl.load(qb + 8))
-    f12, f13, f14, f15 = _split4n(tl.load(sb + 12, mask=b_ok[:, None], other=0.0) * tl.load(qb + 12))
-    f16, f17, f18, f19 = _split4n(tl.load(sb + 16, mask=b_ok[:, None], other=0.0) * tl.load(qb + 16))
-    f20, f21, f22, f23 = _split4n(tl.load(sb + 20, mask=b_ok[:, None], other=0.0) * tl.load(qb + 20))
-    f24, f25, f26, f27 = _split4n(tl.load(sb + 24, mask=b_ok[:, None], other=0.0) * tl.load(qb + 24))
-    f28, f29, f30, f31 = _split4n(tl.load(sb + 28, mask=b_ok[:, None], other=0.0) * tl.load(qb + 28))
+    # fp16 factors q * scale, one rounding (fp16 inputs; the cast is for fp32 ones); qk_scale goes on the scores
+    f0, f1, f2, f3 = _split4n((tl.load(sb, mask=b_ok[:, None], other=0.0) * tl.load(qb)).to(tl.float16))
+    f4, f5, f6, f7 = _split4n((tl.load(sb + 4, mask=b_ok[:, None], other=0.0) * tl.load(qb + 4)).to(tl.float16))
+    f8, f9, f10, f11 = _split4n((tl.load(sb + 8, mask=b_ok[:, None], other=0.0) * tl.load(qb + 8)).to(tl.float16))
+    f12, f13, f14, f15 = _split4n((tl.load(sb + 12, mask=b_ok[:, None], other=0.0) * tl.load(qb + 12)).to(tl.float16))
+    f16, f17, f18, f19 = _split4n((tl.load(sb + 16, mask=b_ok[:, None], other=0.0) * tl.load(qb + 16)).to(tl.float16))
+    f20, f21, f22, f23 = _split4n((tl.load(sb + 20, mask=b_ok[:, None], other=0.0) * tl.load(qb + 20)).to(tl.float16))
+    f24, f25, f26, f27 = _split4n((tl.load(sb + 24, mask=b_ok[:, None], other=0.0) * tl.load(qb + 24)).to(tl.float16))
+    f28, f29, f30, f31 = _split4n((tl.load(sb + 28, mask=b_ok[:, None], other=0.0) * tl.load(qb + 28)).to(tl.float16))
     z = tl.zeros_like(kb_l)
     k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15, \
         k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31 = _mma8(

@@ -256,16 +256,16 @@ def test_gpu_graphs_equal_generate(gqa, short, monkeypatch):
     assert torch.equal(res.tokens, ref), (res.tokens != ref).nonzero()[:5]
 
 
-def tiny_static_run_matches(heads: int, kv_heads: int) -> None:
+def tiny_static_run_matches(heads: int, kv_heads: int, head_dim: int = 64, group_size: int = 16) -> None:
     # a 1-layer model through the lean loop with backend="triton": the static attention kernels read lengths
     # from the device and the value window as a ring (on CPU under the Triton interpreter); 36 steps cross one
     # key flush (at position 63) with the window sliding. Greedy tokens equal generate's on the torch path.
     torch.manual_seed(0)
     cfg = tf.LlamaConfig(vocab_size=97, hidden_size=64 * heads, intermediate_size=96, num_hidden_layers=1,
-                         num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=64,
+                         num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
                          max_position_embeddings=1024)
     model = tf.LlamaForCausalLM(cfg).eval()
-    kcfg = KiviConfig(k_bits=2, v_bits=2, group_size=16, residual_length=32, backend="triton")
+    kcfg = KiviConfig(k_bits=2, v_bits=2, group_size=group_size, residual_length=32, backend="triton")
     ids = torch.randint(0, 97, (2, 33), generator=torch.Generator().manual_seed(4))
     res = lean_generate(model, ids, 36, kcfg)
     assert torch.equal(res.tokens, reference(model, ids, 36, kcfg))
@@ -285,6 +285,21 @@ def test_lean_eager_triton_kernels_with_device_lengths(gqa, monkeypatch):
     calls = spy(monkeypatch, da3, "decode_attention_v3")
     tiny_static_run_matches(2, 1 if gqa else 2)
     assert any("lens" in k for k in calls)  # the static (device-length) launches took it
+
+
+@pytest.mark.slow
+def test_lean_eager_triton_mma_bulk_with_device_lengths(monkeypatch):
+    # v3's tensor-core bulk on the static path (device lengths, the window as a ring): head_dim 128, G = 32,
+    # picked from one program up (under the interpreter its twin computes each warp's MMAs from the same
+    # lane fragments; the dtype check is lifted for this fp32 model, as for the GQA kernel below)
+    monkeypatch.setattr(da, "SHORT_TILES", 0)
+    monkeypatch.setattr(da3, "MMA_MIN_PROGRAMS", 1)
+    monkeypatch.setattr(da3, "mma_unsupported", lambda q, s: None)
+    picks = []
+    real = da3.default_mma
+    monkeypatch.setattr(da3, "default_mma", lambda q, s: picks.append(real(q, s)) or picks[-1])
+    tiny_static_run_matches(2, 2, head_dim=128, group_size=32)
+    assert picks and all(picks)
 
 
 def test_lean_eager_triton_packed_kernel_with_device_lengths(monkeypatch):
