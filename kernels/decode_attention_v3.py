@@ -737,6 +737,13 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     if mma is None:  # before `packed` resolves: a tuning keyword keeps the path it names
         mma = int(block_w is None and num_warps is None and packed is None and default_mma(query, s))
         num_warps = MMA_WARPS if mma else num_warps
+    elif mma:  # an explicit request is checked here; default_mma has checked its own
+        why = mma_unsupported(query, s)
+        if why is not None:
+            raise ValueError(f"mma={mma} cannot run this call: {why}; use mma=0")
+        if mma not in (1, 2):
+            raise ValueError(f"mma={mma} must be 0 (off), 1 or 2 (blocks of 8 key word rows a warp a tile)")
+    mma = int(mma)
     if packed is None:
         packed = default_packed(query, s)
     B, Hq, _, D = query.shape
@@ -748,13 +755,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         return out.zero_()
     BW = block_w or DEFAULT_BLOCK_W
     nw = num_warps or DEFAULT_WARPS
-    mma = int(mma)
     if mma:
-        why = mma_unsupported(query, s)
-        if why is not None:
-            raise ValueError(f"mma={mma} cannot run this call: {why}; use mma=0")
-        if mma not in (1, 2):
-            raise ValueError(f"mma={mma} must be 0 (off), 1 or 2 (blocks of 8 key word rows a warp a tile)")
         packed, BW = True, 8 * nw * mma
     if BW < 1 or BW & (BW - 1):
         raise ValueError(f"block_w={BW} must be a power of two")
