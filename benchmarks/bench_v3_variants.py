@@ -50,6 +50,11 @@ VARIANTS = {
     "mma_w1": {"mma": 1, "num_warps": 1},
     "mma_w2_r96": {"mma": 1, "num_warps": 2, "maxnreg": 96},
     "mma_w2_r168": {"mma": 1, "num_warps": 2, "maxnreg": 168},
+    # the value operand by shuffles from the key lanes (no scratch row, no fold pass, no barrier a tile)
+    "mma_sh": {"mma": 1, "num_warps": 2, "mma_shfl": True},
+    "mma_sh_r168": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 168},
+    "mma_sh_w1": {"mma": 1, "num_warps": 1, "mma_shfl": True},
+    "mma_sh_w4": {"mma": 1, "num_warps": 4, "mma_shfl": True},
     "mma_r168": {"mma": 1, "maxnreg": 168},
     "mma_r96": {"mma": 1, "maxnreg": 96},
     "mma_S2x": {"mma": 1, "num_splits": "x2"},

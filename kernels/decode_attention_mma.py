@@ -31,7 +31,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .tile_ops import _join16n, _split4n
+from .tile_ops import _join16n, _split4n, _split16n
 
 
 def _mma8_asm() -> str:
@@ -283,19 +283,13 @@ def _vld4(vb, vstride, r: tl.constexpr, ok):
 
 
 @triton.jit
-def _value_block(vc_ptr, u32_ptr, vstride, start, base, n_t, gid, tig, bl,
-                 v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-                 v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
-                 BT: tl.constexpr, NW: tl.constexpr, ASM: tl.constexpr):
-    # the value sums over a warp's 128 tokens from tile token `base`: a lane's k slots at step kv are tokens
-    # 32 tig + 4 kv + (0, 1) and (2, 3), so its 32 code words (word column gid) and its group's 32 u values
-    # (64 contiguous bytes) are loaded at once
-    # one [lanes] load a word (a column of strided rows: 1-D tensors keep element i in thread i) and four
-    # [lanes, 4] loads of u, all issued before the first MMA
+def _value_words(vc_ptr, vstride, start, base, n_t, gid, tig):
+    # a lane's 32 value code words for the warp's 128 tokens from tile token `base` (word column gid): its k
+    # slots at step kv are tokens 32 tig + 4 kv + (0, 1) and (2, 3). One [lanes] load a word (a column of
+    # strided rows: 1-D tensors keep element i in thread i), all issued together
     r0 = start + base + 32 * tig
-    ok = r0 < n_t + start
     vb = vc_ptr + r0 * vstride + gid
-    w0, w1, w2, w3 = _vld4(vb, vstride, 0, ok)
+    w0, w1, w2, w3 = _vld4(vb, vstride, 0, r0 < n_t + start)
     w4, w5, w6, w7 = _vld4(vb, vstride, 4, r0 + 4 < n_t + start)
     w8, w9, w10, w11 = _vld4(vb, vstride, 8, r0 + 8 < n_t + start)
     w12, w13, w14, w15 = _vld4(vb, vstride, 12, r0 + 12 < n_t + start)
@@ -303,51 +297,135 @@ def _value_block(vc_ptr, u32_ptr, vstride, start, base, n_t, gid, tig, bl,
     w20, w21, w22, w23 = _vld4(vb, vstride, 20, r0 + 20 < n_t + start)
     w24, w25, w26, w27 = _vld4(vb, vstride, 24, r0 + 24 < n_t + start)
     w28, w29, w30, w31 = _vld4(vb, vstride, 28, r0 + 28 < n_t + start)
+    return (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+            w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31)
+
+
+@triton.jit
+def _value_mma(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+               w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
+               b00, b01, b10, b11, b20, b21, b30, b31, b40, b41, b50, b51, b60, b61, b70, b71,
+               v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+               v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
+               NW: tl.constexpr, ASM: tl.constexpr):
+    # the 8 k steps of a block's value MMAs: step kv takes code words 4 kv .. 4 kv + 3 and B pairs b<kv>0, b<kv>1
+    (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _mma8(
+            w0, w1, w2, w3, b00, b01, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _mma8(
+            w4, w5, w6, w7, b10, b11, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _mma8(
+            w8, w9, w10, w11, b20, b21, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _mma8(
+            w12, w13, w14, w15, b30, b31, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _mma8(
+            w16, w17, w18, w19, b40, b41, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _mma8(
+            w20, w21, w22, w23, b50, b51, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _mma8(
+            w24, w25, w26, w27, b60, b61, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _mma8(
+            w28, w29, w30, w31, b70, b71, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    return (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31)
+
+
+@triton.jit
+def _value_block(vc_ptr, u32_ptr, vstride, start, base, n_t, gid, tig, bl,
+                 v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+                 v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
+                 BT: tl.constexpr, NW: tl.constexpr, ASM: tl.constexpr):
+    # the value sums over a warp's 128 tokens from tile token `base`, from its code words and its group's 32
+    # u values from the scratch row (64 contiguous bytes: four [lanes, 4] loads)
+    (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+     w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = \
+        _value_words(vc_ptr, vstride, start, base, n_t, gid, tig)
     ub = u32_ptr + ((gid * BT + base + 32 * tig) // 2)[:, None] + tl.arange(0, 4)[None, :]
-    u0, u1, u2, u3 = _split4n(tl.load(ub, mask=bl[:, None], other=0))
-    u4, u5, u6, u7 = _split4n(tl.load(ub + 4, mask=bl[:, None], other=0))
-    u8, u9, u10, u11 = _split4n(tl.load(ub + 8, mask=bl[:, None], other=0))
-    u12, u13, u14, u15 = _split4n(tl.load(ub + 12, mask=bl[:, None], other=0))
-    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
-        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _mma8(
-            w0, w1, w2, w3, u0, u1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
-    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
-        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _mma8(
-            w4, w5, w6, w7, u2, u3, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
-    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
-        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _mma8(
-            w8, w9, w10, w11, u4, u5, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
-    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
-        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _mma8(
-            w12, w13, w14, w15, u6, u7, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
-    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
-        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _mma8(
-            w16, w17, w18, w19, u8, u9, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
-    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
-        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _mma8(
-            w20, w21, w22, w23, u10, u11, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
-    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
-        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _mma8(
-            w24, w25, w26, w27, u12, u13, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
-    return _mma8(w28, w29, w30, w31, u14, u15, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-                 v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    b00, b01, b10, b11 = _split4n(tl.load(ub, mask=bl[:, None], other=0))
+    b20, b21, b30, b31 = _split4n(tl.load(ub + 4, mask=bl[:, None], other=0))
+    b40, b41, b50, b51 = _split4n(tl.load(ub + 8, mask=bl[:, None], other=0))
+    b60, b61, b70, b71 = _split4n(tl.load(ub + 12, mask=bl[:, None], other=0))
+    return _value_mma(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+                      w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
+                      b00, b01, b10, b11, b20, b21, b30, b31, b40, b41, b50, b51, b60, b61, b70, b71,
+                      v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+                      v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+
+
+@triton.jit
+def _shfl(x, src, NW: tl.constexpr, ASM: tl.constexpr):
+    # every lane's x from lane src of its warp (fp32): one shfl.sync.idx; the interpreter gathers
+    if ASM:
+        y = tl.inline_asm_elementwise("shfl.sync.idx.b32 $0, $1, $2, 0x1f, -1;", "=r,r,r",
+                                      [x.to(tl.int32, bitcast=True), src], tl.int32, True, 1)
+        return y.to(tl.float32, bitcast=True)
+    else:
+        return tl.reshape(tl.gather(tl.reshape(x, (NW, 32)), tl.reshape(src, (NW, 32)), 1), (NW * 32,))
+
+
+@triton.jit
+def _f16x2(lo, hi, ASM: tl.constexpr):
+    # two fp32 -> one fp16x2 register (int32), lo in the low half: one F2FP
+    if ASM:
+        return tl.inline_asm_elementwise("cvt.rn.f16x2.f32 $0, $2, $1;", "=r,f,f", [lo, hi], tl.int32, True, 1)
+    else:
+        return _pack2(lo.to(tl.float16), hi.to(tl.float16), False)
+
+
+@triton.jit
+def _bstep(pa, pb, pc, pd, src, sa, sb, sc, sd, NW: tl.constexpr, ASM: tl.constexpr):
+    # one value k step's B pairs: the p of 4 tokens from their key lane, times the lane's 4 scales (fp16)
+    b0 = _f16x2(_shfl(pa, src, NW, ASM) * sa.to(tl.float32), _shfl(pb, src, NW, ASM) * sb.to(tl.float32), ASM)
+    b1 = _f16x2(_shfl(pc, src, NW, ASM) * sc.to(tl.float32), _shfl(pd, src, NW, ASM) * sd.to(tl.float32), ASM)
+    return b0, b1
+
+
+@triton.jit
+def _mma1(b0, b1, c0, c1, c2, c3, NW: tl.constexpr, ASM: tl.constexpr):
+    # C += ones x B: every row gets the column sums of B over the k step (fp32, exact sums of fp16 values)
+    if ASM:
+        return tl.inline_asm_elementwise(
+            "{ .reg .b32 o; mov.b32 o, 0x3C003C00; mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+            "{$0, $1, $2, $3}, {o, o, o, o}, {$4, $5}, {$0, $1, $2, $3}; }",
+            "=f,=f,=f,=f,r,r,0,1,2,3", [b0, b1, c0, c1, c2, c3], (tl.float32,) * 4, True, 1)
+    else:
+        one = tl.full(b0.shape, 0x3C003C00, tl.int32)
+        return _mma_ref(one, one, one, one, b0, b1, c0, c1, c2, c3, NW)
+
+
+@triton.jit
+def _scale4(sp, s_vst, r: tl.constexpr, ok):
+    # the scales (or mins) of 4 consecutive value rows from row r of the lane's run
+    return (tl.load(sp + r * s_vst, mask=ok, other=0.0), tl.load(sp + (r + 1) * s_vst, mask=ok, other=0.0),
+            tl.load(sp + (r + 2) * s_vst, mask=ok, other=0.0), tl.load(sp + (r + 3) * s_vst, mask=ok, other=0.0))
 
 
 @triton.jit
 def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_ptr,
               s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, end, qk_scale, m_i, l_i,
               D: tl.constexpr, G: tl.constexpr, NW: tl.constexpr, RB: tl.constexpr, HAS_VALID: tl.constexpr,
-              ASM: tl.constexpr, UF: tl.constexpr, VDENSE: tl.constexpr):
+              ASM: tl.constexpr, UF: tl.constexpr, VDENSE: tl.constexpr, SH: tl.constexpr):
     # [lo, end) in tiles of 128 x RB x NW tokens (k2v2, fp16, D = 128, G = 32: the launcher checks); a warp
     # takes RB blocks of 8 key word rows. Returns the tiles' running max, sum and [1, D] output, like v3's
-    # _bulk_packed.
+    # _bulk_packed. SH (RB = 1): the value B operand comes from the key lanes by shuffles instead of the
+    # scratch row: lanes gid < 4 give u = p * scale of group gid, lanes gid >= 4 p * min of group gid - 4,
+    # whose column sums one more MMA a step takes against a ones operand (no p / u store, no fold pass, no
+    # barrier a tile).
     NT: tl.constexpr = NW * 32
     BT: tl.constexpr = NW * 128 * RB
     NG: tl.constexpr = D // G
@@ -382,6 +460,7 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
     v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = \
         z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z
     cpm = tl.zeros((NG,), tl.float32)
+    cm0, cm1, cm2, cm3 = z, z, z, z  # SH: ones x (p * min), columns 4 + group
     for start in range(lo, end, BT):
         # the tile's key biases sum_d q_d * min[g, d] (fp32), then each lane's (its rows' group)
         g_t = start // G + tl.arange(0, GT)
@@ -415,38 +494,89 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
             v20 * alpha, v21 * alpha, v22 * alpha, v23 * alpha
         v24, v25, v26, v27, v28, v29, v30, v31 = v24 * alpha, v25 * alpha, v26 * alpha, v27 * alpha, \
             v28 * alpha, v29 * alpha, v30 * alpha, v31 * alpha
-        tl.debug_barrier()  # the previous tile's reads of p and u are done
-        tl.store(p_ptr + wrow[:, None] * 16 + j16[None, :], p0, mask=useful[:, None])  # every token: 0 past end
-        if RB == 2:
-            tl.store(p_ptr + (wrow + 8)[:, None] * 16 + j16[None, :], p1, mask=useful[:, None])
-        tl.debug_barrier()
-        n_t = tl.minimum(end - start, BT)
-        # u = p * value scale, [group, token] fp16, for all BT tokens (0 past n_t: the value steps read whole
-        # word rows), and the p * min sums, UF x NG (token, group) pairs a thread a pass (as v3)
-        cg = tl.zeros((NT * NG * UF,), tl.float32)
-        for e0 in range(0, BT * NG, NT * NG * UF):
-            e = e0 + tl.arange(0, NT * NG * UF)
-            tt = e // NG
-            g = e % NG
-            ok = tt < n_t
-            pt = tl.load(p_ptr + tt)
-            x = (start + tt) * s_vst + g
-            sv = tl.load(vs_ptr + x, mask=ok, other=0.0).to(tl.float32)
-            mv = tl.load(vm_ptr + x, mask=ok, other=0.0).to(tl.float32)
-            tl.store(u_ptr + g * BT + tt, (pt * sv).to(tl.float16))
-            cg += pt * mv
-        cpm = cpm * alpha + tl.sum(tl.reshape(cg, (NT * UF, NG)), axis=0)
-        tl.debug_barrier()
-        for rb in tl.static_range(RB):  # the warp's 128 x RB tokens
-            v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
-                v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _value_block(
-                    vc_ptr, u32_ptr, vstride, start, (warp * RB + rb) * 128, n_t, gid, tig, bl,
-                    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-                    v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, BT, NW, ASM)
+        if SH:
+            n_t = tl.minimum(end - start, BT)
+            base = warp * 128
+            (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+             w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = \
+                _value_words(vc_ptr, vstride, start, base, n_t, gid, tig)
+            r0 = start + base + 32 * tig
+            sp = tl.where(gid < NG, vs_ptr + gid, vm_ptr + (gid - NG)) + r0 * s_vst
+            sc0, sc1, sc2, sc3 = _scale4(sp, s_vst, 0, r0 < n_t + start)
+            sc4, sc5, sc6, sc7 = _scale4(sp, s_vst, 4, r0 + 4 < n_t + start)
+            sc8, sc9, sc10, sc11 = _scale4(sp, s_vst, 8, r0 + 8 < n_t + start)
+            sc12, sc13, sc14, sc15 = _scale4(sp, s_vst, 12, r0 + 12 < n_t + start)
+            sc16, sc17, sc18, sc19 = _scale4(sp, s_vst, 16, r0 + 16 < n_t + start)
+            sc20, sc21, sc22, sc23 = _scale4(sp, s_vst, 20, r0 + 20 < n_t + start)
+            sc24, sc25, sc26, sc27 = _scale4(sp, s_vst, 24, r0 + 24 < n_t + start)
+            sc28, sc29, sc30, sc31 = _scale4(sp, s_vst, 28, r0 + 28 < n_t + start)
+            cm0, cm1, cm2, cm3 = cm0 * alpha, cm1 * alpha, cm2 * alpha, cm3 * alpha
+            # token 32 tig + 4 kv + i is code j = 4 (kv % 4) + i of word row 2 tig + kv // 4, whose p sits in
+            # column j of that row's useful lane: 4 gid + gid // 4 with gid the word row
+            q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11, q12, q13, q14, q15 = _split16n(p0)
+            src_a = 8 * tig + (2 * tig) // 4
+            src_b = 8 * tig + 4 + (2 * tig + 1) // 4
+            b00, b01 = _bstep(q0, q1, q2, q3, src_a, sc0, sc1, sc2, sc3, NW, ASM)
+            b10, b11 = _bstep(q4, q5, q6, q7, src_a, sc4, sc5, sc6, sc7, NW, ASM)
+            b20, b21 = _bstep(q8, q9, q10, q11, src_a, sc8, sc9, sc10, sc11, NW, ASM)
+            b30, b31 = _bstep(q12, q13, q14, q15, src_a, sc12, sc13, sc14, sc15, NW, ASM)
+            b40, b41 = _bstep(q0, q1, q2, q3, src_b, sc16, sc17, sc18, sc19, NW, ASM)
+            b50, b51 = _bstep(q4, q5, q6, q7, src_b, sc20, sc21, sc22, sc23, NW, ASM)
+            b60, b61 = _bstep(q8, q9, q10, q11, src_b, sc24, sc25, sc26, sc27, NW, ASM)
+            b70, b71 = _bstep(q12, q13, q14, q15, src_b, sc28, sc29, sc30, sc31, NW, ASM)
+            cm0, cm1, cm2, cm3 = _mma1(b00, b01, cm0, cm1, cm2, cm3, NW, ASM)
+            cm0, cm1, cm2, cm3 = _mma1(b10, b11, cm0, cm1, cm2, cm3, NW, ASM)
+            cm0, cm1, cm2, cm3 = _mma1(b20, b21, cm0, cm1, cm2, cm3, NW, ASM)
+            cm0, cm1, cm2, cm3 = _mma1(b30, b31, cm0, cm1, cm2, cm3, NW, ASM)
+            cm0, cm1, cm2, cm3 = _mma1(b40, b41, cm0, cm1, cm2, cm3, NW, ASM)
+            cm0, cm1, cm2, cm3 = _mma1(b50, b51, cm0, cm1, cm2, cm3, NW, ASM)
+            cm0, cm1, cm2, cm3 = _mma1(b60, b61, cm0, cm1, cm2, cm3, NW, ASM)
+            cm0, cm1, cm2, cm3 = _mma1(b70, b71, cm0, cm1, cm2, cm3, NW, ASM)
+            (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+             v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _value_mma(
+                w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+                w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
+                b00, b01, b10, b11, b20, b21, b30, b31, b40, b41, b50, b51, b60, b61, b70, b71,
+                v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+                v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+        else:
+            tl.debug_barrier()  # the previous tile's reads of p and u are done
+            tl.store(p_ptr + wrow[:, None] * 16 + j16[None, :], p0, mask=useful[:, None])  # every token: 0 past end
+            if RB == 2:
+                tl.store(p_ptr + (wrow + 8)[:, None] * 16 + j16[None, :], p1, mask=useful[:, None])
+            tl.debug_barrier()
+            n_t = tl.minimum(end - start, BT)
+            # u = p * value scale, [group, token] fp16, for all BT tokens (0 past n_t: the value steps read whole
+            # word rows), and the p * min sums, UF x NG (token, group) pairs a thread a pass (as v3)
+            cg = tl.zeros((NT * NG * UF,), tl.float32)
+            for e0 in range(0, BT * NG, NT * NG * UF):
+                e = e0 + tl.arange(0, NT * NG * UF)
+                tt = e // NG
+                g = e % NG
+                ok = tt < n_t
+                pt = tl.load(p_ptr + tt)
+                x = (start + tt) * s_vst + g
+                sv = tl.load(vs_ptr + x, mask=ok, other=0.0).to(tl.float32)
+                mv = tl.load(vm_ptr + x, mask=ok, other=0.0).to(tl.float32)
+                tl.store(u_ptr + g * BT + tt, (pt * sv).to(tl.float16))
+                cg += pt * mv
+            cpm = cpm * alpha + tl.sum(tl.reshape(cg, (NT * UF, NG)), axis=0)
+            tl.debug_barrier()
+            for rb in tl.static_range(RB):  # the warp's 128 x RB tokens
+                v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
+                    v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _value_block(
+                        vc_ptr, u32_ptr, vstride, start, (warp * RB + rb) * 128, n_t, gid, tig, bl,
+                        v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+                        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, BT, NW, ASM)
     o = _useful16(odd, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
                   v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31)
     o = tl.where(useful[:, None], o * unscale[None, :], 0.0)  # [lanes, 16]: channel 16 gid + j
     o = tl.reshape(tl.sum(tl.sum(tl.reshape(o, (NW, 8, 4, 16)), axis=2), axis=0), (D,))  # over warps and tig
     gsel_d = (ch // G)[:, None] == tl.arange(0, NG)[None, :]
+    if SH:  # C' row 0: lane 2 holds columns 4, 5 (groups 0, 1), lane 3 columns 6, 7
+        cpm = tl.where(tl.arange(0, NG) == 0, tl.sum(tl.where(lane == 2, cm0, 0.0), axis=0), 0.0) \
+            + tl.where(tl.arange(0, NG) == 1, tl.sum(tl.where(lane == 2, cm1, 0.0), axis=0), 0.0) \
+            + tl.where(tl.arange(0, NG) == 2, tl.sum(tl.where(lane == 3, cm0, 0.0), axis=0), 0.0) \
+            + tl.where(tl.arange(0, NG) == 3, tl.sum(tl.where(lane == 3, cm1, 0.0), axis=0), 0.0)
     o = o + tl.sum(tl.where(gsel_d, cpm[None, :], 0.0), axis=1)
     return m_i, l_i, tl.reshape(o, (1, D))

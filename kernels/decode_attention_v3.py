@@ -525,7 +525,7 @@ def _decode_attn_v3_kernel(
     D: tl.constexpr, DP: tl.constexpr, G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr,
     BW: tl.constexpr, VR: tl.constexpr, UK: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr,
     SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr,
-    UF: tl.constexpr, VDENSE: tl.constexpr, NUM_WARPS_C: tl.constexpr, MMA: tl.constexpr,
+    UF: tl.constexpr, VDENSE: tl.constexpr, NUM_WARPS_C: tl.constexpr, MMA: tl.constexpr, MMA_SH: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
@@ -564,7 +564,8 @@ def _decode_attn_v3_kernel(
     if MMA:
         m_b, l_b, acc = _bulk_mma(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                   valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
-                                  lo, bulk_end, qk_scale, m_b, l_b, D, G, NUM_WARPS_C, MMA, HAS_VALID, ASM, UF, VDENSE)
+                                  lo, bulk_end, qk_scale, m_b, l_b, D, G, NUM_WARPS_C, MMA, HAS_VALID, ASM, UF, VDENSE,
+                                  MMA_SH)
     elif PACKED:
         m_b, l_b, acc = _bulk_packed(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                      valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
@@ -692,6 +693,8 @@ MAXNREG_MMA = 128
 # 818.7), pf2 670.9 / 718.5 / 1386.7 (cap 168: 477.4 / 509.7 / 969.9; cap 255: 373.3 / 433.4 / 817.9),
 # against 351.4 / 398.4 / 749.5: the held registers spill at cap 128 and cost programs above it.
 MMA_WARPS = 2
+# The tensor-core bulk's value operand by shuffles (decode_attention_v3's `mma_shfl`): not measured yet.
+MMA_SHFL = False
 # At and above this many (batch, head) programs a call "auto" runs the tensor-core bulk: measured faster
 # than the packed path at 256 (8x32K) and more; slower at 32 (1x32K, 94.0 vs 64.7 us: fewer, longer
 # programs), between the two not measured.
@@ -726,13 +729,15 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
                         lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                         maxnreg: int | None = None, unroll: int | None = None, split_rem: bool = True,
                         block_n: int | None = None, packed: bool | None = None,
-                        ufold: int | None = None, mma: int | None = None) -> torch.Tensor:
+                        ufold: int | None = None, mma: int | None = None,
+                        mma_shfl: bool | None = None) -> torch.Tensor:
     """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`).
     Tuning keywords (benchmarks and tests): block_w, num_warps, num_splits, unroll, maxnreg, split_rem,
     block_n; `packed` the fp16x2 path (None: `default_packed`); `ufold` the packed path's u-fold pass
     width (power of two; None: DEFAULT_UFOLD); `mma` the tensor-core bulk with that many blocks of 8 key
     word rows a warp a tile (1 or 2; 0: off; `decode_attention_mma.py`: k2v2, fp16, head_dim 128, G = 32;
-    None: `default_mma` where no tuning keyword is given, with MMA_WARPS warps)."""
+    None: `default_mma` where no tuning keyword is given, with MMA_WARPS warps); `mma_shfl` its value
+    operand by shuffles from the key lanes instead of the scratch row (mma=1; None: MMA_SHFL)."""
     s = state
     if mma is None:  # before `packed` resolves: a tuning keyword keeps the path it names
         mma = int(block_w is None and num_warps is None and packed is None and default_mma(query, s))
@@ -744,6 +749,9 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         if mma not in (1, 2):
             raise ValueError(f"mma={mma} must be 0 (off), 1 or 2 (blocks of 8 key word rows a warp a tile)")
     mma = int(mma)
+    sh = bool(mma) and (MMA_SHFL if mma_shfl is None else bool(mma_shfl))
+    if sh and mma != 1:
+        raise ValueError(f"mma_shfl=True runs one block a warp: use mma=1 (here mma={mma})")
     if packed is None:
         packed = default_packed(query, s)
     B, Hq, _, D = query.shape
@@ -803,7 +811,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         D=D, DP=D, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits, BW=BW, UK=unroll or DEFAULT_UNROLL, VR=VR,
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, SPLIT_REM=split_rem, PACKED=packed,
         ASM=not _interpreting(), UF=UF, VDENSE=s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16,
-        NUM_WARPS_C=nw, MMA=mma,
+        NUM_WARPS_C=nw, MMA=mma, MMA_SH=sh,
         DEV_LENS=lens is not None, WIN=win,
         num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}),
     )

@@ -14,7 +14,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONSTEXPRS = ("D=128 DP=128 G=32 K_BITS=2 V_BITS=2 BW=128 VR=4 UK=2 BLOCK_N=16 HAS_VALID=False SINGLE=False "
               "SPLIT_REM=True PACKED=True ASM=True NUM_WARPS_C=4 DEV_LENS=False WIN=0 num_warps=4 maxnreg=96 "
-              "UF=2 VDENSE=True MMA=0").split()
+              "UF=2 VDENSE=True MMA=0 MMA_SH=False").split()
 
 
 def test_packed_kernel_builds_for_sm90_with_the_right_asm(tmp_path):
@@ -45,7 +45,7 @@ def test_mma_bulk_builds_for_sm90_with_its_lane_mapping(tmp_path):
     try:
         run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "kernel_sass.py"),
                               os.path.join(ROOT, "kernels", "decode_attention_v3.py"), "_decode_attn_v3_kernel",
-                              *consts, "BW=16", "NUM_WARPS_C=2", "num_warps=2", "maxnreg=128", "MMA=1",
+                              *consts, "BW=16", "NUM_WARPS_C=2", "num_warps=2", "maxnreg=128", "MMA=1", "MMA_SH=False",
                               "tag=mma"], env=env, capture_output=True, text=True, timeout=600)
     except FileNotFoundError as e:  # pragma: no cover - a Triton without its NVIDIA tools
         pytest.skip(f"no sm_90 toolchain: {e}")

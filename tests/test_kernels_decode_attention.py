@@ -346,6 +346,12 @@ def test_v3_mma_tiles_match_oracle(L, pad, num_splits, num_warps, mma):
     check_packed(2, 2, L, 128, 32, pad, num_splits=num_splits, num_warps=num_warps, mma=mma)
 
 
+def test_v3_mma_shuffled_value_operand_matches_oracle():
+    # mma_shfl: the value B operand by shuffles from the key lanes (p * scale and p * min), the min sums by one
+    # more MMA against ones; two 2-warp tiles and a masked third, with padding
+    check_packed(2, 2, 700, 128, 32, True, num_splits=1, num_warps=2, mma=1, mma_shfl=True)
+
+
 def test_v3_mma_refuses_what_it_cannot_map():
     state = make_state(1, 2, 200, 64, 192, 72, 2, 2, 32, torch.float16, DEVICE)
     with pytest.raises(ValueError, match="mma=1 cannot run this call: it maps head_dim 128 in groups of 32"):
@@ -355,6 +361,10 @@ def test_v3_mma_refuses_what_it_cannot_map():
     with pytest.raises(ValueError, match="mma=3 must be 0 .off., 1 or 2"):
         da3.decode_attention_v3(torch.randn(1, 2, 1, 128, device=DEVICE, dtype=torch.float16),
                                 make_state(1, 2, 200, 128, 192, 72, 2, 2, 32, torch.float16, DEVICE), None, 1.0, mma=3)
+    with pytest.raises(ValueError, match="mma_shfl=True runs one block a warp: use mma=1 .here mma=2."):
+        da3.decode_attention_v3(torch.randn(1, 2, 1, 128, device=DEVICE, dtype=torch.float16),
+                                make_state(1, 2, 200, 128, 192, 72, 2, 2, 32, torch.float16, DEVICE), None, 1.0, mma=2,
+                                mma_shfl=True)
     with pytest.raises(ValueError, match="it computes k2v2 fp16 only"):
         da3.decode_attention_v3(torch.randn(1, 2, 1, 128, device=DEVICE, dtype=torch.bfloat16), state, None, 1.0,
                                 mma=1)
@@ -462,6 +472,7 @@ def test_gpu_v3_mma(L, B, H):
     check_packed(B, H, L, 128, 32, True, device="cuda", seed=L, mma=1, num_warps=2)  # the default shape
     check_packed(B, H, L, 128, 32, False, device="cuda", seed=L + 1, mma=1, num_warps=4)
     check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + 2, mma=2, num_warps=2, maxnreg=168)
+    check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + 3, mma=1, num_warps=2, mma_shfl=True)
 
 
 @gpu
