@@ -419,7 +419,8 @@ def _scale4(sp, s_vst, r: tl.constexpr, ok):
 def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_ptr,
               s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, end, qk_scale, m_i, l_i,
               D: tl.constexpr, G: tl.constexpr, NW: tl.constexpr, RB: tl.constexpr, HAS_VALID: tl.constexpr,
-              ASM: tl.constexpr, UF: tl.constexpr, VDENSE: tl.constexpr, SH: tl.constexpr):
+              ASM: tl.constexpr, UF: tl.constexpr, VDENSE: tl.constexpr, SH: tl.constexpr,
+              SDENSE: tl.constexpr):
     # [lo, end) in tiles of 128 x RB x NW tokens (k2v2, fp16, D = 128, G = 32: the launcher checks); a warp
     # takes RB blocks of 8 key word rows. Returns the tiles' running max, sum and [1, D] output, like v3's
     # _bulk_packed. SH (RB = 1): the value B operand comes from the key lanes by shuffles instead of the
@@ -501,15 +502,19 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
              w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = \
                 _value_words(vc_ptr, vstride, start, base, n_t, gid, tig)
             r0 = start + base + 32 * tig
-            sp = tl.where(gid < NG, vs_ptr + gid, vm_ptr + (gid - NG)) + r0 * s_vst
-            sc0, sc1, sc2, sc3 = _scale4(sp, s_vst, 0, r0 < n_t + start)
-            sc4, sc5, sc6, sc7 = _scale4(sp, s_vst, 4, r0 + 4 < n_t + start)
-            sc8, sc9, sc10, sc11 = _scale4(sp, s_vst, 8, r0 + 8 < n_t + start)
-            sc12, sc13, sc14, sc15 = _scale4(sp, s_vst, 12, r0 + 12 < n_t + start)
-            sc16, sc17, sc18, sc19 = _scale4(sp, s_vst, 16, r0 + 16 < n_t + start)
-            sc20, sc21, sc22, sc23 = _scale4(sp, s_vst, 20, r0 + 20 < n_t + start)
-            sc24, sc25, sc26, sc27 = _scale4(sp, s_vst, 24, r0 + 24 < n_t + start)
-            sc28, sc29, sc30, sc31 = _scale4(sp, s_vst, 28, r0 + 28 < n_t + start)
+            if SDENSE:  # value scale / min rows NG apart: the 32 row offsets are immediates
+                sst = NG
+            else:
+                sst = s_vst
+            sp = tl.where(gid < NG, vs_ptr + gid, vm_ptr + (gid - NG)) + r0 * sst
+            sc0, sc1, sc2, sc3 = _scale4(sp, sst, 0, r0 < n_t + start)
+            sc4, sc5, sc6, sc7 = _scale4(sp, sst, 4, r0 + 4 < n_t + start)
+            sc8, sc9, sc10, sc11 = _scale4(sp, sst, 8, r0 + 8 < n_t + start)
+            sc12, sc13, sc14, sc15 = _scale4(sp, sst, 12, r0 + 12 < n_t + start)
+            sc16, sc17, sc18, sc19 = _scale4(sp, sst, 16, r0 + 16 < n_t + start)
+            sc20, sc21, sc22, sc23 = _scale4(sp, sst, 20, r0 + 20 < n_t + start)
+            sc24, sc25, sc26, sc27 = _scale4(sp, sst, 24, r0 + 24 < n_t + start)
+            sc28, sc29, sc30, sc31 = _scale4(sp, sst, 28, r0 + 28 < n_t + start)
             cm0, cm1, cm2, cm3 = cm0 * alpha, cm1 * alpha, cm2 * alpha, cm3 * alpha
             # token 32 tig + 4 kv + i is code j = 4 (kv % 4) + i of word row 2 tig + kv // 4, whose p sits in
             # column j of that row's useful lane: 4 gid + gid // 4 with gid the word row

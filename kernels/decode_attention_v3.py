@@ -526,6 +526,7 @@ def _decode_attn_v3_kernel(
     BW: tl.constexpr, VR: tl.constexpr, UK: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr,
     SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr,
     UF: tl.constexpr, VDENSE: tl.constexpr, NUM_WARPS_C: tl.constexpr, MMA: tl.constexpr, MMA_SH: tl.constexpr,
+    SDENSE: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
@@ -565,7 +566,7 @@ def _decode_attn_v3_kernel(
         m_b, l_b, acc = _bulk_mma(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                   valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
                                   lo, bulk_end, qk_scale, m_b, l_b, D, G, NUM_WARPS_C, MMA, HAS_VALID, ASM, UF, VDENSE,
-                                  MMA_SH)
+                                  MMA_SH, SDENSE)
     elif PACKED:
         m_b, l_b, acc = _bulk_packed(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                      valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
@@ -812,6 +813,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, SPLIT_REM=split_rem, PACKED=packed,
         ASM=not _interpreting(), UF=UF, VDENSE=s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16,
         NUM_WARPS_C=nw, MMA=mma, MMA_SH=sh,
+        SDENSE=s.v_scale.numel() > 0 and s.v_scale.stride(2) == s.v_min.stride(2) == D // s.group_size,
         DEV_LENS=lens is not None, WIN=win,
         num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}),
     )

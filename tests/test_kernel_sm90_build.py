@@ -14,7 +14,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONSTEXPRS = ("D=128 DP=128 G=32 K_BITS=2 V_BITS=2 BW=128 VR=4 UK=2 BLOCK_N=16 HAS_VALID=False SINGLE=False "
               "SPLIT_REM=True PACKED=True ASM=True NUM_WARPS_C=4 DEV_LENS=False WIN=0 num_warps=4 maxnreg=96 "
-              "UF=2 VDENSE=True MMA=0 MMA_SH=False").split()
+              "UF=2 VDENSE=True MMA=0 MMA_SH=False SDENSE=True").split()
 
 
 def test_packed_kernel_builds_for_sm90_with_the_right_asm(tmp_path):
