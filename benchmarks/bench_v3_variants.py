@@ -55,6 +55,13 @@ VARIANTS = {
     "mma_sh_r168": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 168},
     "mma_sh_w1": {"mma": 1, "num_warps": 1, "mma_shfl": True},
     "mma_sh_w4": {"mma": 1, "num_warps": 4, "mma_shfl": True},
+    # caps: 8 / 7 / 6 / 5 / 5 two-warp programs an SM at 128 / 144 / 168 / 184 / 200 registers
+    "mma_sh_r144": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 144},
+    "mma_sh_r184": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 184},
+    "mma_sh_r200": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 200},
+    "mma_sh_w1_r184": {"mma": 1, "num_warps": 1, "mma_shfl": True, "maxnreg": 184},
+    "mma_sh_r168_S2x": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 168, "num_splits": "x2"},
+    "mma_sh_r168_Sh": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 168, "num_splits": "xh"},
     "mma_r168": {"mma": 1, "maxnreg": 168},
     "mma_r96": {"mma": 1, "maxnreg": 96},
     "mma_S2x": {"mma": 1, "num_splits": "x2"},
@@ -145,6 +152,8 @@ def main() -> None:
             bw3 = 8 * (kw.get("num_warps") or 4) * kw["mma"] if kw.get("mma") else kw.get("block_w") or da3.DEFAULT_BLOCK_W
             if kw.get("num_splits") == "x2":  # twice the split rule's bulk splits
                 kw["num_splits"] = 2 * da3.num_splits_v3(B * Hq, L, bw3 * 16)
+            if kw.get("num_splits") == "xh":  # half of them
+                kw["num_splits"] = max(1, da3.num_splits_v3(B * Hq, L, bw3 * 16) // 2)
             try:
                 f = lambda: call(q, st, None, D**-0.5, **kw)  # noqa: E731
                 err = (f().float() - ref).abs().max().item()

@@ -194,37 +194,61 @@ def _useful16(odd, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c
 
 
 @triton.jit
-def _key_block(q_ptr, kc_ptr, ks_ptr, valid_ptr, s_kcw, s_ksg, s_mt, start, end, wrow, gk, b_ok, kb_l, tig, odd,
-               useful, unscale, D: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr):
+def _factors4(sb, mb, qb, ok):
+    # 4 channels of a B lane: the fp16 factors q * scale (one rounding: fp16 inputs; the cast is for fp32
+    # ones) and the fp32 partial key bias sum q * min (as the [groups, D] tile it replaces)
+    qv = tl.load(qb)
+    f0, f1, f2, f3 = _split4n((tl.load(sb, mask=ok, other=0.0) * qv).to(tl.float16))
+    part = tl.sum(tl.load(mb, mask=ok, other=0.0).to(tl.float32) * qv.to(tl.float32), axis=1)
+    return f0, f1, f2, f3, part
+
+
+@triton.jit
+def _key_block(q_ptr, kc_ptr, ks_ptr, km_ptr, valid_ptr, s_kcw, s_ksg, s_kmg, s_mt, start, end, wrow, gk, b_ok,
+               lane, tig, col, odd, useful, unscale,
+               D: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr):
     # the scores of 8 key word rows a warp (a lane's A rows: word row wrow), [lanes, 16] (column j: token j of
-    # the word row), scaled and biased; -inf where masked and in the lanes that hold no useful entry. A lane's
-    # k slots are channels 32 tig + 4 kk + (0, 1) and (2, 3) at step kk: its 32 code words, factors and query
-    # channels are each one contiguous run, loaded at once (8 dependent steps of loads measured 445 us at
-    # 8x32K against v3's 373: h200_round13/variants.log)
+    # the word row), biased, not yet times qk_scale (the softmax's FFMA applies it: 16 registers of scaled
+    # column factors less); -inf where masked and in the lanes that hold no useful entry. A lane's k slots
+    # are channels 16 kk + 4 tig + (0, 1) and (2, 3) at step kk (the sum runs over channels, so any split of
+    # them across lanes and steps works if codes and factors agree). Its 32 code words, factors and
+    # query channels are loaded at once (8 dependent steps of loads measured 445 us at 8x32K against v3's
+    # 373: h200_round13/variants.log), and the 4 lanes of a word row read 64 contiguous bytes each load: with
+    # 32 contiguous channels a lane (32 tig + 4 kk) every load used half of each 32-byte sector (Nsight: 51%
+    # excessive sectors, h200_round14/ncu_mmash_8x32k.txt)
     rows_w = start // 16 + wrow
-    kb_ = kc_ptr + rows_w[:, None] * s_kcw + (32 * tig)[:, None] + tl.arange(0, 4)[None, :]
-    sb = ks_ptr + gk[:, None] * s_ksg + (32 * tig)[:, None] + tl.arange(0, 4)[None, :]
-    qb = q_ptr + (32 * tig)[:, None] + tl.arange(0, 4)[None, :]
+    ch4 = (4 * tig)[:, None] + tl.arange(0, 4)[None, :]
+    kb_ = kc_ptr + rows_w[:, None] * s_kcw + ch4
+    sb = ks_ptr + gk[:, None] * s_ksg + ch4
+    mb = km_ptr + gk[:, None] * s_kmg + ch4
+    qb = q_ptr + ch4
     w_ok = (rows_w * 16 < end)[:, None]
     # eight [lanes, 4] loads, not one [lanes, 32]: Triton spreads a 32-wide row over 8 threads and the
     # splits then cross lanes through shared memory (SASS: 436 SHFL, 192 BAR a tile)
     w0, w1, w2, w3 = _split4n(tl.load(kb_, mask=w_ok, other=0))
-    w4, w5, w6, w7 = _split4n(tl.load(kb_ + 4, mask=w_ok, other=0))
-    w8, w9, w10, w11 = _split4n(tl.load(kb_ + 8, mask=w_ok, other=0))
-    w12, w13, w14, w15 = _split4n(tl.load(kb_ + 12, mask=w_ok, other=0))
-    w16, w17, w18, w19 = _split4n(tl.load(kb_ + 16, mask=w_ok, other=0))
-    w20, w21, w22, w23 = _split4n(tl.load(kb_ + 20, mask=w_ok, other=0))
-    w24, w25, w26, w27 = _split4n(tl.load(kb_ + 24, mask=w_ok, other=0))
-    w28, w29, w30, w31 = _split4n(tl.load(kb_ + 28, mask=w_ok, other=0))
-    # fp16 factors q * scale, one rounding (fp16 inputs; the cast is for fp32 ones); qk_scale goes on the scores
-    f0, f1, f2, f3 = _split4n((tl.load(sb, mask=b_ok[:, None], other=0.0) * tl.load(qb)).to(tl.float16))
-    f4, f5, f6, f7 = _split4n((tl.load(sb + 4, mask=b_ok[:, None], other=0.0) * tl.load(qb + 4)).to(tl.float16))
-    f8, f9, f10, f11 = _split4n((tl.load(sb + 8, mask=b_ok[:, None], other=0.0) * tl.load(qb + 8)).to(tl.float16))
-    f12, f13, f14, f15 = _split4n((tl.load(sb + 12, mask=b_ok[:, None], other=0.0) * tl.load(qb + 12)).to(tl.float16))
-    f16, f17, f18, f19 = _split4n((tl.load(sb + 16, mask=b_ok[:, None], other=0.0) * tl.load(qb + 16)).to(tl.float16))
-    f20, f21, f22, f23 = _split4n((tl.load(sb + 20, mask=b_ok[:, None], other=0.0) * tl.load(qb + 20)).to(tl.float16))
-    f24, f25, f26, f27 = _split4n((tl.load(sb + 24, mask=b_ok[:, None], other=0.0) * tl.load(qb + 24)).to(tl.float16))
-    f28, f29, f30, f31 = _split4n((tl.load(sb + 28, mask=b_ok[:, None], other=0.0) * tl.load(qb + 28)).to(tl.float16))
+    w4, w5, w6, w7 = _split4n(tl.load(kb_ + 16, mask=w_ok, other=0))
+    w8, w9, w10, w11 = _split4n(tl.load(kb_ + 32, mask=w_ok, other=0))
+    w12, w13, w14, w15 = _split4n(tl.load(kb_ + 48, mask=w_ok, other=0))
+    w16, w17, w18, w19 = _split4n(tl.load(kb_ + 64, mask=w_ok, other=0))
+    w20, w21, w22, w23 = _split4n(tl.load(kb_ + 80, mask=w_ok, other=0))
+    w24, w25, w26, w27 = _split4n(tl.load(kb_ + 96, mask=w_ok, other=0))
+    w28, w29, w30, w31 = _split4n(tl.load(kb_ + 112, mask=w_ok, other=0))
+    # the B lanes (gid < 4: group gk) also sum q * min over their 32 channels: two butterfly shuffles over
+    # tig give each its group's bias, and one indexed shuffle takes it to the lanes whose rows are in that
+    # group (lane 4 col). This replaced a [groups, D] min tile a tile, its cross-warp sum and the gather.
+    okb = b_ok[:, None]
+    f0, f1, f2, f3, kp = _factors4(sb, mb, qb, okb)
+    f4, f5, f6, f7, kp1 = _factors4(sb + 16, mb + 16, qb + 16, okb)
+    f8, f9, f10, f11, kp2 = _factors4(sb + 32, mb + 32, qb + 32, okb)
+    f12, f13, f14, f15, kp3 = _factors4(sb + 48, mb + 48, qb + 48, okb)
+    f16, f17, f18, f19, kp4 = _factors4(sb + 64, mb + 64, qb + 64, okb)
+    f20, f21, f22, f23, kp5 = _factors4(sb + 80, mb + 80, qb + 80, okb)
+    f24, f25, f26, f27, kp6 = _factors4(sb + 96, mb + 96, qb + 96, okb)
+    f28, f29, f30, f31, kp7 = _factors4(sb + 112, mb + 112, qb + 112, okb)
+    kp = (kp + kp1) + (kp2 + kp3) + ((kp4 + kp5) + (kp6 + kp7))
+    kp += _shfl(kp, lane ^ 1, NW, ASM)
+    kp += _shfl(kp, lane ^ 2, NW, ASM)
+    kb_l = _shfl(kp, 4 * col, NW, ASM)
     z = tl.zeros_like(kb_l)
     k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14, k15, \
         k16, k17, k18, k19, k20, k21, k22, k23, k24, k25, k26, k27, k28, k29, k30, k31 = _mma8(
@@ -379,6 +403,22 @@ def _shfl(x, src, NW: tl.constexpr, ASM: tl.constexpr):
 
 
 @triton.jit
+def _warp_max(x, NW: tl.constexpr, ASM: tl.constexpr):
+    # the max of x over each warp, in every lane of it (fp32): five butterfly shuffles, no shared memory
+    if ASM:
+        return tl.inline_asm_elementwise(
+            "{ .reg .f32 t; shfl.sync.bfly.b32 t, $1, 16, 0x1f, -1; max.f32 $0, $1, t; "
+            "shfl.sync.bfly.b32 t, $0, 8, 0x1f, -1; max.f32 $0, $0, t; "
+            "shfl.sync.bfly.b32 t, $0, 4, 0x1f, -1; max.f32 $0, $0, t; "
+            "shfl.sync.bfly.b32 t, $0, 2, 0x1f, -1; max.f32 $0, $0, t; "
+            "shfl.sync.bfly.b32 t, $0, 1, 0x1f, -1; max.f32 $0, $0, t; }",
+            "=f,f", [x], tl.float32, True, 1)
+    else:
+        m = tl.max(tl.reshape(x, (NW, 32)), axis=1)
+        return tl.reshape(tl.broadcast_to(m[:, None], (NW, 32)), (NW * 32,))
+
+
+@triton.jit
 def _f16x2(lo, hi, ASM: tl.constexpr):
     # two fp32 -> one fp16x2 register (int32), lo in the low half: one F2FP
     if ASM:
@@ -430,7 +470,6 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
     NT: tl.constexpr = NW * 32
     BT: tl.constexpr = NW * 128 * RB
     NG: tl.constexpr = D // G
-    GT: tl.constexpr = BT // G  # groups a tile
     DW: tl.constexpr = D // 16
     t = tl.arange(0, NT)
     lane = t % 32
@@ -445,10 +484,7 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
     j16 = tl.arange(0, 16)
     jm = j16 % 8
     unscale = tl.exp2(24.0 - 2.0 * tl.where(jm >= 5, jm - 5, jm).to(tl.float32))  # 2^24 * 4^-(code's j)
-    kscale = unscale * qk_scale
-    gl = warp * 4 * RB + col  # the group of the lane's rows in its first row block (tile-local)
     ch = tl.arange(0, D)
-    qf = tl.load(q_ptr + ch).to(tl.float32) * qk_scale
     u_ptr = (p_ptr + BT).to(tl.pointer_type(tl.float16))  # after the tile's p: u, [group, token] fp16
     u32_ptr = (p_ptr + BT).to(tl.pointer_type(tl.int32))
     if VDENSE:
@@ -462,31 +498,38 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
         z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z
     cpm = tl.zeros((NG,), tl.float32)
     cm0, cm1, cm2, cm3 = z, z, z, z  # SH: ones x (p * min), columns 4 + group
+    # SH: the warps' running maxes and the lanes' sums, merged once after the loop. A program-wide max
+    # crossed the warps through shared memory twice a tile (max and sum), with barriers.
+    m_w = tl.full((NT,), m_i, tl.float32)
+    l_w = tl.where(t == 0, l_i, 0.0)
     for start in range(lo, end, BT):
-        # the tile's key biases sum_d q_d * min[g, d] (fp32), then each lane's (its rows' group)
-        g_t = start // G + tl.arange(0, GT)
-        mk = tl.load(km_ptr + g_t[:, None] * s_kmg + ch[None, :], mask=(g_t * G < end)[:, None], other=0.0)
-        kb = tl.sum(mk.to(tl.float32) * qf[None, :], axis=1)
-        gk = start // G + warp * 4 * RB + gid
-        kb_l = tl.sum(tl.where(gl[:, None] == tl.arange(0, GT)[None, :], kb[None, :], 0.0), axis=1)
-        s0 = _key_block(q_ptr, kc_ptr, ks_ptr, valid_ptr, s_kcw, s_ksg, s_mt, start, end, wrow, gk,
-                        bl & (gk * G < end), kb_l, tig, odd, useful, kscale, D, NW, HAS_VALID, ASM)
-        m_t = tl.max(s0, axis=1)
+        gk = start // G + warp * 4 * RB + gid  # a B lane's group (tile-local: warp * 4 * RB + gid)
+        s0 = _key_block(q_ptr, kc_ptr, ks_ptr, km_ptr, valid_ptr, s_kcw, s_ksg, s_kmg, s_mt, start, end, wrow, gk,
+                        bl & (gk * G < end), lane, tig, col, odd, useful, unscale, D, NW, HAS_VALID, ASM)
+        m_t = tl.max(s0, axis=1) * qk_scale
         if RB == 2:
-            kb_l1 = tl.sum(tl.where(gl[:, None] + 4 == tl.arange(0, GT)[None, :], kb[None, :], 0.0), axis=1)
-            s1 = _key_block(q_ptr, kc_ptr, ks_ptr, valid_ptr, s_kcw, s_ksg, s_mt, start, end, wrow + 8, gk + 4,
-                            bl & ((gk + 4) * G < end), kb_l1, tig, odd, useful, kscale, D, NW, HAS_VALID, ASM)
-            m_t = tl.maximum(m_t, tl.max(s1, axis=1))
-        m_new = tl.maximum(m_i, tl.max(m_t, axis=0))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp2(m_i - m_safe)
-        p0 = tl.exp2(s0 - m_safe)
-        l_t = tl.sum(p0, axis=1)
-        if RB == 2:
-            p1 = tl.exp2(s1 - m_safe)
-            l_t += tl.sum(p1, axis=1)
-        l_i = l_i * alpha + tl.sum(l_t, axis=0)
-        m_i = m_new
+            s1 = _key_block(q_ptr, kc_ptr, ks_ptr, km_ptr, valid_ptr, s_kcw, s_ksg, s_kmg, s_mt, start, end,
+                            wrow + 8, gk + 4, bl & ((gk + 4) * G < end), lane, tig, col, odd, useful, unscale,
+                            D, NW, HAS_VALID, ASM)
+            m_t = tl.maximum(m_t, tl.max(s1, axis=1) * qk_scale)
+        if SH:  # each warp its own running max (uniform over its lanes) and each lane its own sum
+            m_new = tl.maximum(m_w, _warp_max(m_t, NW, ASM))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            alpha = tl.exp2(m_w - m_safe)
+            p0 = tl.exp2(s0 * qk_scale - m_safe[:, None])
+            l_w = l_w * alpha + tl.sum(p0, axis=1)
+            m_w = m_new
+        else:
+            m_new = tl.maximum(m_i, tl.max(m_t, axis=0))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            alpha = tl.exp2(m_i - m_safe)
+            p0 = tl.exp2(s0 * qk_scale - m_safe)
+            l_t = tl.sum(p0, axis=1)
+            if RB == 2:
+                p1 = tl.exp2(s1 * qk_scale - m_safe)
+                l_t += tl.sum(p1, axis=1)
+            l_i = l_i * alpha + tl.sum(l_t, axis=0)
+            m_i = m_new
         v0, v1, v2, v3, v4, v5, v6, v7 = v0 * alpha, v1 * alpha, v2 * alpha, v3 * alpha, v4 * alpha, v5 * alpha, \
             v6 * alpha, v7 * alpha
         v8, v9, v10, v11, v12, v13, v14, v15 = v8 * alpha, v9 * alpha, v10 * alpha, v11 * alpha, v12 * alpha, \
@@ -575,6 +618,12 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
                         v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, BT, NW, ASM)
     o = _useful16(odd, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
                   v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31)
+    if SH:  # onto the program's max: each lane's sums and outputs times 2^(its warp's max - the max)
+        m_i = tl.max(m_w, axis=0)
+        f_w = tl.exp2(m_w - tl.where(m_i == float("-inf"), 0.0, m_i))
+        l_i = tl.sum(l_w * f_w, axis=0)
+        o = o * f_w[:, None]
+        cm0, cm1 = cm0 * f_w, cm1 * f_w
     o = tl.where(useful[:, None], o * unscale[None, :], 0.0)  # [lanes, 16]: channel 16 gid + j
     o = tl.reshape(tl.sum(tl.sum(tl.reshape(o, (NW, 8, 4, 16)), axis=2), axis=0), (D,))  # over warps and tig
     gsel_d = (ch // G)[:, None] == tl.arange(0, NG)[None, :]

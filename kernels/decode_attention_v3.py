@@ -741,10 +741,11 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     operand by shuffles from the key lanes instead of the scratch row (mma=1; None: MMA_SHFL)."""
     s = state
     if mma is None:  # before `packed` resolves: a tuning keyword keeps the path it names
-        mma = int(block_w is None and num_warps is None and packed is None and default_mma(query, s))
+        mma = int(block_w is None and num_warps is None and packed is None and scaling > 0 and default_mma(query, s))
         num_warps = MMA_WARPS if mma else num_warps
     elif mma:  # an explicit request is checked here; default_mma has checked its own
-        why = mma_unsupported(query, s)
+        why = mma_unsupported(query, s) or (None if scaling > 0 else
+                                            f"its softmax scales the maxima, so it needs scaling > 0 (here {scaling})")
         if why is not None:
             raise ValueError(f"mma={mma} cannot run this call: {why}; use mma=0")
         if mma not in (1, 2):

@@ -368,6 +368,9 @@ def test_v3_mma_refuses_what_it_cannot_map():
     with pytest.raises(ValueError, match="it computes k2v2 fp16 only"):
         da3.decode_attention_v3(torch.randn(1, 2, 1, 128, device=DEVICE, dtype=torch.bfloat16), state, None, 1.0,
                                 mma=1)
+    with pytest.raises(ValueError, match=r"mma=1 cannot run this call: .*needs scaling > 0 \(here -0.5\)"):
+        da3.decode_attention_v3(torch.randn(1, 2, 1, 128, device=DEVICE, dtype=torch.float16),
+                                make_state(1, 2, 200, 128, 192, 72, 2, 2, 32, torch.float16, DEVICE), None, -0.5, mma=1)
 
 
 def test_v3_mma_default_rule():
