@@ -42,6 +42,7 @@ from kivi_core.state import KiviState
 from kivi_kernels.decode_attention import _default_block_n, _num_splits, decode_attention_triton
 from kivi_kernels import decode_attention_gqa as dgq
 from kivi_kernels.decode_attention_gqa import decode_attention_gqa
+import kivi_kernels.decode_attention_v3 as da3
 from kivi_kernels.decode_attention_v3 import (DEFAULT_BLOCK_W, DEFAULT_WARPS, MMA_WARPS, decode_attention_v3, default_mma,
                                              num_splits_v3, splits_v3)
 from kivi_kernels.quant_pack import quantize_keys_triton, quantize_values_triton
@@ -243,7 +244,8 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
             # picks it, else the packed path
             mma = default_mma(query, states[0])
             bn = 8 * MMA_WARPS * 16 if mma else DEFAULT_BLOCK_W * 16
-            S = splits_v3(B * Hq, L, bn, 16)[0]
+            S = splits_v3(B * Hq, L, bn, 16, programs=da3.SPLIT_PROGRAMS_MMA_SH if mma and da3.MMA_SHFL
+                          else da3.SPLIT_PROGRAMS)[0]
             kw = {}
         else:  # v3 with tuning overrides (the packed path here), or v3f: v3's fp32 path (packed=False)
             bw = block_w or DEFAULT_BLOCK_W

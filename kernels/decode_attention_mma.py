@@ -403,19 +403,12 @@ def _shfl(x, src, NW: tl.constexpr, ASM: tl.constexpr):
 
 
 @triton.jit
-def _warp_max(x, NW: tl.constexpr, ASM: tl.constexpr):
-    # the max of x over each warp, in every lane of it (fp32): five butterfly shuffles, no shared memory
-    if ASM:
-        return tl.inline_asm_elementwise(
-            "{ .reg .f32 t; shfl.sync.bfly.b32 t, $1, 16, 0x1f, -1; max.f32 $0, $1, t; "
-            "shfl.sync.bfly.b32 t, $0, 8, 0x1f, -1; max.f32 $0, $0, t; "
-            "shfl.sync.bfly.b32 t, $0, 4, 0x1f, -1; max.f32 $0, $0, t; "
-            "shfl.sync.bfly.b32 t, $0, 2, 0x1f, -1; max.f32 $0, $0, t; "
-            "shfl.sync.bfly.b32 t, $0, 1, 0x1f, -1; max.f32 $0, $0, t; }",
-            "=f,f", [x], tl.float32, True, 1)
-    else:
-        m = tl.max(tl.reshape(x, (NW, 32)), axis=1)
-        return tl.reshape(tl.broadcast_to(m[:, None], (NW, 32)), (NW * 32,))
+def _warp_max(x, NW: tl.constexpr):
+    # the max of x over each warp, in every lane of it (fp32). Triton lowers the [NW, 32] reduction to
+    # butterfly shuffles. (An inline-asm butterfly gave wrong maxima on the H200 once the kernel loads a
+    # padding mask, though its SASS reads right: debug_sh_valid.py, h200_round15b.)
+    m = tl.max(tl.reshape(x, (NW, 32)), axis=1)
+    return tl.reshape(tl.broadcast_to(m[:, None], (NW, 32)), (NW * 32,))
 
 
 @triton.jit
@@ -513,7 +506,7 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
                             D, NW, HAS_VALID, ASM)
             m_t = tl.maximum(m_t, tl.max(s1, axis=1) * qk_scale)
         if SH:  # each warp its own running max (uniform over its lanes) and each lane its own sum
-            m_new = tl.maximum(m_w, _warp_max(m_t, NW, ASM))
+            m_new = tl.maximum(m_w, _warp_max(m_t, NW))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
             alpha = tl.exp2(m_w - m_safe)
             p0 = tl.exp2(s0 * qk_scale - m_safe[:, None])

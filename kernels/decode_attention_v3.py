@@ -560,7 +560,8 @@ def _decode_attn_v3_kernel(
         bulk_end = tl.maximum(lo, tl.minimum(hi, packed_end))
     m_b = tl.max(tl.full((1,), float("-inf"), tl.float32), axis=0)
     l_b = tl.sum(tl.zeros((1,), tl.float32), axis=0)
-    PSTR: tl.constexpr = BT + (BT * (D // G) + 1) // 2 if PACKED else BT  # fp32 words a scratch row
+    # fp32 words a scratch row (= _scratch_words): p, and packed the fp16 u = p * scale; none with MMA_SH
+    PSTR: tl.constexpr = 0 if MMA_SH else BT + (BT * (D // G) + 1) // 2 if PACKED else BT
     p_row = p_ptr + (pid_bh * P_ROWS + tl.minimum(split, P_ROWS - 1)) * PSTR  # this program's scratch
     if MMA:
         m_b, l_b, acc = _bulk_mma(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
@@ -694,8 +695,18 @@ MAXNREG_MMA = 128
 # 818.7), pf2 670.9 / 718.5 / 1386.7 (cap 168: 477.4 / 509.7 / 969.9; cap 255: 373.3 / 433.4 / 817.9),
 # against 351.4 / 398.4 / 749.5: the held registers spill at cap 128 and cost programs above it.
 MMA_WARPS = 2
-# The tensor-core bulk's value operand by shuffles (decode_attention_v3's `mma_shfl`): not measured yet.
-MMA_SHFL = False
+# The tensor-core bulk's value operand by shuffles from the key lanes (`mma_shfl`; no scratch row, fold pass
+# or barrier a tile; a running max a warp), at cap MAXNREG_MMA_SH with the split rule aiming at
+# SPLIT_PROGRAMS_MMA_SH programs. H200, Llama-2 shape, us at 8x32K / 64x4096 / 128x4096 / 16x16K
+# (benchmarks/results/h200_round15/variants.log): scratch row (cap 128, 4096 programs) 355.2 / 401.6 / 776.1 /
+# 363.4; shuffles at cap 128 350.4 / 398.5 / 747.9 / 358.7, 144: 352.8 / 398.0 / 742.1 / 355.0, 168: 289.8 /
+# 337.7 / 630.9 / 292.6, 184: 348.8 / 409.7 / 769.5 / 354.7, 200: 352.9 / 413.8 / 777.3 / 359.6 (168 is the
+# last cap without a big spill: 22 spill loads a block; it leaves 6 programs an SM); at 168 with half the
+# splits 283.0 / 329.1 / 629.2 / 285.9, with twice 306.4 / 352.4 / 641.9 / 310.6. One warp at cap 184:
+# 350.7 / 380.7 / 726.9 / 355.2.
+MMA_SHFL = True
+MAXNREG_MMA_SH = 168
+SPLIT_PROGRAMS_MMA_SH = 2048
 # At and above this many (batch, head) programs a call "auto" runs the tensor-core bulk: measured faster
 # than the packed path at 256 (8x32K) and more; slower at 32 (1x32K, 94.0 vs 64.7 us: fewer, longer
 # programs), between the two not measured.
@@ -751,9 +762,9 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         if mma not in (1, 2):
             raise ValueError(f"mma={mma} must be 0 (off), 1 or 2 (blocks of 8 key word rows a warp a tile)")
     mma = int(mma)
-    sh = bool(mma) and (MMA_SHFL if mma_shfl is None else bool(mma_shfl))
-    if sh and mma != 1:
+    if mma_shfl and mma != 1:
         raise ValueError(f"mma_shfl=True runs one block a warp: use mma=1 (here mma={mma})")
+    sh = mma == 1 and (MMA_SHFL if mma_shfl is None else bool(mma_shfl))
     if packed is None:
         packed = default_packed(query, s)
     B, Hq, _, D = query.shape
@@ -778,12 +789,13 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     BLOCK_N = block_n or DEFAULT_BLOCK_N
     VR = 4 * 32 * nw // (D // (32 // s.v_bits))  # value rows a step: 4 words a thread
     if maxnreg is None and query.device.type == "cuda":
-        maxnreg = MAXNREG_MMA if mma else MAXNREG_PACKED if packed else MAXNREG
-    S, chunk = splits_v3(B * H, L, BT, BLOCK_N, num_splits, split_rem)
+        maxnreg = MAXNREG_MMA_SH if sh else MAXNREG_MMA if mma else MAXNREG_PACKED if packed else MAXNREG
+    S, chunk = splits_v3(B * H, L, BT, BLOCK_N, num_splits, split_rem,
+                         SPLIT_PROGRAMS_MMA_SH if sh else SPLIT_PROGRAMS)
     single = S == 1
     mask = valid.view(torch.uint8) if valid is not None else None
     P = S - 1 if split_rem and S > 1 else S  # p scratch rows a (batch, head): the window split needs none
-    pstr = BT + (BT * (D // s.group_size) + 1) // 2 if packed else BT  # packed: + u = p * scale, fp16
+    pstr = _scratch_words(BT, D, s.group_size, packed, sh)
     n_ws = 0 if single else B * H * S * (D + 2)
     ws = torch.empty((n_ws + B * H * P * pstr,), device=query.device, dtype=torch.float32)  # one allocation
     p_ws = ws[n_ws:]
@@ -802,7 +814,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         query, ptr(s.k_codes), ptr(s.k_scale), ptr(s.k_min), ptr(s.k_tail),
         ptr(s.v_codes), ptr(s.v_scale), ptr(s.v_min), ptr(s.v_win), mask if mask is not None else query,
         lens if lens is not None else query,
-        acc_ws, m_ws, l_ws, out, p_ws,
+        acc_ws, m_ws, l_ws, out, ptr(p_ws),
         H, QG, L, s.n_kq, s.n_vq, chunk, scaling * _LOG2E, 0x4B000000,
         query.stride(0), query.stride(1), query.stride(3),
         *st(s.k_codes), *st(s.k_scale), *st(s.k_min), *st(s.k_tail),
@@ -857,15 +869,25 @@ def splits_v3(batch_heads: int, length: int, tile_tokens: int, block_n: int,
     return -(-length // chunk) + (1 if split_rem else 0), chunk
 
 
+def _scratch_words(tile_tokens: int, head_dim: int, group_size: int, packed: bool, shfl: bool) -> int:
+    # fp32 words of a program's p scratch row (the kernel's PSTR): p, and on the packed paths u = p * scale
+    # (fp16, a (token, group) pair); the mma_shfl bulk passes p by shuffles and needs none
+    if shfl:
+        return 0
+    return tile_tokens + (tile_tokens * (head_dim // group_size) + 1) // 2 if packed else tile_tokens
+
+
 def workspace_bytes(batch: int, heads: int, length: int, head_dim: int, k_bits: int,
                     packed: bool = False, group_size: int = 32) -> int:
     """Device memory one default call allocates besides its output: split partials + p scratch (packed:
     + the fp16 p * scale row, one per (token, group)). `packed` stands for k2v2 fp16 (default_packed), which
     at head_dim 128, G = 32 and MMA_MIN_PROGRAMS runs the tensor-core bulk (default_mma)."""
     BT = DEFAULT_BLOCK_W * (32 // k_bits)
-    if packed and head_dim == 128 and group_size == 32 and batch * heads >= MMA_MIN_PROGRAMS:
+    mma = packed and head_dim == 128 and group_size == 32 and batch * heads >= MMA_MIN_PROGRAMS
+    if mma:
         BT = 8 * MMA_WARPS * 16
-    S, _ = splits_v3(batch * heads, length, BT, DEFAULT_BLOCK_N)
+    S, _ = splits_v3(batch * heads, length, BT, DEFAULT_BLOCK_N,
+                     programs=SPLIT_PROGRAMS_MMA_SH if mma and MMA_SHFL else SPLIT_PROGRAMS)
     P = S - 1 if S > 1 else S
-    pstr = BT + (BT * (head_dim // group_size) + 1) // 2 if packed else BT
+    pstr = _scratch_words(BT, head_dim, group_size, packed, mma and MMA_SHFL)
     return batch * heads * S * ((head_dim + 2) if S > 1 else 0) * 4 + batch * heads * P * pstr * 4

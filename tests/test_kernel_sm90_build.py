@@ -34,24 +34,29 @@ def test_packed_kernel_builds_for_sm90_with_the_right_asm(tmp_path):
     assert re.search(r"regs=(\d+)", run.stdout) and int(re.search(r"regs=(\d+)", run.stdout).group(1)) <= 96
 
 
-def test_mma_bulk_builds_for_sm90_with_its_lane_mapping(tmp_path):
-    # the tensor-core bulk (decode_attention_mma, its default shape: one block a warp, 2 warps): a tile is 16
-    # calls of the 8-MMA asm, 128 HMMA a lane, and its operands stay in their threads. A load that Triton
-    # spreads over several threads shows up as shared-memory shuffles around them (436 SHFL a tile when
-    # the code words were one [lanes, 32] load; 41 now, from the softmax's reductions)
+@pytest.mark.parametrize("sh,cap,hmma", [(False, 128, 128), (True, 168, 136)], ids=["scratch", "shfl"])
+def test_mma_bulk_builds_for_sm90_with_its_lane_mapping(tmp_path, sh, cap, hmma):
+    # the tensor-core bulk (decode_attention_mma, one block a warp, 2 warps): a tile is 16 calls of the 8-MMA
+    # asm, 128 HMMA a lane (+ 8 with mma_shfl: the min sums against ones), and its operands stay in their
+    # threads. A load that Triton spreads over several threads shows up as shared-memory shuffles around them
+    # (436 SHFL a tile when the code words were one [lanes, 32] load). mma_shfl (the default) has no barrier
+    # and no shared memory in its loop: 40 SHFL (32 value operand steps, 3 for the key biases, 5 for the warp
+    # max); the scratch-row path ~36 and its barriers
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["KC"] = str(tmp_path)
     consts = [c for c in CONSTEXPRS if not c.startswith(("BW=", "NUM_WARPS_C=", "num_warps=", "maxnreg=", "MMA"))]
     try:
         run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "kernel_sass.py"),
                               os.path.join(ROOT, "kernels", "decode_attention_v3.py"), "_decode_attn_v3_kernel",
-                              *consts, "BW=16", "NUM_WARPS_C=2", "num_warps=2", "maxnreg=128", "MMA=1", "MMA_SH=False",
-                              "tag=mma"], env=env, capture_output=True, text=True, timeout=600)
+                              *consts, "BW=16", "NUM_WARPS_C=2", "num_warps=2", f"maxnreg={cap}", "MMA=1",
+                              f"MMA_SH={sh}", "tag=mma"], env=env, capture_output=True, text=True, timeout=600)
     except FileNotFoundError as e:  # pragma: no cover - a Triton without its NVIDIA tools
         pytest.skip(f"no sm_90 toolchain: {e}")
     assert run.returncode == 0, run.stderr[-2000:]
-    assert (tmp_path / "mma.ttgir").read_text().count("mma.sync.aligned.m16n8k16") == 16 * 8  # 16 asm calls
+    assert (tmp_path / "mma.ttgir").read_text().count("mma.sync.aligned.m16n8k16") == hmma  # asm calls
     loops = [dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line)) for line in run.stdout.splitlines()
              if line.strip().startswith("loop")]
     main = max(loops, key=lambda c: c.get("HMMA", 0))
-    assert main.get("HMMA") == 128 and main.get("SHFL", 0) < 100, run.stdout
+    assert main.get("HMMA") == hmma and main.get("SHFL", 0) < 100, run.stdout
+    if sh:
+        assert main.get("BAR", 0) == 0 and main.get("STS", 0) == 0 and main.get("SHFL") <= 48, run.stdout

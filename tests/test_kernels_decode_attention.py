@@ -346,10 +346,11 @@ def test_v3_mma_tiles_match_oracle(L, pad, num_splits, num_warps, mma):
     check_packed(2, 2, L, 128, 32, pad, num_splits=num_splits, num_warps=num_warps, mma=mma)
 
 
-def test_v3_mma_shuffled_value_operand_matches_oracle():
-    # mma_shfl: the value B operand by shuffles from the key lanes (p * scale and p * min), the min sums by one
-    # more MMA against ones; two 2-warp tiles and a masked third, with padding
-    check_packed(2, 2, 700, 128, 32, True, num_splits=1, num_warps=2, mma=1, mma_shfl=True)
+def test_v3_mma_scratch_row_value_operand_matches_oracle():
+    # mma=1 runs mma_shfl by default (the value B operand by shuffles from the key lanes, a running max a
+    # warp): the scratch-row path (p and u through global memory, one max a program), two 2-warp tiles and
+    # a masked third, with padding
+    check_packed(2, 2, 700, 128, 32, True, num_splits=1, num_warps=2, mma=1, mma_shfl=False)
 
 
 def test_v3_mma_refuses_what_it_cannot_map():
@@ -472,10 +473,10 @@ def test_gpu_v3_packed(L, D, G, B, H):
 @pytest.mark.parametrize("L,B,H", [(4133, 3, 4), (32 * 1024 + 77, 1, 8), (1000, 2, 2), (4096, 8, 32), (129, 2, 2)],
                          ids=str)
 def test_gpu_v3_mma(L, B, H):
-    check_packed(B, H, L, 128, 32, True, device="cuda", seed=L, mma=1, num_warps=2)  # the default shape
+    check_packed(B, H, L, 128, 32, True, device="cuda", seed=L, mma=1, num_warps=2)  # the default (mma_shfl)
     check_packed(B, H, L, 128, 32, False, device="cuda", seed=L + 1, mma=1, num_warps=4)
     check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + 2, mma=2, num_warps=2, maxnreg=168)
-    check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + 3, mma=1, num_warps=2, mma_shfl=True)
+    check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + 3, mma=1, num_warps=2, mma_shfl=False)
 
 
 @gpu
