@@ -153,9 +153,9 @@ def main() -> None:
                 n_sm = torch.cuda.get_device_properties(q.device).multi_processor_count
                 kw["num_splits"] = max(1, min(-(-4 * n_sm // (B * H)), -(-L // (2 * da3.DEFAULT_BLOCK_W * 16))))
             bw3 = 8 * (kw.get("num_warps") or 4) * kw["mma"] if kw.get("mma") else kw.get("block_w") or da3.DEFAULT_BLOCK_W
-            if kw.get("num_splits") == "x2":  # twice the split rule's bulk splits
+            if kw.get("num_splits") == "x2":  # twice the split rule's bulk splits (at SPLIT_PROGRAMS)
                 kw["num_splits"] = 2 * da3.num_splits_v3(B * Hq, L, bw3 * 16)
-            if kw.get("num_splits") == "xh":  # half of them
+            if kw.get("num_splits") == "xh":  # half of them (at SPLIT_PROGRAMS)
                 kw["num_splits"] = max(1, da3.num_splits_v3(B * Hq, L, bw3 * 16) // 2)
             try:
                 f = lambda: call(q, st, None, D**-0.5, **kw)  # noqa: E731
@@ -169,8 +169,9 @@ def main() -> None:
             if which == "v1":
                 splits = kw.get("num_splits") or 0  # 0: v1's own rule
             elif call is da3.decode_attention_v3:  # v3: programs by query head
-                splits = da3.splits_v3(B * Hq, L, bw3 * 16, 16,
-                                       kw.get("num_splits"), kw.get("split_rem", True))[0]
+                sh = kw.get("mma") == 1 and kw.get("mma_shfl", da3.MMA_SHFL)  # the launcher's split target
+                splits = da3.splits_v3(B * Hq, L, bw3 * 16, 16, kw.get("num_splits"), kw.get("split_rem", True),
+                                       da3.SPLIT_PROGRAMS_MMA_SH if sh else da3.SPLIT_PROGRAMS)[0]
             else:
                 bw = kw.get("block_w") or (dgq.DEFAULT_BLOCK_W if kw.get("packed") is False else dgq.PACKED_BLOCK_W)
                 splits = da3.splits_v3(B * H, L, bw * 16, 16,

@@ -16,8 +16,13 @@ share of an MMA (`_mma8_asm`):
   * Values: out[d] = sum_t c[t, d] * (p_t * scale[t, g(d)]) + sum_t p_t * min[t, g(d)]. A = 16 channels
     (code j of the lane's word column, both halves) x 16 tokens (PRMT pairs two tokens' words), B = u =
     p * scale [token, group] from the scratch row; again column g(row) is the useful one.
-  * A warp owns 8 key word rows (128 tokens) in both phases; a tile is 128 x warps tokens. p crosses
-    from the key to the value mapping through the program's scratch row, as in v3.
+  * A warp owns 8 key word rows (128 tokens) in both phases; a tile is 128 x warps tokens. By default
+    (`mma_shfl`) p goes from the key lanes to the value B operand by warp shuffles and each warp keeps its
+    own running max, merged once at the end: no scratch row, barrier or shared memory in the loop
+    (288 against 350 us at 8x32K on the H200, benchmarks/results/h200_round14.md). Without it, p and
+    u = p * scale cross through the program's scratch row, as in v3.
+  * Key biases sum_d q_d * min[g, d] come from the lanes that build the B operand (they load q and the
+    scales already): 32 channels a lane, two butterfly shuffles, one indexed shuffle to the rows' lanes.
 
 Each lane's MMA operands are its elements of [lanes]-shaped tensors: Triton's layout of a 1-D tensor (and
 of the rows of the [lanes, 4] tiles loaded here, one row a thread) puts element i in thread i, which is

@@ -703,7 +703,9 @@ MMA_WARPS = 2
 # 337.7 / 630.9 / 292.6, 184: 348.8 / 409.7 / 769.5 / 354.7, 200: 352.9 / 413.8 / 777.3 / 359.6 (168 is the
 # last cap without a big spill: 22 spill loads a block; it leaves 6 programs an SM); at 168 with half the
 # splits 283.0 / 329.1 / 629.2 / 285.9, with twice 306.4 / 352.4 / 641.9 / 310.6. One warp at cap 184:
-# 350.7 / 380.7 / 726.9 / 355.2.
+# 350.7 / 380.7 / 726.9 / 355.2. Around the default (h200_round17/variants.log): 286.7 / 332.2 / 644.2 / 289.6;
+# cap 160 290.4 / 337.8 / 650.5 / 294.3, 176 331.6 / 395.1 / 764.9 / 339.5; one warp at 168 355.1 / 373.3 /
+# 657.7 / 357.5.
 MMA_SHFL = True
 MAXNREG_MMA_SH = 168
 SPLIT_PROGRAMS_MMA_SH = 2048
