@@ -306,28 +306,33 @@ def _key_block(q_ptr, kc_ptr, ks_ptr, km_ptr, valid_ptr, s_kcw, s_ksg, s_kmg, s_
 
 @triton.jit
 def _vld4(vb, vstride, r: tl.constexpr, ok):
-    # the words of 4 consecutive value rows from row r (n_t is a multiple of 16, so 4 rows share one mask)
+    # loads from 4 consecutive rows from row r (n_t is a multiple of 16, so 4 rows share one mask)
     return (tl.load(vb + r * vstride, mask=ok, other=0), tl.load(vb + (r + 1) * vstride, mask=ok, other=0),
             tl.load(vb + (r + 2) * vstride, mask=ok, other=0), tl.load(vb + (r + 3) * vstride, mask=ok, other=0))
 
 
 @triton.jit
-def _value_words(vc_ptr, vstride, start, base, n_t, gid, tig):
-    # a lane's 32 value code words for the warp's 128 tokens from tile token `base` (word column gid): its k
-    # slots at step kv are tokens 32 tig + 4 kv + (0, 1) and (2, 3). One [lanes] load a word (a column of
-    # strided rows: 1-D tensors keep element i in thread i), all issued together
-    r0 = start + base + 32 * tig
-    vb = vc_ptr + r0 * vstride + gid
-    w0, w1, w2, w3 = _vld4(vb, vstride, 0, r0 < n_t + start)
-    w4, w5, w6, w7 = _vld4(vb, vstride, 4, r0 + 4 < n_t + start)
-    w8, w9, w10, w11 = _vld4(vb, vstride, 8, r0 + 8 < n_t + start)
-    w12, w13, w14, w15 = _vld4(vb, vstride, 12, r0 + 12 < n_t + start)
-    w16, w17, w18, w19 = _vld4(vb, vstride, 16, r0 + 16 < n_t + start)
-    w20, w21, w22, w23 = _vld4(vb, vstride, 20, r0 + 20 < n_t + start)
-    w24, w25, w26, w27 = _vld4(vb, vstride, 24, r0 + 24 < n_t + start)
-    w28, w29, w30, w31 = _vld4(vb, vstride, 28, r0 + 28 < n_t + start)
+def _rows32(rp, stride, r0, lim):
+    # one [lanes] load from each of 32 consecutive rows, the lane's first at rp (its row r0; rows from lim
+    # on give 0), all issued together. 1-D tensors keep element i in thread i, so lane = i % 32
+    w0, w1, w2, w3 = _vld4(rp, stride, 0, r0 < lim)
+    w4, w5, w6, w7 = _vld4(rp, stride, 4, r0 + 4 < lim)
+    w8, w9, w10, w11 = _vld4(rp, stride, 8, r0 + 8 < lim)
+    w12, w13, w14, w15 = _vld4(rp, stride, 12, r0 + 12 < lim)
+    w16, w17, w18, w19 = _vld4(rp, stride, 16, r0 + 16 < lim)
+    w20, w21, w22, w23 = _vld4(rp, stride, 20, r0 + 20 < lim)
+    w24, w25, w26, w27 = _vld4(rp, stride, 24, r0 + 24 < lim)
+    w28, w29, w30, w31 = _vld4(rp, stride, 28, r0 + 28 < lim)
     return (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
             w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31)
+
+
+@triton.jit
+def _value_words(vc_ptr, vstride, start, base, n_t, gid, tig):
+    # a lane's 32 value code words for the warp's 128 tokens from tile token `base` (word column gid): its k
+    # slots at step kv are tokens 32 tig + 4 kv + (0, 1) and (2, 3); a column of strided rows
+    r0 = start + base + 32 * tig
+    return _rows32(vc_ptr + r0 * vstride + gid, vstride, r0, n_t + start)
 
 
 @triton.jit
@@ -447,13 +452,6 @@ def _mma1(b0, b1, c0, c1, c2, c3, NW: tl.constexpr, ASM: tl.constexpr):
 
 
 @triton.jit
-def _scale4(sp, s_vst, r: tl.constexpr, ok):
-    # the scales (or mins) of 4 consecutive value rows from row r of the lane's run
-    return (tl.load(sp + r * s_vst, mask=ok, other=0.0), tl.load(sp + (r + 1) * s_vst, mask=ok, other=0.0),
-            tl.load(sp + (r + 2) * s_vst, mask=ok, other=0.0), tl.load(sp + (r + 3) * s_vst, mask=ok, other=0.0))
-
-
-@triton.jit
 def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_ptr,
               s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, end, qk_scale, m_i, l_i,
               D: tl.constexpr, G: tl.constexpr, NW: tl.constexpr, RB: tl.constexpr, HAS_VALID: tl.constexpr,
@@ -548,14 +546,9 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
             else:
                 sst = s_vst
             sp = tl.where(gid < NG, vs_ptr + gid, vm_ptr + (gid - NG)) + r0 * sst
-            sc0, sc1, sc2, sc3 = _scale4(sp, sst, 0, r0 < n_t + start)
-            sc4, sc5, sc6, sc7 = _scale4(sp, sst, 4, r0 + 4 < n_t + start)
-            sc8, sc9, sc10, sc11 = _scale4(sp, sst, 8, r0 + 8 < n_t + start)
-            sc12, sc13, sc14, sc15 = _scale4(sp, sst, 12, r0 + 12 < n_t + start)
-            sc16, sc17, sc18, sc19 = _scale4(sp, sst, 16, r0 + 16 < n_t + start)
-            sc20, sc21, sc22, sc23 = _scale4(sp, sst, 20, r0 + 20 < n_t + start)
-            sc24, sc25, sc26, sc27 = _scale4(sp, sst, 24, r0 + 24 < n_t + start)
-            sc28, sc29, sc30, sc31 = _scale4(sp, sst, 28, r0 + 28 < n_t + start)
+            (sc0, sc1, sc2, sc3, sc4, sc5, sc6, sc7, sc8, sc9, sc10, sc11, sc12, sc13, sc14, sc15,
+             sc16, sc17, sc18, sc19, sc20, sc21, sc22, sc23, sc24, sc25, sc26, sc27, sc28, sc29, sc30, sc31) = \
+                _rows32(sp, sst, r0, n_t + start)
             cm0, cm1, cm2, cm3 = cm0 * alpha, cm1 * alpha, cm2 * alpha, cm3 * alpha
             # token 32 tig + 4 kv + i is code j = 4 (kv % 4) + i of word row 2 tig + kv // 4, whose p sits in
             # column j of that row's useful lane: 4 gid + gid // 4 with gid the word row
