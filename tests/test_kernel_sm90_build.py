@@ -34,7 +34,8 @@ def test_packed_kernel_builds_for_sm90_with_the_right_asm(tmp_path):
     assert re.search(r"regs=(\d+)", run.stdout) and int(re.search(r"regs=(\d+)", run.stdout).group(1)) <= 96
 
 
-@pytest.mark.parametrize("sh,cap,hmma", [(False, 128, 128), (True, 168, 136)], ids=["scratch", "shfl"])
+@pytest.mark.parametrize("sh,cap,hmma", [  # the scratch-row path (an option since session 10) with the slow tests
+    pytest.param(False, 128, 128, marks=pytest.mark.slow, id="scratch"), pytest.param(True, 168, 136, id="shfl")])
 def test_mma_bulk_builds_for_sm90_with_its_lane_mapping(tmp_path, sh, cap, hmma):
     # the tensor-core bulk (decode_attention_mma, one block a warp, 2 warps): a tile is 16 calls of the 8-MMA
     # asm, 128 HMMA a lane (+ 8 with mma_shfl: the min sums against ones), and its operands stay in their
