@@ -308,7 +308,8 @@ def check_packed(B, H, L, D, G, pad, device=DEVICE, seed=0, **kw):
 
 @pytest.mark.parametrize("L,D,G,pad,num_splits,block_w,kw", [
     (300, 64, 32, True, 1, 8, {}), (700, 128, 16, False, 2, 8, {}), (1500, 64, 32, True, 1, 32, {}),
-    (1500, 128, 16, False, 2, 32, {}), (1500, 64, 16, True, 2, 32, {"ufold": 1}),
+    pytest.param(1500, 128, 16, False, 2, 32, {}, marks=pytest.mark.slow),  # 22 s interpreted
+    (1500, 64, 16, True, 2, 32, {"ufold": 1}),
     (700, 128, 32, False, 1, 8, {"ufold": 8})], ids=str)
 def test_v3_packed_tiles_match_oracle(L, D, G, pad, num_splits, block_w, kw):
     # block_w 32 with one warp: 512-token tiles, so 1500 tokens are 3 tiles in one program (the online
