@@ -452,6 +452,60 @@ def _mma1(b0, b1, c0, c1, c2, c3, NW: tl.constexpr, ASM: tl.constexpr):
 
 
 @triton.jit
+def _value_block_sh(vc_ptr, vs_ptr, vm_ptr, vstride, s_vst, start, base, n_t, gid, tig, p0, alpha,
+                    cm0, cm1, cm2, cm3, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+                    v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
+                    NG: tl.constexpr, SDENSE: tl.constexpr, NW: tl.constexpr, ASM: tl.constexpr):
+    # mma_shfl's value phase for the warp's 128 tokens from tile token `base`: the B operand from the key
+    # lanes' p (p0, the warp's [lanes, 16] probabilities) by shuffles, times the lanes' value scales (gid <
+    # NG) or mins (gid >= NG); the min columns' sums by one MMA against ones a step (cm, rescaled by alpha
+    # here). Returns cm0..cm3 and the 32 value accumulators
+    (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+     w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = \
+        _value_words(vc_ptr, vstride, start, base, n_t, gid, tig)
+    r0 = start + base + 32 * tig
+    if SDENSE:  # value scale / min rows NG apart: the 32 row offsets are immediates
+        sst = NG
+    else:
+        sst = s_vst
+    sp = tl.where(gid < NG, vs_ptr + gid, vm_ptr + (gid - NG)) + r0 * sst
+    (sc0, sc1, sc2, sc3, sc4, sc5, sc6, sc7, sc8, sc9, sc10, sc11, sc12, sc13, sc14, sc15,
+     sc16, sc17, sc18, sc19, sc20, sc21, sc22, sc23, sc24, sc25, sc26, sc27, sc28, sc29, sc30, sc31) = \
+        _rows32(sp, sst, r0, n_t + start)
+    cm0, cm1, cm2, cm3 = cm0 * alpha, cm1 * alpha, cm2 * alpha, cm3 * alpha
+    # token 32 tig + 4 kv + i is code j = 4 (kv % 4) + i of word row 2 tig + kv // 4, whose p sits in
+    # column j of that row's useful lane: 4 gid + gid // 4 with gid the word row
+    q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11, q12, q13, q14, q15 = _split16n(p0)
+    src_a = 8 * tig + (2 * tig) // 4
+    src_b = 8 * tig + 4 + (2 * tig + 1) // 4
+    b00, b01 = _bstep(q0, q1, q2, q3, src_a, sc0, sc1, sc2, sc3, NW, ASM)
+    b10, b11 = _bstep(q4, q5, q6, q7, src_a, sc4, sc5, sc6, sc7, NW, ASM)
+    b20, b21 = _bstep(q8, q9, q10, q11, src_a, sc8, sc9, sc10, sc11, NW, ASM)
+    b30, b31 = _bstep(q12, q13, q14, q15, src_a, sc12, sc13, sc14, sc15, NW, ASM)
+    b40, b41 = _bstep(q0, q1, q2, q3, src_b, sc16, sc17, sc18, sc19, NW, ASM)
+    b50, b51 = _bstep(q4, q5, q6, q7, src_b, sc20, sc21, sc22, sc23, NW, ASM)
+    b60, b61 = _bstep(q8, q9, q10, q11, src_b, sc24, sc25, sc26, sc27, NW, ASM)
+    b70, b71 = _bstep(q12, q13, q14, q15, src_b, sc28, sc29, sc30, sc31, NW, ASM)
+    cm0, cm1, cm2, cm3 = _mma1(b00, b01, cm0, cm1, cm2, cm3, NW, ASM)
+    cm0, cm1, cm2, cm3 = _mma1(b10, b11, cm0, cm1, cm2, cm3, NW, ASM)
+    cm0, cm1, cm2, cm3 = _mma1(b20, b21, cm0, cm1, cm2, cm3, NW, ASM)
+    cm0, cm1, cm2, cm3 = _mma1(b30, b31, cm0, cm1, cm2, cm3, NW, ASM)
+    cm0, cm1, cm2, cm3 = _mma1(b40, b41, cm0, cm1, cm2, cm3, NW, ASM)
+    cm0, cm1, cm2, cm3 = _mma1(b50, b51, cm0, cm1, cm2, cm3, NW, ASM)
+    cm0, cm1, cm2, cm3 = _mma1(b60, b61, cm0, cm1, cm2, cm3, NW, ASM)
+    cm0, cm1, cm2, cm3 = _mma1(b70, b71, cm0, cm1, cm2, cm3, NW, ASM)
+    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _value_mma(
+            w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+            w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
+            b00, b01, b10, b11, b20, b21, b30, b31, b40, b41, b50, b51, b60, b61, b70, b71,
+            v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    return (cm0, cm1, cm2, cm3, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31)
+
+
+@triton.jit
 def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_ptr,
               s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, end, qk_scale, m_i, l_i,
               D: tl.constexpr, G: tl.constexpr, NW: tl.constexpr, RB: tl.constexpr, HAS_VALID: tl.constexpr,
@@ -534,57 +588,20 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
             v20 * alpha, v21 * alpha, v22 * alpha, v23 * alpha
         v24, v25, v26, v27, v28, v29, v30, v31 = v24 * alpha, v25 * alpha, v26 * alpha, v27 * alpha, \
             v28 * alpha, v29 * alpha, v30 * alpha, v31 * alpha
+        n_t = tl.minimum(end - start, BT)
         if SH:
-            n_t = tl.minimum(end - start, BT)
-            base = warp * 128
-            (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-             w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = \
-                _value_words(vc_ptr, vstride, start, base, n_t, gid, tig)
-            r0 = start + base + 32 * tig
-            if SDENSE:  # value scale / min rows NG apart: the 32 row offsets are immediates
-                sst = NG
-            else:
-                sst = s_vst
-            sp = tl.where(gid < NG, vs_ptr + gid, vm_ptr + (gid - NG)) + r0 * sst
-            (sc0, sc1, sc2, sc3, sc4, sc5, sc6, sc7, sc8, sc9, sc10, sc11, sc12, sc13, sc14, sc15,
-             sc16, sc17, sc18, sc19, sc20, sc21, sc22, sc23, sc24, sc25, sc26, sc27, sc28, sc29, sc30, sc31) = \
-                _rows32(sp, sst, r0, n_t + start)
-            cm0, cm1, cm2, cm3 = cm0 * alpha, cm1 * alpha, cm2 * alpha, cm3 * alpha
-            # token 32 tig + 4 kv + i is code j = 4 (kv % 4) + i of word row 2 tig + kv // 4, whose p sits in
-            # column j of that row's useful lane: 4 gid + gid // 4 with gid the word row
-            q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11, q12, q13, q14, q15 = _split16n(p0)
-            src_a = 8 * tig + (2 * tig) // 4
-            src_b = 8 * tig + 4 + (2 * tig + 1) // 4
-            b00, b01 = _bstep(q0, q1, q2, q3, src_a, sc0, sc1, sc2, sc3, NW, ASM)
-            b10, b11 = _bstep(q4, q5, q6, q7, src_a, sc4, sc5, sc6, sc7, NW, ASM)
-            b20, b21 = _bstep(q8, q9, q10, q11, src_a, sc8, sc9, sc10, sc11, NW, ASM)
-            b30, b31 = _bstep(q12, q13, q14, q15, src_a, sc12, sc13, sc14, sc15, NW, ASM)
-            b40, b41 = _bstep(q0, q1, q2, q3, src_b, sc16, sc17, sc18, sc19, NW, ASM)
-            b50, b51 = _bstep(q4, q5, q6, q7, src_b, sc20, sc21, sc22, sc23, NW, ASM)
-            b60, b61 = _bstep(q8, q9, q10, q11, src_b, sc24, sc25, sc26, sc27, NW, ASM)
-            b70, b71 = _bstep(q12, q13, q14, q15, src_b, sc28, sc29, sc30, sc31, NW, ASM)
-            cm0, cm1, cm2, cm3 = _mma1(b00, b01, cm0, cm1, cm2, cm3, NW, ASM)
-            cm0, cm1, cm2, cm3 = _mma1(b10, b11, cm0, cm1, cm2, cm3, NW, ASM)
-            cm0, cm1, cm2, cm3 = _mma1(b20, b21, cm0, cm1, cm2, cm3, NW, ASM)
-            cm0, cm1, cm2, cm3 = _mma1(b30, b31, cm0, cm1, cm2, cm3, NW, ASM)
-            cm0, cm1, cm2, cm3 = _mma1(b40, b41, cm0, cm1, cm2, cm3, NW, ASM)
-            cm0, cm1, cm2, cm3 = _mma1(b50, b51, cm0, cm1, cm2, cm3, NW, ASM)
-            cm0, cm1, cm2, cm3 = _mma1(b60, b61, cm0, cm1, cm2, cm3, NW, ASM)
-            cm0, cm1, cm2, cm3 = _mma1(b70, b71, cm0, cm1, cm2, cm3, NW, ASM)
-            (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-             v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _value_mma(
-                w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-                w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
-                b00, b01, b10, b11, b20, b21, b30, b31, b40, b41, b50, b51, b60, b61, b70, b71,
-                v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-                v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+            (cm0, cm1, cm2, cm3, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+             v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _value_block_sh(
+                vc_ptr, vs_ptr, vm_ptr, vstride, s_vst, start, warp * 128, n_t, gid, tig, p0, alpha,
+                cm0, cm1, cm2, cm3, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+                v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
+                NG, SDENSE, NW, ASM)
         else:
             tl.debug_barrier()  # the previous tile's reads of p and u are done
             tl.store(p_ptr + wrow[:, None] * 16 + j16[None, :], p0, mask=useful[:, None])  # every token: 0 past end
             if RB == 2:
                 tl.store(p_ptr + (wrow + 8)[:, None] * 16 + j16[None, :], p1, mask=useful[:, None])
             tl.debug_barrier()
-            n_t = tl.minimum(end - start, BT)
             # u = p * value scale, [group, token] fp16, for all BT tokens (0 past n_t: the value steps read whole
             # word rows), and the p * min sums, UF x NG (token, group) pairs a thread a pass (as v3)
             cg = tl.zeros((NT * NG * UF,), tl.float32)
