@@ -34,6 +34,7 @@ from kivi_core.state import KiviState
 
 from .decode_attention import (
     _LOG2E,
+    MERGE_SPLITS,
     _interpreting,
     _decode_attn_reduce_kernel,
     _head_ptrs,
@@ -607,7 +608,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     )
     _decode_attn_reduce_kernel[(B * H, QG)](
         acc_ws, m_ws, l_ws, out, H, S, out.stride(0), out.stride(1), out.stride(2), out.stride(3),
-        GROUP=QG, QLEN=1, D=D, DP=D, SP=next_power_of_2(S), num_warps=1,
+        GROUP=QG, QLEN=1, D=D, DP=D, SC=MERGE_SPLITS, num_warps=1,
     )
     return out
 

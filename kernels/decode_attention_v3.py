@@ -54,6 +54,7 @@ from kivi_core.state import KiviState
 
 from .decode_attention import (
     _LOG2E,
+    MERGE_SPLITS,
     _attend,
     _decode_attn_reduce_kernel,
     _load_fp,
@@ -835,7 +836,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     if not single:
         _decode_attn_reduce_kernel[(B * H, 1)](
             acc_ws, m_ws, l_ws, out, H, S, out.stride(0), out.stride(1), out.stride(2), out.stride(3),
-            GROUP=1, QLEN=1, D=D, DP=D, SP=next_power_of_2(S), num_warps=1,
+            GROUP=1, QLEN=1, D=D, DP=D, SC=MERGE_SPLITS, num_warps=1,
         )
     return out
 
