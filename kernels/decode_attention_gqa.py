@@ -51,7 +51,6 @@ from .decode_attention_v3 import (
     splits_v3,
     unit_inner_strides,
 )
-from .host_math import next_power_of_2
 from .tile_ops import _join8n, _join16n, _join32n, _split4n, _split16n, _split32n
 
 DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_BLOCK_N = 64, 4, 16  # the fp32 path

@@ -66,7 +66,7 @@ from .decode_attention import (
     _win_rows,
 )
 from .decode_attention_mma import _bulk_mma
-from .host_math import cdiv, next_power_of_2
+from .host_math import cdiv
 
 
 @triton.jit
