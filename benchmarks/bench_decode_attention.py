@@ -52,7 +52,7 @@ ROWS = [(1, 512), (1, 32768), (8, 32768), (16, 16384), (64, 4096), (128, 4096)]
 TARGET_ROWS = [(1, 512), (8, 32768), (64, 4096)]  # the rows with targets (issue 3)
 IMPLS = ("v1", "v3", "v3f", "gqa", "gqaf")  # v3: the default (packed fp16x2 pairs at k2v2 fp16); v3f: its fp32
 # path; gqa / gqaf: the shared-dequantization GQA kernel (kernels/decode_attention_gqa.py; GQA shapes only), its
-# fp16x2 pair path / its fp32 path. Also: v1r, v1 with its splits merged by a second kernel (fused_merge=False)
+# fp16x2 pair path / its fp32 path
 D, G, R = 128, 32, 128
 L2_BYTES = 60 * 2**20  # H200: 60 MB
 # (block_n, num_warps, split-count scale, use_dot or None = default) tried by --sweep
@@ -226,11 +226,10 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
     query = torch.randn(B, Hq, 1, D, device="cuda", dtype=torch.float16)
     timed = []
     for impl in impls:
-        if impl in ("v1", "v1r"):
+        if impl == "v1":
             bn = block_n or _default_block_n(D)
             S = max(1, round(_num_splits(B * H, L, bn, query.device) * splits_scale))
-            kw = dict(impl="v1", block_n=bn, num_warps=num_warps or 4, num_splits=S, use_dot=use_dot,
-                      fused_merge=impl == "v1")
+            kw = dict(impl="v1", block_n=bn, num_warps=num_warps or 4, num_splits=S, use_dot=use_dot)
         elif impl in ("gqa", "gqaf"):
             if Hq == H:
                 continue
@@ -256,7 +255,7 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
             S = max(1, round(num_splits_v3(B * Hq, L, bn) * splits_scale))  # bulk splits (programs by query head)
             kw = dict(block_w=bw, num_warps=nw, num_splits=S, packed=packed)
             S = splits_v3(B * Hq, L, bn, 16, S)[0]  # + the window / tail split
-        call = {"v1": decode_attention_triton, "v1r": decode_attention_triton, "gqa": decode_attention_gqa, "gqaf": decode_attention_gqa}.get(impl, decode_attention_v3)
+        call = {"v1": decode_attention_triton, "gqa": decode_attention_gqa, "gqaf": decode_attention_gqa}.get(impl, decode_attention_v3)
         t = bench_rotating([lambda s=s, kw=kw, call=call: call(query, s, None, D**-0.5, **kw) for s in states])
         t_host = host_us(lambda kw=kw, call=call: call(query, states[0], None, D**-0.5, **kw))
         t_graph = graph_us([lambda s=s, kw=kw, call=call: call(query, s, None, D**-0.5, **kw) for s in states])
@@ -270,7 +269,7 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
         k, v = dequantize_state(states[0])
         ref = F.scaled_dot_product_attention(query, k, v, enable_gqa=Hq != H).transpose(1, 2)
         for impl, _, _, _, _, kw, _ in timed:
-            call = {"v1": decode_attention_triton, "v1r": decode_attention_triton, "gqa": decode_attention_gqa, "gqaf": decode_attention_gqa}.get(impl, decode_attention_v3)
+            call = {"v1": decode_attention_triton, "gqa": decode_attention_gqa, "gqaf": decode_attention_gqa}.get(impl, decode_attention_v3)
             got = call(query, states[0], None, D**-0.5, **kw)
             errs[impl] = (got.float() - ref.float()).abs().max().item()
         del k, v, ref
@@ -367,7 +366,7 @@ def main() -> None:
     ap.add_argument("--rows", default=None,
                     help="comma list like 8x32768,64x4096, or 'targets' (1x512,8x32768,64x4096); default: all six")
     ap.add_argument("--shapes", default="llama2-7b,llama3.1-8b", help=f"comma list of {', '.join(SHAPES)}")
-    ap.add_argument("--impl", default=",".join(IMPLS), help="kernels to time side by side (v1, v1r, v3, v3f, gqa, gqaf)")
+    ap.add_argument("--impl", default=",".join(IMPLS), help="kernels to time side by side (v1, v3, v3f, gqa, gqaf)")
     ap.add_argument("--sweep", action="store_true", help="also sweep tiles / warps / splits (no baselines)")
     ap.add_argument("--no-baselines", action="store_true")
     args = ap.parse_args()
@@ -379,8 +378,8 @@ def main() -> None:
         rows = [tuple(int(x) for x in r.split("x")) for r in args.rows.split(",")]
     shapes = args.shapes.split(",")
     impls = tuple(args.impl.split(","))
-    if not set(impls) <= set(IMPLS) | {"v1r"}:
-        ap.error(f"--impl {args.impl}: use a comma list of {', '.join(IMPLS)}, v1r")
+    if not set(impls) <= set(IMPLS):
+        ap.error(f"--impl {args.impl}: use a comma list of {', '.join(IMPLS)}")
     torch.manual_seed(0)
     copy_tbps = copy_bandwidth()
     print(f"copy bandwidth {copy_tbps:.2f} TB/s", flush=True)

@@ -42,7 +42,7 @@ sig = {}
 for n in names:
     if n in const: sig[n] = "constexpr"
     elif n.endswith("_ptr"):
-        sig[n] = ("*i32" if n[:2] in ("kc", "vc") or n.startswith(("lens", "cnt")) else "*fp32" if n[:2] in ("ac", "m_", "l_") else "*u8" if n.startswith("valid") else "*fp16")
+        sig[n] = ("*i32" if n[:2] in ("kc", "vc") or n.startswith("lens") else "*fp32" if n[:2] in ("ac", "m_", "l_") else "*u8" if n.startswith("valid") else "*fp16")
     elif n in ("qk_scale",): sig[n] = "fp32"
     else: sig[n] = "i32"
 div = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if n not in const and n not in nodiv and (n.endswith("_ptr") or (n.startswith("s_") and not n.endswith(("d", "mt"))) or n == "chunk")}

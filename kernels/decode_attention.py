@@ -13,11 +13,10 @@ Layout of the work:
     tl.dot), so every packed byte is read once (GQA).
   * Each chunk is walked in BLOCK_N-token tiles: first the part inside [0, n_kq) (K packed; V packed,
     full precision, or the one tile that straddles n_vq, mixed), then the part in [n_kq, L) (both fp).
-  * Each program leaves (acc, running max, running sum) per row in an fp32 workspace, and the last split
-    of its (batch, kv head) to finish merges them (log-sum-exp): it takes a ticket from a per-head counter
-    (`_merge_counters`, zero at rest: the merging program resets it), so a call is one launch. A second
-    kernel merges instead where no counters can be had (a graph capture before any eager call, or more
-    heads than counters). With one split the first kernel normalizes and writes the output.
+  * Each program leaves (acc, running max, running sum) per row in an fp32 workspace; a second kernel
+    merges the splits (log-sum-exp). With one split the first kernel normalizes and writes the output.
+    (Merging in the last split to finish, one launch a call, measured slower from CUDA graphs on the H200:
+    its fence, ticket and serial merge sit on the critical path; benchmarks/results/h200_round18.md.)
 The split count depends on Python ints only (B, H, L, the SM count), so a call never syncs the host.
 """
 
@@ -168,7 +167,7 @@ def _attend(qt, k, v, offs_n, seg_end, pos_r, valid_ptr, s_vt, m_i, l_i, acc, qk
 @triton.jit
 def _decode_attn_split_kernel(
     q_ptr, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr, lens_ptr,
-    acc_ptr, m_ptr, l_ptr, out_ptr, cnt_ptr,
+    acc_ptr, m_ptr, l_ptr, out_ptr,
     H, L, n_kq, n_vq, chunk, qk_scale,
     s_qb, s_qh, s_qi, s_qd,
     s_kcb, s_kch, s_kcw, s_kcd,
@@ -185,7 +184,7 @@ def _decode_attn_split_kernel(
     GROUP: tl.constexpr, QLEN: tl.constexpr, MP: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
     G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_VALID: tl.constexpr, SINGLE: tl.constexpr, PREC: tl.constexpr, DOT_F32: tl.constexpr,
-    USE_DOT: tl.constexpr, DEV_LENS: tl.constexpr, WIN: tl.constexpr, FUSED: tl.constexpr, SC: tl.constexpr,
+    USE_DOT: tl.constexpr, DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
     pid_bh = tl.program_id(0).to(tl.int64)
@@ -269,18 +268,6 @@ def _decode_attn_split_kernel(
         tl.store(acc_ptr + row[:, None] * D + offs_d[None, :], acc, mask=r_ok[:, None] & d_ok[None, :])
         tl.store(m_ptr + row, m_i, mask=r_ok)
         tl.store(l_ptr + row, l_i, mask=r_ok)
-        if FUSED:
-            # The last split of this head to finish merges all of them: one launch a call instead of two.
-            # As CUTLASS's semaphores: a barrier orders every thread's stores before one thread's release
-            # (Triton runs a scalar atomic in one thread and broadcasts its result through shared memory).
-            tl.debug_barrier()
-            ticket = tl.atomic_add(cnt_ptr + pid_bh, 1, sem="acq_rel")
-            if ticket == NUM_SPLITS - 1:
-                for r in range(M):
-                    out = _merge_row(acc_ptr, m_ptr, l_ptr, pid_bh * NUM_SPLITS * M + r, NUM_SPLITS, M, D, DP, SC)
-                    o_ptrs = out_ptr + b * s_ob + (r % QLEN) * s_oi + (h * GROUP + r // QLEN) * s_oh + offs_d * s_od
-                    tl.store(o_ptrs, out.to(out_ptr.dtype.element_ty), mask=d_ok)
-                tl.store(cnt_ptr + pid_bh, 0)  # zero at rest for the next call (and graph replay)
 
 
 @triton.jit
@@ -288,7 +275,7 @@ def _merge_row(acc_ptr, m_ptr, l_ptr, base, NUM_SPLITS, M: tl.constexpr, D: tl.c
                SC: tl.constexpr):
     # One query row's splits (split s at workspace row base + s * M) merged by log-sum-exp (base 2) and
     # normalized, [DP] fp32. SC splits a step are loaded at once: a load a split in a loop is a chain of L2
-    # round trips. .cg: the partials were written by other programs of this launch, so never from L1.
+    # round trips.
     offs_c = tl.arange(0, SC)
     offs_d = tl.arange(0, DP)
     d_ok = offs_d < D
@@ -298,10 +285,9 @@ def _merge_row(acc_ptr, m_ptr, l_ptr, base, NUM_SPLITS, M: tl.constexpr, D: tl.c
     for s0 in range(0, NUM_SPLITS, SC):
         rows = base + (s0 + offs_c) * M
         ok = s0 + offs_c < NUM_SPLITS
-        m = tl.load(m_ptr + rows, mask=ok, other=float("-inf"), cache_modifier=".cg")
-        l = tl.load(l_ptr + rows, mask=ok, other=0.0, cache_modifier=".cg")
-        a = tl.load(acc_ptr + rows[:, None] * D + offs_d[None, :], mask=ok[:, None] & d_ok[None, :], other=0.0,
-                    cache_modifier=".cg")
+        m = tl.load(m_ptr + rows, mask=ok, other=float("-inf"))
+        l = tl.load(l_ptr + rows, mask=ok, other=0.0)
+        a = tl.load(acc_ptr + rows[:, None] * D + offs_d[None, :], mask=ok[:, None] & d_ok[None, :], other=0.0)
         m_new = tl.maximum(m_run, tl.max(m, axis=0))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         w = tl.exp2(m - m_safe)  # splits with no valid key weigh 0
@@ -319,8 +305,7 @@ def _decode_attn_reduce_kernel(
     s_ob, s_oi, s_oh, s_od,
     GROUP: tl.constexpr, QLEN: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, SC: tl.constexpr,
 ):
-    # One program per (batch, kv head, row): merge the splits' partial softmaxes, where the split kernel
-    # could not (no counters: FUSED off).
+    # One program per (batch, kv head, row): merge the splits' partial softmaxes.
     pid_bh = tl.program_id(0).to(tl.int64)
     r = tl.program_id(1)
     M: tl.constexpr = GROUP * QLEN
@@ -361,7 +346,8 @@ def _default_block_n(head_dim: int) -> int:
 # 12.0), v1's wave rule (2 splits) 17.4, one program a head 23.7, v3 20.1, fp16 SDPA 9.1; at 1x4096 (2048
 # tiles) one tile a program 34.8, v3 33.2, SDPA 27.9.
 SHORT_TILES = 512
-# splits a merge step loads at once (a [MERGE_SPLITS, D] fp32 tile: 16 registers a thread at 4 warps, D = 128)
+# splits a merge step loads at once (a [MERGE_SPLITS, D] fp32 tile: 64 registers a thread in the one-warp
+# reduce kernel at D = 128)
 MERGE_SPLITS = 16
 
 
@@ -381,38 +367,6 @@ def _num_splits(batch_heads: int, length: int, block_n: int, device: torch.devic
     min_blocks = 4
     want = cdiv(4 * n_sm, batch_heads)
     return max(1, min(want, cdiv(n_blocks, min_blocks)))
-
-
-# Merge counters: int32, one a (batch, kv head), zero at rest (the merging program resets its own). Eager
-# calls take their stream's array, so calls that could run at once (two streams) never share one; calls in
-# order on one stream reuse it. Graph captures take one array a device, made beside the first eager one
-# (nothing is allocated during a capture: its memset would only run on replay), and keep its pointer, so
-# arrays are never replaced; two graphs replayed at once on two streams would share it. 65536 heads (256 KB)
-# cover batch 2048 x 32 kv heads; larger calls merge in a second launch.
-MERGE_COUNTERS = 1 << 16
-_COUNTERS: dict[tuple[str, int, int | str], torch.Tensor] = {}
-
-
-def _merge_counters(device: torch.device, heads: int) -> torch.Tensor | None:
-    """The call's merge counters, or None where the split kernel cannot merge (then a second kernel does):
-    more heads than counters, or a graph capture before any eager call on the device."""
-    if heads > MERGE_COUNTERS:
-        return None
-    if device.type != "cuda":
-        key = (device.type, 0, 0)
-        capturing = False
-    else:
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        capturing = torch.cuda.is_current_stream_capturing()
-        key = ("cuda", index, "graphs" if capturing else torch.cuda.current_stream(index).cuda_stream)
-    cnt = _COUNTERS.get(key)
-    if cnt is None:
-        if capturing:
-            return None
-        cnt = _COUNTERS[key] = torch.zeros(MERGE_COUNTERS, dtype=torch.int32, device=device)
-        if device.type == "cuda":
-            _COUNTERS.setdefault(key[:2] + ("graphs",), torch.zeros_like(cnt))
-    return cnt
 
 
 def _check(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None) -> None:
@@ -482,7 +436,6 @@ def decode_attention_triton(
     block_w: int | None = None,
     num_warps: int | None = None,
     use_dot: bool | None = None,
-    fused_merge: bool = True,
 ) -> torch.Tensor:
     """Attention of the last q_len positions over all L positions of a KIVI layer, from packed storage.
 
@@ -493,8 +446,8 @@ def decode_attention_triton(
     a kv head), v3 (`decode_attention_v3.py`: one query row a program, CUDA cores, scales folded) on the
     other MHA and GQA calls, all where measured faster, and v1 (this file: tensor-core tiles, any GQA group
     and q_len) elsewhere; "v1" / "v3" / "gqa" force one (v3 and gqa refuse what they cannot run, with why).
-    The rest are tuning overrides (tests and benchmarks): `num_splits`, `num_warps` (all), `block_n`,
-    `use_dot` and `fused_merge` (v1), `block_w` (v3 and gqa: key word rows a tile).
+    The rest are tuning overrides (tests and benchmarks): `num_splits`, `num_warps` (all), `block_n` and
+    `use_dot` (v1), `block_w` (v3 and gqa: key word rows a tile).
     """
     _check(query, state, valid)
     if impl not in ("auto", "v1", "v3", "gqa"):
@@ -511,7 +464,7 @@ def decode_attention_triton(
         return decode_attention_v3(query, state, valid, scaling, num_splits=num_splits, block_w=block_w,
                                    num_warps=num_warps)
     return _decode_attention_v1(query, state, valid, scaling, num_splits=num_splits, block_n=block_n,
-                                num_warps=num_warps or 4, use_dot=use_dot, fused_merge=fused_merge)
+                                num_warps=num_warps or 4, use_dot=use_dot)
 
 
 def decode_attention_static(query: torch.Tensor, state: KiviState, lens: torch.Tensor, win: int, max_len: int,
@@ -586,14 +539,12 @@ def _decode_attention_v1(
     block_n: int | None = None,
     num_warps: int = 4,
     use_dot: bool | None = None,
-    fused_merge: bool = True,
     lens: torch.Tensor | None = None,
     win: int = 0,
     max_len: int = 0,
 ) -> torch.Tensor:
     """v1: `use_dot` False (default when one query row per kv head) computes in fp32 on CUDA cores
-    without rounding the dequantized tile or the probabilities to the model dtype. `fused_merge` False
-    merges the splits in a second kernel even where the last split could (benchmarks)."""
+    without rounding the dequantized tile or the probabilities to the model dtype."""
     s = state
     B, Hq, q, D = query.shape
     H = s.k_tail.shape[1]
@@ -610,7 +561,6 @@ def _decode_attention_v1(
     chunk = cdiv(cdiv(L, S), BLOCK_N) * BLOCK_N
     S = cdiv(L, chunk)  # no empty splits
     single = S == 1
-    cnt = None if single or not fused_merge else _merge_counters(query.device, B * H)
     if single:
         acc_ws = m_ws = l_ws = out  # unused
     else:
@@ -635,7 +585,7 @@ def _decode_attention_v1(
     _decode_attn_split_kernel[(B * H, S)](
         query, k_codes, k_scale, k_min, k_tail, v_codes, v_scale, v_min, v_win,
         mask if mask is not None else query, lens if lens is not None else query,
-        acc_ws, m_ws, l_ws, out, cnt if cnt is not None else query,
+        acc_ws, m_ws, l_ws, out,
         H, L, s.n_kq, s.n_vq, chunk, scaling * _LOG2E,
         *query.stride(),
         *k_codes.stride(), *k_scale.stride(), *k_min.stride(), *k_tail.stride(),
@@ -645,10 +595,9 @@ def _decode_attention_v1(
         S,
         GROUP=GROUP, QLEN=q, MP=MP, D=D, DP=DP, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits,
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, PREC=prec, DOT_F32=dot_f32,
-        USE_DOT=use_dot, DEV_LENS=lens is not None, WIN=win, FUSED=cnt is not None, SC=MERGE_SPLITS,
-        num_warps=num_warps,
+        USE_DOT=use_dot, DEV_LENS=lens is not None, WIN=win, num_warps=num_warps,
     )
-    if not single and cnt is None:
+    if not single:
         _decode_attn_reduce_kernel[(B * H, M)](
             acc_ws, m_ws, l_ws, out, H, S, *out.stride(),
             GROUP=GROUP, QLEN=q, D=D, DP=DP, SC=MERGE_SPLITS, num_warps=1,

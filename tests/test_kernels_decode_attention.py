@@ -167,41 +167,6 @@ def test_split_counts(num_splits, impl):
           block_n=16, impl=impl)
 
 
-def _count_reduce_launches(monkeypatch):
-    launches = []
-    real = da._decode_attn_reduce_kernel
-
-    class Spy:
-        def __getitem__(self, grid):
-            launches.append(grid)
-            return real[grid]
-
-    monkeypatch.setattr(da, "_decode_attn_reduce_kernel", Spy())
-    return launches
-
-
-@pytest.mark.parametrize("num_splits", [2, 17, 40])  # 17, 40: more splits than a merge step loads (16)
-@pytest.mark.parametrize("group,q", [(1, 1), (4, 2)])
-def test_last_split_merges_in_one_launch(num_splits, group, q, monkeypatch):
-    # the split kernel's last program of each head merges (one launch), its counters are zero again after
-    # the call, and the two-launch merge gives the same output
-    launches = _count_reduce_launches(monkeypatch)
-    _, query, valid, out = check(3, 2 * group, 2, q, 700, 32, 672, 660, 2, 2, G_SMALL, torch.float32, pad=True,
-                                 num_splits=num_splits, block_n=16, impl="v1")
-    assert launches == []
-    assert len(da._COUNTERS) > 0 and all(int(c.abs().sum()) == 0 for c in da._COUNTERS.values())
-    check(3, 2 * group, 2, q, 700, 32, 672, 660, 2, 2, G_SMALL, torch.float32, pad=True, num_splits=num_splits,
-          block_n=16, impl="v1", fused_merge=False)
-    assert len(launches) == 1
-
-
-def test_merge_falls_back_to_a_second_launch_without_counters(monkeypatch):
-    launches = _count_reduce_launches(monkeypatch)
-    monkeypatch.setattr(da, "MERGE_COUNTERS", 5)  # fewer counters than the call's 3 x 2 heads
-    check(3, 4, 2, 1, 300, 32, 288, 260, 2, 2, G_SMALL, torch.float16, pad=True, num_splits=4, impl="v1")
-    assert len(launches) == 1
-
-
 @pytest.mark.parametrize("group,q", [(1, 1), (2, 1), (1, 2)])
 @pytest.mark.parametrize("use_dot", [False, True])
 def test_dot_and_dot_free_paths(group, q, use_dot):
@@ -527,35 +492,6 @@ def test_gpu_v3_gqa(L, Hq, H, packed):
     out = da3.decode_attention_v3(q, state, None, 128**-0.5, packed=packed)
     err = (out.float() - ref.float()).abs().max().item()
     assert err <= PACKED_TOL_GPU, f"GQA {Hq}/{H} L={L} packed={packed}: max |err| {err:.3g}"
-
-
-@gpu
-@needs_cuda
-def test_gpu_merge_in_cuda_graphs(monkeypatch):
-    """A short call (one tile a program, 8 splits a head) captured and replayed: each replay must leave the
-    merge counters at zero for the next; a capture before any eager call merges in a second launch."""
-    B, H, L, D = 1, 32, 512, 128
-    n_kq, n_vq = kivi_split(L, 32, 128)
-    state = make_state(B, H, L, D, n_kq, n_vq, 2, 2, 32, torch.float16, "cuda", 7)
-    query = torch.randn(B, H, 1, D, device="cuda", dtype=torch.float16)
-    assert da.pick_impl(query, state) == "v1" and da.short_call(B * H, L, da._default_block_n(D))
-    for eager_first in (False, True):
-        monkeypatch.setattr(da, "_COUNTERS", {})
-        launches = _count_reduce_launches(monkeypatch)
-        if eager_first:
-            da.decode_attention_triton(query, state, None, D**-0.5)
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            out = da.decode_attention_triton(query, state, None, D**-0.5)
-        assert len(launches) == (0 if eager_first else 1)
-        for seed in range(3):
-            query.copy_(torch.randn(B, H, 1, D, generator=torch.Generator().manual_seed(seed)).half())
-            ref = decode_attention_ref(query, state, None, D**-0.5)
-            g.replay()
-            torch.cuda.synchronize()
-            err = (out.float() - ref.float()).abs().max().item()
-            assert err <= TOL[torch.float16], f"replay {seed} (eager first: {eager_first}): max |err| {err:.3g}"
-        assert all(int(c.abs().sum()) == 0 for c in da._COUNTERS.values())
 
 
 @gpu
