@@ -65,26 +65,6 @@ VARIANTS = {
     "mma_sh_r160": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 160},
     "mma_sh_r176": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 176},
     "mma_sh_w1_r168": {"mma": 1, "num_warps": 1, "mma_shfl": True, "maxnreg": 168},
-    # register experiments at caps 128 / 144 / 168 (8 / 7 / 6 programs an SM): the value phase as two passes of
-    # 64 tokens (vh: mma_vhalf=1, ptxas places the second pass's loads; vh2: after the first pass's MMAs), the
-    # query reloaded each tile (q: mma_qload), both (vhq, vh2q). SASS a block at cap 128 / 144 / 168, loop
-    # instructions and spill loads: default 1,494 / 61, 1,475 / 43, 1,455 / 25; vh 1,480 / 51, 1,464 / 37,
-    # 1,441 / 15; q 1,497 / 20, 1,479 / 7, 1,441 / 0; vhq 1,482 / 8, 1,451 / 0, 1,438 / 0
-    "mma_sh_vh_r128": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 128, "mma_vhalf": 1},
-    "mma_sh_vh_r144": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 144, "mma_vhalf": 1},
-    "mma_sh_vh_r168": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 168, "mma_vhalf": 1},
-    "mma_sh_vh2_r128": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 128, "mma_vhalf": 2},
-    "mma_sh_vh2_r144": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 144, "mma_vhalf": 2},
-    "mma_sh_vh2_r168": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 168, "mma_vhalf": 2},
-    "mma_sh_q_r128": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 128, "mma_qload": True},
-    "mma_sh_q_r144": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 144, "mma_qload": True},
-    "mma_sh_q_r168": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 168, "mma_qload": True},
-    "mma_sh_vhq_r128": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 128, "mma_vhalf": 1, "mma_qload": True},
-    "mma_sh_vhq_r144": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 144, "mma_vhalf": 1, "mma_qload": True},
-    "mma_sh_vhq_r168": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 168, "mma_vhalf": 1, "mma_qload": True},
-    "mma_sh_vh2q_r128": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 128, "mma_vhalf": 2, "mma_qload": True},
-    "mma_sh_vh2q_r144": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 144, "mma_vhalf": 2, "mma_qload": True},
-    "mma_sh_vh2q_r168": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 168, "mma_vhalf": 2, "mma_qload": True},
     "mma_r168": {"mma": 1, "maxnreg": 168},
     "mma_r96": {"mma": 1, "maxnreg": 96},
     "mma_S2x": {"mma": 1, "num_splits": "x2"},

@@ -185,18 +185,6 @@ def _pack2(x0, x1, ASM: tl.constexpr):
 
 
 @triton.jit
-def _zero_after(x, ASM: tl.constexpr):
-    # int32 zero that neither LLVM nor ptxas can see through, computed from x (fp32): x * 0 is 0, -0 or NaN,
-    # each converting to 0. An address plus it is not loop-invariant and not ready before x: an order
-    # the compilers keep (FMUL + F2I)
-    if ASM:
-        return tl.inline_asm_elementwise("{ .reg .f32 t; mul.rn.f32 t, $1, 0f00000000; cvt.rzi.s32.f32 $0, t; }",
-                                         "=r,f", [x], tl.int32, True, 1)
-    else:
-        return (x * 0.0).to(tl.int32)
-
-
-@triton.jit
 def _useful16(odd, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15,
               c16, c17, c18, c19, c20, c21, c22, c23, c24, c25, c26, c27, c28, c29, c30, c31):
     # the lane's 16 useful C entries -> [lanes, 16], column j = code j of the lane's word (row gid: codes
@@ -223,8 +211,7 @@ def _factors4(sb, mb, qb, ok):
 @triton.jit
 def _key_block(q_ptr, kc_ptr, ks_ptr, km_ptr, valid_ptr, s_kcw, s_ksg, s_kmg, s_mt, start, end, wrow, gk, b_ok,
                lane, tig, col, odd, useful, unscale,
-               D: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr,
-               QLOAD: tl.constexpr):
+               D: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr):
     # the scores of 8 key word rows a warp (a lane's A rows: word row wrow), [lanes, 16] (column j: token j of
     # the word row), biased, not yet times qk_scale (the softmax's FFMA applies it: 16 registers of scaled
     # column factors less); -inf where masked and in the lanes that hold no useful entry. A lane's k slots
@@ -239,9 +226,6 @@ def _key_block(q_ptr, kc_ptr, ks_ptr, km_ptr, valid_ptr, s_kcw, s_ksg, s_kmg, s_
     kb_ = kc_ptr + rows_w[:, None] * s_kcw + ch4
     sb = ks_ptr + gk[:, None] * s_ksg + ch4
     mb = km_ptr + gk[:, None] * s_kmg + ch4
-    if QLOAD:  # the query from L1 each tile: LLVM hoists loads of it out of the loop otherwise, and its fp16
-        # and fp32 copies then hold 48 registers a lane across the loop (25 of them spilled at cap 168)
-        q_ptr += 16 * _zero_after(tl.cast(start, tl.float32), ASM)  # 16: keeps the loads 8 bytes wide
     qb = q_ptr + ch4
     w_ok = (rows_w * 16 < end)[:, None]
     # eight [lanes, 4] loads, not one [lanes, 32]: Triton spreads a 32-wide row over 8 threads and the
@@ -476,104 +460,55 @@ def _mma1(b0, b1, c0, c1, c2, c3, NW: tl.constexpr, ASM: tl.constexpr):
 
 
 @triton.jit
-def _value_half_sh(wp, sp, vstride, sst, r, lim, src,
-                   q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11, q12, q13, q14, q15, cm0, cm1, cm2, cm3,
-                   v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-                   v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
-                   NW: tl.constexpr, ASM: tl.constexpr):
-    # 64 tokens of mma_shfl's value phase (4 k steps): the lane's 16 code words and 16 scales or mins from
-    # rows r (pointers wp, sp), the B pairs from the p of 16 tokens of key lane src, the min sums and MMAs
-    w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15 = _rows16(wp, vstride, r, lim)
-    sc0, sc1, sc2, sc3, sc4, sc5, sc6, sc7, sc8, sc9, sc10, sc11, sc12, sc13, sc14, sc15 = \
-        _rows16(sp, sst, r, lim)
-    b00, b01 = _bstep(q0, q1, q2, q3, src, sc0, sc1, sc2, sc3, NW, ASM)
-    b10, b11 = _bstep(q4, q5, q6, q7, src, sc4, sc5, sc6, sc7, NW, ASM)
-    b20, b21 = _bstep(q8, q9, q10, q11, src, sc8, sc9, sc10, sc11, NW, ASM)
-    b30, b31 = _bstep(q12, q13, q14, q15, src, sc12, sc13, sc14, sc15, NW, ASM)
-    cm0, cm1, cm2, cm3 = _mma1(b00, b01, cm0, cm1, cm2, cm3, NW, ASM)
-    cm0, cm1, cm2, cm3 = _mma1(b10, b11, cm0, cm1, cm2, cm3, NW, ASM)
-    cm0, cm1, cm2, cm3 = _mma1(b20, b21, cm0, cm1, cm2, cm3, NW, ASM)
-    cm0, cm1, cm2, cm3 = _mma1(b30, b31, cm0, cm1, cm2, cm3, NW, ASM)
-    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
-        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _value_mma4(
-            w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-            b00, b01, b10, b11, b20, b21, b30, b31,
-            v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
-    return (cm0, cm1, cm2, cm3, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31)
-
-
-@triton.jit
 def _value_block_sh(vc_ptr, vs_ptr, vm_ptr, vstride, s_vst, start, base, n_t, gid, tig, p0, alpha,
                     cm0, cm1, cm2, cm3, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
                     v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
-                    NG: tl.constexpr, SDENSE: tl.constexpr, VHALF: tl.constexpr, NW: tl.constexpr,
-                    ASM: tl.constexpr):
+                    NG: tl.constexpr, SDENSE: tl.constexpr, NW: tl.constexpr, ASM: tl.constexpr):
     # mma_shfl's value phase for the warp's 128 tokens from tile token `base`: the B operand from the key
     # lanes' p (p0, the warp's [lanes, 16] probabilities) by shuffles, times the lanes' value scales (gid <
     # NG) or mins (gid >= NG); the min columns' sums by one MMA against ones a step (cm, rescaled by alpha
     # here). Returns cm0..cm3 and the 32 value accumulators
+    (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+     w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = \
+        _value_words(vc_ptr, vstride, start, base, n_t, gid, tig)
     r0 = start + base + 32 * tig
     if SDENSE:  # value scale / min rows NG apart: the 32 row offsets are immediates
         sst = NG
     else:
         sst = s_vst
     sp = tl.where(gid < NG, vs_ptr + gid, vm_ptr + (gid - NG)) + r0 * sst
+    (sc0, sc1, sc2, sc3, sc4, sc5, sc6, sc7, sc8, sc9, sc10, sc11, sc12, sc13, sc14, sc15,
+     sc16, sc17, sc18, sc19, sc20, sc21, sc22, sc23, sc24, sc25, sc26, sc27, sc28, sc29, sc30, sc31) = \
+        _rows32(sp, sst, r0, n_t + start)
     cm0, cm1, cm2, cm3 = cm0 * alpha, cm1 * alpha, cm2 * alpha, cm3 * alpha
     # token 32 tig + 4 kv + i is code j = 4 (kv % 4) + i of word row 2 tig + kv // 4, whose p sits in
     # column j of that row's useful lane: 4 gid + gid // 4 with gid the word row
     q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11, q12, q13, q14, q15 = _split16n(p0)
     src_a = 8 * tig + (2 * tig) // 4
     src_b = 8 * tig + 4 + (2 * tig + 1) // 4
-    if VHALF:  # two passes of 64 tokens: half the code words, scales and B pairs live at once
-        wp = vc_ptr + r0 * vstride + gid
-        lim = n_t + start
-        (cm0, cm1, cm2, cm3, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-         v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _value_half_sh(
-            wp, sp, vstride, sst, r0, lim, src_a,
-            q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11, q12, q13, q14, q15,
-            cm0, cm1, cm2, cm3, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+    b00, b01 = _bstep(q0, q1, q2, q3, src_a, sc0, sc1, sc2, sc3, NW, ASM)
+    b10, b11 = _bstep(q4, q5, q6, q7, src_a, sc4, sc5, sc6, sc7, NW, ASM)
+    b20, b21 = _bstep(q8, q9, q10, q11, src_a, sc8, sc9, sc10, sc11, NW, ASM)
+    b30, b31 = _bstep(q12, q13, q14, q15, src_a, sc12, sc13, sc14, sc15, NW, ASM)
+    b40, b41 = _bstep(q0, q1, q2, q3, src_b, sc16, sc17, sc18, sc19, NW, ASM)
+    b50, b51 = _bstep(q4, q5, q6, q7, src_b, sc20, sc21, sc22, sc23, NW, ASM)
+    b60, b61 = _bstep(q8, q9, q10, q11, src_b, sc24, sc25, sc26, sc27, NW, ASM)
+    b70, b71 = _bstep(q12, q13, q14, q15, src_b, sc28, sc29, sc30, sc31, NW, ASM)
+    cm0, cm1, cm2, cm3 = _mma1(b00, b01, cm0, cm1, cm2, cm3, NW, ASM)
+    cm0, cm1, cm2, cm3 = _mma1(b10, b11, cm0, cm1, cm2, cm3, NW, ASM)
+    cm0, cm1, cm2, cm3 = _mma1(b20, b21, cm0, cm1, cm2, cm3, NW, ASM)
+    cm0, cm1, cm2, cm3 = _mma1(b30, b31, cm0, cm1, cm2, cm3, NW, ASM)
+    cm0, cm1, cm2, cm3 = _mma1(b40, b41, cm0, cm1, cm2, cm3, NW, ASM)
+    cm0, cm1, cm2, cm3 = _mma1(b50, b51, cm0, cm1, cm2, cm3, NW, ASM)
+    cm0, cm1, cm2, cm3 = _mma1(b60, b61, cm0, cm1, cm2, cm3, NW, ASM)
+    cm0, cm1, cm2, cm3 = _mma1(b70, b71, cm0, cm1, cm2, cm3, NW, ASM)
+    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _value_mma(
+            w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+            w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
+            b00, b01, b10, b11, b20, b21, b30, b31, b40, b41, b50, b51, b60, b61, b70, b71,
+            v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
             v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
-        h = 16
-        if VHALF == 2:  # the second pass's loads after the first's last MMA (1: where ptxas puts them)
-            h += _zero_after(v31, ASM)
-        (cm0, cm1, cm2, cm3, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-         v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _value_half_sh(
-            wp + h * vstride, sp + h * sst, vstride, sst, r0 + h, lim, src_b,
-            q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11, q12, q13, q14, q15,
-            cm0, cm1, cm2, cm3, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
-    else:
-        (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-         w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = \
-            _value_words(vc_ptr, vstride, start, base, n_t, gid, tig)
-        (sc0, sc1, sc2, sc3, sc4, sc5, sc6, sc7, sc8, sc9, sc10, sc11, sc12, sc13, sc14, sc15,
-         sc16, sc17, sc18, sc19, sc20, sc21, sc22, sc23, sc24, sc25, sc26, sc27, sc28, sc29, sc30, sc31) = \
-            _rows32(sp, sst, r0, n_t + start)
-        b00, b01 = _bstep(q0, q1, q2, q3, src_a, sc0, sc1, sc2, sc3, NW, ASM)
-        b10, b11 = _bstep(q4, q5, q6, q7, src_a, sc4, sc5, sc6, sc7, NW, ASM)
-        b20, b21 = _bstep(q8, q9, q10, q11, src_a, sc8, sc9, sc10, sc11, NW, ASM)
-        b30, b31 = _bstep(q12, q13, q14, q15, src_a, sc12, sc13, sc14, sc15, NW, ASM)
-        b40, b41 = _bstep(q0, q1, q2, q3, src_b, sc16, sc17, sc18, sc19, NW, ASM)
-        b50, b51 = _bstep(q4, q5, q6, q7, src_b, sc20, sc21, sc22, sc23, NW, ASM)
-        b60, b61 = _bstep(q8, q9, q10, q11, src_b, sc24, sc25, sc26, sc27, NW, ASM)
-        b70, b71 = _bstep(q12, q13, q14, q15, src_b, sc28, sc29, sc30, sc31, NW, ASM)
-        cm0, cm1, cm2, cm3 = _mma1(b00, b01, cm0, cm1, cm2, cm3, NW, ASM)
-        cm0, cm1, cm2, cm3 = _mma1(b10, b11, cm0, cm1, cm2, cm3, NW, ASM)
-        cm0, cm1, cm2, cm3 = _mma1(b20, b21, cm0, cm1, cm2, cm3, NW, ASM)
-        cm0, cm1, cm2, cm3 = _mma1(b30, b31, cm0, cm1, cm2, cm3, NW, ASM)
-        cm0, cm1, cm2, cm3 = _mma1(b40, b41, cm0, cm1, cm2, cm3, NW, ASM)
-        cm0, cm1, cm2, cm3 = _mma1(b50, b51, cm0, cm1, cm2, cm3, NW, ASM)
-        cm0, cm1, cm2, cm3 = _mma1(b60, b61, cm0, cm1, cm2, cm3, NW, ASM)
-        cm0, cm1, cm2, cm3 = _mma1(b70, b71, cm0, cm1, cm2, cm3, NW, ASM)
-        v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, \
-            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31 = _value_mma(
-                w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-                w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
-                b00, b01, b10, b11, b20, b21, b30, b31, b40, b41, b50, b51, b60, b61, b70, b71,
-                v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-                v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
     return (cm0, cm1, cm2, cm3, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
             v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31)
 
@@ -583,7 +518,7 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
               s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, end, qk_scale, m_i, l_i,
               D: tl.constexpr, G: tl.constexpr, NW: tl.constexpr, RB: tl.constexpr, HAS_VALID: tl.constexpr,
               ASM: tl.constexpr, UF: tl.constexpr, VDENSE: tl.constexpr, SH: tl.constexpr,
-              SDENSE: tl.constexpr, VHALF: tl.constexpr, QLOAD: tl.constexpr):
+              SDENSE: tl.constexpr):
     # [lo, end) in tiles of 128 x RB x NW tokens (k2v2, fp16, D = 128, G = 32: the launcher checks); a warp
     # takes RB blocks of 8 key word rows. Returns the tiles' running max, sum and [1, D] output, like v3's
     # _bulk_packed. SH (RB = 1): the value B operand comes from the key lanes by shuffles instead of the
@@ -628,12 +563,12 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
     for start in range(lo, end, BT):
         gk = start // G + warp * 4 * RB + gid  # a B lane's group (tile-local: warp * 4 * RB + gid)
         s0 = _key_block(q_ptr, kc_ptr, ks_ptr, km_ptr, valid_ptr, s_kcw, s_ksg, s_kmg, s_mt, start, end, wrow, gk,
-                        bl & (gk * G < end), lane, tig, col, odd, useful, unscale, D, NW, HAS_VALID, ASM, QLOAD)
+                        bl & (gk * G < end), lane, tig, col, odd, useful, unscale, D, NW, HAS_VALID, ASM)
         m_t = tl.max(s0, axis=1) * qk_scale
         if RB == 2:
             s1 = _key_block(q_ptr, kc_ptr, ks_ptr, km_ptr, valid_ptr, s_kcw, s_ksg, s_kmg, s_mt, start, end,
                             wrow + 8, gk + 4, bl & ((gk + 4) * G < end), lane, tig, col, odd, useful, unscale,
-                            D, NW, HAS_VALID, ASM, QLOAD)
+                            D, NW, HAS_VALID, ASM)
             m_t = tl.maximum(m_t, tl.max(s1, axis=1) * qk_scale)
         if SH:  # each warp its own running max (uniform over its lanes) and each lane its own sum
             m_new = tl.maximum(m_w, _warp_max(m_t, NW))
@@ -668,7 +603,7 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
                 vc_ptr, vs_ptr, vm_ptr, vstride, s_vst, start, warp * 128, n_t, gid, tig, p0, alpha,
                 cm0, cm1, cm2, cm3, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
                 v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
-                NG, SDENSE, VHALF, NW, ASM)
+                NG, SDENSE, NW, ASM)
         else:
             tl.debug_barrier()  # the previous tile's reads of p and u are done
             tl.store(p_ptr + wrow[:, None] * 16 + j16[None, :], p0, mask=useful[:, None])  # every token: 0 past end

@@ -527,7 +527,7 @@ def _decode_attn_v3_kernel(
     BW: tl.constexpr, VR: tl.constexpr, UK: tl.constexpr, BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr,
     SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr,
     UF: tl.constexpr, VDENSE: tl.constexpr, NUM_WARPS_C: tl.constexpr, MMA: tl.constexpr, MMA_SH: tl.constexpr,
-    SDENSE: tl.constexpr, VHALF: tl.constexpr, QLOAD: tl.constexpr,
+    SDENSE: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
@@ -568,7 +568,7 @@ def _decode_attn_v3_kernel(
         m_b, l_b, acc = _bulk_mma(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                   valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
                                   lo, bulk_end, qk_scale, m_b, l_b, D, G, NUM_WARPS_C, MMA, HAS_VALID, ASM, UF, VDENSE,
-                                  MMA_SH, SDENSE, VHALF, QLOAD)
+                                  MMA_SH, SDENSE)
     elif PACKED:
         m_b, l_b, acc = _bulk_packed(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                      valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
@@ -745,17 +745,14 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
                         maxnreg: int | None = None, unroll: int | None = None, split_rem: bool = True,
                         block_n: int | None = None, packed: bool | None = None,
                         ufold: int | None = None, mma: int | None = None,
-                        mma_shfl: bool | None = None, mma_vhalf: int = 0, mma_qload: bool = False) -> torch.Tensor:
+                        mma_shfl: bool | None = None) -> torch.Tensor:
     """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`).
     Tuning keywords (benchmarks and tests): block_w, num_warps, num_splits, unroll, maxnreg, split_rem,
     block_n; `packed` the fp16x2 path (None: `default_packed`); `ufold` the packed path's u-fold pass
     width (power of two; None: DEFAULT_UFOLD); `mma` the tensor-core bulk with that many blocks of 8 key
     word rows a warp a tile (1 or 2; 0: off; `decode_attention_mma.py`: k2v2, fp16, head_dim 128, G = 32;
     None: `default_mma` where no tuning keyword is given, with MMA_WARPS warps); `mma_shfl` its value
-    operand by shuffles from the key lanes instead of the scratch row (mma=1; None: MMA_SHFL). Register
-    experiments (off by default): `mma_vhalf` runs mma_shfl's value phase as two passes of 64 tokens (1; 2:
-    the second pass's loads forced after the first's MMAs), `mma_qload` reloads the query each tile instead
-    of holding it in registers across the loop."""
+    operand by shuffles from the key lanes instead of the scratch row (mma=1; None: MMA_SHFL)."""
     s = state
     if mma is None:  # before `packed` resolves: a tuning keyword keeps the path it names
         mma = int(block_w is None and num_warps is None and packed is None and scaling > 0 and default_mma(query, s))
@@ -771,10 +768,6 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     if mma_shfl and mma != 1:
         raise ValueError(f"mma_shfl=True runs one block a warp: use mma=1 (here mma={mma})")
     sh = mma == 1 and (MMA_SHFL if mma_shfl is None else bool(mma_shfl))
-    if mma_vhalf not in (0, 1, 2) or (mma_vhalf and not sh):
-        raise ValueError(f"mma_vhalf={mma_vhalf} must be 0 (off), 1 or 2 (two value passes), with mma_shfl")
-    if mma_qload and not mma:
-        raise ValueError("mma_qload=True reloads the tensor-core bulk's query: use mma=1 or 2")
     if packed is None:
         packed = default_packed(query, s)
     B, Hq, _, D = query.shape
@@ -835,7 +828,7 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         D=D, DP=D, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits, BW=BW, UK=unroll or DEFAULT_UNROLL, VR=VR,
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, SPLIT_REM=split_rem, PACKED=packed,
         ASM=not _interpreting(), UF=UF, VDENSE=s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16,
-        NUM_WARPS_C=nw, MMA=mma, MMA_SH=sh, VHALF=int(mma_vhalf), QLOAD=bool(mma_qload),
+        NUM_WARPS_C=nw, MMA=mma, MMA_SH=sh,
         SDENSE=s.v_scale.numel() > 0 and s.v_scale.stride(2) == s.v_min.stride(2) == D // s.group_size,
         DEV_LENS=lens is not None, WIN=win,
         num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}),

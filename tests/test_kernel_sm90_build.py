@@ -14,7 +14,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONSTEXPRS = ("D=128 DP=128 G=32 K_BITS=2 V_BITS=2 BW=128 VR=4 UK=2 BLOCK_N=16 HAS_VALID=False SINGLE=False "
               "SPLIT_REM=True PACKED=True ASM=True NUM_WARPS_C=4 DEV_LENS=False WIN=0 num_warps=4 maxnreg=96 "
-              "UF=2 VDENSE=True MMA=0 MMA_SH=False SDENSE=True VHALF=0 QLOAD=False").split()
+              "UF=2 VDENSE=True MMA=0 MMA_SH=False SDENSE=True").split()
 
 
 def test_packed_kernel_builds_for_sm90_with_the_right_asm(tmp_path):
@@ -34,12 +34,9 @@ def test_packed_kernel_builds_for_sm90_with_the_right_asm(tmp_path):
     assert re.search(r"regs=(\d+)", run.stdout) and int(re.search(r"regs=(\d+)", run.stdout).group(1)) <= 96
 
 
-@pytest.mark.parametrize("sh,cap,hmma,extra", [  # the scratch-row path (an option since session 10) with the slow tests
-    pytest.param(False, 128, 128, (), marks=pytest.mark.slow, id="scratch"),
-    pytest.param(True, 168, 136, (), id="shfl"),
-    # the register experiments (decode_attention_v3's mma_vhalf, mma_qload) at cap 128
-    pytest.param(True, 128, 136, ("VHALF=2", "QLOAD=True"), marks=pytest.mark.slow, id="shfl_vhalf_qload")])
-def test_mma_bulk_builds_for_sm90_with_its_lane_mapping(tmp_path, sh, cap, hmma, extra):
+@pytest.mark.parametrize("sh,cap,hmma", [  # the scratch-row path (an option since session 10) with the slow tests
+    pytest.param(False, 128, 128, marks=pytest.mark.slow, id="scratch"), pytest.param(True, 168, 136, id="shfl")])
+def test_mma_bulk_builds_for_sm90_with_its_lane_mapping(tmp_path, sh, cap, hmma):
     # the tensor-core bulk (decode_attention_mma, one block a warp, 2 warps): a tile is 16 calls of the 8-MMA
     # asm, 128 HMMA a lane (+ 8 with mma_shfl: the min sums against ones), and its operands stay in their
     # threads. A load that Triton spreads over several threads shows up as shared-memory shuffles around them
@@ -53,7 +50,7 @@ def test_mma_bulk_builds_for_sm90_with_its_lane_mapping(tmp_path, sh, cap, hmma,
         run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "kernel_sass.py"),
                               os.path.join(ROOT, "kernels", "decode_attention_v3.py"), "_decode_attn_v3_kernel",
                               *consts, "BW=16", "NUM_WARPS_C=2", "num_warps=2", f"maxnreg={cap}", "MMA=1",
-                              f"MMA_SH={sh}", *extra, "tag=mma"], env=env, capture_output=True, text=True, timeout=600)
+                              f"MMA_SH={sh}", "tag=mma"], env=env, capture_output=True, text=True, timeout=600)
     except FileNotFoundError as e:  # pragma: no cover - a Triton without its NVIDIA tools
         pytest.skip(f"no sm_90 toolchain: {e}")
     assert run.returncode == 0, run.stderr[-2000:]

@@ -354,18 +354,6 @@ def test_v3_mma_scratch_row_value_operand_matches_oracle():
     check_packed(2, 2, 700, 128, 32, True, num_splits=1, num_warps=2, mma=1, mma_shfl=False)
 
 
-@pytest.mark.parametrize("kw", [
-    {"mma_vhalf": 2, "mma_qload": True},
-    pytest.param({"mma_vhalf": 1}, marks=pytest.mark.slow), pytest.param({"mma_qload": True}, marks=pytest.mark.slow)],
-    ids=str)
-def test_v3_mma_register_variants_match_oracle(kw):
-    # mma_shfl's register experiments (off by default): the value phase as two passes of 64 tokens (mma_vhalf;
-    # 2: the second pass's rows offset by a zero computed from the first's accumulators), the query reloaded
-    # each tile (mma_qload; its address offset by such a zero). Three 2-warp tiles, the last one masked
-    # (1100 tokens: 76 past the last whole 128), with padding
-    check_packed(2, 2, 1100, 128, 32, True, num_splits=1, num_warps=2, mma=1, **kw)
-
-
 def test_v3_mma_refuses_what_it_cannot_map():
     state = make_state(1, 2, 200, 64, 192, 72, 2, 2, 32, torch.float16, DEVICE)
     with pytest.raises(ValueError, match="mma=1 cannot run this call: it maps head_dim 128 in groups of 32"):
@@ -375,14 +363,6 @@ def test_v3_mma_refuses_what_it_cannot_map():
     with pytest.raises(ValueError, match="mma=3 must be 0 .off., 1 or 2"):
         da3.decode_attention_v3(torch.randn(1, 2, 1, 128, device=DEVICE, dtype=torch.float16),
                                 make_state(1, 2, 200, 128, 192, 72, 2, 2, 32, torch.float16, DEVICE), None, 1.0, mma=3)
-    with pytest.raises(ValueError, match="mma_vhalf=1 must be 0 .off., 1 or 2 .two value passes., with mma_shfl"):
-        da3.decode_attention_v3(torch.zeros(1, 2, 1, 128, dtype=torch.float16, device=DEVICE),
-                                make_state(1, 2, 200, 128, 192, 72, 2, 2, 32, torch.float16, DEVICE), None, 1.0, mma=1,
-                                mma_shfl=False, mma_vhalf=1)
-    with pytest.raises(ValueError, match="mma_qload=True reloads the tensor-core bulk's query: use mma=1 or 2"):
-        da3.decode_attention_v3(torch.zeros(1, 2, 1, 128, dtype=torch.float16, device=DEVICE),
-                                make_state(1, 2, 200, 128, 192, 72, 2, 2, 32, torch.float16, DEVICE), None, 1.0, mma=0,
-                                mma_qload=True)
     with pytest.raises(ValueError, match="mma_shfl=True runs one block a warp: use mma=1 .here mma=2."):
         da3.decode_attention_v3(torch.randn(1, 2, 1, 128, device=DEVICE, dtype=torch.float16),
                                 make_state(1, 2, 200, 128, 192, 72, 2, 2, 32, torch.float16, DEVICE), None, 1.0, mma=2,
