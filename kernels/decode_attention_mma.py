@@ -312,22 +312,17 @@ def _vld4(vb, vstride, r: tl.constexpr, ok):
 
 
 @triton.jit
-def _rows16(rp, stride, r0, lim):
-    # one [lanes] load from each of 16 consecutive rows, the lane's first at rp (its row r0; rows from lim
+def _rows32(rp, stride, r0, lim):
+    # one [lanes] load from each of 32 consecutive rows, the lane's first at rp (its row r0; rows from lim
     # on give 0), all issued together. 1-D tensors keep element i in thread i, so lane = i % 32
     w0, w1, w2, w3 = _vld4(rp, stride, 0, r0 < lim)
     w4, w5, w6, w7 = _vld4(rp, stride, 4, r0 + 4 < lim)
     w8, w9, w10, w11 = _vld4(rp, stride, 8, r0 + 8 < lim)
     w12, w13, w14, w15 = _vld4(rp, stride, 12, r0 + 12 < lim)
-    return w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15
-
-
-@triton.jit
-def _rows32(rp, stride, r0, lim):
-    # _rows16 from rows r0 and r0 + 16
-    w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15 = _rows16(rp, stride, r0, lim)
-    w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31 = \
-        _rows16(rp + 16 * stride, stride, r0 + 16, lim)
+    w16, w17, w18, w19 = _vld4(rp, stride, 16, r0 + 16 < lim)
+    w20, w21, w22, w23 = _vld4(rp, stride, 20, r0 + 20 < lim)
+    w24, w25, w26, w27 = _vld4(rp, stride, 24, r0 + 24 < lim)
+    w28, w29, w30, w31 = _vld4(rp, stride, 28, r0 + 28 < lim)
     return (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
             w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31)
 
@@ -341,12 +336,13 @@ def _value_words(vc_ptr, vstride, start, base, n_t, gid, tig):
 
 
 @triton.jit
-def _value_mma4(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-                b00, b01, b10, b11, b20, b21, b30, b31,
-                v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-                v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
-                NW: tl.constexpr, ASM: tl.constexpr):
-    # 4 k steps of value MMAs (64 tokens): step kv takes code words 4 kv .. 4 kv + 3 and B pairs b<kv>0, b<kv>1
+def _value_mma(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+               w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
+               b00, b01, b10, b11, b20, b21, b30, b31, b40, b41, b50, b51, b60, b61, b70, b71,
+               v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+               v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
+               NW: tl.constexpr, ASM: tl.constexpr):
+    # the 8 k steps of a block's value MMAs: step kv takes code words 4 kv .. 4 kv + 3 and B pairs b<kv>0, b<kv>1
     (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
         v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _mma8(
             w0, w1, w2, w3, b00, b01, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
@@ -363,28 +359,24 @@ def _value_mma4(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14,
         v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _mma8(
             w12, w13, w14, w15, b30, b31, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
             v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _mma8(
+            w16, w17, w18, w19, b40, b41, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _mma8(
+            w20, w21, w22, w23, b50, b51, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _mma8(
+            w24, w25, w26, w27, b60, b61, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
+    (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _mma8(
+            w28, w29, w30, w31, b70, b71, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
     return (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
             v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31)
-
-
-@triton.jit
-def _value_mma(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-               w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
-               b00, b01, b10, b11, b20, b21, b30, b31, b40, b41, b50, b51, b60, b61, b70, b71,
-               v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-               v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
-               NW: tl.constexpr, ASM: tl.constexpr):
-    # the 8 k steps of a block's value MMAs (128 tokens): code words 4 kv .. 4 kv + 3 and B pairs b<kv>0,
-    # b<kv>1 at step kv
-    (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-     v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31) = _value_mma4(
-        w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15, b00, b01, b10, b11, b20, b21, b30, b31,
-        v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-        v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
-    return _value_mma4(w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
-                       b40, b41, b50, b51, b60, b61, b70, b71,
-                       v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-                       v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
 
 
 @triton.jit
