@@ -101,6 +101,17 @@ VARIANTS = {
     "gqa_f32": {"_impl": "gqa", "packed": False},
     # bulk splits (the log's S adds the window's split)
     **{f"gqa_S{n}": {"_impl": "gqa", "num_splits": n} for n in (1, 2, 4, 8, 16, 32, 64)},
+    # its tensor-core bulk (decode_attention_gqa_mma): the launcher's defaults, caps, warps, split targets
+    # ("p<N>": the split rule aiming at N programs)
+    "gqa_mma": {"_impl": "gqa", "mma": True},
+    "gqa_mma_r128": {"_impl": "gqa", "mma": True, "maxnreg": 128},
+    "gqa_mma_r96": {"_impl": "gqa", "mma": True, "maxnreg": 96},
+    "gqa_mma_w4": {"_impl": "gqa", "mma": True, "num_warps": 4},
+    "gqa_mma_w4_r128": {"_impl": "gqa", "mma": True, "num_warps": 4, "maxnreg": 128},
+    "gqa_mma_w1": {"_impl": "gqa", "mma": True, "num_warps": 1},
+    **{f"gqa_mma_p{n}": {"_impl": "gqa", "mma": True, "num_splits": f"p{n}"} for n in (512, 1024, 4096, 8192)},
+    **{f"gqa_mma_r128_p{n}": {"_impl": "gqa", "mma": True, "maxnreg": 128, "num_splits": f"p{n}"}
+       for n in (1024, 4096)},
     # v1 (tensor-core tiles of block_n tokens) for short contexts, with --graph: one program a head (no reduce
     # launch) or one tile a program (the most parallel), wider tiles / more warps, the dot-free path
     "v1": {"_impl": "v1"},
@@ -153,6 +164,9 @@ def main() -> None:
                 n_sm = torch.cuda.get_device_properties(q.device).multi_processor_count
                 kw["num_splits"] = max(1, min(-(-4 * n_sm // (B * H)), -(-L // (2 * da3.DEFAULT_BLOCK_W * 16))))
             bw3 = 8 * (kw.get("num_warps") or 4) * kw["mma"] if kw.get("mma") else kw.get("block_w") or da3.DEFAULT_BLOCK_W
+            if str(kw.get("num_splits")).startswith("p"):  # the GQA tensor-core bulk's rule at another target
+                bt = 32 * (kw.get("num_warps") or dgq.MMA_WARPS)
+                kw["num_splits"] = da3.num_splits_v3(B * H, L, bt, int(kw["num_splits"][1:]))
             if kw.get("num_splits") == "x2":  # twice the split rule's bulk splits (at SPLIT_PROGRAMS)
                 kw["num_splits"] = 2 * da3.num_splits_v3(B * Hq, L, bw3 * 16)
             if kw.get("num_splits") == "xh":  # half of them (at SPLIT_PROGRAMS)
@@ -172,6 +186,9 @@ def main() -> None:
                 sh = kw.get("mma") == 1 and kw.get("mma_shfl", da3.MMA_SHFL)  # the launcher's split target
                 splits = da3.splits_v3(B * Hq, L, bw3 * 16, 16, kw.get("num_splits"), kw.get("split_rem", True),
                                        da3.SPLIT_PROGRAMS_MMA_SH if sh else da3.SPLIT_PROGRAMS)[0]
+            elif kw.get("mma"):  # the GQA tensor-core bulk: a program a kv head, a key group a warp
+                splits = da3.splits_v3(B * H, L, 32 * (kw.get("num_warps") or dgq.MMA_WARPS), 16,
+                                       kw.get("num_splits"), programs=dgq.SPLIT_PROGRAMS_GQA_MMA)[0]
             else:
                 bw = kw.get("block_w") or (dgq.DEFAULT_BLOCK_W if kw.get("packed") is False else dgq.PACKED_BLOCK_W)
                 splits = da3.splits_v3(B * H, L, bw * 16, 16,

@@ -41,6 +41,7 @@ from .decode_attention import (
     _step_lens,
 )
 from . import decode_attention_v3 as da3
+from .decode_attention_gqa_mma import _bulk_gqa_mma
 from .decode_attention_v3 import (
     _code_unscale,
     _code_x,
@@ -447,7 +448,7 @@ def _decode_attn_gqa_kernel(
     QG: tl.constexpr, D: tl.constexpr, G: tl.constexpr, BITS: tl.constexpr, BW: tl.constexpr,
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
-    REP: tl.constexpr,
+    REP: tl.constexpr, MMA: tl.constexpr,
 ):
     # H here counts program heads: REP of them a kv head (REP = 2 at 8 query heads a kv head), each with QG
     # query heads: program head hv runs query heads hv * QG .. hv * QG + QG - 1 over kv head hv // REP
@@ -478,9 +479,14 @@ def _decode_attn_gqa_kernel(
         bulk_end = hi
     m_i = tl.full((QG,), float("-inf"), tl.float32)
     l_i = tl.zeros((QG,), tl.float32)
-    PSTR: tl.constexpr = BT * QG // 2 if PACKED else BT * QG  # fp32 words a scratch row (packed: fp16 p)
+    # fp32 words a scratch row (packed: fp16 p; the tensor-core bulk keeps p in registers)
+    PSTR: tl.constexpr = 0 if MMA else BT * QG // 2 if PACKED else BT * QG
     p_row = p_ptr + (pid_bh * P_ROWS + tl.minimum(split, P_ROWS - 1)) * PSTR
-    if PACKED:
+    if MMA:
+        m_i, l_i, acc = _bulk_gqa_mma(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
+                                      s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end, qk_scale,
+                                      QG, D, NT // 32, HAS_VALID, ASM)
+    elif PACKED:
         m_i, l_i, acc = _bulk_gqa_packed(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                                          p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end,
                                          qk_scale, m_i, l_i, D, G, BW, HAS_VALID, NT, ASM, VDENSE)
@@ -535,21 +541,59 @@ def gqa_beats_v3(batch: int, kv_heads: int, length: int, group: int = 4) -> bool
     return group in (4, 8) and batch * kv_heads * -(-length // (PACKED_BLOCK_W * 16)) >= MIN_TILES_GQA
 
 
+# The tensor-core bulk (decode_attention_gqa_mma.py): warps a program, register cap and split target.
+# Unmeasured first guesses, to be set by the H200 sweep (benchmarks/bench_v3_variants.py's gqa_mma rows).
+MMA_WARPS = 2
+MAXNREG_GQA_MMA = 168
+SPLIT_PROGRAMS_GQA_MMA = 2048
+# "auto" runs the tensor-core bulk where it can (default_gqa_mma) when this is True
+GQA_MMA = False
+
+
+def unmappable_gqa_mma(query: torch.Tensor, state: KiviState, scaling: float) -> str | None:
+    """Why the tensor-core bulk cannot run this call (None when it can)."""
+    B, Hq, _, D = query.shape
+    QG = Hq // state.k_tail.shape[1]
+    if ((state.k_bits, state.v_bits) != (2, 2) or query.dtype != torch.float16 or D != 128
+            or state.group_size != 32 or QG not in (4, 8)):
+        return (f"it maps k2v2 fp16, head_dim 128, G = 32 with 4 or 8 query heads a kv head (here "
+                f"k{state.k_bits}v{state.v_bits} {query.dtype}, head_dim {D}, G = {state.group_size}, {QG} heads)")
+    if not scaling > 0:
+        return f"its softmax scales the maxima, so scaling must be > 0 (here {scaling})"
+    return None
+
+
+def default_gqa_mma(query: torch.Tensor, state: KiviState, scaling: float) -> bool:
+    """Whether a call without tuning keywords runs the tensor-core bulk."""
+    return GQA_MMA and unmappable_gqa_mma(query, state, scaling) is None
+
+
 def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None, scaling: float, *,
                          num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
                          lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
-                         maxnreg: int | None = None, packed: bool | None = None) -> torch.Tensor:
+                         maxnreg: int | None = None, packed: bool | None = None,
+                         mma: bool | None = None) -> torch.Tensor:
     """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`).
     `packed`: the fp16x2 pair path (k2v2, fp16, 4 or 8 query heads a kv head); None: wherever it can run
-    (`packable_gqa`; as v3's `default_packed`, fp16 inputs keep its products in range).
+    (`packable_gqa`; as v3's `default_packed`, fp16 inputs keep its products in range). `mma`: the
+    tensor-core bulk (`decode_attention_gqa_mma.py`; k2v2, fp16, head_dim 128, G = 32, 4 or 8 query heads a kv
+    head, scaling > 0); None: `default_gqa_mma`.
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
-    path: one thread an element by default, 2 x block_w / 32), maxnreg."""
+    path: one thread an element by default, 2 x block_w / 32; mma: MMA_WARPS, a key group a warp), maxnreg."""
     s = state
+    if mma is None:
+        mma = block_w is None and packed is None and default_gqa_mma(query, s, scaling)
+    if mma:
+        why = unmappable_gqa_mma(query, s, scaling)
+        if why is not None:
+            raise ValueError(f"mma=True cannot run this call: {why}; use mma=False")
+        if block_w is not None:
+            raise ValueError(f"block_w={block_w}: the tensor-core bulk takes a key group a warp (set num_warps)")
     if packed is None:
-        packed = packable_gqa(query, s)
+        packed = packable_gqa(query, s) and not mma
     B, Hq, _, D = query.shape
     QG = Hq // s.k_tail.shape[1]
-    REP = 2 if QG == 8 else 1  # programs a kv head: 8 query heads run as two groups of 4
+    REP = 2 if QG == 8 and not mma else 1  # programs a kv head: the pair path runs 8 heads as two groups of 4
     QG //= REP
     H = s.k_tail.shape[1] * REP  # program heads
     L = max_len if lens is not None else s.length
@@ -559,10 +603,18 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     if packed and not packable_gqa(query, s):
         raise ValueError(f"packed=True computes k2v2 fp16 with 4 or 8 query heads a kv head (here "
                          f"k{s.k_bits}v{s.v_bits} {query.dtype}, {Hq // s.k_tail.shape[1]} heads); use packed=False")
-    BW = block_w or (PACKED_BLOCK_W if packed else DEFAULT_BLOCK_W)
+    if mma and packed:
+        raise ValueError("packed=True and mma=True name two different bulks: pick one")
+    if mma:
+        nw = num_warps or MMA_WARPS
+        BW = 2 * nw  # a key group (2 word rows) a warp
+    else:
+        BW = block_w or (PACKED_BLOCK_W if packed else DEFAULT_BLOCK_W)
     if BW < 1 or BW & (BW - 1):
         raise ValueError(f"block_w={BW} must be a power of two")
-    if packed:  # value lanes = key elements (two a word row), one a thread by default
+    if mma:
+        NT = 32 * nw
+    elif packed:  # value lanes = key elements (two a word row), one a thread by default
         NT = 2 * BW
         if NT % (4 * D // 16):
             raise ValueError(f"packed: block_w={BW} must be at least {2 * D // 16} (a value row's 4 x {D // 16} "
@@ -575,9 +627,10 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         raise ValueError(f"num_warps={nw}: a step's {NT} threads must cover whole value rows")
     BT = BW * (32 // s.k_bits)
     S, chunk = splits_v3(B * H, L, BT, DEFAULT_BLOCK_N, num_splits,  # bulk splits + the window's (S >= 2)
-                         programs=SPLIT_PROGRAMS_GQA if packed else da3.SPLIT_PROGRAMS)
+                         programs=SPLIT_PROGRAMS_GQA_MMA if mma else SPLIT_PROGRAMS_GQA if packed
+                         else da3.SPLIT_PROGRAMS)
     n = B * H * S * QG  # partial rows
-    pstr = BT * QG // 2 if packed else BT * QG  # fp32 words of p scratch a program (packed: fp16 p)
+    pstr = 0 if mma else BT * QG // 2 if packed else BT * QG  # fp32 words of p scratch a program (packed: fp16 p)
     ws = torch.empty((n * (D + 2) + B * H * (S - 1) * pstr,), device=query.device, dtype=torch.float32)
     acc_ws, m_ws, l_ws, p_ws = ws[: n * D], ws[n * D: n * (D + 1)], ws[n * (D + 1): n * (D + 2)], ws[n * (D + 2):]
     mask = valid.view(torch.uint8) if valid is not None else None
@@ -603,7 +656,8 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         NT=NT, DEV_LENS=lens is not None, WIN=win, PACKED=packed, ASM=not _interpreting(),
         VDENSE=(s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16 and s.v_scale.stride(2) == D // s.group_size
                 and s.v_min.stride(2) == D // s.group_size), num_warps=nw,
-        REP=REP, **({"maxnreg": maxnreg or MAXNREG} if query.device.type == "cuda" else {}),
+        REP=REP, MMA=bool(mma),
+        **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA if mma else MAXNREG)} if query.device.type == "cuda" else {}),
     )
     _decode_attn_reduce_kernel[(B * H, QG)](
         acc_ws, m_ws, l_ws, out, H, S, out.stride(0), out.stride(1), out.stride(2), out.stride(3),

@@ -62,6 +62,33 @@ def test_gqa_pairs_path_eight_heads_a_kv_head(H, pad):
     check(8 * H, H, 700, 64, 2, pad, True, DEVICE, block_w=8, num_splits=2)
 
 
+@pytest.mark.parametrize("Hq,H,L,pad,sparse", [(8, 1, 1100, 300, False), (8, 2, 700, 45, True),
+                                                 pytest.param(16, 2, 300, 0, False, marks=pytest.mark.slow)])
+def test_gqa_mma_bulk_matches_oracle(Hq, H, L, pad, sparse):
+    # the tensor-core bulk with its asm twins (CPU) or the PTX (GPU): 8 and 4 query heads a kv head (the
+    # B columns past 4 zero), a last tile past the bulk's end, left padding over whole groups, non-dense
+    # value rows
+    check(Hq, H, L, 128, 2, pad, None, DEVICE, R=128, sparse=sparse, mma=True, num_splits=2)
+
+
+def test_gqa_mma_refuses_what_it_cannot_map():
+    n_kq, n_vq = kivi_split(300, 32, 64)
+    st64 = make_state(1, 1, 300, 64, n_kq, n_vq, 2, 2, 32, torch.float16, "cpu")
+    st = make_state(1, 1, 300, 128, n_kq, n_vq, 2, 2, 32, torch.float16, "cpu")
+    q = torch.zeros(1, 4, 1, 128, dtype=torch.float16)
+    with pytest.raises(ValueError, match="mma=True cannot run this call: it maps k2v2 fp16, head_dim 128"):
+        dg.decode_attention_gqa(torch.zeros(1, 4, 1, 64, dtype=torch.float16), st64, None, 0.125, mma=True)
+    with pytest.raises(ValueError, match=r"scaling must be > 0 \(here -0.125\)"):
+        dg.decode_attention_gqa(q, st, None, -0.125, mma=True)
+    with pytest.raises(ValueError, match="block_w=8: the tensor-core bulk takes a key group a warp"):
+        dg.decode_attention_gqa(q, st, None, 0.125, mma=True, block_w=8)
+    with pytest.raises(ValueError, match="packed=True and mma=True name two different bulks"):
+        dg.decode_attention_gqa(q, st, None, 0.125, mma=True, packed=True)
+    assert dg.unmappable_gqa_mma(q, st, 0.125) is None
+    assert dg.unmappable_gqa_mma(torch.zeros(1, 2, 1, 128, dtype=torch.float16), st, 0.125) is not None
+    assert dg.default_gqa_mma(q, st, 0.125) == dg.GQA_MMA and not dg.default_gqa_mma(q, st, 0.0)
+
+
 def test_gqa_kernel_refuses_what_it_cannot_run():
     n_kq, n_vq = kivi_split(300, 32, 64)
     state = make_state(1, 1, 300, 64, n_kq, n_vq, 2, 2, 32, torch.float16, "cpu")
@@ -98,6 +125,17 @@ def test_gpu_gqa_kernel(packed, L, D, pad, sparse):
 @pytest.mark.parametrize("L,pad", [(4133, 0), (9000, 300)])
 def test_gpu_gqa_kernel_eight_heads_a_kv_head(packed, L, pad):
     check(64, 8, L, 128, 2, pad, packed, "cuda", R=128)  # Llama-3.1-70B's 64 / 8 heads
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("Hq", [32, 64])
+@pytest.mark.parametrize("L,pad,sparse,kw", [(4133, 0, False, {}), (32 * 1024 + 77, 0, False, {}),
+                                             (5000, 1500, False, {}), (700, 0, False, {}), (4133, 0, True, {}),
+                                             (9000, 300, False, dict(num_warps=4)),
+                                             (9000, 300, False, dict(maxnreg=128, num_splits=3))])
+def test_gpu_gqa_mma(Hq, L, pad, sparse, kw):
+    check(Hq, 8, L, 128, 2, pad, None, "cuda", R=128, sparse=sparse, mma=True, **kw)
 
 
 @pytest.mark.gpu
