@@ -109,6 +109,10 @@ VARIANTS = {
     "gqa_mma_w4": {"_impl": "gqa", "mma": True, "num_warps": 4},
     "gqa_mma_w4_r128": {"_impl": "gqa", "mma": True, "num_warps": 4, "maxnreg": 128},
     "gqa_mma_w1": {"_impl": "gqa", "mma": True, "num_warps": 1},
+    "gqa_mma_late": {"_impl": "gqa", "mma": True, "mma_early": False},
+    "gqa_mma_late_w1": {"_impl": "gqa", "mma": True, "mma_early": False, "num_warps": 1},
+    **{f"gqa_mma_r{r}": {"_impl": "gqa", "mma": True, "maxnreg": r} for r in (184, 200, 232, 255)},
+    **{f"gqa_mma_w1_r{r}": {"_impl": "gqa", "mma": True, "num_warps": 1, "maxnreg": r} for r in (200, 255)},
     **{f"gqa_mma_p{n}": {"_impl": "gqa", "mma": True, "num_splits": f"p{n}"} for n in (512, 1024, 4096, 8192)},
     **{f"gqa_mma_r128_p{n}": {"_impl": "gqa", "mma": True, "maxnreg": 128, "num_splits": f"p{n}"}
        for n in (1024, 4096)},

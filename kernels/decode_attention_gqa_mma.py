@@ -78,6 +78,38 @@ def _mma2s(w0, w1, w2, w3, sh, b0, b1, c0, c1, c2, c3, c4, c5, c6, c7, NW: tl.co
         return c0, c1, c2, c3, c4, c5, c6, c7
 
 
+def _after_asm(n_words: int, n_halves: int) -> str:
+    """PTX for `_after`: $1 plus a zero computed from the words $2.. and the fp16 halves after them (XORed,
+    converted to fp32, times 0: ptxas cannot fold a float product with 0, so the zero waits for every input)."""
+    L = ["{", ".reg .b32 x, h; .reg .f32 f;", "xor.b32 x, $2, $3;"]
+    L += [f"xor.b32 x, x, ${i};" for i in range(4, 2 + n_words)]
+    for i in range(2 + n_words, 2 + n_words + n_halves, 2):
+        L += [f"mov.b32 h, {{${i}, ${i + 1}}};", "xor.b32 x, x, h;"]
+    L += ["cvt.rn.f32.u32 f, x;", "mul.rn.f32 f, f, 0f00000000;", "cvt.rzi.s32.f32 x, f;", "add.s32 $0, $1, x;", "}"]
+    return "\n".join(L)
+
+
+_AFTER_SRC = tl.constexpr(_after_asm(32, 16))
+_AFTER_CONSTRAINTS = tl.constexpr(",".join(["=r", "r"] + ["r"] * 32 + ["h"] * 16))
+
+
+@triton.jit
+def _after(x, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+           w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
+           h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, ASM: tl.constexpr):
+    # x (int32), once the 32 words and 16 fp16 values have arrived: ptxas otherwise places the value phase's
+    # loads after the key MMAs, which wait for the key loads (a warp issues in order), so each tile paid two
+    # memory round trips instead of one
+    if ASM:
+        return tl.inline_asm_elementwise(
+            _AFTER_SRC, _AFTER_CONSTRAINTS,
+            [x, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+             w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
+             h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15], tl.int32, True, 1)
+    else:
+        return x
+
+
 @triton.jit
 def _mma_a(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3, NW: tl.constexpr, ASM: tl.constexpr):
     # one m16n8k16 from A and B fragments in registers
@@ -121,47 +153,49 @@ def _tig_max(x, NW: tl.constexpr):
 
 
 @triton.jit
-def _kfactors(sb, mb, qb, ok):
-    # 4 channels of a key B lane (head gid, the block's group): q * scale as fp16 (one rounding) and the
-    # fp32 partial bias sum q * min
-    qv = tl.load(qb, mask=ok, other=0.0)
-    f0, f1, f2, f3 = _split4n((tl.load(sb, mask=ok, other=0.0) * qv).to(tl.float16))
-    part = tl.sum(tl.load(mb, mask=ok, other=0.0).to(tl.float32) * qv.to(tl.float32), axis=1)
-    return f0, f1, f2, f3, part
+def _kfactors(sv, mv, qv):
+    # 4 channels of a key B lane (head gid, the block's group) from its loaded scales, mins and query: q * scale
+    # as fp16 (one rounding) and the fp32 partial bias sum q * min
+    f0, f1, f2, f3 = _split4n((sv * qv).to(tl.float16))
+    return f0, f1, f2, f3, tl.sum(mv.to(tl.float32) * qv.to(tl.float32), axis=1)
 
 
 @triton.jit
-def _key_step(kb_, sb, mb, qb, w_ok, okb, kk: tl.constexpr, sh, c0, c1, c2, c3, c4, c5, c6, c7, part,
-              NW: tl.constexpr, ASM: tl.constexpr):
-    # k step kk (channels 16 kk + 4 tig + 0..3): the lane's 4 code words, its B pair, the two MMAs
-    w0, w1, w2, w3 = _split4n(tl.load(kb_ + 16 * kk, mask=w_ok, other=0))
-    f0, f1, f2, f3, p = _kfactors(sb + 16 * kk, mb + 16 * kk, qb + 16 * kk, okb)
+def _key_mma(w0, w1, w2, w3, sv, mv, qv, sh, c0, c1, c2, c3, c4, c5, c6, c7, part,
+             NW: tl.constexpr, ASM: tl.constexpr):
+    # one key k step (channels 16 kk + 4 tig + 0..3): the B pair from the loaded factors, the two MMAs
+    f0, f1, f2, f3, p = _kfactors(sv, mv, qv)
     c0, c1, c2, c3, c4, c5, c6, c7 = _mma2s(w0, w1, w2, w3, sh, _pack2(f0, f1, ASM), _pack2(f2, f3, ASM),
                                             c0, c1, c2, c3, c4, c5, c6, c7, NW, ASM)
     return c0, c1, c2, c3, c4, c5, c6, c7, part + p
 
 
 @triton.jit
-def _key_group(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, valid_ptr, s_kcw, s_ksg, s_kmg, s_mt, tok0, end,
-               lane, gid, tig, a, sh, hok, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr):
-    # the scores of the warp's group (tokens tok0 .. tok0 + 31) for the lane's heads 2 tig (x0) and
-    # 2 tig + 1 (x1): sJH_x is token tok0 + 16 a + b + 4 J + 8 H, biased, not yet times qk_scale, -inf where
-    # masked. The k steps' loads are all issued before the MMAs (Triton keeps program order for them)
-    rows_w = tok0 // 16 + a
-    ch4 = (4 * tig)[:, None] + tl.arange(0, 4)[None, :]
-    kb_ = kc_ptr + rows_w[:, None] * s_kcw + ch4
-    w_ok = (rows_w * 16 < end)[:, None]
-    g = tok0 // 32
-    okb = (hok & (tok0 < end))[:, None]
-    sb = ks_ptr + g[:, None] * s_ksg + ch4
-    mb = km_ptr + g[:, None] * s_kmg + ch4
-    qb = q_ptr + gid[:, None] * s_qh + ch4
+def _key_scores(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+                w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
+                s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7,
+                q0, q1, q2, q3, q4, q5, q6, q7, valid_ptr, s_mt, tok0, end, lane, tig, a, sh,
+                NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr):
+    # the scores of the warp's group (tokens tok0 .. tok0 + 31) from its loaded words, scales, mins (k step kk:
+    # w 4 kk .. 4 kk + 3, s kk, m kk) and query, for the lane's heads 2 tig (x0) and 2 tig + 1 (x1): sJH_x is
+    # token tok0 + 16 a + b + 4 J + 8 H, biased, not yet times qk_scale, -inf where masked
     z = tl.zeros_like(tok0.to(tl.float32))
-    c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_step(kb_, sb, mb, qb, w_ok, okb, 0, sh, z, z, z, z, z, z, z, z, z,
-                                                   NW, ASM)
-    for kk in tl.static_range(1, 8):
-        c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_step(kb_, sb, mb, qb, w_ok, okb, kk, sh,
-                                                       c0, c1, c2, c3, c4, c5, c6, c7, kp, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_mma(w0, w1, w2, w3, s0, m0, q0, sh, z, z, z, z, z, z, z, z, z,
+                                                  NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_mma(w4, w5, w6, w7, s1, m1, q1, sh, c0, c1, c2, c3, c4, c5, c6, c7,
+                                                  kp, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_mma(w8, w9, w10, w11, s2, m2, q2, sh, c0, c1, c2, c3, c4, c5, c6,
+                                                  c7, kp, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_mma(w12, w13, w14, w15, s3, m3, q3, sh, c0, c1, c2, c3, c4, c5, c6,
+                                                  c7, kp, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_mma(w16, w17, w18, w19, s4, m4, q4, sh, c0, c1, c2, c3, c4, c5, c6,
+                                                  c7, kp, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_mma(w20, w21, w22, w23, s5, m5, q5, sh, c0, c1, c2, c3, c4, c5, c6,
+                                                  c7, kp, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_mma(w24, w25, w26, w27, s6, m6, q6, sh, c0, c1, c2, c3, c4, c5, c6,
+                                                  c7, kp, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_mma(w28, w29, w30, w31, s7, m7, q7, sh, c0, c1, c2, c3, c4, c5, c6,
+                                                  c7, kp, NW, ASM)
     kp += _shfl(kp, lane ^ 1, NW, ASM)
     kp += _shfl(kp, lane ^ 2, NW, ASM)  # head gid's bias in its 4 lanes
     bias0 = _shfl(kp, 8 * tig, NW, ASM)  # head 2 tig: lane 4 (2 tig)
@@ -195,56 +229,44 @@ def _vwords(vc_ptr, s_vct, t, col, end):
 
 
 @triton.jit
-def _vscales(vs_ptr, s_vst, t, end, ASM: tl.constexpr):
-    # the value scales of tokens (t, t + 1) and (t + 8, t + 9) as fp16x2 pairs, group by group
-    c4 = tl.arange(0, 4)[None, :]
-    s0 = tl.load(vs_ptr + t[:, None] * s_vst + c4, mask=(t < end)[:, None], other=0.0)
-    s1 = tl.load(vs_ptr + (t + 1)[:, None] * s_vst + c4, mask=(t + 1 < end)[:, None], other=0.0)
-    s8 = tl.load(vs_ptr + (t + 8)[:, None] * s_vst + c4, mask=(t + 8 < end)[:, None], other=0.0)
-    s9 = tl.load(vs_ptr + (t + 9)[:, None] * s_vst + c4, mask=(t + 9 < end)[:, None], other=0.0)
-    a0, a1, a2, a3 = _split4n(s0)
-    b0, b1, b2, b3 = _split4n(s1)
-    e0, e1, e2, e3 = _split4n(s8)
-    f0, f1, f2, f3 = _split4n(s9)
-    return (_pack2(a0, b0, ASM), _pack2(e0, f0, ASM), _pack2(a1, b1, ASM), _pack2(e1, f1, ASM),
-            _pack2(a2, b2, ASM), _pack2(e2, f2, ASM), _pack2(a3, b3, ASM), _pack2(e3, f3, ASM))
+def _vrow(vs_ptr, s_vst, t, end):
+    # a token's 4 value scales (or mins), [lanes, 4]
+    return tl.load(vs_ptr + t[:, None] * s_vst + tl.arange(0, 4)[None, :], mask=(t < end)[:, None], other=0.0)
 
 
 @triton.jit
-def _vmins(vm_ptr, s_vmt, t, end, gid, ASM: tl.constexpr):
-    # the min MMA's B pairs: lane gid < 4 gives group gid's mins of tokens (t, t + 1) and (t + 8, t + 9)
-    ok = gid < 4
-    m0 = tl.load(vm_ptr + t * s_vmt + gid, mask=ok & (t < end), other=0.0)
-    m1 = tl.load(vm_ptr + (t + 1) * s_vmt + gid, mask=ok & (t + 1 < end), other=0.0)
-    m8 = tl.load(vm_ptr + (t + 8) * s_vmt + gid, mask=ok & (t + 8 < end), other=0.0)
-    m9 = tl.load(vm_ptr + (t + 9) * s_vmt + gid, mask=ok & (t + 9 < end), other=0.0)
-    return _pack2(m0, m1, ASM), _pack2(m8, m9, ASM)
+def _vmin(vm_ptr, s_vmt, t, end, gid):
+    # the min MMA's B entries: lane gid < 4 gives group gid's min of token t
+    return tl.load(vm_ptr + t * s_vmt + gid, mask=(gid < 4) & (t < end), other=0.0)
 
 
 @triton.jit
-def _value_step(vc_ptr, vs_ptr, vm_ptr, s_vct, s_vst, s_vmt, t, end, gid, a, sh, pb0, pb1,
+def _value_step(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15, r0, r1, r8, r9,
+                n0, n1, n8, n9, sh, pb0, pb1,
                 v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
                 v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
                 cm0, cm1, cm2, cm3, NW: tl.constexpr, ASM: tl.constexpr):
-    # one value k step (16 tokens: t, t + 1, t + 8, t + 9 for the lane's k slots): the 4 groups' MMAs
-    # (accumulators 8 g .. 8 g + 7) and the min MMA
-    z = tl.zeros_like(gid)
-    w0, w1, w2, w3 = _vwords(vc_ptr, s_vct, t, a, end)
-    w4, w5, w6, w7 = _vwords(vc_ptr, s_vct, t, 2 + a, end)
-    w8, w9, w10, w11 = _vwords(vc_ptr, s_vct, t, 4 + a, end)
-    w12, w13, w14, w15 = _vwords(vc_ptr, s_vct, t, 6 + a, end)
-    s00, s01, s10, s11, s20, s21, s30, s31 = _vscales(vs_ptr, s_vst, t, end, ASM)
-    mb0, mb1 = _vmins(vm_ptr, s_vmt, t, end, gid, ASM)
-    cm0, cm1, cm2, cm3 = _mma_a(pb0, z, pb1, z, mb0, mb1, cm0, cm1, cm2, cm3, NW, ASM)
-    v0, v1, v2, v3, v4, v5, v6, v7 = _mma2s(w0, w1, w2, w3, sh, _hmul2(pb0, s00, ASM), _hmul2(pb1, s01, ASM),
+    # one value k step (16 tokens: t, t + 1, t + 8, t + 9 for the lane's k slots) from its loaded words (group
+    # g: w 4 g .. 4 g + 3), scale rows r and min entries n: the 4 groups' MMAs (accumulators 8 g .. 8 g + 7)
+    # and the min MMA
+    z = tl.zeros_like(w0)
+    cm0, cm1, cm2, cm3 = _mma_a(pb0, z, pb1, z, _pack2(n0, n1, ASM), _pack2(n8, n9, ASM), cm0, cm1, cm2, cm3,
+                                NW, ASM)
+    a0, a1, a2, a3 = _split4n(r0)
+    b0, b1, b2, b3 = _split4n(r1)
+    e0, e1, e2, e3 = _split4n(r8)
+    f0, f1, f2, f3 = _split4n(r9)
+    v0, v1, v2, v3, v4, v5, v6, v7 = _mma2s(w0, w1, w2, w3, sh, _hmul2(pb0, _pack2(a0, b0, ASM), ASM),
+                                            _hmul2(pb1, _pack2(e0, f0, ASM), ASM),
                                             v0, v1, v2, v3, v4, v5, v6, v7, NW, ASM)
-    v8, v9, v10, v11, v12, v13, v14, v15 = _mma2s(w4, w5, w6, w7, sh, _hmul2(pb0, s10, ASM), _hmul2(pb1, s11, ASM),
+    v8, v9, v10, v11, v12, v13, v14, v15 = _mma2s(w4, w5, w6, w7, sh, _hmul2(pb0, _pack2(a1, b1, ASM), ASM),
+                                                  _hmul2(pb1, _pack2(e1, f1, ASM), ASM),
                                                   v8, v9, v10, v11, v12, v13, v14, v15, NW, ASM)
-    v16, v17, v18, v19, v20, v21, v22, v23 = _mma2s(w8, w9, w10, w11, sh, _hmul2(pb0, s20, ASM),
-                                                    _hmul2(pb1, s21, ASM),
+    v16, v17, v18, v19, v20, v21, v22, v23 = _mma2s(w8, w9, w10, w11, sh, _hmul2(pb0, _pack2(a2, b2, ASM), ASM),
+                                                    _hmul2(pb1, _pack2(e2, f2, ASM), ASM),
                                                     v16, v17, v18, v19, v20, v21, v22, v23, NW, ASM)
-    v24, v25, v26, v27, v28, v29, v30, v31 = _mma2s(w12, w13, w14, w15, sh, _hmul2(pb0, s30, ASM),
-                                                    _hmul2(pb1, s31, ASM),
+    v24, v25, v26, v27, v28, v29, v30, v31 = _mma2s(w12, w13, w14, w15, sh, _hmul2(pb0, _pack2(a3, b3, ASM), ASM),
+                                                    _hmul2(pb1, _pack2(e3, f3, ASM), ASM),
                                                     v24, v25, v26, v27, v28, v29, v30, v31, NW, ASM)
     return (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
             v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, cm0, cm1, cm2, cm3)
@@ -263,7 +285,8 @@ def _first_heads(x, QG: tl.constexpr):
 @triton.jit
 def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                   s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, end, qk_scale,
-                  QG: tl.constexpr, D: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr):
+                  QG: tl.constexpr, D: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr,
+                  EARLY: tl.constexpr):
     # [lo, end) in tiles of 32 x NW tokens (k2v2, fp16, D = 128, G = 32, qk_scale > 0: the launcher checks), a
     # key group a warp. Returns the QG heads' max [QG], sum [QG] and output [QG, D] (not normalized), as the
     # other GQA bulks
@@ -290,11 +313,74 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
     m0 = tl.full((NT,), float("-inf"), tl.float32)  # the warp's running max of head 2 tig (m1: 2 tig + 1)
     m1 = m0
     l0, l1 = z, z  # the lane's sums
+    ch4 = (4 * tig)[:, None] + tl.arange(0, 4)[None, :]
+    qb = q_ptr + gid[:, None] * s_qh + ch4
+    okq = hok[:, None]
+    q0, q1, q2, q3 = tl.load(qb, mask=okq, other=0.0), tl.load(qb + 16, mask=okq, other=0.0), \
+        tl.load(qb + 32, mask=okq, other=0.0), tl.load(qb + 48, mask=okq, other=0.0)
+    q4, q5, q6, q7 = tl.load(qb + 64, mask=okq, other=0.0), tl.load(qb + 80, mask=okq, other=0.0), \
+        tl.load(qb + 96, mask=okq, other=0.0), tl.load(qb + 112, mask=okq, other=0.0)
     for start in range(lo, end, BT):
         tok0 = start + 32 * warp
-        s00_0, s00_1, s01_0, s01_1, s10_0, s10_1, s11_0, s11_1 = _key_group(
-            q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, valid_ptr, s_kcw, s_ksg, s_kmg, s_mt, tok0, end,
-            lane, gid, tig, a, sh, hok, NW, HAS_VALID, ASM)
+        # every load of the group first, in this order (a warp issues in order: a load placed after a use of an
+        # earlier one waits for it): key words, key scales and mins, value words, value scales and mins
+        rows_w = tok0 // 16 + a
+        kb_ = kc_ptr + rows_w[:, None] * s_kcw + ch4
+        w_ok = (rows_w * 16 < end)[:, None]
+        w0, w1, w2, w3 = _split4n(tl.load(kb_, mask=w_ok, other=0))
+        w4, w5, w6, w7 = _split4n(tl.load(kb_ + 16, mask=w_ok, other=0))
+        w8, w9, w10, w11 = _split4n(tl.load(kb_ + 32, mask=w_ok, other=0))
+        w12, w13, w14, w15 = _split4n(tl.load(kb_ + 48, mask=w_ok, other=0))
+        w16, w17, w18, w19 = _split4n(tl.load(kb_ + 64, mask=w_ok, other=0))
+        w20, w21, w22, w23 = _split4n(tl.load(kb_ + 80, mask=w_ok, other=0))
+        w24, w25, w26, w27 = _split4n(tl.load(kb_ + 96, mask=w_ok, other=0))
+        w28, w29, w30, w31 = _split4n(tl.load(kb_ + 112, mask=w_ok, other=0))
+        g_ok = (hok & (tok0 < end))[:, None]
+        sb = ks_ptr + (tok0 // 32)[:, None] * s_ksg + ch4
+        mb = km_ptr + (tok0 // 32)[:, None] * s_kmg + ch4
+        ks0, ks1, ks2, ks3 = tl.load(sb, mask=g_ok, other=0.0), tl.load(sb + 16, mask=g_ok, other=0.0), \
+            tl.load(sb + 32, mask=g_ok, other=0.0), tl.load(sb + 48, mask=g_ok, other=0.0)
+        ks4, ks5, ks6, ks7 = tl.load(sb + 64, mask=g_ok, other=0.0), tl.load(sb + 80, mask=g_ok, other=0.0), \
+            tl.load(sb + 96, mask=g_ok, other=0.0), tl.load(sb + 112, mask=g_ok, other=0.0)
+        km0, km1, km2, km3 = tl.load(mb, mask=g_ok, other=0.0), tl.load(mb + 16, mask=g_ok, other=0.0), \
+            tl.load(mb + 32, mask=g_ok, other=0.0), tl.load(mb + 48, mask=g_ok, other=0.0)
+        km4, km5, km6, km7 = tl.load(mb + 64, mask=g_ok, other=0.0), tl.load(mb + 80, mask=g_ok, other=0.0), \
+            tl.load(mb + 96, mask=g_ok, other=0.0), tl.load(mb + 112, mask=g_ok, other=0.0)
+        t0 = tok0 + tv  # value k step 0 (step 1: + 4)
+        x0, x1, x2, x3 = _vwords(vc_ptr, s_vct, t0, a, end)
+        x4, x5, x6, x7 = _vwords(vc_ptr, s_vct, t0, 2 + a, end)
+        x8, x9, x10, x11 = _vwords(vc_ptr, s_vct, t0, 4 + a, end)
+        x12, x13, x14, x15 = _vwords(vc_ptr, s_vct, t0, 6 + a, end)
+        y0, y1, y2, y3 = _vwords(vc_ptr, s_vct, t0 + 4, a, end)
+        y4, y5, y6, y7 = _vwords(vc_ptr, s_vct, t0 + 4, 2 + a, end)
+        y8, y9, y10, y11 = _vwords(vc_ptr, s_vct, t0 + 4, 4 + a, end)
+        y12, y13, y14, y15 = _vwords(vc_ptr, s_vct, t0 + 4, 6 + a, end)
+        r0, r1, r8, r9 = _vrow(vs_ptr, s_vst, t0, end), _vrow(vs_ptr, s_vst, t0 + 1, end), \
+            _vrow(vs_ptr, s_vst, t0 + 8, end), _vrow(vs_ptr, s_vst, t0 + 9, end)
+        e0, e1, e8, e9 = _vrow(vs_ptr, s_vst, t0 + 4, end), _vrow(vs_ptr, s_vst, t0 + 5, end), \
+            _vrow(vs_ptr, s_vst, t0 + 12, end), _vrow(vs_ptr, s_vst, t0 + 13, end)
+        u0, u1, u8, u9 = _vmin(vm_ptr, s_vmt, t0, end, gid), _vmin(vm_ptr, s_vmt, t0 + 1, end, gid), \
+            _vmin(vm_ptr, s_vmt, t0 + 8, end, gid), _vmin(vm_ptr, s_vmt, t0 + 9, end, gid)
+        o0, o1, o8, o9 = _vmin(vm_ptr, s_vmt, t0 + 4, end, gid), _vmin(vm_ptr, s_vmt, t0 + 5, end, gid), \
+            _vmin(vm_ptr, s_vmt, t0 + 12, end, gid), _vmin(vm_ptr, s_vmt, t0 + 13, end, gid)
+        sh_k = sh
+        if EARLY:  # the key MMAs after every value load (one memory round trip a tile)
+            ra, _, _, _ = _split4n(r0)
+            rb, _, _, _ = _split4n(r1)
+            rc, _, _, _ = _split4n(r8)
+            rd, _, _, _ = _split4n(r9)
+            re, _, _, _ = _split4n(e0)
+            rf, _, _, _ = _split4n(e1)
+            rg, _, _, _ = _split4n(e8)
+            rh, _, _, _ = _split4n(e9)
+            sh_k = _after(sh, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15,
+                          y0, y1, y2, y3, y4, y5, y6, y7, y8, y9, y10, y11, y12, y13, y14, y15,
+                          ra, rb, rc, rd, re, rf, rg, rh, u0, u1, u8, u9, o0, o1, o8, o9, ASM)
+        s00_0, s00_1, s01_0, s01_1, s10_0, s10_1, s11_0, s11_1 = _key_scores(
+            w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+            w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
+            ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7, km0, km1, km2, km3, km4, km5, km6, km7,
+            q0, q1, q2, q3, q4, q5, q6, q7, valid_ptr, s_mt, tok0, end, lane, tig, a, sh_k, NW, HAS_VALID, ASM)
         n0 = tl.maximum(m0, _tig_max(tl.maximum(tl.maximum(s00_0, s01_0), tl.maximum(s10_0, s11_0)), NW) * qk_scale)
         n1 = tl.maximum(m1, _tig_max(tl.maximum(tl.maximum(s00_1, s01_1), tl.maximum(s10_1, s11_1)), NW) * qk_scale)
         z0 = tl.where(n0 == float("-inf"), 0.0, n0)
@@ -327,15 +413,15 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
         (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
          v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
          cm0, cm1, cm2, cm3) = _value_step(
-            vc_ptr, vs_ptr, vm_ptr, s_vct, s_vst, s_vmt, tok0 + tv, end, gid, a, sh, pb00, pb01,
-            v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15, r0, r1, r8, r9, u0, u1, u8, u9,
+            sh, pb00, pb01, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
             v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
             cm0, cm1, cm2, cm3, NW, ASM)
         (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
          v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
          cm0, cm1, cm2, cm3) = _value_step(
-            vc_ptr, vs_ptr, vm_ptr, s_vct, s_vst, s_vmt, tok0 + tv + 4, end, gid, a, sh, pb10, pb11,
-            v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            y0, y1, y2, y3, y4, y5, y6, y7, y8, y9, y10, y11, y12, y13, y14, y15, e0, e1, e8, e9, o0, o1, o8, o9,
+            sh, pb10, pb11, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
             v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
             cm0, cm1, cm2, cm3, NW, ASM)
     # onto the program's max per head: [warp, head] maxes (uniform over gid) and sums
