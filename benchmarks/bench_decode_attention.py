@@ -50,9 +50,9 @@ from kivi_kernels.quant_pack import quantize_keys_triton, quantize_values_triton
 SHAPES = {"llama2-7b": (32, 32), "llama3.1-8b": (32, 8), "llama3.1-70b": (64, 8)}  # (q heads, kv heads), head_dim 128
 ROWS = [(1, 512), (1, 32768), (8, 32768), (16, 16384), (64, 4096), (128, 4096)]
 TARGET_ROWS = [(1, 512), (8, 32768), (64, 4096)]  # the rows with targets (issue 3)
-IMPLS = ("v1", "v3", "v3f", "gqa", "gqaf")  # v3: the default (packed fp16x2 pairs at k2v2 fp16); v3f: its fp32
-# path; gqa / gqaf: the shared-dequantization GQA kernel (kernels/decode_attention_gqa.py; GQA shapes only), its
-# fp16x2 pair path / its fp32 path
+IMPLS = ("v1", "v3", "v3f", "gqa", "gqap", "gqaf")  # v3: the default (packed fp16x2 pairs at k2v2 fp16); v3f: its
+# fp32 path; gqa / gqap / gqaf: the shared-dequantization GQA kernel (kernels/decode_attention_gqa.py; GQA shapes
+# only) at its defaults (the tensor-core bulk where it maps) / its fp16x2 pair path / its fp32 path
 D, G, R = 128, 32, 128
 L2_BYTES = 60 * 2**20  # H200: 60 MB
 # (block_n, num_warps, split-count scale, use_dot or None = default) tried by --sweep
@@ -230,14 +230,20 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
             bn = block_n or _default_block_n(D)
             S = max(1, round(_num_splits(B * H, L, bn, query.device) * splits_scale))
             kw = dict(impl="v1", block_n=bn, num_warps=num_warps or 4, num_splits=S, use_dot=use_dot)
-        elif impl in ("gqa", "gqaf"):
+        elif impl == "gqa" and dgq.default_gqa_mma(query, states[0], D**-0.5):
             if Hq == H:
                 continue
-            packed = impl == "gqa"
+            bn = 32 * dgq.MMA_WARPS  # the launcher's defaults: its tensor-core bulk, a key group a warp
+            S = splits_v3(B * H, L, bn, 16, programs=dgq.SPLIT_PROGRAMS_GQA_MMA)[0]
+            kw = dict(num_warps=dgq.MMA_WARPS)
+        elif impl in ("gqa", "gqap", "gqaf"):
+            if Hq == H:
+                continue
+            packed = impl != "gqaf"
             bw = dgq.PACKED_BLOCK_W if packed else dgq.DEFAULT_BLOCK_W
             bn = bw * 16
             S = splits_v3(B * H, L, bn, 16)[0]  # programs by kv head
-            kw = dict(packed=packed, block_w=bw,
+            kw = dict(packed=packed, block_w=bw, mma=False,
                       num_warps=2 * bw // 32 if packed else dgq.DEFAULT_WARPS)
         elif impl == "v3" and block_w is None and num_warps is None and splits_scale == 1.0:
             # the launcher's own defaults, as a model's calls get them: the tensor-core bulk where default_mma
@@ -255,7 +261,8 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
             S = max(1, round(num_splits_v3(B * Hq, L, bn) * splits_scale))  # bulk splits (programs by query head)
             kw = dict(block_w=bw, num_warps=nw, num_splits=S, packed=packed)
             S = splits_v3(B * Hq, L, bn, 16, S)[0]  # + the window / tail split
-        call = {"v1": decode_attention_triton, "gqa": decode_attention_gqa, "gqaf": decode_attention_gqa}.get(impl, decode_attention_v3)
+        call = {"v1": decode_attention_triton, "gqa": decode_attention_gqa, "gqap": decode_attention_gqa,
+                    "gqaf": decode_attention_gqa}.get(impl, decode_attention_v3)
         t = bench_rotating([lambda s=s, kw=kw, call=call: call(query, s, None, D**-0.5, **kw) for s in states])
         t_host = host_us(lambda kw=kw, call=call: call(query, states[0], None, D**-0.5, **kw))
         t_graph = graph_us([lambda s=s, kw=kw, call=call: call(query, s, None, D**-0.5, **kw) for s in states])
@@ -269,7 +276,8 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
         k, v = dequantize_state(states[0])
         ref = F.scaled_dot_product_attention(query, k, v, enable_gqa=Hq != H).transpose(1, 2)
         for impl, _, _, _, _, kw, _ in timed:
-            call = {"v1": decode_attention_triton, "gqa": decode_attention_gqa, "gqaf": decode_attention_gqa}.get(impl, decode_attention_v3)
+            call = {"v1": decode_attention_triton, "gqa": decode_attention_gqa, "gqap": decode_attention_gqa,
+                    "gqaf": decode_attention_gqa}.get(impl, decode_attention_v3)
             got = call(query, states[0], None, D**-0.5, **kw)
             errs[impl] = (got.float() - ref.float()).abs().max().item()
         del k, v, ref
@@ -366,7 +374,7 @@ def main() -> None:
     ap.add_argument("--rows", default=None,
                     help="comma list like 8x32768,64x4096, or 'targets' (1x512,8x32768,64x4096); default: all six")
     ap.add_argument("--shapes", default="llama2-7b,llama3.1-8b", help=f"comma list of {', '.join(SHAPES)}")
-    ap.add_argument("--impl", default=",".join(IMPLS), help="kernels to time side by side (v1, v3, v3f, gqa, gqaf)")
+    ap.add_argument("--impl", default=",".join(IMPLS), help="kernels to time side by side (v1, v3, v3f, gqa, gqap, gqaf)")
     ap.add_argument("--sweep", action="store_true", help="also sweep tiles / warps / splits (no baselines)")
     ap.add_argument("--no-baselines", action="store_true")
     args = ap.parse_args()

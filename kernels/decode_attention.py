@@ -509,7 +509,8 @@ def pick_impl(query: torch.Tensor, state: KiviState, impl: str = "auto") -> str:
         return "gqa"
     if (impl == "auto" and why_gqa is None and packable_gqa(query, state)
             and gqa_beats_v3(B, H, state.length, Hq // H)):
-        # a program a kv head, each code dequantized once for its 4 query heads (fp16x2 pairs): H200,
+        # a program a kv head, each code dequantized once for its query heads: on tensor cores at head_dim 128
+        # (decode_attention_gqa_mma.py; MMA_WARPS has the numbers), else as fp16x2 pairs: H200,
         # Llama-3.1-8B 32/8, us at 8x32K / 16x16K / 64x4096 / 128x4096: 229 / 229 / 242 / 449 vs v3's 291 /
         # 301 / 365 / 693 (benchmarks/results/h200_round11d/bench_gqa.log); 8 query heads (two programs a
         # kv head), Llama-3.1-70B 64/8: 417 / 416 / 430 / 831 vs 528 / 549 / 677 / 1334 (h200_round12).

@@ -4,8 +4,10 @@ v3 runs GQA a program a query head, so each of a kv head's QG query heads dequan
 measured on the H200 that left it at 0.70-0.89x fp16 SDPA (benchmarks/results/h200_round10.md). Here a
 program takes a (batch, kv head, split) and all QG query heads: each code is turned into a value once and
 multiplied into QG accumulators (benchmarks/results/decode_v4_plan.md, item 3). Reached through
-`decode_attention_triton`: "auto" runs the pair path below on k2v2 fp16 calls with 4 or 8 query heads a kv
-head (8: two programs a kv head, 4 heads each) and at least MIN_TILES_GQA key tiles; impl="gqa" forces the kernel (its fp32 path where pairs cannot run).
+`decode_attention_triton`: "auto" runs it on k2v2 fp16 calls with 4 or 8 query heads a kv head and at least
+MIN_TILES_GQA key tiles, with its tensor-core bulk (`decode_attention_gqa_mma.py`: head_dim 128, G = 32; all
+of a kv head's query heads in one program) where that maps, else the pair path below (8 heads: two programs a
+kv head, 4 heads each); impl="gqa" forces the kernel (its fp32 path where neither can run).
 
 The pair path (`_bulk_gqa_packed`, QG = 4, k2v2 fp16): per code pair LOP3 + HFMA2 give the exact codes (v3's
 magic-number trick), one HFMA2 the fp16 values c * scale + min, then one HFMA2 a head (`_gqa_asm`); 8-term
@@ -541,15 +543,20 @@ def gqa_beats_v3(batch: int, kv_heads: int, length: int, group: int = 4) -> bool
     return group in (4, 8) and batch * kv_heads * -(-length // (PACKED_BLOCK_W * 16)) >= MIN_TILES_GQA
 
 
-# The tensor-core bulk (decode_attention_gqa_mma.py): warps a program, register cap and split target.
-# Unmeasured first guesses, to be set by the H200 sweep (benchmarks/bench_v3_variants.py's gqa_mma rows).
-MMA_WARPS = 2
-MAXNREG_GQA_MMA = 168
+# The tensor-core bulk (decode_attention_gqa_mma.py): warps a program, register cap, split target and load
+# order, from the H200 sweeps (benchmarks/results/h200_round20.md), us at 8x32K / 64x4096 / 128x4096 / 16x16K,
+# Llama-3.1-8B (32/8): the pair path 228.6 / 242.3 / 450.0 / 229.3; one warp, every load of a tile first, no
+# cap (255 registers, 8 programs an SM) 211.0 / 196.5 / 358.1 / 191.3; two warps with the value loads after
+# the key MMAs (round 20's order) at cap 168: 187.3 / 220.3 / 367.0 / 198.0; loads first at caps 168 / 200
+# (spills): 229.8 / 285.3 at 8x32K. Llama-3.1-70B (64/8), 8x32K: pair path 415.9, one warp loads first 211.1,
+# two warps late 299.7. Split targets 1024 and 4096 were slower than 2048 at two warps.
+MMA_WARPS = 1
+MAXNREG_GQA_MMA = 255
 SPLIT_PROGRAMS_GQA_MMA = 2048
 # Its key MMAs wait for the value loads too (decode_attention_gqa_mma._after), so a tile's loads issue together
 MMA_EARLY = True
-# "auto" runs the tensor-core bulk where it can (default_gqa_mma) when this is True
-GQA_MMA = False
+# "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
+GQA_MMA = True
 
 
 def unmappable_gqa_mma(query: torch.Tensor, state: KiviState, scaling: float) -> str | None:
@@ -670,9 +677,13 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
 
 
 def workspace_bytes(batch: int, kv_heads: int, group: int, length: int, head_dim: int,
-                    packed: bool = True) -> int:
+                    packed: bool = True, mma: bool = False) -> int:
     """Device memory one default call allocates besides its output: split partials (a row a query head) + p
-    scratch (a row a bulk program: the tile's p for its query heads, fp16 on the pair path)."""
+    scratch (a row a bulk program: the tile's p for its query heads, fp16 on the pair path; none on the
+    tensor-core bulk, `mma`)."""
+    if mma:  # a program a kv head, a key group a warp
+        S, _ = splits_v3(batch * kv_heads, length, 32 * MMA_WARPS, DEFAULT_BLOCK_N, programs=SPLIT_PROGRAMS_GQA_MMA)
+        return batch * kv_heads * S * group * (head_dim + 2) * 4
     if group == 8:  # two programs a kv head, 4 query heads each
         kv_heads, group = kv_heads * 2, 4
     BT = (PACKED_BLOCK_W if packed else DEFAULT_BLOCK_W) * 16

@@ -533,8 +533,9 @@ def test_gpu_no_dequantized_copy_in_memory(impl, Hq, H):
     if picked == "v1":
         S = da._num_splits(B * H, L, da._default_block_n(D), query.device)
         workspace = B * H * S * (Hq // H) * (D + 2) * 4
-    elif picked == "gqa":  # a program a kv head: partial rows for its query heads, one fp16 p row
-        workspace = dg.workspace_bytes(B, H, Hq // H, L, D, packed=True)
+    elif picked == "gqa":  # a program a kv head: partial rows for its query heads (+ one fp16 p row, pairs)
+        workspace = dg.workspace_bytes(B, H, Hq // H, L, D, packed=True,
+                                       mma=dg.default_gqa_mma(query, state, D**-0.5))
     else:  # v3 runs a program a query head (GQA too), each with its scratch row
         workspace = da3.workspace_bytes(B, Hq, L, D, 2, packed=da3.default_packed(query, state))
     workspace += B * Hq * D * 2  # the output

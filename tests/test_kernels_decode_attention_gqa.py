@@ -140,6 +140,37 @@ def test_gpu_gqa_mma(Hq, L, pad, sparse, kw):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("Hq,L", [(32, 4133), (64, 9000)])
+def test_gpu_gqa_mma_on_the_static_path(Hq, L, monkeypatch):
+    """The lean engine's launch (decode_attention_static: lengths read on the device, the value window as a
+    ring, the grid over the capacity) through "auto", which picks the GQA kernel's tensor-core bulk."""
+    import kivi_kernels.decode_attention as da
+
+    monkeypatch.setattr(dg, "MIN_TILES_GQA", 0)
+    monkeypatch.setattr(da, "SHORT_TILES", 0)
+    picks = []
+    real = dg.default_gqa_mma
+    monkeypatch.setattr(dg, "default_gqa_mma", lambda q, s, sc: picks.append(real(q, s, sc)) or picks[-1])
+    B, H, D, W, max_len = 2, 8, 128, 160, L + 300
+    n_kq, n_vq = kivi_split(L, 32, 128)
+    state = make_state(B, H, L, D, n_kq, n_vq, 2, 2, 32, torch.float16, "cuda", L)
+    ring = torch.zeros(B, H, W, D, device="cuda", dtype=torch.float16)
+    ring[:, :, torch.arange(n_vq, L, device="cuda") % W] = state.v_win  # position t in slot t % W
+    tail = torch.zeros(B, H, max_len - n_kq, D, device="cuda", dtype=torch.float16)
+    tail[:, :, : L - n_kq] = state.k_tail
+    static = KiviState(state.k_codes, state.k_scale, state.k_min, 0, tail, state.v_codes, state.v_scale,
+                       state.v_min, 0, ring, 2, 2, 32)
+    lens = torch.tensor([L - 1, n_kq, n_vq], dtype=torch.int32, device="cuda")  # before the step's token
+    q = torch.randn(B, Hq, 1, D, generator=torch.Generator().manual_seed(3)).half().cuda()
+    out = da.decode_attention_static(q, static, lens, W, max_len, D**-0.5)
+    ref = decode_attention_ref(q, state, None, D**-0.5)
+    err = (out.float() - ref.float()).abs().max().item()
+    assert picks and all(picks), picks
+    assert err <= TOL[torch.float16], f"static GQA {Hq}/{H} L={L}: max |err| {err:.3g}"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("kw", [dict(block_w=128, num_warps=8), dict(maxnreg=168), dict(num_splits=3)])
 def test_gpu_gqa_pairs_options(kw):
     check(32, 8, 9000, 128, 2, 100, True, "cuda", R=128, **kw)
