@@ -104,6 +104,7 @@ VARIANTS = {
     # its tensor-core bulk (decode_attention_gqa_mma): the launcher's defaults, caps, warps, split targets
     # ("p<N>": the split rule aiming at N programs)
     "gqa_mma": {"_impl": "gqa", "mma": True},
+    "gqa_pairs": {"_impl": "gqa", "packed": True},
     "gqa_mma_r128": {"_impl": "gqa", "mma": True, "maxnreg": 128},
     "gqa_mma_r96": {"_impl": "gqa", "mma": True, "maxnreg": 96},
     "gqa_mma_w4": {"_impl": "gqa", "mma": True, "num_warps": 4},
