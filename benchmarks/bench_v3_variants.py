@@ -193,7 +193,7 @@ def main() -> None:
                                        da3.SPLIT_PROGRAMS_MMA_SH if sh else da3.SPLIT_PROGRAMS)[0]
             elif kw.get("mma"):  # the GQA tensor-core bulk: a program a kv head, a key group a warp
                 splits = da3.splits_v3(B * H, L, 32 * (kw.get("num_warps") or dgq.MMA_WARPS), 16,
-                                       kw.get("num_splits"), programs=dgq.SPLIT_PROGRAMS_GQA_MMA)[0]
+                                       kw.get("num_splits") or dgq.mma_splits(B * H, L))[0]
             else:
                 bw = kw.get("block_w") or (dgq.DEFAULT_BLOCK_W if kw.get("packed") is False else dgq.PACKED_BLOCK_W)
                 splits = da3.splits_v3(B * H, L, bw * 16, 16,

@@ -28,6 +28,8 @@ paths run the fp16 window, the key tail and any straddling tile as v1's tiles wi
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -553,10 +555,22 @@ def gqa_beats_v3(batch: int, kv_heads: int, length: int, group: int = 4) -> bool
 MMA_WARPS = 1
 MAXNREG_GQA_MMA = 255
 SPLIT_PROGRAMS_GQA_MMA = 2048
+# ... and at least this many tokens a split: from CUDA graphs (h200_round22b), us, 1x32K / 2x16K, at 256 / 128
+# splits a kv head (2048 programs) 77.8 / 66.5, at 128 / 64 56.7 / 50.1, at 64 / 32 48.2 / 47.3 (the pair path
+# 55.9 / 54.3, fp16 SDPA 44.8 / 45.3); larger calls keep their 2048-program splits (>= 1024 tokens each)
+MMA_SPLIT_TOKENS = 512
 # Its key MMAs wait for the value loads too (decode_attention_gqa_mma._after), so a tile's loads issue together
 MMA_EARLY = True
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
+
+
+@functools.lru_cache(maxsize=4096)
+def mma_splits(batch_kv_heads: int, length: int) -> int:
+    """The tensor-core bulk's splits a kv head: SPLIT_PROGRAMS_GQA_MMA programs, MMA_SPLIT_TOKENS tokens a split
+    at least. Cached: it runs on every decode call's host path."""
+    S = da3.num_splits_v3(batch_kv_heads, length, 32 * MMA_WARPS, SPLIT_PROGRAMS_GQA_MMA)
+    return max(1, min(S, length // MMA_SPLIT_TOKENS))
 
 
 def unmappable_gqa_mma(query: torch.Tensor, state: KiviState, scaling: float) -> str | None:
@@ -636,9 +650,10 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     if NT % (2 * D // (32 // s.v_bits)):
         raise ValueError(f"num_warps={nw}: a step's {NT} threads must cover whole value rows")
     BT = BW * (32 // s.k_bits)
+    if mma and num_splits is None:
+        num_splits = mma_splits(B * H, L)
     S, chunk = splits_v3(B * H, L, BT, DEFAULT_BLOCK_N, num_splits,  # bulk splits + the window's (S >= 2)
-                         programs=SPLIT_PROGRAMS_GQA_MMA if mma else SPLIT_PROGRAMS_GQA if packed
-                         else da3.SPLIT_PROGRAMS)
+                         programs=SPLIT_PROGRAMS_GQA if packed else da3.SPLIT_PROGRAMS)
     n = B * H * S * QG  # partial rows
     pstr = 0 if mma else BT * QG // 2 if packed else BT * QG  # fp32 words of p scratch a program (packed: fp16 p)
     ws = torch.empty((n * (D + 2) + B * H * (S - 1) * pstr,), device=query.device, dtype=torch.float32)
@@ -682,7 +697,7 @@ def workspace_bytes(batch: int, kv_heads: int, group: int, length: int, head_dim
     scratch (a row a bulk program: the tile's p for its query heads, fp16 on the pair path; none on the
     tensor-core bulk, `mma`)."""
     if mma:  # a program a kv head, a key group a warp
-        S, _ = splits_v3(batch * kv_heads, length, 32 * MMA_WARPS, DEFAULT_BLOCK_N, programs=SPLIT_PROGRAMS_GQA_MMA)
+        S, _ = splits_v3(batch * kv_heads, length, 32 * MMA_WARPS, DEFAULT_BLOCK_N, mma_splits(batch * kv_heads, length))
         return batch * kv_heads * S * group * (head_dim + 2) * 4
     if group == 8:  # two programs a kv head, 4 query heads each
         kv_heads, group = kv_heads * 2, 4

@@ -89,6 +89,13 @@ def test_gqa_mma_refuses_what_it_cannot_map():
     assert dg.default_gqa_mma(q, st, 0.125) == dg.GQA_MMA and not dg.default_gqa_mma(q, st, 0.0)
 
 
+def test_gqa_mma_split_rule():
+    # 2048 programs (8 kv heads: 8x32K 32 splits a kv head, 64x4096 4), 512 tokens a split at least (1x32K: 64)
+    assert [dg.mma_splits(bh, L) for bh, L in [(64, 32768), (512, 4096), (1024, 4096), (8, 32768), (16, 16384)]] \
+        == [32, 4, 2, 64, 32]
+    assert dg.mma_splits(8, 300) == 1
+
+
 def test_gqa_kernel_refuses_what_it_cannot_run():
     n_kq, n_vq = kivi_split(300, 32, 64)
     state = make_state(1, 1, 300, 64, n_kq, n_vq, 2, 2, 32, torch.float16, "cpu")
