@@ -33,7 +33,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .decode_attention_mma import _f16x2, _h2f, _mma_ref, _pack2, _pairs_k, _prmt_ref, _shfl
+from .decode_attention_mma import _f16x2, _h2f, _mma_ref, _pack2, _pairs_k, _prmt_ref, _shfl, mma_ptx, prmt_ptx
 from .tile_ops import _join32n, _split4n
 
 
@@ -43,13 +43,10 @@ def _mma2s_asm() -> str:
     fragments of two m16n8k16 (accumulators 0..3 and 4..7)."""
     L = ["{", ".reg .b32 x0, x1, x2, x3, l01, h01, l23, h23, a0, a1, a2, a3;"]
     L += [f"shr.u32 x{i}, ${8 + i}, $12;" for i in range(4)]
-    L += ["prmt.b32 l01, x0, x1, 0x5410;", "prmt.b32 h01, x0, x1, 0x7632;",
-          "prmt.b32 l23, x2, x3, 0x5410;", "prmt.b32 h23, x2, x3, 0x7632;"]
+    L += prmt_ptx("x0", "x1", "01") + prmt_ptx("x2", "x3", "23")
     for j, mask in ((0, 0x00030003), (1, 0x03000300)):
         L += [f"and.b32 a{i}, {src}, {mask:#x};" for i, src in enumerate(("l01", "h01", "l23", "h23"))]
-        acc = ", ".join(f"${4 * j + i}" for i in range(4))
-        L.append(f"mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {{{acc}}}, {{a0, a1, a2, a3}}, {{$13, $14}}, "
-                 f"{{{acc}}};")
+        L.append(mma_ptx(", ".join(f"${4 * j + i}" for i in range(4)), "a0, a1, a2, a3", "$13, $14"))
     L.append("}")
     return "\n".join(L)
 
@@ -110,14 +107,15 @@ def _after(x, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w
         return x
 
 
+_MMA_A_SRC = tl.constexpr(mma_ptx("$0, $1, $2, $3", "$4, $5, $6, $7", "$8, $9"))
+
+
 @triton.jit
 def _mma_a(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3, NW: tl.constexpr, ASM: tl.constexpr):
     # one m16n8k16 from A and B fragments in registers
     if ASM:
-        return tl.inline_asm_elementwise(
-            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {$0, $1, $2, $3}, {$4, $5, $6, $7}, {$8, $9}, "
-            "{$0, $1, $2, $3};", "=f,=f,=f,=f,r,r,r,r,r,r,0,1,2,3", [a0, a1, a2, a3, b0, b1, c0, c1, c2, c3],
-            (tl.float32,) * 4, True, 1)
+        return tl.inline_asm_elementwise(_MMA_A_SRC, "=f,=f,=f,=f,r,r,r,r,r,r,0,1,2,3",
+                                         [a0, a1, a2, a3, b0, b1, c0, c1, c2, c3], (tl.float32,) * 4, True, 1)
     else:
         return _mma_ref(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3, NW)
 

@@ -39,22 +39,30 @@ import triton.language as tl
 from .tile_ops import _join16n, _split4n, _split16n
 
 
+def mma_ptx(c: str, a: str, b: str) -> str:
+    """One m16n8k16 (row.col, fp16 in, fp32 accumulate) in PTX: C registers c (also the addend), A a, B b."""
+    return f"mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {{{c}}}, {{{a}}}, {{{b}}}, {{{c}}};"
+
+
+def prmt_ptx(x: str, y: str, suffix: str) -> list[str]:
+    """PRMT the low halves (into l<suffix>) and the high halves (h<suffix>) of words x and y, x's first."""
+    return [f"prmt.b32 l{suffix}, {x}, {y}, 0x5410;", f"prmt.b32 h{suffix}, {x}, {y}, 0x7632;"]
+
+
 def _mma8_asm() -> str:
     """PTX for `_mma8`: words w0..w3 ($32..$35), B pairs b0, b1 ($36, $37), 32 fp32 accumulators ($0..$31,
     tied). PRMT pairs the low halves and the high halves of (w0, w1) and of (w2, w3); for j = 0..7 four ANDs
     make the A fragment of code j (rows: low halves, then high halves) and one m16n8k16 adds A x B into
     accumulators 4j..4j+3."""
     L = ["{", ".reg .b32 l01, h01, l23, h23, s01, t01, s23, t23;", ".reg .b32 a<32>;",
-         "prmt.b32 l01, $32, $33, 0x5410;", "prmt.b32 h01, $32, $33, 0x7632;",
-         "prmt.b32 l23, $34, $35, 0x5410;", "prmt.b32 h23, $34, $35, 0x7632;",
+         *prmt_ptx("$32", "$33", "01"), *prmt_ptx("$34", "$35", "23"),
          "shr.u32 s01, l01, 10;", "shr.u32 t01, h01, 10;", "shr.u32 s23, l23, 10;", "shr.u32 t23, h23, 10;"]
     for j in range(8):
         src = ("l01", "h01", "l23", "h23") if j < 5 else ("s01", "t01", "s23", "t23")
         mask = 0x00030003 << (2 * (j if j < 5 else j - 5))
         L += [f"and.b32 a{4 * j + i}, {src[i]}, {mask:#x};" for i in range(4)]
-        acc = ", ".join(f"${4 * j + i}" for i in range(4))
-        L.append(f"mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {{{acc}}}, "
-                 f"{{a{4 * j}, a{4 * j + 1}, a{4 * j + 2}, a{4 * j + 3}}}, {{$36, $37}}, {{{acc}}};")
+        L.append(mma_ptx(", ".join(f"${4 * j + i}" for i in range(4)),
+                         ", ".join(f"a{4 * j + i}" for i in range(4)), "$36, $37"))
     L.append("}")
     return "\n".join(L)
 
