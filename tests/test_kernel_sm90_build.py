@@ -61,3 +61,31 @@ def test_mma_bulk_builds_for_sm90_with_its_lane_mapping(tmp_path, sh, cap, hmma)
     assert main.get("HMMA") == hmma and main.get("SHFL", 0) < 100, run.stdout
     if sh:
         assert main.get("BAR", 0) == 0 and main.get("STS", 0) == 0 and main.get("SHFL") <= 48, run.stdout
+
+
+def test_gqa_mma_bulk_builds_for_sm90(tmp_path):
+    # the GQA kernel's tensor-core bulk (decode_attention_gqa_mma; 8 query heads, one warp, no cap): a tile is
+    # 16 two-MMA asm calls (keys, values) and 2 single MMAs (value mins), 4 movmatrix transposes; the loop keeps
+    # everything in registers (no spills, no shared memory, no barrier) and issues its 72 loads first
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["KC"] = str(tmp_path)
+    consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
+              "ASM=True VDENSE=True REP=1 MMA=True EARLY=True num_warps=1 maxnreg=255").split()
+    try:
+        run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "kernel_sass.py"),
+                              os.path.join(ROOT, "kernels", "decode_attention_gqa.py"), "_decode_attn_gqa_kernel",
+                              *consts, "tag=gqa"], env=env, capture_output=True, text=True, timeout=600)
+    except FileNotFoundError as e:  # pragma: no cover - a Triton without its NVIDIA tools
+        pytest.skip(f"no sm_90 toolchain: {e}")
+    assert run.returncode == 0, run.stderr[-2000:]
+    ttgir = (tmp_path / "gqa.ttgir").read_text()
+    assert ttgir.count("mma.sync.aligned.m16n8k16") == 34 and ttgir.count("movmatrix") == 4
+    loops = [dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line)) for line in run.stdout.splitlines()
+             if line.strip().startswith("loop")]
+    main = max(loops, key=lambda c: c.get("HMMA", 0))
+    assert main.get("HMMA") == 34, run.stdout
+    assert all(main.get(op, 0) == 0 for op in ("LDL", "STL", "BAR", "STS")), run.stdout
+    sass = (tmp_path / "gqa.sass").read_text().splitlines()
+    first_mma = next(i for i, line in enumerate(sass) if "HMMA" in line)
+    loop_start = max(i for i, line in enumerate(sass[:first_mma]) if re.match(r"^\s*\.L_x_\d+:", line))
+    assert sum("LDG" in line for line in sass[loop_start:first_mma]) >= 56, "the tile's loads must come first"
