@@ -33,7 +33,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .decode_attention_mma import _f16x2, _h2f, _mma_ref, _pack2, _pairs_k, _prmt_ref, _shfl, mma_ptx, prmt_ptx
+from .decode_attention_mma import (_f16x2, _h2f, _mma_ref, _pack2, _pairs_k, _prmt_ref, _shfl, mma_ptx, prmt_ptx,
+                                   quads8, words32)
 from .tile_ops import _join32n, _split4n
 
 
@@ -314,10 +315,7 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
     ch4 = (4 * tig)[:, None] + tl.arange(0, 4)[None, :]
     qb = q_ptr + gid[:, None] * s_qh + ch4
     okq = hok[:, None]
-    q0, q1, q2, q3 = tl.load(qb, mask=okq, other=0.0), tl.load(qb + 16, mask=okq, other=0.0), \
-        tl.load(qb + 32, mask=okq, other=0.0), tl.load(qb + 48, mask=okq, other=0.0)
-    q4, q5, q6, q7 = tl.load(qb + 64, mask=okq, other=0.0), tl.load(qb + 80, mask=okq, other=0.0), \
-        tl.load(qb + 96, mask=okq, other=0.0), tl.load(qb + 112, mask=okq, other=0.0)
+    q0, q1, q2, q3, q4, q5, q6, q7 = quads8(qb, okq)
     for start in range(lo, end, BT):
         tok0 = start + 32 * warp
         # every load of the group first, in this order (a warp issues in order: a load placed after a use of an
@@ -325,25 +323,11 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
         rows_w = tok0 // 16 + a
         kb_ = kc_ptr + rows_w[:, None] * s_kcw + ch4
         w_ok = (rows_w * 16 < end)[:, None]
-        w0, w1, w2, w3 = _split4n(tl.load(kb_, mask=w_ok, other=0))
-        w4, w5, w6, w7 = _split4n(tl.load(kb_ + 16, mask=w_ok, other=0))
-        w8, w9, w10, w11 = _split4n(tl.load(kb_ + 32, mask=w_ok, other=0))
-        w12, w13, w14, w15 = _split4n(tl.load(kb_ + 48, mask=w_ok, other=0))
-        w16, w17, w18, w19 = _split4n(tl.load(kb_ + 64, mask=w_ok, other=0))
-        w20, w21, w22, w23 = _split4n(tl.load(kb_ + 80, mask=w_ok, other=0))
-        w24, w25, w26, w27 = _split4n(tl.load(kb_ + 96, mask=w_ok, other=0))
-        w28, w29, w30, w31 = _split4n(tl.load(kb_ + 112, mask=w_ok, other=0))
+        (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+         w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = words32(kb_, w_ok)
         g_ok = (hok & (tok0 < end))[:, None]
-        sb = ks_ptr + (tok0 // 32)[:, None] * s_ksg + ch4
-        mb = km_ptr + (tok0 // 32)[:, None] * s_kmg + ch4
-        ks0, ks1, ks2, ks3 = tl.load(sb, mask=g_ok, other=0.0), tl.load(sb + 16, mask=g_ok, other=0.0), \
-            tl.load(sb + 32, mask=g_ok, other=0.0), tl.load(sb + 48, mask=g_ok, other=0.0)
-        ks4, ks5, ks6, ks7 = tl.load(sb + 64, mask=g_ok, other=0.0), tl.load(sb + 80, mask=g_ok, other=0.0), \
-            tl.load(sb + 96, mask=g_ok, other=0.0), tl.load(sb + 112, mask=g_ok, other=0.0)
-        km0, km1, km2, km3 = tl.load(mb, mask=g_ok, other=0.0), tl.load(mb + 16, mask=g_ok, other=0.0), \
-            tl.load(mb + 32, mask=g_ok, other=0.0), tl.load(mb + 48, mask=g_ok, other=0.0)
-        km4, km5, km6, km7 = tl.load(mb + 64, mask=g_ok, other=0.0), tl.load(mb + 80, mask=g_ok, other=0.0), \
-            tl.load(mb + 96, mask=g_ok, other=0.0), tl.load(mb + 112, mask=g_ok, other=0.0)
+        ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7 = quads8(ks_ptr + (tok0 // 32)[:, None] * s_ksg + ch4, g_ok)
+        km0, km1, km2, km3, km4, km5, km6, km7 = quads8(km_ptr + (tok0 // 32)[:, None] * s_kmg + ch4, g_ok)
         t0 = tok0 + tv  # value k step 0 (step 1: + 4)
         x0, x1, x2, x3 = _vwords(vc_ptr, s_vct, t0, a, end)
         x4, x5, x6, x7 = _vwords(vc_ptr, s_vct, t0, 2 + a, end)

@@ -207,6 +207,32 @@ def _useful16(odd, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c
 
 
 @triton.jit
+def quads8(p, ok):
+    # eight [lanes, 4] loads at p + 16 k, k = 0..7: a lane's 4 channels of each 16-channel k step. Not one
+    # [lanes, 32] load: Triton spreads a 32-wide row over 8 threads and the splits then cross lanes through
+    # shared memory (SASS: 436 SHFL, 192 BAR a tile)
+    return (tl.load(p, mask=ok, other=0), tl.load(p + 16, mask=ok, other=0), tl.load(p + 32, mask=ok, other=0),
+            tl.load(p + 48, mask=ok, other=0), tl.load(p + 64, mask=ok, other=0), tl.load(p + 80, mask=ok, other=0),
+            tl.load(p + 96, mask=ok, other=0), tl.load(p + 112, mask=ok, other=0))
+
+
+@triton.jit
+def words32(p, ok):
+    # quads8 of a lane's key code words, as 32 [lanes] words (k step kk: words 4 kk .. 4 kk + 3)
+    q0, q1, q2, q3, q4, q5, q6, q7 = quads8(p, ok)
+    w0, w1, w2, w3 = _split4n(q0)
+    w4, w5, w6, w7 = _split4n(q1)
+    w8, w9, w10, w11 = _split4n(q2)
+    w12, w13, w14, w15 = _split4n(q3)
+    w16, w17, w18, w19 = _split4n(q4)
+    w20, w21, w22, w23 = _split4n(q5)
+    w24, w25, w26, w27 = _split4n(q6)
+    w28, w29, w30, w31 = _split4n(q7)
+    return (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+            w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31)
+
+
+@triton.jit
 def _factors4(sb, mb, qb, ok):
     # 4 channels of a B lane: the fp16 factors q * scale (one rounding: fp16 inputs; the cast is for fp32
     # ones) and the fp32 partial key bias sum q * min (as the [groups, D] tile it replaces)
@@ -236,16 +262,8 @@ def _key_block(q_ptr, kc_ptr, ks_ptr, km_ptr, valid_ptr, s_kcw, s_ksg, s_kmg, s_
     mb = km_ptr + gk[:, None] * s_kmg + ch4
     qb = q_ptr + ch4
     w_ok = (rows_w * 16 < end)[:, None]
-    # eight [lanes, 4] loads, not one [lanes, 32]: Triton spreads a 32-wide row over 8 threads and the
-    # splits then cross lanes through shared memory (SASS: 436 SHFL, 192 BAR a tile)
-    w0, w1, w2, w3 = _split4n(tl.load(kb_, mask=w_ok, other=0))
-    w4, w5, w6, w7 = _split4n(tl.load(kb_ + 16, mask=w_ok, other=0))
-    w8, w9, w10, w11 = _split4n(tl.load(kb_ + 32, mask=w_ok, other=0))
-    w12, w13, w14, w15 = _split4n(tl.load(kb_ + 48, mask=w_ok, other=0))
-    w16, w17, w18, w19 = _split4n(tl.load(kb_ + 64, mask=w_ok, other=0))
-    w20, w21, w22, w23 = _split4n(tl.load(kb_ + 80, mask=w_ok, other=0))
-    w24, w25, w26, w27 = _split4n(tl.load(kb_ + 96, mask=w_ok, other=0))
-    w28, w29, w30, w31 = _split4n(tl.load(kb_ + 112, mask=w_ok, other=0))
+    (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+     w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = words32(kb_, w_ok)
     # the B lanes (gid < 4: group gk) also sum q * min over their 32 channels: two butterfly shuffles over
     # tig give each its group's bias, and one indexed shuffle takes it to the lanes whose rows are in that
     # group (lane 4 col). This replaced a [groups, D] min tile a tile, its cross-warp sum and the gather.
