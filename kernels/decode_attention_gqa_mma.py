@@ -23,6 +23,10 @@ every product is useful at 8 heads a kv head and half of them at 4, and a warp's
     of k slots 2 tig, 2 tig + 1. One HMUL2 a register applies a token pair's scales.
   * Value mins: sum_t p[h, t] min[t, g] for all heads and groups is one MMA a k step with A = p (heads x
     tokens: the transposed tiles again) and B = min (tokens x groups).
+  * A tile's 72 loads all issue before its first MMA (`_after`): ptxas otherwise placed the value loads
+    after the key MMAs, two memory round trips a tile. That needs ~200 registers, so the launcher runs one
+    warp a program, uncapped. H200 (benchmarks/results/h200_round20.md): Llama-3.1-8B 171.7-362.2 us at
+    8x32K-128x4096, 1.26-1.47x fp16 SDPA and 1.2-1.3x the pair path; Llama-3.1-70B 1.6-1.9x the pair path.
 
 Under TRITON_INTERPRET=1 the asm has twins built from `decode_attention_mma._mma_ref` (PTX's m16n8k16
 fragment layouts), so CI runs the same lanes, shifts and transposes; the PTX runs on the GPU only.
