@@ -17,16 +17,29 @@ CONSTEXPRS = ("D=128 DP=128 G=32 K_BITS=2 V_BITS=2 BW=128 VR=4 UK=2 BLOCK_N=16 H
               "UF=2 VDENSE=True MMA=0 MMA_SH=False SDENSE=True").split()
 
 
-def test_packed_kernel_builds_for_sm90_with_the_right_asm(tmp_path):
+def build(tmp_path, kernel_file: str, kernel: str, consts: list[str], tag: str) -> subprocess.CompletedProcess:
+    """benchmarks/kernel_sass.py on one kernel of kernels/ (outside the interpreter); its files land in tmp_path."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["KC"] = str(tmp_path)
     try:
         run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "kernel_sass.py"),
-                              os.path.join(ROOT, "kernels", "decode_attention_v3.py"), "_decode_attn_v3_kernel",
-                              *CONSTEXPRS, "tag=packed"], env=env, capture_output=True, text=True, timeout=600)
+                              os.path.join(ROOT, "kernels", kernel_file), kernel, *consts, f"tag={tag}"],
+                             env=env, capture_output=True, text=True, timeout=600)
     except FileNotFoundError as e:  # pragma: no cover - a Triton without its NVIDIA tools
         pytest.skip(f"no sm_90 toolchain: {e}")
     assert run.returncode == 0, run.stderr[-2000:]
+    return run
+
+
+def main_loop(run: subprocess.CompletedProcess) -> dict[str, int]:
+    """The instruction histogram of the loop with the most HMMA (kernel_sass.py's output)."""
+    loops = [dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line)) for line in run.stdout.splitlines()
+             if line.strip().startswith("loop")]
+    return max(loops, key=lambda c: c.get("HMMA", 0))
+
+
+def test_packed_kernel_builds_for_sm90_with_the_right_asm(tmp_path):
+    run = build(tmp_path, "decode_attention_v3.py", "_decode_attn_v3_kernel", CONSTEXPRS, "packed")
     ttgir = (tmp_path / "packed.ttgir").read_text()
     calls = re.findall(r'constraints = "([^"]*)"', ttgir)
     factors = [c.split(",")[24:32] for c in calls if c.count("=f") == 16]
@@ -43,21 +56,11 @@ def test_mma_bulk_builds_for_sm90_with_its_lane_mapping(tmp_path, sh, cap, hmma)
     # (436 SHFL a tile when the code words were one [lanes, 32] load). mma_shfl (the default) has no barrier
     # and no shared memory in its loop: 40 SHFL (32 value operand steps, 3 for the key biases, 5 for the warp
     # max); the scratch-row path ~36 and its barriers
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["KC"] = str(tmp_path)
     consts = [c for c in CONSTEXPRS if not c.startswith(("BW=", "NUM_WARPS_C=", "num_warps=", "maxnreg=", "MMA"))]
-    try:
-        run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "kernel_sass.py"),
-                              os.path.join(ROOT, "kernels", "decode_attention_v3.py"), "_decode_attn_v3_kernel",
-                              *consts, "BW=16", "NUM_WARPS_C=2", "num_warps=2", f"maxnreg={cap}", "MMA=1",
-                              f"MMA_SH={sh}", "tag=mma"], env=env, capture_output=True, text=True, timeout=600)
-    except FileNotFoundError as e:  # pragma: no cover - a Triton without its NVIDIA tools
-        pytest.skip(f"no sm_90 toolchain: {e}")
-    assert run.returncode == 0, run.stderr[-2000:]
+    run = build(tmp_path, "decode_attention_v3.py", "_decode_attn_v3_kernel",
+                consts + ["BW=16", "NUM_WARPS_C=2", "num_warps=2", f"maxnreg={cap}", "MMA=1", f"MMA_SH={sh}"], "mma")
     assert (tmp_path / "mma.ttgir").read_text().count("mma.sync.aligned.m16n8k16") == hmma  # asm calls
-    loops = [dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line)) for line in run.stdout.splitlines()
-             if line.strip().startswith("loop")]
-    main = max(loops, key=lambda c: c.get("HMMA", 0))
+    main = main_loop(run)
     assert main.get("HMMA") == hmma and main.get("SHFL", 0) < 100, run.stdout
     if sh:
         assert main.get("BAR", 0) == 0 and main.get("STS", 0) == 0 and main.get("SHFL") <= 48, run.stdout
@@ -67,22 +70,12 @@ def test_gqa_mma_bulk_builds_for_sm90(tmp_path):
     # the GQA kernel's tensor-core bulk (decode_attention_gqa_mma; 8 query heads, one warp, no cap): a tile is
     # 16 two-MMA asm calls (keys, values) and 2 single MMAs (value mins), 4 movmatrix transposes; the loop keeps
     # everything in registers (no spills, no shared memory, no barrier) and issues its 72 loads first
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["KC"] = str(tmp_path)
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
               "ASM=True VDENSE=True REP=1 MMA=True EARLY=True num_warps=1 maxnreg=255").split()
-    try:
-        run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "kernel_sass.py"),
-                              os.path.join(ROOT, "kernels", "decode_attention_gqa.py"), "_decode_attn_gqa_kernel",
-                              *consts, "tag=gqa"], env=env, capture_output=True, text=True, timeout=600)
-    except FileNotFoundError as e:  # pragma: no cover - a Triton without its NVIDIA tools
-        pytest.skip(f"no sm_90 toolchain: {e}")
-    assert run.returncode == 0, run.stderr[-2000:]
+    run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa")
     ttgir = (tmp_path / "gqa.ttgir").read_text()
     assert ttgir.count("mma.sync.aligned.m16n8k16") == 34 and ttgir.count("movmatrix") == 4
-    loops = [dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line)) for line in run.stdout.splitlines()
-             if line.strip().startswith("loop")]
-    main = max(loops, key=lambda c: c.get("HMMA", 0))
+    main = main_loop(run)
     assert main.get("HMMA") == 34, run.stdout
     assert all(main.get(op, 0) == 0 for op in ("LDL", "STL", "BAR", "STS")), run.stdout
     sass = (tmp_path / "gqa.sass").read_text().splitlines()
