@@ -112,7 +112,14 @@ VARIANTS = {
     "gqa_mma_w1": {"_impl": "gqa", "mma": True, "num_warps": 1},
     "gqa_mma_late": {"_impl": "gqa", "mma": True, "mma_early": False},
     "gqa_mma_late_w1": {"_impl": "gqa", "mma": True, "mma_early": False, "num_warps": 1},
-    **{f"gqa_mma_r{r}": {"_impl": "gqa", "mma": True, "maxnreg": r} for r in (184, 200, 232, 255)},
+    **{f"gqa_mma_r{r}": {"_impl": "gqa", "mma": True, "maxnreg": r} for r in (144, 152, 168, 184, 200, 232, 255)},
+    # session 12: the running max moved every tile (eager) against only past 2^8 (lazy, the default), at caps
+    # that fit 8 / 10 / 12 / 13 programs an SM, with other split targets and the late value loads
+    "gqa_mma_eager": {"_impl": "gqa", "mma": True, "mma_lazy": False},
+    **{f"gqa_mma_r{r}_eager": {"_impl": "gqa", "mma": True, "maxnreg": r, "mma_lazy": False} for r in (168, 255)},
+    **{f"gqa_mma_r{r}_late": {"_impl": "gqa", "mma": True, "maxnreg": r, "mma_early": False} for r in (168, 255)},
+    **{f"gqa_mma_r168_p{n}": {"_impl": "gqa", "mma": True, "maxnreg": 168, "num_splits": f"p{n}"}
+       for n in (1024, 1536, 3072, 4096)},
     **{f"gqa_mma_w1_r{r}": {"_impl": "gqa", "mma": True, "num_warps": 1, "maxnreg": r} for r in (200, 255)},
     **{f"gqa_mma_p{n}": {"_impl": "gqa", "mma": True, "num_splits": f"p{n}"} for n in (512, 1024, 4096, 8192)},
     **{f"gqa_mma_r128_p{n}": {"_impl": "gqa", "mma": True, "maxnreg": 128, "num_splits": f"p{n}"}

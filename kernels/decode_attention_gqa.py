@@ -452,7 +452,7 @@ def _decode_attn_gqa_kernel(
     QG: tl.constexpr, D: tl.constexpr, G: tl.constexpr, BITS: tl.constexpr, BW: tl.constexpr,
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
-    REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr,
+    REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr, LAZY: tl.constexpr,
 ):
     # H here counts program heads: REP of them a kv head (REP = 2 at 8 query heads a kv head), each with QG
     # query heads: program head hv runs query heads hv * QG .. hv * QG + QG - 1 over kv head hv // REP
@@ -487,9 +487,10 @@ def _decode_attn_gqa_kernel(
     PSTR: tl.constexpr = 0 if MMA else BT * QG // 2 if PACKED else BT * QG
     p_row = p_ptr + (pid_bh * P_ROWS + tl.minimum(split, P_ROWS - 1)) * PSTR
     if MMA:
+        bulk_end = lo + ((bulk_end - lo) // NT) * NT  # whole tiles (unmasked loads); v1's tiles take the rest
         m_i, l_i, acc = _bulk_gqa_mma(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                                       s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end, qk_scale,
-                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY)
+                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY, VDENSE, LAZY)
     elif PACKED:
         m_i, l_i, acc = _bulk_gqa_packed(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                                          p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end,
@@ -561,6 +562,8 @@ SPLIT_PROGRAMS_GQA_MMA = 2048
 MMA_SPLIT_TOKENS = 512
 # Its key MMAs wait for the value loads too (decode_attention_gqa_mma._after), so a tile's loads issue together
 MMA_EARLY = True
+# Its running max moves only when a tile passes it by more than 2^8 (decode_attention_gqa_mma.LAZY_TAU)
+MMA_LAZY = True
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
 
@@ -583,6 +586,10 @@ def unmappable_gqa_mma(query: torch.Tensor, state: KiviState, scaling: float) ->
                 f"k{state.k_bits}v{state.v_bits} {query.dtype}, head_dim {D}, G = {state.group_size}, {QG} heads)")
     if not scaling > 0:
         return f"its softmax scales the maxima, so scaling must be > 0 (here {scaling})"
+    for name, t in (("k_scale", state.k_scale), ("k_min", state.k_min)):
+        if t.numel() > 0 and (t.stride(2) % 2 or t.data_ptr() % 4):
+            return (f"it loads {name} rows as fp16 pairs, which must start on 4-byte boundaries (here row stride "
+                    f"{t.stride(2)}, address mod 4 = {t.data_ptr() % 4})")
     return None
 
 
@@ -595,13 +602,15 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
                          num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
                          lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                          maxnreg: int | None = None, packed: bool | None = None,
-                         mma: bool | None = None, mma_early: bool | None = None) -> torch.Tensor:
+                         mma: bool | None = None, mma_early: bool | None = None,
+                         mma_lazy: bool | None = None) -> torch.Tensor:
     """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`).
     `packed`: the fp16x2 pair path (k2v2, fp16, 4 or 8 query heads a kv head); None: wherever it can run
     (`packable_gqa`; as v3's `default_packed`, fp16 inputs keep its products in range). `mma`: the
     tensor-core bulk (`decode_attention_gqa_mma.py`; k2v2, fp16, head_dim 128, G = 32, 4 or 8 query heads a kv
-    head, scaling > 0); None: `default_gqa_mma`. `mma_early`: its key MMAs wait for the tile's value loads too
-    (None: MMA_EARLY).
+    head, scaling > 0); None: `default_gqa_mma`. Its variants (None: the module's defaults): `mma_early`, the key
+    MMAs wait for the tile's value loads too (MMA_EARLY); `mma_lazy`, the running max moves only when a tile
+    passes it by more than 2^8 (MMA_LAZY).
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32; mma: MMA_WARPS, a key group a warp), maxnreg."""
     s = state
@@ -682,6 +691,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         VDENSE=(s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16 and s.v_scale.stride(2) == D // s.group_size
                 and s.v_min.stride(2) == D // s.group_size), num_warps=nw,
         REP=REP, MMA=bool(mma), EARLY=MMA_EARLY if mma_early is None else bool(mma_early),
+        LAZY=MMA_LAZY if mma_lazy is None else bool(mma_lazy),
         **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA if mma else MAXNREG)} if query.device.type == "cuda" else {}),
     )
     _decode_attn_reduce_kernel[(B * H, QG)](

@@ -156,53 +156,65 @@ def _tig_max(x, NW: tl.constexpr):
 
 
 @triton.jit
-def _kfactors(sv, mv, qv):
-    # 4 channels of a key B lane (head gid, the block's group) from its loaded scales, mins and query: q * scale
-    # as fp16 (one rounding) and the fp32 partial bias sum q * min
-    f0, f1, f2, f3 = _split4n((sv * qv).to(tl.float16))
-    return f0, f1, f2, f3, tl.sum(mv.to(tl.float32) * qv.to(tl.float32), axis=1)
+def _pairs(x, ASM: tl.constexpr):
+    # a [lanes, 4] fp16 tile as two fp16x2 registers, [lanes, 2] int32
+    x0, x1, x2, x3 = _split4n(x)
+    return tl.join(_pack2(x0, x1, ASM), _pack2(x2, x3, ASM))
 
 
 @triton.jit
-def _key_mma(w0, w1, w2, w3, sv, mv, qv, sh, c0, c1, c2, c3, c4, c5, c6, c7, part,
+def pairs8(p):
+    # eight [lanes, 2] int32 loads at p + 8 k, k = 0..7: a lane's 4 fp16 channels of each 16-channel k step
+    return (tl.load(p), tl.load(p + 8), tl.load(p + 16), tl.load(p + 24), tl.load(p + 32), tl.load(p + 40),
+            tl.load(p + 48), tl.load(p + 56))
+
+
+@triton.jit
+def _key_mma(w0, w1, w2, w3, sv, mv, qv, sh, c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3,
              NW: tl.constexpr, ASM: tl.constexpr):
-    # one key k step (channels 16 kk + 4 tig + 0..3): the B pair from the loaded factors, the two MMAs
-    f0, f1, f2, f3, p = _kfactors(sv, mv, qv)
-    c0, c1, c2, c3, c4, c5, c6, c7 = _mma2s(w0, w1, w2, w3, sh, _pack2(f0, f1, ASM), _pack2(f2, f3, ASM),
+    # one key k step (channels 16 kk + 4 tig + 0..3; sv, mv, qv: their scales, mins and query as two fp16x2
+    # registers, [lanes, 2]): B = q * scale (one HMUL2 a register) and the two code MMAs into c; then the bias
+    # sum q * min by a third MMA whose every A row is the group's mins (A's k slots 2 tig, 2 tig + 1, + 8, + 9
+    # are the channels the lane's B holds) with B = q: exact products, nothing but the MMA (fp32 products,
+    # two butterflies and two shuffles took ~70 instructions a tile), and C's rows gid and gid + 8 alike hold
+    # heads 2 tig, 2 tig + 1 (b0, b1) in the lanes that use them
+    slo, shi = tl.split(sv)
+    mlo, mhi = tl.split(mv)
+    qlo, qhi = tl.split(qv)
+    b0, b1, b2, b3 = _mma_a(mlo, mlo, mhi, mhi, qlo, qhi, b0, b1, b2, b3, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7 = _mma2s(w0, w1, w2, w3, sh, _hmul2(slo, qlo, ASM), _hmul2(shi, qhi, ASM),
                                             c0, c1, c2, c3, c4, c5, c6, c7, NW, ASM)
-    return c0, c1, c2, c3, c4, c5, c6, c7, part + p
+    return c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3
 
 
 @triton.jit
 def _key_scores(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
                 w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
                 s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7,
-                q0, q1, q2, q3, q4, q5, q6, q7, valid_ptr, s_mt, tok0, end, lane, tig, a, sh,
+                q0, q1, q2, q3, q4, q5, q6, q7, valid_ptr, s_mt, tok0, a, sh,
                 NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr):
     # the scores of the warp's group (tokens tok0 .. tok0 + 31) from its loaded words, scales, mins (k step kk:
     # w 4 kk .. 4 kk + 3, s kk, m kk) and query, for the lane's heads 2 tig (x0) and 2 tig + 1 (x1): sJH_x is
-    # token tok0 + 16 a + b + 4 J + 8 H, biased, not yet times qk_scale, -inf where masked
+    # token tok0 + 16 a + b + 4 J + 8 H, biased, not yet times qk_scale, -inf where masked (the group is whole)
     z = tl.zeros_like(tok0.to(tl.float32))
-    c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_mma(w0, w1, w2, w3, s0, m0, q0, sh, z, z, z, z, z, z, z, z, z,
-                                                  NW, ASM)
-    c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_mma(w4, w5, w6, w7, s1, m1, q1, sh, c0, c1, c2, c3, c4, c5, c6, c7,
-                                                  kp, NW, ASM)
-    c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_mma(w8, w9, w10, w11, s2, m2, q2, sh, c0, c1, c2, c3, c4, c5, c6,
-                                                  c7, kp, NW, ASM)
-    c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_mma(w12, w13, w14, w15, s3, m3, q3, sh, c0, c1, c2, c3, c4, c5, c6,
-                                                  c7, kp, NW, ASM)
-    c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_mma(w16, w17, w18, w19, s4, m4, q4, sh, c0, c1, c2, c3, c4, c5, c6,
-                                                  c7, kp, NW, ASM)
-    c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_mma(w20, w21, w22, w23, s5, m5, q5, sh, c0, c1, c2, c3, c4, c5, c6,
-                                                  c7, kp, NW, ASM)
-    c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_mma(w24, w25, w26, w27, s6, m6, q6, sh, c0, c1, c2, c3, c4, c5, c6,
-                                                  c7, kp, NW, ASM)
-    c0, c1, c2, c3, c4, c5, c6, c7, kp = _key_mma(w28, w29, w30, w31, s7, m7, q7, sh, c0, c1, c2, c3, c4, c5, c6,
-                                                  c7, kp, NW, ASM)
-    kp += _shfl(kp, lane ^ 1, NW, ASM)
-    kp += _shfl(kp, lane ^ 2, NW, ASM)  # head gid's bias in its 4 lanes
-    bias0 = _shfl(kp, 8 * tig, NW, ASM)  # head 2 tig: lane 4 (2 tig)
-    bias1 = _shfl(kp, 8 * tig + 4, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = z, z, z, z, z, z, z, z, z, z, z, z
+    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = _key_mma(w0, w1, w2, w3, s0, m0, q0, sh, c0, c1, c2, c3,
+                                                          c4, c5, c6, c7, b0, b1, b2, b3, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = _key_mma(w4, w5, w6, w7, s1, m1, q1, sh, c0, c1, c2, c3,
+                                                          c4, c5, c6, c7, b0, b1, b2, b3, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = _key_mma(w8, w9, w10, w11, s2, m2, q2, sh, c0, c1, c2, c3,
+                                                          c4, c5, c6, c7, b0, b1, b2, b3, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = _key_mma(w12, w13, w14, w15, s3, m3, q3, sh, c0, c1, c2, c3,
+                                                          c4, c5, c6, c7, b0, b1, b2, b3, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = _key_mma(w16, w17, w18, w19, s4, m4, q4, sh, c0, c1, c2, c3,
+                                                          c4, c5, c6, c7, b0, b1, b2, b3, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = _key_mma(w20, w21, w22, w23, s5, m5, q5, sh, c0, c1, c2, c3,
+                                                          c4, c5, c6, c7, b0, b1, b2, b3, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = _key_mma(w24, w25, w26, w27, s6, m6, q6, sh, c0, c1, c2, c3,
+                                                          c4, c5, c6, c7, b0, b1, b2, b3, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = _key_mma(w28, w29, w30, w31, s7, m7, q7, sh, c0, c1, c2, c3,
+                                                          c4, c5, c6, c7, b0, b1, b2, b3, NW, ASM)
+    bias0, bias1 = b0, b1
     t00 = tok0 + 16 * a + (sh // 2)
     u0 = 16777216.0  # 2^24: mask j = 0 gives c * 2^-24
     u4 = 65536.0  # 2^16: mask j = 4 gives c * 4^4 * 2^-24
@@ -210,37 +222,37 @@ def _key_scores(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14,
     s01_0, s01_1 = c2 * u0 + bias0, c3 * u0 + bias1
     s10_0, s10_1 = c4 * u4 + bias0, c5 * u4 + bias1
     s11_0, s11_1 = c6 * u4 + bias0, c7 * u4 + bias1
-    ok00, ok01, ok10, ok11 = t00 < end, t00 + 8 < end, t00 + 4 < end, t00 + 12 < end
     if HAS_VALID:
-        ok00 = ok00 & (tl.load(valid_ptr + t00 * s_mt, mask=ok00, other=0) != 0)
-        ok01 = ok01 & (tl.load(valid_ptr + (t00 + 8) * s_mt, mask=ok01, other=0) != 0)
-        ok10 = ok10 & (tl.load(valid_ptr + (t00 + 4) * s_mt, mask=ok10, other=0) != 0)
-        ok11 = ok11 & (tl.load(valid_ptr + (t00 + 12) * s_mt, mask=ok11, other=0) != 0)
-    ninf = float("-inf")
-    return (tl.where(ok00, s00_0, ninf), tl.where(ok00, s00_1, ninf), tl.where(ok01, s01_0, ninf),
-            tl.where(ok01, s01_1, ninf), tl.where(ok10, s10_0, ninf), tl.where(ok10, s10_1, ninf),
-            tl.where(ok11, s11_0, ninf), tl.where(ok11, s11_1, ninf))
+        ok00 = tl.load(valid_ptr + t00 * s_mt) != 0
+        ok01 = tl.load(valid_ptr + (t00 + 8) * s_mt) != 0
+        ok10 = tl.load(valid_ptr + (t00 + 4) * s_mt) != 0
+        ok11 = tl.load(valid_ptr + (t00 + 12) * s_mt) != 0
+        ninf = float("-inf")
+        s00_0, s00_1 = tl.where(ok00, s00_0, ninf), tl.where(ok00, s00_1, ninf)
+        s01_0, s01_1 = tl.where(ok01, s01_0, ninf), tl.where(ok01, s01_1, ninf)
+        s10_0, s10_1 = tl.where(ok10, s10_0, ninf), tl.where(ok10, s10_1, ninf)
+        s11_0, s11_1 = tl.where(ok11, s11_0, ninf), tl.where(ok11, s11_1, ninf)
+    return s00_0, s00_1, s01_0, s01_1, s10_0, s10_1, s11_0, s11_1
 
 
 @triton.jit
-def _vwords(vc_ptr, s_vct, t, col, end):
-    # the lane's value code words of word column col for tokens t, t + 1, t + 8, t + 9 (0 from end on)
-    return (tl.load(vc_ptr + t * s_vct + col, mask=t < end, other=0),
-            tl.load(vc_ptr + (t + 1) * s_vct + col, mask=t + 1 < end, other=0),
-            tl.load(vc_ptr + (t + 8) * s_vct + col, mask=t + 8 < end, other=0),
-            tl.load(vc_ptr + (t + 9) * s_vct + col, mask=t + 9 < end, other=0))
+def _vwords(p, s_vct):
+    # the value code words at p (a lane's token t, word column) and at tokens t + 1, t + 8, t + 9. Offsets on a
+    # pointer: with constant strides (VDENSE) they become the loads' immediates; an int32 index t + k would be
+    # sign-extended once per k (SASS: ~60 address instructions a tile)
+    return tl.load(p), tl.load(p + s_vct), tl.load(p + 8 * s_vct), tl.load(p + 9 * s_vct)
 
 
 @triton.jit
-def _vrow(vs_ptr, s_vst, t, end):
-    # a token's 4 value scales (or mins), [lanes, 4]
-    return tl.load(vs_ptr + t[:, None] * s_vst + tl.arange(0, 4)[None, :], mask=(t < end)[:, None], other=0.0)
+def _vrow(p):
+    # a token's 4 value scales (or mins) from its row pointer p, [lanes, 4]
+    return tl.load(p[:, None] + tl.arange(0, 4)[None, :])
 
 
 @triton.jit
-def _vmin(vm_ptr, s_vmt, t, end, gid):
-    # the min MMA's B entries: lane gid < 4 gives group gid's min of token t
-    return tl.load(vm_ptr + t * s_vmt + gid, mask=(gid < 4) & (t < end), other=0.0)
+def _vmin(p, gid):
+    # the min MMA's B entries: lane gid < 4 gives group gid's min of its token (p: the token's min row + gid)
+    return tl.load(p, mask=gid < 4, other=0.0)
 
 
 @triton.jit
@@ -286,15 +298,38 @@ def _first_heads(x, QG: tl.constexpr):
 
 
 @triton.jit
+def _rescale(al0, al1, al_g, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+             v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, cm0, cm1):
+    # the lane's sums and accumulators onto a new max: group g's c0..c7 are v[8 g ..], (J, H, x) = rows of mask
+    # 4 J, high half H, head 2 tig + x; the min sums' C rows are heads (al_g: head gid's factor)
+    return (l0 * al0, l1 * al1, v0 * al0, v1 * al1, v2 * al0, v3 * al1, v4 * al0, v5 * al1, v6 * al0, v7 * al1,
+            v8 * al0, v9 * al1, v10 * al0, v11 * al1, v12 * al0, v13 * al1, v14 * al0, v15 * al1,
+            v16 * al0, v17 * al1, v18 * al0, v19 * al1, v20 * al0, v21 * al1, v22 * al0, v23 * al1,
+            v24 * al0, v25 * al1, v26 * al0, v27 * al1, v28 * al0, v29 * al1, v30 * al0, v31 * al1,
+            cm0 * al_g, cm1 * al_g)
+
+
+# LAZY: a head's max (log2 units) moves only when a tile's scores pass it by more than this, so most tiles skip
+# the 36 rescaling products and p stays <= 2^8 (fp16 p and p * scale keep their range: |scale| < 256)
+LAZY_TAU = tl.constexpr(8.0)
+
+
+@triton.jit
 def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                   s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, end, qk_scale,
                   QG: tl.constexpr, D: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr,
-                  EARLY: tl.constexpr):
-    # [lo, end) in tiles of 32 x NW tokens (k2v2, fp16, D = 128, G = 32, qk_scale > 0: the launcher checks), a
-    # key group a warp. Returns the QG heads' max [QG], sum [QG] and output [QG, D] (not normalized), as the
-    # other GQA bulks
+                  EARLY: tl.constexpr, VDENSE: tl.constexpr, LAZY: tl.constexpr):
+    # [lo, end) in whole tiles of 32 x NW tokens (k2v2, fp16, D = 128, G = 32, qk_scale > 0: the launcher checks;
+    # the caller leaves a partial tile to v1's tiles), a key group a warp, so no load is masked by the length.
+    # Returns the QG heads' max [QG], sum [QG] and output [QG, D] (not normalized), as the other GQA bulks.
+    # VDENSE: value rows 8 words and scale / min rows 4 halves apart, so a tile's value loads share one address
+    # and immediate offsets
     NT: tl.constexpr = NW * 32
     BT: tl.constexpr = NW * 32
+    if VDENSE:
+        s_vct = D // 16
+        s_vst = D // 32
+        s_vmt = D // 32
     t = tl.arange(0, NT)
     lane = t % 32
     warp = t // 32
@@ -302,7 +337,6 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
     tig = lane % 4
     a = gid // 4  # the lane's word row (keys) / word column (values) of the group
     sh = 2 * (gid % 4)  # its word shift: codes b and b + 4 of each half at masks j = 0 and 4
-    hok = gid < QG  # key B lanes with a query head
     # value k slots 2 tig, 2 tig + 1 (+ 8) hold C rows 2 tig, 2 tig + 1 of the key MMA: tokens 16 (tig // 2)
     # + 2 (tig % 2) + 4 J (+ 1, + 8, + 9) of the group
     tv = 16 * (tig // 2) + 2 * (tig % 2)
@@ -318,37 +352,43 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
     l0, l1 = z, z  # the lane's sums
     ch4 = (4 * tig)[:, None] + tl.arange(0, 4)[None, :]
     qb = q_ptr + gid[:, None] * s_qh + ch4
-    okq = hok[:, None]
-    q0, q1, q2, q3, q4, q5, q6, q7 = quads8(qb, okq)
+    # the key B lanes' query channels 16 kk + 4 tig + 0..3 as fp16x2 pairs (zeros past the kv head's heads)
+    q0, q1, q2, q3, q4, q5, q6, q7 = quads8(qb, (gid < QG)[:, None])
+    q0, q1, q2, q3, q4, q5, q6, q7 = _pairs(q0, ASM), _pairs(q1, ASM), _pairs(q2, ASM), _pairs(q3, ASM), \
+        _pairs(q4, ASM), _pairs(q5, ASM), _pairs(q6, ASM), _pairs(q7, ASM)
+    # key scales and mins as fp16x2 pairs (the launcher checks their rows are 4-byte aligned)
+    ch2 = (2 * tig)[:, None] + tl.arange(0, 2)[None, :]
+    ks32 = ks_ptr.to(tl.pointer_type(tl.int32))
+    km32 = km_ptr.to(tl.pointer_type(tl.int32))
     for start in range(lo, end, BT):
         tok0 = start + 32 * warp
         # every load of the group first, in this order (a warp issues in order: a load placed after a use of an
         # earlier one waits for it): key words, key scales and mins, value words, value scales and mins
-        rows_w = tok0 // 16 + a
-        kb_ = kc_ptr + rows_w[:, None] * s_kcw + ch4
-        w_ok = (rows_w * 16 < end)[:, None]
+        kb_ = kc_ptr + (tok0 // 16 + a)[:, None] * s_kcw + ch4
         (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-         w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = words32(kb_, w_ok)
-        g_ok = (hok & (tok0 < end))[:, None]
-        ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7 = quads8(ks_ptr + (tok0 // 32)[:, None] * s_ksg + ch4, g_ok)
-        km0, km1, km2, km3, km4, km5, km6, km7 = quads8(km_ptr + (tok0 // 32)[:, None] * s_kmg + ch4, g_ok)
+         w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = words32(kb_, None)
+        # (unmasked at 4 heads too: B's zero query makes its columns past them zero, and the mins are every row
+        # of the bias MMA's A)
+        ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7 = pairs8(ks32 + (tok0 // 32 * (s_ksg // 2))[:, None] + ch2)
+        km0, km1, km2, km3, km4, km5, km6, km7 = pairs8(km32 + (tok0 // 32 * (s_kmg // 2))[:, None] + ch2)
         t0 = tok0 + tv  # value k step 0 (step 1: + 4)
-        x0, x1, x2, x3 = _vwords(vc_ptr, s_vct, t0, a, end)
-        x4, x5, x6, x7 = _vwords(vc_ptr, s_vct, t0, 2 + a, end)
-        x8, x9, x10, x11 = _vwords(vc_ptr, s_vct, t0, 4 + a, end)
-        x12, x13, x14, x15 = _vwords(vc_ptr, s_vct, t0, 6 + a, end)
-        y0, y1, y2, y3 = _vwords(vc_ptr, s_vct, t0 + 4, a, end)
-        y4, y5, y6, y7 = _vwords(vc_ptr, s_vct, t0 + 4, 2 + a, end)
-        y8, y9, y10, y11 = _vwords(vc_ptr, s_vct, t0 + 4, 4 + a, end)
-        y12, y13, y14, y15 = _vwords(vc_ptr, s_vct, t0 + 4, 6 + a, end)
-        r0, r1, r8, r9 = _vrow(vs_ptr, s_vst, t0, end), _vrow(vs_ptr, s_vst, t0 + 1, end), \
-            _vrow(vs_ptr, s_vst, t0 + 8, end), _vrow(vs_ptr, s_vst, t0 + 9, end)
-        e0, e1, e8, e9 = _vrow(vs_ptr, s_vst, t0 + 4, end), _vrow(vs_ptr, s_vst, t0 + 5, end), \
-            _vrow(vs_ptr, s_vst, t0 + 12, end), _vrow(vs_ptr, s_vst, t0 + 13, end)
-        u0, u1, u8, u9 = _vmin(vm_ptr, s_vmt, t0, end, gid), _vmin(vm_ptr, s_vmt, t0 + 1, end, gid), \
-            _vmin(vm_ptr, s_vmt, t0 + 8, end, gid), _vmin(vm_ptr, s_vmt, t0 + 9, end, gid)
-        o0, o1, o8, o9 = _vmin(vm_ptr, s_vmt, t0 + 4, end, gid), _vmin(vm_ptr, s_vmt, t0 + 5, end, gid), \
-            _vmin(vm_ptr, s_vmt, t0 + 12, end, gid), _vmin(vm_ptr, s_vmt, t0 + 13, end, gid)
+        pw = vc_ptr + t0 * s_vct + a
+        x0, x1, x2, x3 = _vwords(pw, s_vct)
+        x4, x5, x6, x7 = _vwords(pw + 2, s_vct)
+        x8, x9, x10, x11 = _vwords(pw + 4, s_vct)
+        x12, x13, x14, x15 = _vwords(pw + 6, s_vct)
+        y0, y1, y2, y3 = _vwords(pw + 4 * s_vct, s_vct)
+        y4, y5, y6, y7 = _vwords(pw + 4 * s_vct + 2, s_vct)
+        y8, y9, y10, y11 = _vwords(pw + 4 * s_vct + 4, s_vct)
+        y12, y13, y14, y15 = _vwords(pw + 4 * s_vct + 6, s_vct)
+        ps = vs_ptr + t0 * s_vst
+        r0, r1, r8, r9 = _vrow(ps), _vrow(ps + s_vst), _vrow(ps + 8 * s_vst), _vrow(ps + 9 * s_vst)
+        e0, e1, e8, e9 = _vrow(ps + 4 * s_vst), _vrow(ps + 5 * s_vst), _vrow(ps + 12 * s_vst), _vrow(ps + 13 * s_vst)
+        pm = vm_ptr + t0 * s_vmt + gid
+        u0, u1, u8, u9 = _vmin(pm, gid), _vmin(pm + s_vmt, gid), _vmin(pm + 8 * s_vmt, gid), \
+            _vmin(pm + 9 * s_vmt, gid)
+        o0, o1, o8, o9 = _vmin(pm + 4 * s_vmt, gid), _vmin(pm + 5 * s_vmt, gid), _vmin(pm + 12 * s_vmt, gid), \
+            _vmin(pm + 13 * s_vmt, gid)
         sh_k = sh
         if EARLY:  # the key MMAs after every value load (one memory round trip a tile)
             ra, _, _, _ = _split4n(r0)
@@ -366,31 +406,42 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
             w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
             w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
             ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7, km0, km1, km2, km3, km4, km5, km6, km7,
-            q0, q1, q2, q3, q4, q5, q6, q7, valid_ptr, s_mt, tok0, end, lane, tig, a, sh_k, NW, HAS_VALID, ASM)
-        n0 = tl.maximum(m0, _tig_max(tl.maximum(tl.maximum(s00_0, s01_0), tl.maximum(s10_0, s11_0)), NW) * qk_scale)
-        n1 = tl.maximum(m1, _tig_max(tl.maximum(tl.maximum(s00_1, s01_1), tl.maximum(s10_1, s11_1)), NW) * qk_scale)
-        z0 = tl.where(n0 == float("-inf"), 0.0, n0)
-        z1 = tl.where(n1 == float("-inf"), 0.0, n1)
-        al0 = tl.exp2(m0 - z0)
-        al1 = tl.exp2(m1 - z1)
-        m0, m1 = n0, n1
+            q0, q1, q2, q3, q4, q5, q6, q7, valid_ptr, s_mt, tok0, a, sh_k, NW, HAS_VALID, ASM)
+        mt0 = _tig_max(tl.maximum(tl.maximum(s00_0, s01_0), tl.maximum(s10_0, s11_0)), NW) * qk_scale
+        mt1 = _tig_max(tl.maximum(tl.maximum(s00_1, s01_1), tl.maximum(s10_1, s11_1)), NW) * qk_scale
+        if LAZY:
+            # how far a tile's max passes the running one (+inf from -inf; 0 where it does not, never nan)
+            grow = tl.max(tl.maximum(tl.where(mt0 > m0, mt0 - m0, 0.0), tl.where(mt1 > m1, mt1 - m1, 0.0)), axis=0)
+            if grow > LAZY_TAU:
+                n0, n1 = tl.maximum(m0, mt0), tl.maximum(m1, mt1)
+                al0 = tl.exp2(m0 - tl.where(n0 == float("-inf"), 0.0, n0))
+                al1 = tl.exp2(m1 - tl.where(n1 == float("-inf"), 0.0, n1))
+                al_g = tl.where(gid % 2 == 0, _shfl(al0, h_src, NW, ASM), _shfl(al1, h_src, NW, ASM))
+                m0, m1 = n0, n1
+                (l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+                 v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, cm0, cm1) = \
+                    _rescale(al0, al1, al_g, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13,
+                             v14, v15, v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30,
+                             v31, cm0, cm1)
+        else:
+            n0, n1 = tl.maximum(m0, mt0), tl.maximum(m1, mt1)
+            al0 = tl.exp2(m0 - tl.where(n0 == float("-inf"), 0.0, n0))
+            al1 = tl.exp2(m1 - tl.where(n1 == float("-inf"), 0.0, n1))
+            al_g = tl.where(gid % 2 == 0, _shfl(al0, h_src, NW, ASM), _shfl(al1, h_src, NW, ASM))  # head gid's
+            m0, m1 = n0, n1
+            (l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+             v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, cm0, cm1) = \
+                _rescale(al0, al1, al_g, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13,
+                         v14, v15, v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30,
+                         v31, cm0, cm1)
+        z0 = tl.where(m0 == float("-inf"), 0.0, m0)
+        z1 = tl.where(m1 == float("-inf"), 0.0, m1)
         p00_0, p01_0 = tl.exp2(s00_0 * qk_scale - z0), tl.exp2(s01_0 * qk_scale - z0)
         p10_0, p11_0 = tl.exp2(s10_0 * qk_scale - z0), tl.exp2(s11_0 * qk_scale - z0)
         p00_1, p01_1 = tl.exp2(s00_1 * qk_scale - z1), tl.exp2(s01_1 * qk_scale - z1)
         p10_1, p11_1 = tl.exp2(s10_1 * qk_scale - z1), tl.exp2(s11_1 * qk_scale - z1)
-        l0 = l0 * al0 + ((p00_0 + p01_0) + (p10_0 + p11_0))
-        l1 = l1 * al1 + ((p00_1 + p01_1) + (p10_1 + p11_1))
-        # accumulators: group g's c0..c7 are v[8 g ..]: (J, H, x) = rows of mask 4 J, high half H, head 2 tig + x
-        v0, v1, v2, v3, v4, v5, v6, v7 = v0 * al0, v1 * al1, v2 * al0, v3 * al1, v4 * al0, v5 * al1, v6 * al0, \
-            v7 * al1
-        v8, v9, v10, v11, v12, v13, v14, v15 = v8 * al0, v9 * al1, v10 * al0, v11 * al1, v12 * al0, v13 * al1, \
-            v14 * al0, v15 * al1
-        v16, v17, v18, v19, v20, v21, v22, v23 = v16 * al0, v17 * al1, v18 * al0, v19 * al1, v20 * al0, \
-            v21 * al1, v22 * al0, v23 * al1
-        v24, v25, v26, v27, v28, v29, v30, v31 = v24 * al0, v25 * al1, v26 * al0, v27 * al1, v28 * al0, \
-            v29 * al1, v30 * al0, v31 * al1
-        al_g = tl.where(gid % 2 == 0, _shfl(al0, h_src, NW, ASM), _shfl(al1, h_src, NW, ASM))  # head gid's
-        cm0, cm1 = cm0 * al_g, cm1 * al_g  # min sums: C rows are heads (rows 8..15 stay 0)
+        l0 += (p00_0 + p01_0) + (p10_0 + p11_0)
+        l1 += (p00_1 + p01_1) + (p10_1 + p11_1)
         # p as the value MMAs' B: each key MMA's C tile (tokens x heads), two heads a register, transposed
         pb00 = _movt(_f16x2(p00_0, p00_1, ASM), NW, ASM)
         pb01 = _movt(_f16x2(p01_0, p01_1, ASM), NW, ASM)

@@ -211,9 +211,18 @@ def quads8(p, ok):
     # eight [lanes, 4] loads at p + 16 k, k = 0..7: a lane's 4 channels of each 16-channel k step. Not one
     # [lanes, 32] load: Triton spreads a 32-wide row over 8 threads and the splits then cross lanes through
     # shared memory (SASS: 436 SHFL, 192 BAR a tile)
-    return (tl.load(p, mask=ok, other=0), tl.load(p + 16, mask=ok, other=0), tl.load(p + 32, mask=ok, other=0),
-            tl.load(p + 48, mask=ok, other=0), tl.load(p + 64, mask=ok, other=0), tl.load(p + 80, mask=ok, other=0),
-            tl.load(p + 96, mask=ok, other=0), tl.load(p + 112, mask=ok, other=0))
+    # (ok None: unmasked)
+    return (_ld0(p, ok), _ld0(p + 16, ok), _ld0(p + 32, ok), _ld0(p + 48, ok), _ld0(p + 64, ok), _ld0(p + 80, ok),
+            _ld0(p + 96, ok), _ld0(p + 112, ok))
+
+
+@triton.jit
+def _ld0(p, ok):
+    # a load, 0 where ok is False; unmasked when ok is None
+    if ok is None:
+        return tl.load(p)
+    else:
+        return tl.load(p, mask=ok, other=0)
 
 
 @triton.jit

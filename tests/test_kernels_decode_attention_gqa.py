@@ -24,12 +24,12 @@ def sparse_values(s: KiviState) -> KiviState:
                      widen(s.v_min, 5), s.n_vq, s.v_win, s.k_bits, s.v_bits, s.group_size)
 
 
-def check(Hq, H, L, D, bits, pad, packed, device, B=2, R=64, sparse=False, **kw):
+def check(Hq, H, L, D, bits, pad, packed, device, B=2, R=64, sparse=False, q_scale=1.0, **kw):
     n_kq, n_vq = kivi_split(L, 32, R)
     state = make_state(B, H, L, D, n_kq, n_vq, bits, bits, 32, torch.float16, device, L)
     if sparse:
         state = sparse_values(state)
-    q = torch.randn(B, Hq, 1, D, generator=torch.Generator().manual_seed(8)).half().to(device)
+    q = (q_scale * torch.randn(B, Hq, 1, D, generator=torch.Generator().manual_seed(8))).half().to(device)
     valid = None
     if pad:
         valid = torch.ones(B, L, dtype=torch.bool)
@@ -38,7 +38,9 @@ def check(Hq, H, L, D, bits, pad, packed, device, B=2, R=64, sparse=False, **kw)
     ref = decode_attention_ref(q, state, valid, D**-0.5)
     out = dg.decode_attention_gqa(q, state, valid, D**-0.5, packed=packed, **kw)
     err = (out.float() - ref.float()).abs().max().item()
-    assert err <= TOL[torch.float16], f"GQA {Hq}/{H} L={L} D={D} k{bits} packed={packed}: max |err| {err:.3g}"
+    # scores are q . k with q * scale rounded to fp16: their error, and the output's, grow with |q|
+    assert err <= TOL[torch.float16] * max(1.0, q_scale), \
+        f"GQA {Hq}/{H} L={L} D={D} k{bits} packed={packed}: max |err| {err:.3g}"
 
 
 @pytest.mark.parametrize("Hq,H,L,D,bits,pad", [(4, 1, 700, 64, 2, 45), (8, 2, 700, 64, 2, 0),
@@ -116,6 +118,28 @@ def test_gqa_kernel_refuses_what_it_cannot_run():
                                 block_w=4)
 
 
+@pytest.mark.parametrize("lazy", [True, False])
+def test_gqa_mma_running_max_matches_oracle(lazy):
+    # sharp scores (q x 8): of this state's 14 bulk tiles, 6 pass the lazy max by more than 2^8 (rescale) and 4
+    # by less (skipped); and the eager max (every tile)
+    check(8, 1, 600, 128, 2, 0, None, DEVICE, B=1, R=128, mma=True, num_splits=1, q_scale=8.0, mma_lazy=lazy)
+
+
+def test_gqa_mma_refuses_unaligned_key_scales():
+    # the bulk loads key scale and min rows as fp16 pairs: a row stride that is odd in halves is refused
+    n_kq, n_vq = kivi_split(300, 32, 128)
+    st = make_state(1, 1, 300, 128, n_kq, n_vq, 2, 2, 32, torch.float16, "cpu", 300)
+    wide = torch.zeros(*st.k_scale.shape[:3], 129, dtype=torch.float16)
+    wide[..., :128] = st.k_scale
+    odd = KiviState(st.k_codes, wide[..., :128], st.k_min, st.n_kq, st.k_tail, st.v_codes, st.v_scale, st.v_min,
+                    st.n_vq, st.v_win, 2, 2, 32)
+    q = torch.zeros(1, 8, 1, 128, dtype=torch.float16)
+    assert dg.unmappable_gqa_mma(q, st, 0.1) is None
+    with pytest.raises(ValueError, match="k_scale rows as fp16 pairs, which must start on 4-byte boundaries"):
+        dg.decode_attention_gqa(q, odd, None, 0.1, mma=True)
+    assert not dg.default_gqa_mma(q, odd, 0.1)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("packed", [True, False])
@@ -140,7 +164,10 @@ def test_gpu_gqa_kernel_eight_heads_a_kv_head(packed, L, pad):
 @pytest.mark.parametrize("L,pad,sparse,kw", [(4133, 0, False, {}), (32 * 1024 + 77, 0, False, {}),
                                              (5000, 1500, False, {}), (700, 0, False, {}), (4133, 0, True, {}),
                                              (9000, 300, False, dict(num_warps=4)),
-                                             (9000, 300, False, dict(maxnreg=128, num_splits=3))])
+                                             (9000, 300, False, dict(maxnreg=128, num_splits=3)),
+                                             (9000, 300, False, dict(q_scale=8.0)),
+                                             (4133, 0, False, dict(q_scale=8.0, mma_lazy=False)),
+                                             (5000, 1500, False, dict(maxnreg=255))])
 def test_gpu_gqa_mma(Hq, L, pad, sparse, kw):
     check(Hq, 8, L, 128, 2, pad, None, "cuda", R=128, sparse=sparse, mma=True, **kw)
 
