@@ -113,17 +113,16 @@ VARIANTS = {
     "gqa_mma_late": {"_impl": "gqa", "mma": True, "mma_early": False},
     "gqa_mma_late_w1": {"_impl": "gqa", "mma": True, "mma_early": False, "num_warps": 1},
     **{f"gqa_mma_r{r}": {"_impl": "gqa", "mma": True, "maxnreg": r} for r in (144, 152, 168, 184, 200, 232, 255)},
-    # session 12: the running max moved every tile (eager) against only past 2^8 (lazy, the default), at caps
-    # that fit 8 / 10 / 12 / 13 programs an SM, with other split targets and the late value loads
-    "gqa_mma_eager": {"_impl": "gqa", "mma": True, "mma_lazy": False},
-    **{f"gqa_mma_r{r}_eager": {"_impl": "gqa", "mma": True, "maxnreg": r, "mma_lazy": False} for r in (168, 255)},
-    **{f"gqa_mma_r{r}_late": {"_impl": "gqa", "mma": True, "maxnreg": r, "mma_early": False} for r in (168, 255)},
-    **{f"gqa_mma_r168_p{n}": {"_impl": "gqa", "mma": True, "maxnreg": 168, "num_splits": f"p{n}"}
-       for n in (1024, 1536, 3072, 4096)},
-    **{f"gqa_mma_w1_r{r}": {"_impl": "gqa", "mma": True, "num_warps": 1, "maxnreg": r} for r in (200, 255)},
-    **{f"gqa_mma_p{n}": {"_impl": "gqa", "mma": True, "num_splits": f"p{n}"} for n in (512, 1024, 4096, 8192)},
-    **{f"gqa_mma_r128_p{n}": {"_impl": "gqa", "mma": True, "maxnreg": 128, "num_splits": f"p{n}"}
-       for n in (1024, 4096)},
+    # session 12: the value loads where ptxas puts them (late) or first (early) at caps that fit 8 / 10 / 12 / 14 /
+    # 16 / 18 programs an SM, with other split targets and two warps
+    **{f"gqa_mma_r{r}_late": {"_impl": "gqa", "mma": True, "maxnreg": r, "mma_early": False}
+       for r in (112, 128, 144, 168, 200, 255)},
+    **{f"gqa_mma_r{r}_early": {"_impl": "gqa", "mma": True, "maxnreg": r, "mma_early": True} for r in (128, 168, 255)},
+    **{f"gqa_mma_r{r}_late_p{n}": {"_impl": "gqa", "mma": True, "maxnreg": r, "mma_early": False,
+                                   "num_splits": f"p{n}"} for r in (128, 168) for n in (1024, 1536, 3072, 4096)},
+    "gqa_mma_r128_late_w2": {"_impl": "gqa", "mma": True, "maxnreg": 128, "mma_early": False, "num_warps": 2},
+    **{f"gqa_mma_r{r}_late_restlast": {"_impl": "gqa", "mma": True, "maxnreg": r, "mma_early": False,
+                                       "rest_first": False} for r in (128, 255)},
     # v1 (tensor-core tiles of block_n tokens) for short contexts, with --graph: one program a head (no reduce
     # launch) or one tile a program (the most parallel), wider tiles / more warps, the dot-free path
     "v1": {"_impl": "v1"},
