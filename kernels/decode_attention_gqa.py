@@ -452,15 +452,13 @@ def _decode_attn_gqa_kernel(
     QG: tl.constexpr, D: tl.constexpr, G: tl.constexpr, BITS: tl.constexpr, BW: tl.constexpr,
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
-    REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr, REST_FIRST: tl.constexpr,
+    REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr,
 ):
     # H here counts program heads: REP of them a kv head (REP = 2 at 8 query heads a kv head), each with QG
     # query heads: program head hv runs query heads hv * QG .. hv * QG + QG - 1 over kv head hv // REP
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
     pid_bh = tl.program_id(0).to(tl.int64)
     split = tl.program_id(1)
-    if REST_FIRST:  # the window's split (the longest program with one warp) in the grid's first row: started first
-        split = NUM_SPLITS - 1 - split
     b = pid_bh // H
     hv = pid_bh % H
     h = hv // REP  # the kv head
@@ -549,24 +547,28 @@ def gqa_beats_v3(batch: int, kv_heads: int, length: int, group: int = 4) -> bool
 
 
 # The tensor-core bulk (decode_attention_gqa_mma.py): warps a program, register cap, split target and load
-# order, from the H200 sweeps (benchmarks/results/h200_round20.md), us at 8x32K / 64x4096 / 128x4096 / 16x16K,
-# Llama-3.1-8B (32/8): the pair path 228.6 / 242.3 / 450.0 / 229.3; one warp, every load of a tile first, no
-# cap (255 registers, 8 programs an SM) 211.0 / 196.5 / 358.1 / 191.3; two warps with the value loads after
-# the key MMAs (round 20's order) at cap 168: 187.3 / 220.3 / 367.0 / 198.0; loads first at caps 168 / 200
-# (spills): 229.8 / 285.3 at 8x32K. Llama-3.1-70B (64/8), 8x32K: pair path 415.9, one warp loads first 211.1,
-# two warps late 299.7. Split targets 1024 and 4096 were slower than 2048 at two warps.
+# order, from the H200 sweeps. Session 11 (benchmarks/results/h200_round20.md), us at 8x32K / 64x4096 /
+# 128x4096 / 16x16K, Llama-3.1-8B (32/8): the pair path 228.6 / 242.3 / 450.0 / 229.3; one warp, every load of
+# a tile first, no cap (255 registers, 8 programs an SM) 211.0 / 196.5 / 358.1 / 191.3; two warps with the
+# value loads after the key MMAs at cap 168: 187.3 / 220.3 / 367.0 / 198.0. Session 12, with ~30% fewer
+# instructions a tile (h200_round23, h200_round24; 8x32K / 64x4096 / 16x16K / 128x4096): one warp, no cap, the
+# loads where ptxas puts them 142.7-147.0 / 173.6-202.7 / 167.1-170.4 / 298.5-299.6, every load first 153.6 /
+# 180.6 / 177.5 / 309.7; caps 112-168 (10-18 programs an SM, no spills in the loop) ranged 129.9-233.5 on 8B
+# but lost on 70B (64/8; 8x32K / 64x4096 / 128x4096: 183.2 / 287.4 / 577.8 at cap 128 against 152.4 / 198.6 /
+# 343.1 uncapped) and at batch 1 (the window's split runs v1's tiles for 8 heads in one warp and spills:
+# 1x32K 59.1 us from graphs at cap 128 against 45.9). Split targets 1024-4096 at cap 128 were no better
+# than 2048 on the whole
 MMA_WARPS = 1
-MAXNREG_GQA_MMA = 128
+MAXNREG_GQA_MMA = 255
 SPLIT_PROGRAMS_GQA_MMA = 2048
 # ... and at least this many tokens a split: from CUDA graphs (h200_round22b), us, 1x32K / 2x16K, at 256 / 128
 # splits a kv head (2048 programs) 77.8 / 66.5, at 128 / 64 56.7 / 50.1, at 64 / 32 48.2 / 47.3 (the pair path
 # 55.9 / 54.3, fp16 SDPA 44.8 / 45.3); larger calls keep their 2048-program splits (>= 1024 tokens each)
 MMA_SPLIT_TOKENS = 512
-# Its key MMAs wait for the value loads too (decode_attention_gqa_mma._after), so a tile's loads issue together
+# Whether its key MMAs wait for the value loads too (decode_attention_gqa_mma._after), so that a tile's loads issue
+# together: it was the faster order in session 11, and 4-8% slower once the tile lost its address and mask
+# instructions (above)
 MMA_EARLY = False
-# The split with the window and the key tail runs v1's tiles for 8 query heads in one warp (~5,700 instructions
-# a 16-token tile, against ~600 for the bulk's 32): grid row 0, so that it starts with the first wave
-REST_FIRST = True
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
 
@@ -605,14 +607,13 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
                          num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
                          lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                          maxnreg: int | None = None, packed: bool | None = None,
-                         mma: bool | None = None, mma_early: bool | None = None,
-                         rest_first: bool | None = None) -> torch.Tensor:
+                         mma: bool | None = None, mma_early: bool | None = None) -> torch.Tensor:
     """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`).
     `packed`: the fp16x2 pair path (k2v2, fp16, 4 or 8 query heads a kv head); None: wherever it can run
     (`packable_gqa`; as v3's `default_packed`, fp16 inputs keep its products in range). `mma`: the
     tensor-core bulk (`decode_attention_gqa_mma.py`; k2v2, fp16, head_dim 128, G = 32, 4 or 8 query heads a kv
     head, scaling > 0); None: `default_gqa_mma`. `mma_early`: its key MMAs wait for the tile's value loads too
-    (None: MMA_EARLY). `rest_first`: the window's split starts first (None: REST_FIRST on the tensor-core bulk).
+    (None: MMA_EARLY).
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32; mma: MMA_WARPS, a key group a warp), maxnreg."""
     s = state
@@ -693,7 +694,6 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         VDENSE=(s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16 and s.v_scale.stride(2) == D // s.group_size
                 and s.v_min.stride(2) == D // s.group_size), num_warps=nw,
         REP=REP, MMA=bool(mma), EARLY=MMA_EARLY if mma_early is None else bool(mma_early),
-        REST_FIRST=(REST_FIRST and bool(mma)) if rest_first is None else bool(rest_first),
         **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA if mma else MAXNREG)} if query.device.type == "cuda" else {}),
     )
     _decode_attn_reduce_kernel[(B * H, QG)](

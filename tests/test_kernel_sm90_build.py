@@ -76,8 +76,7 @@ def test_gqa_mma_bulk_builds_for_sm90(tmp_path, early):
     # loads come first
     from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
-              f"ASM=True VDENSE=True REP=1 MMA=True EARLY={early} REST_FIRST=True num_warps=1 "
-              f"maxnreg={255 if early else MAXNREG_GQA_MMA}").split()  # early: all 72 loads live, no cap
+              f"ASM=True VDENSE=True REP=1 MMA=True EARLY={early} num_warps=1 maxnreg={MAXNREG_GQA_MMA}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa")
     ttgir = (tmp_path / "gqa.ttgir").read_text()
     assert ttgir.count("mma.sync.aligned.m16n8k16") == 42 and ttgir.count("movmatrix") == 4
