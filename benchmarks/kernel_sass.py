@@ -54,7 +54,7 @@ B = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin")
 sass = subprocess.run([f"{B}/nvdisasm", "-c", f"{KC}/{tag}.cubin"], capture_output=True, text=True).stdout
 open(f"{KC}/{tag}.sass", "w").write(sass)
 regs = re.search(r"REG:(\d+)", subprocess.run([f"{B}/cuobjdump", "-res-usage", f"{KC}/{tag}.cubin"], capture_output=True, text=True).stdout)
-print(f"{tag}: shared={k.metadata.shared} regs={regs.group(1) if regs else '?'}")
+print(f"{tag}: shared={k.metadata.shared} scratch={getattr(k.metadata, 'global_scratch_size', 0)} regs={regs.group(1) if regs else '?'}")
 ins, labels = [], {}
 for l in sass.splitlines():
     m = re.match(r"^(\.L_x_\d+):", l.strip())
