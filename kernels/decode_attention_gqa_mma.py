@@ -13,8 +13,10 @@ every product is useful at 8 heads a kv head and half of them at 4, and a warp's
     and 4) then cover the group: row gid of MMA j is token 16 a + j + b, row gid + 8 token 16 a + 8 + j + b.
     Each word is loaded by 4 lanes (L1 serves the repeats).
   * Keys: A = codes (16 tokens x 16 channels), B = q * scale (16 channels x 8 heads: lane gid gives head
-    gid; zeros past the kv head's heads), C = scores (tokens x heads: lane (gid, tig) holds heads 2 tig,
-    2 tig + 1). Biases sum q * min come from the B lanes by two butterfly shuffles.
+    gid; zeros past the kv head's heads; one HMUL2 a register of the scales, loaded as fp16x2 pairs),
+    C = scores (tokens x heads: lane (gid, tig) holds heads 2 tig, 2 tig + 1). The biases sum q * min are a
+    third MMA a k step: every A row the group's mins (as loaded), B = q, exact products, and its C rows hold
+    each lane's two heads where they are used.
   * Softmax per head: a running max a warp (butterflies over gid), a sum a lane.
   * Values: out[h, d] = sum_t p[h, t] (c[t, d] scale[t, g(d)] + min[t, g(d)]). A = codes (16 channels of one
     group x 16 tokens, the same lane shifts: row gid of MMA j is channel 16 (2 g + a) + j + b), B = p * scale
@@ -23,10 +25,16 @@ every product is useful at 8 heads a kv head and half of them at 4, and a warp's
     of k slots 2 tig, 2 tig + 1. One HMUL2 a register applies a token pair's scales.
   * Value mins: sum_t p[h, t] min[t, g] for all heads and groups is one MMA a k step with A = p (heads x
     tokens: the transposed tiles again) and B = min (tokens x groups).
-  * A tile's 72 loads all issue before its first MMA (`_after`): ptxas otherwise placed the value loads
-    after the key MMAs, two memory round trips a tile. That needs ~200 registers, so the launcher runs one
-    warp a program, uncapped. H200 (benchmarks/results/h200_round20.md): Llama-3.1-8B 171.7-362.2 us at
-    8x32K-128x4096, 1.26-1.47x fp16 SDPA and 1.2-1.3x the pair path; Llama-3.1-70B 1.6-1.9x the pair path.
+  * Whole tiles only (the caller leaves a partial one to v1's tiles), so no load is masked by the length, and
+    each kind of load is one address a tile plus immediates (value rows at constant strides, VDENSE): a
+    tile is ~610 instructions, ~870 before (session 11: ~130 of them address and mask arithmetic, ~70 the
+    fp32 bias products and their shuffles).
+  * Load order: with EARLY a tile's 72 loads all issue before its first MMA (`_after`; ptxas otherwise puts
+    the value loads after the key MMAs, two memory round trips a tile). It was the faster order for the
+    ~870-instruction tile and is 4-8% slower for this one, so the launcher's default leaves the order to
+    ptxas. One warp a program, uncapped (255 registers, 8 programs an SM). H200 (benchmarks/results/
+    h200_round23.md): Llama-3.1-8B 145.9-307.2 us at 8x32K-128x4096, 1.44-1.76x fp16 SDPA (session 11:
+    171.7-362.2, 1.26-1.47x); Llama-3.1-70B 159.4-403.5 us, 1.15-1.61x.
 
 Under TRITON_INTERPRET=1 the asm has twins built from `decode_attention_mma._mma_ref` (PTX's m16n8k16
 fragment layouts), so CI runs the same lanes, shifts and transposes; the PTX runs on the GPU only.
