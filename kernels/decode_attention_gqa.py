@@ -566,7 +566,7 @@ SPLIT_PROGRAMS_GQA_MMA = 2048
 # 55.9 / 54.3, fp16 SDPA 44.8 / 45.3); larger calls keep their 2048-program splits (>= 1024 tokens each)
 MMA_SPLIT_TOKENS = 512
 # Whether its key MMAs wait for the value loads too (decode_attention_gqa_mma._after), so that a tile's loads issue
-# together: it was the faster order in session 11, and 4-8% slower once the tile lost its address and mask
+# together: it was the faster order in session 11, and 3-9% slower once the tile lost its address and mask
 # instructions (above)
 MMA_EARLY = False
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64

@@ -31,7 +31,7 @@ every product is useful at 8 heads a kv head and half of them at 4, and a warp's
     fp32 bias products and their shuffles).
   * Load order: with EARLY a tile's 72 loads all issue before its first MMA (`_after`; ptxas otherwise puts
     the value loads after the key MMAs, two memory round trips a tile). It was the faster order for the
-    ~870-instruction tile and is 4-8% slower for this one, so the launcher's default leaves the order to
+    ~870-instruction tile and is 3-9% slower for this one, so the launcher's default leaves the order to
     ptxas. One warp a program, uncapped (255 registers, 8 programs an SM). H200 (benchmarks/results/
     h200_round23.md): Llama-3.1-8B 145.9-307.2 us at 8x32K-128x4096, 1.44-1.76x fp16 SDPA (session 11:
     171.7-362.2, 1.26-1.47x); Llama-3.1-70B 159.4-403.5 us, 1.15-1.61x.
