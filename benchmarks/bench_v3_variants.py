@@ -121,6 +121,9 @@ VARIANTS = {
     **{f"gqa_mma_r{r}_late_p{n}": {"_impl": "gqa", "mma": True, "maxnreg": r, "mma_early": False,
                                    "num_splits": f"p{n}"} for r in (128, 168) for n in (1024, 1536, 3072, 4096)},
     "gqa_mma_r128_late_w2": {"_impl": "gqa", "mma": True, "maxnreg": 128, "mma_early": False, "num_warps": 2},
+    # the window's split on tensor cores (rest_dot), at the default cap and at caps it may now allow
+    "gqa_mma_restdot": {"_impl": "gqa", "mma": True, "rest_dot": True},
+    **{f"gqa_mma_r{r}_restdot": {"_impl": "gqa", "mma": True, "rest_dot": True, "maxnreg": r} for r in (128, 168)},
     # v1 (tensor-core tiles of block_n tokens) for short contexts, with --graph: one program a head (no reduce
     # launch) or one tile a program (the most parallel), wider tiles / more warps, the dot-free path
     "v1": {"_impl": "v1"},

@@ -440,6 +440,17 @@ def _bulk_gqa_packed(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr
 
 
 @triton.jit
+def _rows16(x, QG: tl.constexpr):
+    # x [QG] or [QG, D] (QG = 4 or 8) as 16 rows, zeros past QG: the tensor-core rest tiles' M
+    for _ in tl.static_range(4 if QG == 4 else 8, 16, 8 if QG == 4 else 16):
+        if len(x.shape) == 1:
+            x = tl.reshape(tl.permute(tl.join(x, tl.zeros_like(x)), (1, 0)), (2 * x.shape[0],))
+        else:
+            x = tl.reshape(tl.permute(tl.join(x, tl.zeros_like(x)), (2, 0, 1)), (2 * x.shape[0], x.shape[1]))
+    return x
+
+
+@triton.jit
 def _decode_attn_gqa_kernel(
     q_ptr, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr, lens_ptr,
     acc_ptr, m_ptr, l_ptr, p_ptr,
@@ -452,7 +463,7 @@ def _decode_attn_gqa_kernel(
     QG: tl.constexpr, D: tl.constexpr, G: tl.constexpr, BITS: tl.constexpr, BW: tl.constexpr,
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
-    REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr,
+    REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr, RDOT: tl.constexpr,
 ):
     # H here counts program heads: REP of them a kv head (REP = 2 at 8 query heads a kv head), each with QG
     # query heads: program head hv runs query heads hv * QG .. hv * QG + QG - 1 over kv head hv // REP
@@ -465,9 +476,13 @@ def _decode_attn_gqa_kernel(
     BT: tl.constexpr = BW * (32 // BITS)
     offs_d = tl.arange(0, D)
     d_ok = offs_d < D
-    g_i = tl.arange(0, QG)
     q_head = q_ptr + b * s_qb + hv * QG * s_qh
-    q = tl.load(q_head + g_i[:, None] * s_qh + offs_d[None, :]).to(tl.float32)  # [QG, D]
+    if RDOT:  # the rest on tensor cores: 16 query rows (zeros past QG), in q's dtype
+        g_i = tl.arange(0, 16)
+        q = tl.load(q_head + g_i[:, None] * s_qh + offs_d[None, :], mask=(g_i < QG)[:, None], other=0.0)
+    else:
+        g_i = tl.arange(0, QG)
+        q = tl.load(q_head + g_i[:, None] * s_qh + offs_d[None, :]).to(tl.float32)  # [QG, D]
     kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr = _head_ptrs(
         b, h, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
         s_kcb, s_kch, s_ksb, s_ksh, s_kmb, s_kmh, s_ktb, s_kth, s_vcb, s_vch, s_vsb, s_vsh, s_vmb, s_vmh,
@@ -491,6 +506,8 @@ def _decode_attn_gqa_kernel(
         m_i, l_i, acc = _bulk_gqa_mma(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                                       s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end, qk_scale,
                                       QG, D, NT // 32, HAS_VALID, ASM, EARLY, VDENSE)
+        if RDOT:
+            m_i, l_i, acc = _rows16(m_i, QG), _rows16(l_i, QG), _rows16(acc, QG)
     elif PACKED:
         m_i, l_i, acc = _bulk_gqa_packed(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                                          p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end,
@@ -503,11 +520,12 @@ def _decode_attn_gqa_kernel(
     m_i, l_i, acc = _rest_tiles(q, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
                                 s_kcw, s_ksg, s_kmg, s_ktt, s_vct, s_vst, s_vmt, s_vwt, s_mt, bulk_end, hi, L,
                                 n_kq, n_vq, m_i, l_i, acc, qk_scale, offs_d, d_ok, BITS, BITS, G, BLOCK_N, D, D,
-                                HAS_VALID, WIN)
+                                HAS_VALID, WIN, RDOT)
     rows = (pid_bh * NUM_SPLITS + split) * QG + g_i  # v1's workspace rows (M = QG)
-    tl.store(acc_ptr + rows[:, None] * D + offs_d[None, :], acc)
-    tl.store(m_ptr + rows, m_i)
-    tl.store(l_ptr + rows, l_i)
+    r_ok = g_i < QG
+    tl.store(acc_ptr + rows[:, None] * D + offs_d[None, :], acc, mask=r_ok[:, None])
+    tl.store(m_ptr + rows, m_i, mask=r_ok)
+    tl.store(l_ptr + rows, l_i, mask=r_ok)
 
 
 def unsupported_gqa(query: torch.Tensor, state: KiviState) -> str | None:
@@ -569,6 +587,11 @@ MMA_SPLIT_TOKENS = 512
 # together: it was the faster order in session 11, and 3-9% slower once the tile lost its address and mask
 # instructions (above)
 MMA_EARLY = False
+# With the tensor-core bulk, the split with the value window and the key tail runs v1's dot-free tiles for its
+# 4 or 8 query heads in the program's one warp: ~5,700 instructions a 16-token tile (spilling at any cap), the
+# critical path at batch 1 (1x32K: 46 us against fp16 SDPA's 46, 74 on 70B). REST_DOT runs those tiles on tensor
+# cores (tl.dot, 16 query rows, fp16 k and v); not yet measured on the GPU, so off
+REST_DOT = False
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
 
@@ -607,13 +630,15 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
                          num_splits: int | None = None, block_w: int | None = None, num_warps: int | None = None,
                          lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                          maxnreg: int | None = None, packed: bool | None = None,
-                         mma: bool | None = None, mma_early: bool | None = None) -> torch.Tensor:
+                         mma: bool | None = None, mma_early: bool | None = None,
+                         rest_dot: bool | None = None) -> torch.Tensor:
     """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`).
     `packed`: the fp16x2 pair path (k2v2, fp16, 4 or 8 query heads a kv head); None: wherever it can run
     (`packable_gqa`; as v3's `default_packed`, fp16 inputs keep its products in range). `mma`: the
     tensor-core bulk (`decode_attention_gqa_mma.py`; k2v2, fp16, head_dim 128, G = 32, 4 or 8 query heads a kv
     head, scaling > 0); None: `default_gqa_mma`. `mma_early`: its key MMAs wait for the tile's value loads too
-    (None: MMA_EARLY).
+    (None: MMA_EARLY). `rest_dot`: with it, the split with the value window and the key tail runs v1's tiles on
+    tensor cores (16 query rows, fp16 products) instead of CUDA cores (None: REST_DOT).
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32; mma: MMA_WARPS, a key group a warp), maxnreg."""
     s = state
@@ -694,6 +719,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         VDENSE=(s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16 and s.v_scale.stride(2) == D // s.group_size
                 and s.v_min.stride(2) == D // s.group_size), num_warps=nw,
         REP=REP, MMA=bool(mma), EARLY=MMA_EARLY if mma_early is None else bool(mma_early),
+        RDOT=bool(mma) and (REST_DOT if rest_dot is None else bool(rest_dot)),
         **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA if mma else MAXNREG)} if query.device.type == "cuda" else {}),
     )
     _decode_attn_reduce_kernel[(B * H, QG)](

@@ -479,30 +479,32 @@ def _rest_tiles(q, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_pt
                 s_kcw, s_ksg, s_kmg, s_ktt, s_vct, s_vst, s_vmt, s_vwt, s_mt, start0, hi, L, n_kq, n_vq,
                 m_i, l_i, acc, qk_scale, offs_d, d_ok,
                 K_BITS: tl.constexpr, V_BITS: tl.constexpr, G: tl.constexpr, BLOCK_N: tl.constexpr,
-                D: tl.constexpr, DP: tl.constexpr, HAS_VALID: tl.constexpr, WIN: tl.constexpr):
+                D: tl.constexpr, DP: tl.constexpr, HAS_VALID: tl.constexpr, WIN: tl.constexpr,
+                USE_DOT: tl.constexpr = False):
     # the rest of a split's [start0, hi) after its bulk tiles, for query rows q [R, DP] (v3: one; the GQA
     # kernel: a program's query heads): v1's dot-free tiles, at most one straddling packed tile, then the
-    # fp16 key tail with the value window
+    # fp16 key tail with the value window. USE_DOT: tensor-core tiles in q's dtype (R >= 16 rows) instead
     pos_r = tl.zeros_like(m_i).to(tl.int32) + L - 1
     kq_end = tl.minimum(hi, n_kq)
+    CDT: tl.constexpr = q.dtype if USE_DOT else tl.float32
     for start in range(start0, kq_end, BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
         k = _load_k_packed(kc_ptr, ks_ptr, km_ptr, s_kcw, 1, s_ksg, 1, s_kmg, 1,
-                           start, kq_end, offs_d, d_ok, K_BITS, G, BLOCK_N, DP, tl.float32)
+                           start, kq_end, offs_d, d_ok, K_BITS, G, BLOCK_N, DP, CDT)
         v_q = _load_v_packed(vc_ptr, vs_ptr, vm_ptr, s_vct, 1, s_vst, 1, s_vmt, 1,
-                             offs_n, offs_n < n_vq, D, V_BITS, G, BLOCK_N, DP, tl.float32)
+                             offs_n, offs_n < n_vq, D, V_BITS, G, BLOCK_N, DP, CDT)
         v_f = _load_fp(vw_ptr, s_vwt, 1, _win_rows(offs_n, n_vq, WIN), (offs_n >= n_vq) & (offs_n < kq_end),
-                       offs_d, d_ok, tl.float32)
+                       offs_d, d_ok, CDT)
         v = tl.where((offs_n < n_vq)[:, None], v_q, v_f)
         m_i, l_i, acc = _attend(q, k, v, offs_n, kq_end, pos_r, valid_ptr, s_mt, m_i, l_i, acc, qk_scale,
-                                HAS_VALID, False, "ieee", False, False)
+                                HAS_VALID, False, "ieee", False, USE_DOT)
     for start in range(tl.maximum(start0, n_kq), hi, BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
         n_ok = offs_n < hi
-        k = _load_fp(kt_ptr, s_ktt, 1, offs_n - n_kq, n_ok, offs_d, d_ok, tl.float32)
-        v = _load_fp(vw_ptr, s_vwt, 1, _win_rows(offs_n, n_vq, WIN), n_ok, offs_d, d_ok, tl.float32)
+        k = _load_fp(kt_ptr, s_ktt, 1, offs_n - n_kq, n_ok, offs_d, d_ok, CDT)
+        v = _load_fp(vw_ptr, s_vwt, 1, _win_rows(offs_n, n_vq, WIN), n_ok, offs_d, d_ok, CDT)
         m_i, l_i, acc = _attend(q, k, v, offs_n, hi, pos_r, valid_ptr, s_mt, m_i, l_i, acc, qk_scale,
-                                HAS_VALID, False, "ieee", False, False)
+                                HAS_VALID, False, "ieee", False, USE_DOT)
     return m_i, l_i, acc
 
 

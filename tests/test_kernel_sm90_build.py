@@ -76,7 +76,8 @@ def test_gqa_mma_bulk_builds_for_sm90(tmp_path, early):
     # loads come first
     from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
-              f"ASM=True VDENSE=True REP=1 MMA=True EARLY={early} num_warps=1 maxnreg={MAXNREG_GQA_MMA}").split()
+              f"ASM=True VDENSE=True REP=1 MMA=True EARLY={early} RDOT=False num_warps=1 "
+              f"maxnreg={MAXNREG_GQA_MMA}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa")
     ttgir = (tmp_path / "gqa.ttgir").read_text()
     assert ttgir.count("mma.sync.aligned.m16n8k16") == 42 and ttgir.count("movmatrix") == 4
@@ -89,3 +90,19 @@ def test_gqa_mma_bulk_builds_for_sm90(tmp_path, early):
         first_mma = next(i for i, line in enumerate(sass) if "HMMA" in line)
         loop_start = max(i for i, line in enumerate(sass[:first_mma]) if re.match(r"^\s*\.L_x_\d+:", line))
         assert sum("LDG" in line for line in sass[loop_start:first_mma]) >= 56, "the tile's loads must come first"
+
+
+def test_gqa_mma_rest_on_tensor_cores_builds_for_sm90(tmp_path):
+    # rest_dot: the window's split runs v1's tiles with tl.dot for 16 query rows. Its loops (packed keys with the
+    # value window, then the fp16 tail) hold 32 HMMA each and no spills; on CUDA cores they take ~4,800 and
+    # ~3,500 instructions a 16-token tile with ~180 spill loads and stores (triton 3.6: 1,476 and 435 with dots)
+    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA
+    consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
+              f"ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True num_warps=1 "
+              f"maxnreg={MAXNREG_GQA_MMA}").split()
+    run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa_rdot")
+    loops = [dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line)) for line in run.stdout.splitlines()
+             if line.strip().startswith("loop")]
+    rest = [c for c in loops if c.get("HMMA") == 32]
+    assert len(rest) == 2 and all(c.get("LDL", 0) == 0 and c.get("STL", 0) == 0 for c in rest), run.stdout
+    assert sum(sum(c.values()) for c in rest) < 2500, run.stdout

@@ -118,6 +118,13 @@ def test_gqa_kernel_refuses_what_it_cannot_run():
                                 block_w=4)
 
 
+@pytest.mark.parametrize("Hq,H,L,pad", [(8, 1, 700, 45), pytest.param(8, 2, 300, 0, marks=pytest.mark.slow)])
+def test_gqa_mma_rest_on_tensor_cores_matches_oracle(Hq, H, L, pad):
+    # rest_dot: the window's split (a partial packed tile, keys packed with values in the window, the fp16 tail)
+    # on tensor cores, 16 query rows of which 8 or 4 are heads
+    check(Hq, H, L, 128, 2, pad, None, DEVICE, R=128, mma=True, num_splits=2, rest_dot=True)
+
+
 def test_gqa_mma_sharp_scores_match_oracle():
     # q x 8: tile maxima ~14 apart in log2 units (the running max moves by up to 2^20 a tile)
     check(8, 1, 600, 128, 2, 0, None, DEVICE, B=1, R=128, mma=True, num_splits=1, q_scale=8.0)
@@ -165,7 +172,9 @@ def test_gpu_gqa_kernel_eight_heads_a_kv_head(packed, L, pad):
                                              (9000, 300, False, dict(maxnreg=128, num_splits=3)),
                                              (9000, 300, False, dict(q_scale=8.0)),
                                              (4133, 0, False, dict(mma_early=True)),
-                                             (5000, 1500, False, dict(maxnreg=255, mma_early=True))])
+                                             (5000, 1500, False, dict(maxnreg=255, mma_early=True)),
+                                             (4133, 0, False, dict(rest_dot=True)),
+                                             (9000, 300, True, dict(rest_dot=True))])
 def test_gpu_gqa_mma(Hq, L, pad, sparse, kw):
     check(Hq, 8, L, 128, 2, pad, None, "cuda", R=128, sparse=sparse, mma=True, **kw)
 
