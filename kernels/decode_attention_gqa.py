@@ -440,14 +440,20 @@ def _bulk_gqa_packed(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr
 
 
 @triton.jit
+def _twice_rows(x):
+    # x [R] or [R, D] with R zero rows after it
+    if len(x.shape) == 1:
+        return tl.reshape(tl.permute(tl.join(x, tl.zeros_like(x)), (1, 0)), (2 * x.shape[0],))
+    else:
+        return tl.reshape(tl.permute(tl.join(x, tl.zeros_like(x)), (2, 0, 1)), (2 * x.shape[0], x.shape[1]))
+
+
+@triton.jit
 def _rows16(x, QG: tl.constexpr):
     # x [QG] or [QG, D] (QG = 4 or 8) as 16 rows, zeros past QG: the tensor-core rest tiles' M
-    for _ in tl.static_range(4 if QG == 4 else 8, 16, 8 if QG == 4 else 16):
-        if len(x.shape) == 1:
-            x = tl.reshape(tl.permute(tl.join(x, tl.zeros_like(x)), (1, 0)), (2 * x.shape[0],))
-        else:
-            x = tl.reshape(tl.permute(tl.join(x, tl.zeros_like(x)), (2, 0, 1)), (2 * x.shape[0], x.shape[1]))
-    return x
+    if QG == 4:
+        x = _twice_rows(x)
+    return _twice_rows(x)
 
 
 @triton.jit
@@ -588,9 +594,10 @@ MMA_SPLIT_TOKENS = 512
 # instructions (above)
 MMA_EARLY = False
 # With the tensor-core bulk, the split with the value window and the key tail runs v1's dot-free tiles for its
-# 4 or 8 query heads in the program's one warp: ~5,700 instructions a 16-token tile (spilling at any cap), the
-# critical path at batch 1 (1x32K: 46 us against fp16 SDPA's 46, 74 on 70B). REST_DOT runs those tiles on tensor
-# cores (tl.dot, 16 query rows, fp16 k and v); not yet measured on the GPU, so off
+# 4 or 8 query heads in the program's one warp: ~4,800 / ~3,500 instructions a 16-token tile of packed / fp16
+# keys, with spills (sm_90, 8 heads, no cap), the critical path at batch 1 (1x32K: 46 us against fp16 SDPA's 46,
+# 74 on 70B). REST_DOT runs those tiles on tensor cores (tl.dot, 16 query rows, fp16 k and v: 1,476 / 435
+# instructions, no spills); not yet measured on the GPU, so off
 REST_DOT = False
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
