@@ -8,11 +8,12 @@ source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-560}
 xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n 8)
 timeout "$(left 120)" python3 -m pytest -m gpu -q -p no:cacheprovider "${xd[@]}" \
-    tests/test_kernels_decode_attention_gqa.py 2>&1 | tee "$OUT/gpu_tests.log" | grep -v Warn | tail -8
-variants() {  # variants TAG N ARGS...: bench_v3_variants.py, at most N seconds; log and JSON under TAG
+    tests/test_kernels_decode_attention_gqa.py "tests/test_kernels_decode_attention.py::test_gpu_no_dequantized_copy_in_memory" 2>&1 | tee "$OUT/gpu_tests.log" | grep -v Warn | tail -8
+# The device returns at most 8 files: the tables go to stdout only, the JSON under TAG.
+variants() {  # variants TAG N ARGS...: bench_v3_variants.py, at most N seconds; JSON under TAG
   local tag=$1 n=$2; shift 2
-  timeout "$(left "$n")" python3 benchmarks/bench_v3_variants.py "$@" 2>&1 | tee "$OUT/$tag.log" | grep -v Warning
-  cp "$OUT/v3_variants.json" "$OUT/$tag.json" 2>/dev/null
+  timeout "$(left "$n")" python3 benchmarks/bench_v3_variants.py "$@" 2>&1 | grep -v Warning
+  mv "$OUT/v3_variants.json" "$OUT/$tag.json" 2>/dev/null
   echo "$tag done at ${SECONDS}s"
 }
 for shape in llama3.1-8b llama3.1-70b; do

@@ -49,6 +49,7 @@ div = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if n not in 
 src = ASTSource(fn=fn, signature=sig, constexprs={(names.index(k),): v for k, v in const.items()}, attrs=div)
 k = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": nw, "num_stages": ns, **({"maxnreg": int(maxnreg)} if maxnreg else {})})
 open(f"{KC}/{tag}.ttgir", "w").write(k.asm["ttgir"])
+open(f"{KC}/{tag}.ptx", "w").write(k.asm["ptx"])
 open(f"{KC}/{tag}.cubin", "wb").write(k.asm["cubin"])
 B = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin")
 sass = subprocess.run([f"{B}/nvdisasm", "-c", f"{KC}/{tag}.cubin"], capture_output=True, text=True).stdout
@@ -65,5 +66,7 @@ for i, t in enumerate(ins):
     m = re.search(r"BRA\s+(?:`\()?(\.L_x_\d+)", t)
     if m and labels.get(m.group(1), 1e9) <= i:
         a = labels[m.group(1)]; body = ins[a:i+1]
-        c = collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", x).split()[0].split(".")[0] for x in body)
+        # IMAD.MOV is a move that ptxas puts on the integer-multiply pipe: counted as MOV, not as arithmetic
+        c = collections.Counter(re.sub(r"^IMAD\.MOV.*", "MOV", re.sub(r"^@!?U?P\w+\s+", "", x)).split()[0].split(".")[0]
+                                for x in body)
         print(f"  loop [{a},{i}] {len(body)}:", ", ".join(f"{k}:{v}" for k, v in c.most_common(22)))

@@ -511,7 +511,7 @@ def _decode_attn_gqa_kernel(
         bulk_end = lo + ((bulk_end - lo) // NT) * NT  # whole tiles (unmasked loads); v1's tiles take the rest
         m_i, l_i, acc = _bulk_gqa_mma(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                                       s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end, qk_scale,
-                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY, VDENSE)
+                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY)
         if RDOT:
             m_i, l_i, acc = _rows16(m_i, QG), _rows16(l_i, QG), _rows16(acc, QG)
     elif PACKED:
@@ -581,9 +581,13 @@ def gqa_beats_v3(batch: int, kv_heads: int, length: int, group: int = 4) -> bool
 # but lost on 70B (64/8; 8x32K / 64x4096 / 128x4096: 183.2 / 287.4 / 577.8 at cap 128 against 152.4 / 198.6 /
 # 343.1 uncapped) and at batch 1 (the window's split runs v1's tiles for 8 heads in one warp and spills:
 # 1x32K 59.1 us from graphs at cap 128 against 45.9). Split targets 1024-4096 at cap 128 were no better
-# than 2048 on the whole
+# than 2048 on the whole. Session 13, with the window's split on tensor cores (REST_DOT, below: no spills at
+# 168 registers), h200_round26, us, uncapped / cap 168 / cap 128: 8B 8x32K 149.4 / 148.3 / 229.2, 64x4096
+# 163.3 / 144.4 / 226.2, 16x16K 155.4 / 145.8 / 226.9, 128x4096 286.0 / 268.6 / 419.2; 70B 8x32K 145.7 /
+# 150.6 / 227.6, 64x4096 161.6 / 149.7 / 227.1, 128x4096 280.9 / 275.6 / 418.0; batch 1 from graphs within
+# 1 us of each other (8B 1x32K 43.3 / 43.0, 70B 42.1 / 43.4)
 MMA_WARPS = 1
-MAXNREG_GQA_MMA = 255
+MAXNREG_GQA_MMA = 168
 SPLIT_PROGRAMS_GQA_MMA = 2048
 # ... and at least this many tokens a split: from CUDA graphs (h200_round22b), us, 1x32K / 2x16K, at 256 / 128
 # splits a kv head (2048 programs) 77.8 / 66.5, at 128 / 64 56.7 / 50.1, at 64 / 32 48.2 / 47.3 (the pair path
@@ -597,8 +601,11 @@ MMA_EARLY = False
 # 4 or 8 query heads in the program's one warp: ~4,800 / ~3,500 instructions a 16-token tile of packed / fp16
 # keys, with spills (sm_90, 8 heads, no cap), the critical path at batch 1 (1x32K: 46 us against fp16 SDPA's 46,
 # 74 on 70B). REST_DOT runs those tiles on tensor cores (tl.dot, 16 query rows, fp16 k and v: 1,476 / 435
-# instructions, no spills); not yet measured on the GPU, so off
-REST_DOT = False
+# instructions, no spills). H200, h200_round26, us, without / with it (uncapped): from graphs, 8B 1x32K 45.7 /
+# 43.3, 2x16K 45.2 / 40.1, 1x8192 41.2 / 35.3; 70B 1x32K 73.5 / 42.1, 2x16K 73.7 / 39.5, 1x8192 67.5 / 34.5
+# (fp16 SDPA 44.8 / 45.2 / 18.9); 8B 64x4096 178.2 / 163.3, 128x4096 307.9 / 286.0; 70B 64x4096 224.2 /
+# 161.6, 128x4096 406.7 / 280.9; 8x32K 148.5 / 149.4 (8B), 160.7 / 145.7 (70B)
+REST_DOT = True
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
 
@@ -625,6 +632,11 @@ def unmappable_gqa_mma(query: torch.Tensor, state: KiviState, scaling: float) ->
         if t.numel() > 0 and (t.stride(2) % 2 or t.data_ptr() % 4):
             return (f"it loads {name} rows as fp16 pairs, which must start on 4-byte boundaries (here row stride "
                     f"{t.stride(2)}, address mod 4 = {t.data_ptr() % 4})")
+    dense = (D // 16, D // state.group_size, D // state.group_size)
+    for name, t, want in zip(("v_codes", "v_scale", "v_min"), (state.v_codes, state.v_scale, state.v_min), dense):
+        if t.numel() > 0 and t.stride(2) != want:
+            return (f"it takes dense value rows ({name} rows {want} elements apart, here {t.stride(2)}: "
+                    f"pass .contiguous() tensors)")
     return None
 
 

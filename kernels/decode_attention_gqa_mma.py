@@ -26,7 +26,7 @@ every product is useful at 8 heads a kv head and half of them at 4, and a warp's
   * Value mins: sum_t p[h, t] min[t, g] for all heads and groups is one MMA a k step with A = p (heads x
     tokens: the transposed tiles again) and B = min (tokens x groups).
   * Whole tiles only (the caller leaves a partial one to v1's tiles), so no load is masked by the length, and
-    each kind of load is one address a tile plus immediates (value rows at constant strides, VDENSE): a
+    each kind of load is one address a tile plus immediates (dense value rows, constant strides): a
     tile is ~610 instructions, ~870 before (session 11: ~130 of them address and mask arithmetic, ~70 the
     fp32 bias products and their shuffles).
   * Load order: with EARLY a tile's 72 loads all issue before its first MMA (`_after`; ptxas otherwise puts
@@ -246,7 +246,7 @@ def _key_scores(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14,
 @triton.jit
 def _vwords(p, s_vct):
     # the value code words at p (a lane's token t, word column) and at tokens t + 1, t + 8, t + 9. Offsets on a
-    # pointer: with constant strides (VDENSE) they become the loads' immediates; an int32 index t + k would be
+    # pointer: with the constant strides they become the loads' immediates; an int32 index t + k would be
     # sign-extended once per k (SASS: ~60 address instructions a tile)
     return tl.load(p), tl.load(p + s_vct), tl.load(p + 8 * s_vct), tl.load(p + 9 * s_vct)
 
@@ -321,18 +321,21 @@ def _rescale(al0, al1, al_g, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10
 def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                   s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, end, qk_scale,
                   QG: tl.constexpr, D: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr,
-                  EARLY: tl.constexpr, VDENSE: tl.constexpr):
-    # [lo, end) in whole tiles of 32 x NW tokens (k2v2, fp16, D = 128, G = 32, qk_scale > 0: the launcher checks;
-    # the caller leaves a partial tile to v1's tiles), a key group a warp, so no load is masked by the length.
-    # Returns the QG heads' max [QG], sum [QG] and output [QG, D] (not normalized), as the other GQA bulks.
-    # VDENSE: value rows 8 words and scale / min rows 4 halves apart, so a tile's value loads share one address
-    # and immediate offsets
+                  EARLY: tl.constexpr):
+    # [lo, end) in whole tiles of 32 x NW tokens (k2v2, fp16, D = 128, G = 32, qk_scale > 0, dense value rows:
+    # the launcher checks; the caller leaves a partial tile to v1's tiles), a key group a warp, so no load is
+    # masked by the length. Returns the QG heads' max [QG], sum [QG] and output [QG, D] (not normalized), as the
+    # other GQA bulks.
+    # Value rows 8 words and scale / min rows 4 halves apart, so a tile's value loads share one address and
+    # immediate offsets. Rows at other strides are refused: with scale rows 5 halves apart (and 16-divisible head
+    # strides) the GPU faulted, "misaligned address" (h200_round27: every such call at 9,000 tokens, none at
+    # 4,133, whose odd head strides leave Triton no alignment to assume). The likely cause: a token's 4 scales
+    # (_vrow), the one vector load whose alignment depends on the row stride
     NT: tl.constexpr = NW * 32
     BT: tl.constexpr = NW * 32
-    if VDENSE:
-        s_vct = D // 16
-        s_vst = D // 32
-        s_vmt = D // 32
+    s_vct = D // 16
+    s_vst = D // 32
+    s_vmt = D // 32
     t = tl.arange(0, NT)
     lane = t % 32
     warp = t // 32
