@@ -32,9 +32,10 @@ every product is useful at 8 heads a kv head and half of them at 4, and a warp's
   * Load order: with EARLY a tile's 72 loads all issue before its first MMA (`_after`; ptxas otherwise puts
     the value loads after the key MMAs, two memory round trips a tile). It was the faster order for the
     ~870-instruction tile and is 3-9% slower for this one, so the launcher's default leaves the order to
-    ptxas. One warp a program, uncapped (255 registers, 8 programs an SM). H200 (benchmarks/results/
-    h200_round23.md): Llama-3.1-8B 145.9-307.2 us at 8x32K-128x4096, 1.44-1.76x fp16 SDPA (session 11:
-    171.7-362.2, 1.26-1.47x); Llama-3.1-70B 159.4-403.5 us, 1.15-1.61x.
+    ptxas. One warp a program, capped at 168 registers (12 programs an SM; no spills since the window's split
+    runs on tensor cores, REST_DOT). H200, GPU time from graphs (benchmarks/results/h200_round28.md):
+    Llama-3.1-8B 140.0-262.8 us at 8x32K-128x4096, 1.72-1.82x fp16 SDPA (session 12, eager: 145.9-307.2,
+    1.44-1.76x); Llama-3.1-70B 144.3-269.8 us, 1.70-1.78x (session 12: 159.4-403.5, 1.15-1.61x).
 
 Under TRITON_INTERPRET=1 the asm has twins built from `decode_attention_mma._mma_ref` (PTX's m16n8k16
 fragment layouts), so CI runs the same lanes, shifts and transposes; the PTX runs on the GPU only.
