@@ -124,6 +124,12 @@ VARIANTS = {
     # the window's split on tensor cores (rest_dot), at the default cap and at caps it may now allow
     "gqa_mma_restdot": {"_impl": "gqa", "mma": True, "rest_dot": True},
     **{f"gqa_mma_r{r}_restdot": {"_impl": "gqa", "mma": True, "rest_dot": True, "maxnreg": r} for r in (128, 168)},
+    # software pipelining (session 13, not yet timed): the bulk's loop in 2 / 3 cp.async stages, the window's
+    # split in 1 / 2 (Triton's choice: 3, 23 KB of shared memory for the kernel)
+    **{f"gqa_mma_st{n}": {"_impl": "gqa", "mma": True, "mma_stages": n} for n in (2, 3)},
+    **{f"gqa_mma_rs{n}": {"_impl": "gqa", "mma": True, "rest_stages": n} for n in (1, 2)},
+    "gqa_mma_st2_rs1": {"_impl": "gqa", "mma": True, "mma_stages": 2, "rest_stages": 1},
+    "gqa_mma_st2_r255": {"_impl": "gqa", "mma": True, "mma_stages": 2, "maxnreg": 255},
     # v1 (tensor-core tiles of block_n tokens) for short contexts, with --graph: one program a head (no reduce
     # launch) or one tile a program (the most parallel), wider tiles / more warps, the dot-free path
     "v1": {"_impl": "v1"},

@@ -37,7 +37,7 @@ const = {}
 for k, v in kv.items():
     try: const[k] = int(v)
     except ValueError:
-        const[k] = {"True": True, "False": False}.get(v, v)
+        const[k] = {"True": True, "False": False, "None": None}.get(v, v)
 sig = {}
 for n in names:
     if n in const: sig[n] = "constexpr"

@@ -469,7 +469,8 @@ def _decode_attn_gqa_kernel(
     QG: tl.constexpr, D: tl.constexpr, G: tl.constexpr, BITS: tl.constexpr, BW: tl.constexpr,
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
-    REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr, RDOT: tl.constexpr,
+    REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr, RDOT: tl.constexpr, MMA_STAGES: tl.constexpr,
+    REST_STAGES: tl.constexpr,
 ):
     # H here counts program heads: REP of them a kv head (REP = 2 at 8 query heads a kv head), each with QG
     # query heads: program head hv runs query heads hv * QG .. hv * QG + QG - 1 over kv head hv // REP
@@ -511,7 +512,7 @@ def _decode_attn_gqa_kernel(
         bulk_end = lo + ((bulk_end - lo) // NT) * NT  # whole tiles (unmasked loads); v1's tiles take the rest
         m_i, l_i, acc = _bulk_gqa_mma(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                                       s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end, qk_scale,
-                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY)
+                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY, MMA_STAGES)
         if RDOT:
             m_i, l_i, acc = _rows16(m_i, QG), _rows16(l_i, QG), _rows16(acc, QG)
     elif PACKED:
@@ -526,7 +527,7 @@ def _decode_attn_gqa_kernel(
     m_i, l_i, acc = _rest_tiles(q, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
                                 s_kcw, s_ksg, s_kmg, s_ktt, s_vct, s_vst, s_vmt, s_vwt, s_mt, bulk_end, hi, L,
                                 n_kq, n_vq, m_i, l_i, acc, qk_scale, offs_d, d_ok, BITS, BITS, G, BLOCK_N, D, D,
-                                HAS_VALID, WIN, RDOT)
+                                HAS_VALID, WIN, RDOT, REST_STAGES)
     rows = (pid_bh * NUM_SPLITS + split) * QG + g_i  # v1's workspace rows (M = QG)
     r_ok = g_i < QG
     tl.store(acc_ptr + rows[:, None] * D + offs_d[None, :], acc, mask=r_ok[:, None])
@@ -606,6 +607,14 @@ MMA_EARLY = False
 # (fp16 SDPA 44.8 / 45.2 / 18.9); 8B 64x4096 178.2 / 163.3, 128x4096 307.9 / 286.0; 70B 64x4096 224.2 /
 # 161.6, 128x4096 406.7 / 280.9; 8x32K 148.5 / 149.4 (8B), 160.7 / 145.7 (70B)
 REST_DOT = True
+# Software pipelining (Triton's cp.async stages; None: Triton's choice): MMA_STAGES for the tensor-core bulk's
+# loop (None: none, its loads go straight to the registers that hold the fragments), REST_STAGES for the
+# window's split (None: its tl.dot loops in 3 stages). sm_90 at cap 168, 8 heads: bulk stages 2 take 759
+# instructions a tile instead of 609 and no spills, stages 3 32 KB of shared memory (7 programs an SM; the
+# kernel takes 23 KB, 9 programs an SM, for the window's split); rest stages 1 take it to 20 KB (11 an SM).
+# Not yet measured on the GPU
+MMA_STAGES = None
+REST_STAGES = None
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
 
@@ -650,19 +659,25 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
                          lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                          maxnreg: int | None = None, packed: bool | None = None,
                          mma: bool | None = None, mma_early: bool | None = None,
-                         rest_dot: bool | None = None) -> torch.Tensor:
+                         rest_dot: bool | None = None, mma_stages: int | None = None,
+                         rest_stages: int | None = None) -> torch.Tensor:
     """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`).
     `packed`: the fp16x2 pair path (k2v2, fp16, 4 or 8 query heads a kv head); None: wherever it can run
     (`packable_gqa`; as v3's `default_packed`, fp16 inputs keep its products in range). `mma`: the
     tensor-core bulk (`decode_attention_gqa_mma.py`; k2v2, fp16, head_dim 128, G = 32, 4 or 8 query heads a kv
     head, scaling > 0); None: `default_gqa_mma`. `mma_early`: its key MMAs wait for the tile's value loads too
     (None: MMA_EARLY). `rest_dot`: with it, the split with the value window and the key tail runs v1's tiles on
-    tensor cores (16 query rows, fp16 products) instead of CUDA cores (None: REST_DOT).
+    tensor cores (16 query rows, fp16 products) instead of CUDA cores (None: REST_DOT). `mma_stages` /
+    `rest_stages`: software-pipelining stages, 1 to 4, of the tensor-core bulk's loop / of that split's loops
+    (None: MMA_STAGES / REST_STAGES).
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32; mma: MMA_WARPS, a key group a warp), maxnreg."""
     s = state
     if mma is None:
         mma = block_w is None and packed is None and default_gqa_mma(query, s, scaling)
+    for name, v in (("mma_stages", mma_stages), ("rest_stages", rest_stages)):
+        if v is not None and (not isinstance(v, int) or not 1 <= v <= 4):
+            raise ValueError(f"{name}={v!r}: software-pipelining stages are an integer from 1 to 4")
     if mma:
         why = unmappable_gqa_mma(query, s, scaling)
         if why is not None:
@@ -739,6 +754,8 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
                 and s.v_min.stride(2) == D // s.group_size), num_warps=nw,
         REP=REP, MMA=bool(mma), EARLY=MMA_EARLY if mma_early is None else bool(mma_early),
         RDOT=bool(mma) and (REST_DOT if rest_dot is None else bool(rest_dot)),
+        MMA_STAGES=MMA_STAGES if mma_stages is None else mma_stages,
+        REST_STAGES=REST_STAGES if rest_stages is None else rest_stages,
         **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA if mma else MAXNREG)} if query.device.type == "cuda" else {}),
     )
     _decode_attn_reduce_kernel[(B * H, QG)](

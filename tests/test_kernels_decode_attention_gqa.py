@@ -72,13 +72,24 @@ def test_gqa_mma_bulk_matches_oracle(Hq, H, L, pad):
     check(Hq, H, L, 128, 2, pad, None, DEVICE, R=128, mma=True, num_splits=2)
 
 
+@pytest.mark.parametrize("kw,bad", [(dict(mma_stages=0), "mma_stages=0"), (dict(rest_stages="2"), "rest_stages='2'"),
+                                    (dict(mma_stages=5), "mma_stages=5")])
+def test_gqa_refuses_bad_pipelining_stages(kw, bad):
+    n_kq, n_vq = kivi_split(300, 32, 64)
+    st = make_state(1, 1, 300, 128, n_kq, n_vq, 2, 2, 32, torch.float16, "cpu")
+    q = torch.zeros(1, 8, 1, 128, dtype=torch.float16)
+    with pytest.raises(ValueError, match=f"^{bad}: software-pipelining stages are an integer from 1 to 4$"):
+        dg.decode_attention_gqa(q, st, None, 0.1, **kw)
+
+
 def test_gqa_mma_refuses_sparse_value_rows():
     # value rows inside wider buffers: the tensor-core bulk loads them at constant strides, so it refuses them
     # (on the GPU, other strides faulted: h200_round27), and "auto" runs the pair path, which matches the oracle
     n_kq, n_vq = kivi_split(700, 32, 128)
     st = sparse_values(make_state(1, 2, 700, 128, n_kq, n_vq, 2, 2, 32, torch.float16, "cpu"))
     q = torch.zeros(1, 8, 1, 128, dtype=torch.float16)
-    assert dg.unmappable_gqa_mma(q, st, 0.1).startswith("it takes dense value rows (v_codes rows 8 elements apart, here 11")
+    why = dg.unmappable_gqa_mma(q, st, 0.1)
+    assert why.startswith("it takes dense value rows (v_codes rows 8 elements apart, here 11"), why
     assert not dg.default_gqa_mma(q, st, 0.1)
     with pytest.raises(ValueError, match="mma=True cannot run this call: it takes dense value rows"):
         dg.decode_attention_gqa(q, st, None, 0.1, mma=True)
@@ -186,7 +197,9 @@ def test_gpu_gqa_kernel_eight_heads_a_kv_head(packed, L, pad):
                                              (4133, 0, False, dict(mma_early=True)),
                                              (5000, 1500, False, dict(maxnreg=255, mma_early=True)),
                                              (4133, 0, False, dict(rest_dot=False)),
-                                             (9000, 300, False, dict(rest_dot=False, maxnreg=255))])
+                                             (9000, 300, False, dict(rest_dot=False, maxnreg=255)),
+                                             (9000, 300, False, dict(mma_stages=2, rest_stages=1)),
+                                             (4133, 0, False, dict(mma_stages=3, rest_stages=2))])
 def test_gpu_gqa_mma(Hq, L, pad, sparse, kw):
     check(Hq, 8, L, 128, 2, pad, None, "cuda", R=128, sparse=sparse, mma=True, **kw)
 
