@@ -9,7 +9,8 @@ source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-540}
 xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n 8)
 timeout "$(left 120)" python3 -m pytest -m gpu -q -p no:cacheprovider -rf --tb=short "${xd[@]}" \
-    tests/test_kernels_decode_attention_gqa.py 2>&1 | grep -v -e Warn -e warner > "$OUT/gpu_tests.log"
+    tests/test_kernels_decode_attention_gqa.py "tests/test_kernels_decode_attention.py::test_gpu_sparse_value_rows" \
+    2>&1 | grep -v -e Warn -e warner > "$OUT/gpu_tests.log"
 grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/gpu_tests.log" | tail -8
 # The device returns at most 8 files: the tables go to stdout only, the JSON under TAG.
 variants() {  # variants TAG N ARGS...: bench_v3_variants.py, at most N seconds; JSON under TAG

@@ -71,6 +71,16 @@ def kivi_split(L, G, R):
     return n_kq, min(n_kq, max(0, L - R))
 
 
+def sparse_values(s: KiviState) -> KiviState:
+    """The same state with value rows (codes, scales, mins) inside wider buffers: strides a dense layout lacks."""
+    def widen(t, extra):
+        buf = torch.zeros(*t.shape[:3], t.shape[3] + extra, dtype=t.dtype, device=t.device)
+        buf[..., : t.shape[3]] = t
+        return buf[..., : t.shape[3]]
+    return KiviState(s.k_codes, s.k_scale, s.k_min, s.n_kq, s.k_tail, widen(s.v_codes, 3), widen(s.v_scale, 1),
+                     widen(s.v_min, 5), s.n_vq, s.v_win, s.k_bits, s.v_bits, s.group_size)
+
+
 def check(B, Hq, H, q, L, D, n_kq, n_vq, k_bits, v_bits, G, dtype, pad, device=DEVICE, seed=0, **kw):
     state = make_state(B, H, L, D, n_kq, n_vq, k_bits, v_bits, G, dtype, device, seed)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -511,6 +521,22 @@ def test_gpu_long_context_split_k(B, Hq, H, impl):
     L = 32 * 1024 + 77
     n_kq, n_vq = kivi_split(L, 32, 128)
     check(B, Hq, H, 1, L, 128, n_kq, n_vq, 2, 2, 32, torch.float16, pad=True, device="cuda", impl=impl)
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("Hq,H", [(32, 32), (32, 8), (64, 8)])
+def test_gpu_sparse_value_rows(impl, Hq, H):
+    # value rows (codes, scales, mins) inside wider buffers at 9,000 tokens: the geometry at which the GQA
+    # tensor-core bulk faulted (h200_round27: head strides multiples of 16, row strides odd); every kernel that
+    # takes them must load them at their own alignment
+    B, L, D = 2, 9000, 128
+    n_kq, n_vq = kivi_split(L, 32, 128)
+    state = sparse_values(make_state(B, H, L, D, n_kq, n_vq, 2, 2, 32, torch.float16, "cuda", L))
+    q = torch.randn(B, Hq, 1, D, generator=torch.Generator().manual_seed(5)).half().cuda()
+    out = da.decode_attention_triton(q, state, None, D**-0.5, impl=impl)
+    err = (out.float() - decode_attention_ref(q, state, None, D**-0.5).float()).abs().max().item()
+    assert err <= TOL[torch.float16], f"{Hq}/{H} heads, {da.pick_impl(q, state, impl)}: max |err| {err:.3g}"
 
 
 @gpu

@@ -11,17 +11,7 @@ import torch
 import kivi_kernels.decode_attention_gqa as dg
 from kivi_core.attention_ref import decode_attention_ref
 from kivi_core.state import KiviState
-from test_kernels_decode_attention import DEVICE, TOL, kivi_split, make_state
-
-
-def sparse_values(s: KiviState) -> KiviState:
-    """The same state with value rows (codes, scales, mins) inside wider buffers: strides a dense layout lacks."""
-    def widen(t, extra):
-        buf = torch.zeros(*t.shape[:3], t.shape[3] + extra, dtype=t.dtype, device=t.device)
-        buf[..., : t.shape[3]] = t
-        return buf[..., : t.shape[3]]
-    return KiviState(s.k_codes, s.k_scale, s.k_min, s.n_kq, s.k_tail, widen(s.v_codes, 3), widen(s.v_scale, 1),
-                     widen(s.v_min, 5), s.n_vq, s.v_win, s.k_bits, s.v_bits, s.group_size)
+from test_kernels_decode_attention import DEVICE, TOL, kivi_split, make_state, sparse_values
 
 
 def check(Hq, H, L, D, bits, pad, packed, device, B=2, R=64, sparse=False, q_scale=1.0, **kw):
