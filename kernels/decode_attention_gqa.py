@@ -511,7 +511,7 @@ def _decode_attn_gqa_kernel(
     if MMA:
         bulk_end = lo + ((bulk_end - lo) // NT) * NT  # whole tiles (unmasked loads); v1's tiles take the rest
         m_i, l_i, acc = _bulk_gqa_mma(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
-                                      s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end, qk_scale,
+                                      s_kcw, s_ksg, s_kmg, s_mt, lo, bulk_end, qk_scale,
                                       QG, D, NT // 32, HAS_VALID, ASM, EARLY, MMA_STAGES)
         if RDOT:
             m_i, l_i, acc = _rows16(m_i, QG), _rows16(l_i, QG), _rows16(acc, QG)

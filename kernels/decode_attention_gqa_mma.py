@@ -32,8 +32,9 @@ every product is useful at 8 heads a kv head and half of them at 4, and a warp's
   * Load order: with EARLY a tile's 72 loads all issue before its first MMA (`_after`; ptxas otherwise puts
     the value loads after the key MMAs, two memory round trips a tile). It was the faster order for the
     ~870-instruction tile and is 3-9% slower for this one, so the launcher's default leaves the order to
-    ptxas. One warp a program, capped at 168 registers (12 programs an SM; no spills since the window's split
-    runs on tensor cores, REST_DOT). H200, GPU time from graphs (benchmarks/results/h200_round28.md):
+    ptxas. One warp a program, capped at 168 registers (no spills since the window's split runs on tensor
+    cores, REST_DOT; 12 programs an SM by registers, 9 by the kernel's 23 KB of shared memory, which that
+    split's tl.dot tiles take). H200, GPU time from graphs (benchmarks/results/h200_round28.md):
     Llama-3.1-8B 140.0-262.8 us at 8x32K-128x4096, 1.72-1.82x fp16 SDPA (session 12, eager: 145.9-307.2,
     1.44-1.76x); Llama-3.1-70B 144.3-269.8 us, 1.70-1.78x (session 12: 159.4-403.5, 1.15-1.61x).
 
@@ -320,7 +321,7 @@ def _rescale(al0, al1, al_g, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10
 
 @triton.jit
 def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
-                  s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, end, qk_scale,
+                  s_kcw, s_ksg, s_kmg, s_mt, lo, end, qk_scale,
                   QG: tl.constexpr, D: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr,
                   EARLY: tl.constexpr, STAGES: tl.constexpr):
     # [lo, end) in whole tiles of 32 x NW tokens (k2v2, fp16, D = 128, G = 32, qk_scale > 0, dense value rows:
