@@ -525,12 +525,11 @@ def test_gpu_long_context_split_k(B, Hq, H, impl):
 
 @gpu
 @needs_cuda
-@pytest.mark.parametrize("Hq,H", [(32, 32), (32, 8), (64, 8)])
-def test_gpu_sparse_value_rows(impl, Hq, H):
+def test_gpu_sparse_value_rows(impl):
     # value rows (codes, scales, mins) inside wider buffers at 9,000 tokens: the geometry at which the GQA
-    # tensor-core bulk faulted (h200_round27: head strides multiples of 16, row strides odd); every kernel that
-    # takes them must load them at their own alignment
-    B, L, D = 2, 9000, 128
+    # tensor-core bulk faulted (h200_round27: head strides multiples of 16, row strides odd), here at MHA (v1,
+    # and v3's tensor-core bulk through "auto"); the GQA shapes: test_gpu_gqa_sparse_value_rows_take_the_pair_path
+    B, L, D, Hq, H = 2, 9000, 128, 32, 32
     n_kq, n_vq = kivi_split(L, 32, 128)
     state = sparse_values(make_state(B, H, L, D, n_kq, n_vq, 2, 2, 32, torch.float16, "cuda", L))
     q = torch.randn(B, Hq, 1, D, generator=torch.Generator().manual_seed(5)).half().cuda()

@@ -179,19 +179,19 @@ def test_gpu_gqa_kernel_eight_heads_a_kv_head(packed, L, pad):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("Hq", [32, 64])
-@pytest.mark.parametrize("L,pad,sparse,kw", [(4133, 0, False, {}), (32 * 1024 + 77, 0, False, {}),
-                                             (5000, 1500, False, {}), (700, 0, False, {}),
-                                             (9000, 300, False, dict(num_warps=4)),
-                                             (9000, 300, False, dict(maxnreg=128, num_splits=3)),
-                                             (9000, 300, False, dict(q_scale=8.0)),
-                                             (4133, 0, False, dict(mma_early=True)),
-                                             (5000, 1500, False, dict(maxnreg=255, mma_early=True)),
-                                             (4133, 0, False, dict(rest_dot=False)),
-                                             (9000, 300, False, dict(rest_dot=False, maxnreg=255)),
-                                             (9000, 300, False, dict(mma_stages=2, rest_stages=1)),
-                                             (4133, 0, False, dict(mma_stages=3, rest_stages=2))])
-def test_gpu_gqa_mma(Hq, L, pad, sparse, kw):
-    check(Hq, 8, L, 128, 2, pad, None, "cuda", R=128, sparse=sparse, mma=True, **kw)
+@pytest.mark.parametrize("L,pad,kw", [(4133, 0, {}), (32 * 1024 + 77, 0, {}),
+                                      (5000, 1500, {}), (700, 0, {}),
+                                      (9000, 300, dict(num_warps=4)),
+                                      (9000, 300, dict(maxnreg=128, num_splits=3)),
+                                      (9000, 300, dict(q_scale=8.0)),
+                                      (4133, 0, dict(mma_early=True)),
+                                      (5000, 1500, dict(maxnreg=255, mma_early=True)),
+                                      (4133, 0, dict(rest_dot=False)),
+                                      (9000, 300, dict(rest_dot=False, maxnreg=255)),
+                                      (9000, 300, dict(mma_stages=2, rest_stages=1)),
+                                      (4133, 0, dict(mma_stages=3, rest_stages=2))])
+def test_gpu_gqa_mma(Hq, L, pad, kw):
+    check(Hq, 8, L, 128, 2, pad, None, "cuda", R=128, mma=True, **kw)
 
 
 @pytest.mark.gpu
