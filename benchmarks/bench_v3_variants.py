@@ -130,6 +130,18 @@ VARIANTS = {
     **{f"gqa_mma_rs{n}": {"_impl": "gqa", "mma": True, "rest_stages": n} for n in (1, 2)},
     "gqa_mma_st2_rs1": {"_impl": "gqa", "mma": True, "mma_stages": 2, "rest_stages": 1},
     "gqa_mma_st2_r255": {"_impl": "gqa", "mma": True, "mma_stages": 2, "maxnreg": 255},
+    # session 14: the window's split off tensor cores (rest_dot=False: 512 B of shared memory instead of 23 KB, so
+    # the register cap alone sets the programs an SM: 12 at 168, 16 at 128), explicit bulk split counts
+    # ("S<n>"; waves of whole programs), and tokens a split at batch 1 ("t<T>": L // T splits)
+    **{f"gqa_mma_rd0{s}": {"_impl": "gqa", "mma": True, "rest_dot": False, **kw}
+       for s, kw in (("", {}), ("_r128", {"maxnreg": 128}), ("_r144", {"maxnreg": 144}))},
+    **{f"gqa_mma_S{n}": {"_impl": "gqa", "mma": True, "num_splits": n}
+       for n in (1, 2, 3, 4, 6, 8, 12, 16, 18, 24, 32, 36, 48, 64)},
+    **{f"gqa_mma_rd0_S{n}": {"_impl": "gqa", "mma": True, "rest_dot": False, "num_splits": n}
+       for n in (2, 3, 4, 6, 12, 16, 24, 32, 48)},
+    **{f"gqa_mma_t{t}": {"_impl": "gqa", "mma": True, "num_splits": f"t{t}"} for t in (64, 128, 256, 512, 1024)},
+    # what a default call runs (kivi_kernels.decode_attention.pick_impl)
+    "auto": {"_impl": "auto"},
     # v1 (tensor-core tiles of block_n tokens) for short contexts, with --graph: one program a head (no reduce
     # launch) or one tile a program (the most parallel), wider tiles / more warps, the dot-free path
     "v1": {"_impl": "v1"},
@@ -150,6 +162,9 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--graph", action="store_true", help="time from a CUDA graph (GPU time; batch-1 rows)")
     ap.add_argument("--shape", default="llama2-7b", choices=list(SHAPES))
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="time the variants of a row this many times, in turn (ABCABC), and report the median: "
+                         "calls of one build moved up to 15-20%% between rounds")
     a = ap.parse_args()
     Hq, H = SHAPES[a.shape]
     rows = [tuple(int(x) for x in r.split("x")) for r in a.rows.split(",")]
@@ -172,12 +187,16 @@ def main() -> None:
             res.append(dict(B=B, L=L, variant="fp16_sdpa", us=us))
             print(f"{B}x{L:<6} {'fp16 SDPA':<22} {us:8.1f} us", flush=True)
             del k, v
+        todo = []  # (name, which, call, kw, f, err): each variant checked once, then timed `repeat` times in turn
         for name in names:
             kw = dict(VARIANTS[name])
             which = kw.pop("_impl", "v3")
-            call = {"gqa": dgq.decode_attention_gqa, "v1": decode_attention_triton}.get(which, da3.decode_attention_v3)
-            if which == "v1":
-                kw["impl"] = "v1"
+            call = {"gqa": dgq.decode_attention_gqa, "v1": decode_attention_triton,
+                    "auto": decode_attention_triton}.get(which, da3.decode_attention_v3)
+            if which in ("v1", "auto"):
+                kw["impl"] = which
+            if str(kw.get("num_splits")).startswith("t"):  # L // T bulk splits
+                kw["num_splits"] = max(1, L // int(kw["num_splits"][1:]))
             if kw.get("num_splits") == "round4":
                 n_sm = torch.cuda.get_device_properties(q.device).multi_processor_count
                 kw["num_splits"] = max(1, min(-(-4 * n_sm // (B * H)), -(-L // (2 * da3.DEFAULT_BLOCK_W * 16))))
@@ -190,16 +209,22 @@ def main() -> None:
             if kw.get("num_splits") == "xh":  # half of them (at SPLIT_PROGRAMS)
                 kw["num_splits"] = max(1, da3.num_splits_v3(B * Hq, L, bw3 * 16) // 2)
             try:
-                f = lambda: call(q, st, None, D**-0.5, **kw)  # noqa: E731
+                f = (lambda call=call, kw=kw, q=q, st=st: call(q, st, None, D**-0.5, **kw))
                 err = (f().float() - ref).abs().max().item()
-                us = graph_us([f]) if a.graph else do_bench(f, return_mode="median") * 1e3
             except Exception as e:  # a variant that does not compile is a result too
                 print(f"{B}x{L} {name}: {type(e).__name__}: {str(e)[:300]}", flush=True)
                 res.append(dict(B=B, L=L, variant=name, kwargs=VARIANTS[name], error=f"{type(e).__name__}: {e}"[:500]))
                 continue
+            todo.append((name, which, call, kw, f, err))
+        times = {name: [] for name, *_ in todo}
+        for _ in range(a.repeat):
+            for name, _w, _c, _k, f, _e in todo:
+                times[name].append(graph_us([f]) if a.graph else do_bench(f, return_mode="median") * 1e3)
+        for name, which, call, kw, f, err in todo:
+            us = sorted(times[name])[len(times[name]) // 2]
             tbps = nbytes / us / 1e6
-            if which == "v1":
-                splits = kw.get("num_splits") or 0  # 0: v1's own rule
+            if which in ("v1", "auto"):
+                splits = kw.get("num_splits") or 0  # 0: the kernel's own rule
             elif call is da3.decode_attention_v3:  # v3: programs by query head
                 sh = kw.get("mma") == 1 and kw.get("mma_shfl", da3.MMA_SHFL)  # the launcher's split target
                 splits = da3.splits_v3(B * Hq, L, bw3 * 16, 16, kw.get("num_splits"), kw.get("split_rem", True),
@@ -211,10 +236,11 @@ def main() -> None:
                 bw = kw.get("block_w") or (dgq.DEFAULT_BLOCK_W if kw.get("packed") is False else dgq.PACKED_BLOCK_W)
                 splits = da3.splits_v3(B * H, L, bw * 16, 16,
                                        kw.get("num_splits"))[0]
-            res.append(dict(B=B, L=L, variant=name, kwargs=VARIANTS[name], us=us, tbps=tbps,
+            res.append(dict(B=B, L=L, variant=name, kwargs=VARIANTS[name], us=us, us_all=times[name], tbps=tbps,
                             frac_copy_bw=tbps / cbw, max_abs_err_vs_v1=err, programs_per_head=splits))
+            spread = f"  [{min(times[name]):.1f}-{max(times[name]):.1f}]" if a.repeat > 1 else ""
             print(f"{B}x{L:<6} {name:<22} {us:8.1f} us  {tbps:5.2f} TB/s  {100 * tbps / cbw:4.1f}% copy  "
-                  f"S {splits:<3d} err {err:.1e}", flush=True)
+                  f"S {splits:<3d} err {err:.1e}{spread}", flush=True)
         del st
         torch.cuda.empty_cache()
     out = os.environ.get("OUT", ".")
