@@ -187,7 +187,7 @@ def main() -> None:
             res.append(dict(B=B, L=L, variant="fp16_sdpa", us=us))
             print(f"{B}x{L:<6} {'fp16 SDPA':<22} {us:8.1f} us", flush=True)
             del k, v
-        todo = []  # (name, which, call, kw, f, err): each variant checked once, then timed `repeat` times in turn
+        todo = []  # (name, which, call, kw, f, err, bw3): each variant checked once, then timed `repeat` times in turn
         for name in names:
             kw = dict(VARIANTS[name])
             which = kw.pop("_impl", "v3")
@@ -215,12 +215,12 @@ def main() -> None:
                 print(f"{B}x{L} {name}: {type(e).__name__}: {str(e)[:300]}", flush=True)
                 res.append(dict(B=B, L=L, variant=name, kwargs=VARIANTS[name], error=f"{type(e).__name__}: {e}"[:500]))
                 continue
-            todo.append((name, which, call, kw, f, err))
+            todo.append((name, which, call, kw, f, err, bw3))
         times = {name: [] for name, *_ in todo}
         for _ in range(a.repeat):
-            for name, _w, _c, _k, f, _e in todo:
+            for name, _w, _c, _k, f, _e, _b in todo:
                 times[name].append(graph_us([f]) if a.graph else do_bench(f, return_mode="median") * 1e3)
-        for name, which, call, kw, f, err in todo:
+        for name, which, call, kw, f, err, bw3 in todo:
             us = sorted(times[name])[len(times[name]) // 2]
             tbps = nbytes / us / 1e6
             if which in ("v1", "auto"):
@@ -241,7 +241,7 @@ def main() -> None:
             spread = f"  [{min(times[name]):.1f}-{max(times[name]):.1f}]" if a.repeat > 1 else ""
             print(f"{B}x{L:<6} {name:<22} {us:8.1f} us  {tbps:5.2f} TB/s  {100 * tbps / cbw:4.1f}% copy  "
                   f"S {splits:<3d} err {err:.1e}{spread}", flush=True)
-        del st
+        del st, todo
         torch.cuda.empty_cache()
     out = os.environ.get("OUT", ".")
     meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
