@@ -124,12 +124,8 @@ VARIANTS = {
     # the window's split on tensor cores (rest_dot), at the default cap and at caps it may now allow
     "gqa_mma_restdot": {"_impl": "gqa", "mma": True, "rest_dot": True},
     **{f"gqa_mma_r{r}_restdot": {"_impl": "gqa", "mma": True, "rest_dot": True, "maxnreg": r} for r in (128, 168)},
-    # software pipelining (session 13, not yet timed): the bulk's loop in 2 / 3 cp.async stages, the window's
-    # split in 1 / 2 (Triton's choice: 3, 23 KB of shared memory for the kernel)
-    **{f"gqa_mma_st{n}": {"_impl": "gqa", "mma": True, "mma_stages": n} for n in (2, 3)},
-    **{f"gqa_mma_rs{n}": {"_impl": "gqa", "mma": True, "rest_stages": n} for n in (1, 2)},
-    "gqa_mma_st2_rs1": {"_impl": "gqa", "mma": True, "mma_stages": 2, "rest_stages": 1},
-    "gqa_mma_st2_r255": {"_impl": "gqa", "mma": True, "mma_stages": 2, "maxnreg": 255},
+    # round 29's software-pipelining variants (mma_stages / rest_stages) were removed with the options after
+    # commit 1a29569 (h200_round29: 2.3x slower / noise)
     # session 14: the window's split off tensor cores (rest_dot=False: 512 B of shared memory instead of 23 KB, so
     # the register cap alone sets the programs an SM: 12 at 168, 16 at 128), explicit bulk split counts
     # ("S<n>"; waves of whole programs), and tokens a split at batch 1 ("t<T>": L // T splits)
@@ -140,6 +136,10 @@ VARIANTS = {
     **{f"gqa_mma_rd0_S{n}": {"_impl": "gqa", "mma": True, "rest_dot": False, "num_splits": n}
        for n in (2, 3, 4, 6, 12, 16, 24, 32, 48)},
     **{f"gqa_mma_t{t}": {"_impl": "gqa", "mma": True, "num_splits": f"t{t}"} for t in (64, 128, 256, 512, 1024)},
+    # the window region shared by W programs a kv head ("w<W>"; the default: window_splits)
+    **{f"gqa_mma_w{w}": {"_impl": "gqa", "mma": True, "win_splits": w} for w in (1, 2, 3, 4, 5, 9)},
+    **{f"gqa_mma_t{t}_w{w}": {"_impl": "gqa", "mma": True, "num_splits": f"t{t}", "win_splits": w}
+       for t in (128, 512) for w in (1, 3, 9)},
     # what a default call runs (kivi_kernels.decode_attention.pick_impl)
     "auto": {"_impl": "auto"},
     # v1 (tensor-core tiles of block_n tokens) for short contexts, with --graph: one program a head (no reduce
@@ -230,8 +230,11 @@ def main() -> None:
                 splits = da3.splits_v3(B * Hq, L, bw3 * 16, 16, kw.get("num_splits"), kw.get("split_rem", True),
                                        da3.SPLIT_PROGRAMS_MMA_SH if sh else da3.SPLIT_PROGRAMS)[0]
             elif kw.get("mma"):  # the GQA tensor-core bulk: a program a kv head, a key group a warp
-                splits = da3.splits_v3(B * H, L, 32 * (kw.get("num_warps") or dgq.MMA_WARPS), 16,
-                                       kw.get("num_splits") or dgq.mma_splits(B * H, L))[0]
+                splits, chunk = da3.splits_v3(B * H, L, 32 * (kw.get("num_warps") or dgq.MMA_WARPS), 16,
+                                              kw.get("num_splits") or dgq.mma_splits(B * H, L))
+                span = L - (st.n_vq // 16) * 16
+                splits += min(kw.get("win_splits") or dgq.window_splits(B * H, splits - 1, chunk, span, True),
+                              -(-span // 16)) - 1
             else:
                 bw = kw.get("block_w") or (dgq.DEFAULT_BLOCK_W if kw.get("packed") is False else dgq.PACKED_BLOCK_W)
                 splits = da3.splits_v3(B * H, L, bw * 16, 16,

@@ -465,12 +465,11 @@ def _decode_attn_gqa_kernel(
     s_kcb, s_kch, s_kcw, s_ksb, s_ksh, s_ksg, s_kmb, s_kmh, s_kmg, s_ktb, s_kth, s_ktt,
     s_vcb, s_vch, s_vct, s_vsb, s_vsh, s_vst, s_vmb, s_vmh, s_vmt, s_vwb, s_vwh, s_vwt,
     s_mb, s_mt,
-    NUM_SPLITS, P_ROWS,
+    NUM_SPLITS, P_ROWS, W_SPLITS,
     QG: tl.constexpr, D: tl.constexpr, G: tl.constexpr, BITS: tl.constexpr, BW: tl.constexpr,
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
-    REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr, RDOT: tl.constexpr, MMA_STAGES: tl.constexpr,
-    REST_STAGES: tl.constexpr,
+    REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr, RDOT: tl.constexpr,
 ):
     # H here counts program heads: REP of them a kv head (REP = 2 at 8 query heads a kv head), each with QG
     # query heads: program head hv runs query heads hv * QG .. hv * QG + QG - 1 over kv head hv // REP
@@ -495,11 +494,13 @@ def _decode_attn_gqa_kernel(
         s_kcb, s_kch, s_ksb, s_ksh, s_kmb, s_kmh, s_ktb, s_kth, s_vcb, s_vch, s_vsb, s_vsh, s_vmb, s_vmh,
         s_vwb, s_vwh, s_mb)
     packed_end = (n_vq // BLOCK_N) * BLOCK_N
-    if split == NUM_SPLITS - 1:  # the last split holds [packed_end, L) alone; the others whole packed tiles
-        lo = packed_end
-        hi = L
+    if split >= NUM_SPLITS - W_SPLITS:  # the last W_SPLITS splits share [packed_end, L) in whole 16-token tiles
+        w = split - (NUM_SPLITS - W_SPLITS)
+        wc = tl.cdiv(tl.cdiv(L - packed_end, W_SPLITS), BLOCK_N) * BLOCK_N
+        lo = tl.minimum(packed_end + w * wc, L)
+        hi = tl.minimum(lo + wc, L)
         bulk_end = lo
-    else:
+    else:  # the bulk splits: whole packed tiles
         lo = tl.minimum(split * chunk, packed_end)
         hi = tl.minimum(lo + chunk, packed_end)
         bulk_end = hi
@@ -512,7 +513,7 @@ def _decode_attn_gqa_kernel(
         bulk_end = lo + ((bulk_end - lo) // NT) * NT  # whole tiles (unmasked loads); v1's tiles take the rest
         m_i, l_i, acc = _bulk_gqa_mma(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                                       s_kcw, s_ksg, s_kmg, s_mt, lo, bulk_end, qk_scale,
-                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY, MMA_STAGES)
+                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY)
         if RDOT:
             m_i, l_i, acc = _rows16(m_i, QG), _rows16(l_i, QG), _rows16(acc, QG)
     elif PACKED:
@@ -527,7 +528,7 @@ def _decode_attn_gqa_kernel(
     m_i, l_i, acc = _rest_tiles(q, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
                                 s_kcw, s_ksg, s_kmg, s_ktt, s_vct, s_vst, s_vmt, s_vwt, s_mt, bulk_end, hi, L,
                                 n_kq, n_vq, m_i, l_i, acc, qk_scale, offs_d, d_ok, BITS, BITS, G, BLOCK_N, D, D,
-                                HAS_VALID, WIN, RDOT, REST_STAGES)
+                                HAS_VALID, WIN, RDOT)
     rows = (pid_bh * NUM_SPLITS + split) * QG + g_i  # v1's workspace rows (M = QG)
     r_ok = g_i < QG
     tl.store(acc_ptr + rows[:, None] * D + offs_d[None, :], acc, mask=r_ok[:, None])
@@ -590,10 +591,16 @@ def gqa_beats_v3(batch: int, kv_heads: int, length: int, group: int = 4) -> bool
 MMA_WARPS = 1
 MAXNREG_GQA_MMA = 168
 SPLIT_PROGRAMS_GQA_MMA = 2048
-# ... and at least this many tokens a split: from CUDA graphs (h200_round22b), us, 1x32K / 2x16K, at 256 / 128
-# splits a kv head (2048 programs) 77.8 / 66.5, at 128 / 64 56.7 / 50.1, at 64 / 32 48.2 / 47.3 (the pair path
-# 55.9 / 54.3, fp16 SDPA 44.8 / 45.3); larger calls keep their 2048-program splits (>= 1024 tokens each)
-MMA_SPLIT_TOKENS = 512
+# ... and at least this many tokens a split. Session 14, with the window's split on tensor cores (h200_round30,
+# GPU time from CUDA graphs, Llama-3.1-8B, us at 64 / 128 / 256 / 512 / 1024 tokens a split): 1x2048 23.2 / 21.7 /
+# 20.5 / 33.3 / 58.9, 1x8192 34.6 / 26.6 / 23.5 / 35.1 / 60.0, 2x16K 70.2 / 48.9 / 32.0 / 40.2 / 64.9, 1x32K
+# 92.6 / 60.4 / 38.3 / 43.0 / 66.3 (fp16 SDPA 10.0 / 19.2 / 45.1 / 45.6; 70B alike); larger calls keep their
+# 2048-program splits (>= 1024 tokens each). Before it (h200_round22b), 512 won: the window's split was the
+# critical path
+MMA_SPLIT_TOKENS = 256
+# The window's tiles cost about this many bulk tokens a token: 1,496 (packed keys) and 431 (fp16 keys)
+# instructions a 16-token tile on tensor cores against the bulk's 609 a 32-token tile (sm_90)
+WIN_TOKEN_COST = 3
 # Whether its key MMAs wait for the value loads too (decode_attention_gqa_mma._after), so that a tile's loads issue
 # together: it was the faster order in session 11, and 3-9% slower once the tile lost its address and mask
 # instructions (above)
@@ -607,14 +614,10 @@ MMA_EARLY = False
 # (fp16 SDPA 44.8 / 45.2 / 18.9); 8B 64x4096 178.2 / 163.3, 128x4096 307.9 / 286.0; 70B 64x4096 224.2 /
 # 161.6, 128x4096 406.7 / 280.9; 8x32K 148.5 / 149.4 (8B), 160.7 / 145.7 (70B)
 REST_DOT = True
-# Software pipelining (Triton's cp.async stages; None: Triton's choice): MMA_STAGES for the tensor-core bulk's
-# loop (None: none, its loads go straight to the registers that hold the fragments), REST_STAGES for the
-# window's split (None: its tl.dot loops in 3 stages). sm_90 at cap 168, 8 heads: bulk stages 2 take 759
-# instructions a tile instead of 609 and no spills, stages 3 32 KB of shared memory (7 programs an SM; the
-# kernel takes 23 KB, 9 programs an SM, for the window's split); rest stages 1 take it to 20 KB (11 an SM).
-# Not yet measured on the GPU
-MMA_STAGES = None
-REST_STAGES = None
+# Measured and dropped (session 14, h200_round29): Triton's cp.async pipelining of the bulk's loop (2 / 3
+# stages: the next tile copied into shared memory while one computes) took 8x32K from 146.1 to 352.3 / 339.7 us,
+# 128x4096 from 265.3 to 663.1 / 669.8 (Llama-3.1-8B); the window's split in 1 / 2 stages (20 KB of shared memory
+# instead of 23) moved within the run's noise (8x32K 146.7 / 146.8, 128x4096 263.1 / 263.1)
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
 
@@ -625,6 +628,15 @@ def mma_splits(batch_kv_heads: int, length: int) -> int:
     at least. Cached: it runs on every decode call's host path."""
     S = da3.num_splits_v3(batch_kv_heads, length, 32 * MMA_WARPS, SPLIT_PROGRAMS_GQA_MMA)
     return max(1, min(S, length // MMA_SPLIT_TOKENS))
+
+
+def window_splits(batch_kv_heads: int, bulk_splits: int, chunk: int, span: int, mma: bool) -> int:
+    """Programs a kv head for the window region (`span` tokens: the value window and the key tail) where the bulk
+    runs `bulk_splits` splits of `chunk` tokens: as many as make a window program no longer than a bulk one (the
+    pair paths: one)."""
+    if not mma:
+        return 1
+    return max(1, -(-WIN_TOKEN_COST * span // chunk))
 
 
 def unmappable_gqa_mma(query: torch.Tensor, state: KiviState, scaling: float) -> str | None:
@@ -659,25 +671,23 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
                          lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                          maxnreg: int | None = None, packed: bool | None = None,
                          mma: bool | None = None, mma_early: bool | None = None,
-                         rest_dot: bool | None = None, mma_stages: int | None = None,
-                         rest_stages: int | None = None) -> torch.Tensor:
+                         rest_dot: bool | None = None, win_splits: int | None = None) -> torch.Tensor:
     """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`).
     `packed`: the fp16x2 pair path (k2v2, fp16, 4 or 8 query heads a kv head); None: wherever it can run
     (`packable_gqa`; as v3's `default_packed`, fp16 inputs keep its products in range). `mma`: the
     tensor-core bulk (`decode_attention_gqa_mma.py`; k2v2, fp16, head_dim 128, G = 32, 4 or 8 query heads a kv
     head, scaling > 0); None: `default_gqa_mma`. `mma_early`: its key MMAs wait for the tile's value loads too
     (None: MMA_EARLY). `rest_dot`: with it, the split with the value window and the key tail runs v1's tiles on
-    tensor cores (16 query rows, fp16 products) instead of CUDA cores (None: REST_DOT). `mma_stages` /
-    `rest_stages`: software-pipelining stages, 1 to 4, of the tensor-core bulk's loop / of that split's loops
-    (None: MMA_STAGES / REST_STAGES).
+    tensor cores (16 query rows, fp16 products) instead of CUDA cores (None: REST_DOT). `win_splits`: programs a
+    kv head that share the value window and the key tail, a whole number of 16-token tiles each (None:
+    `window_splits`).
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32; mma: MMA_WARPS, a key group a warp), maxnreg."""
     s = state
     if mma is None:
         mma = block_w is None and packed is None and default_gqa_mma(query, s, scaling)
-    for name, v in (("mma_stages", mma_stages), ("rest_stages", rest_stages)):
-        if v is not None and (not isinstance(v, int) or not 1 <= v <= 4):
-            raise ValueError(f"{name}={v!r}: software-pipelining stages are an integer from 1 to 4")
+    if win_splits is not None and (not isinstance(win_splits, int) or win_splits < 1):
+        raise ValueError(f"win_splits={win_splits!r}: the window's programs a kv head are an integer >= 1")
     if mma:
         why = unmappable_gqa_mma(query, s, scaling)
         if why is not None:
@@ -725,9 +735,14 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         num_splits = mma_splits(B * H, L)
     S, chunk = splits_v3(B * H, L, BT, DEFAULT_BLOCK_N, num_splits,  # bulk splits + the window's (S >= 2)
                          programs=SPLIT_PROGRAMS_GQA if packed else da3.SPLIT_PROGRAMS)
+    # the window region [packed_end, L): exact here; on the static path at most the ring plus a straddling tile
+    span = min(L, win + DEFAULT_BLOCK_N) if lens is not None else L - (s.n_vq // DEFAULT_BLOCK_N) * DEFAULT_BLOCK_N
+    W = min(win_splits or window_splits(B * H, S - 1, chunk, span, bool(mma)), max(1, -(-span // DEFAULT_BLOCK_N)))
+    P = S - 1  # bulk splits (a p scratch row each)
+    S += W - 1
     n = B * H * S * QG  # partial rows
     pstr = 0 if mma else BT * QG // 2 if packed else BT * QG  # fp32 words of p scratch a program (packed: fp16 p)
-    ws = torch.empty((n * (D + 2) + B * H * (S - 1) * pstr,), device=query.device, dtype=torch.float32)
+    ws = torch.empty((n * (D + 2) + B * H * P * pstr,), device=query.device, dtype=torch.float32)
     acc_ws, m_ws, l_ws, p_ws = ws[: n * D], ws[n * D: n * (D + 1)], ws[n * (D + 1): n * (D + 2)], ws[n * (D + 2):]
     mask = valid.view(torch.uint8) if valid is not None else None
 
@@ -747,15 +762,13 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         *st(s.k_codes), *st(s.k_scale), *st(s.k_min), *st(s.k_tail),
         *st(s.v_codes), *st(s.v_scale), *st(s.v_min), *st(s.v_win),
         *(mask.stride() if mask is not None else (0, 0)),
-        S, S - 1,
+        S, P, W,
         QG=QG, D=D, G=s.group_size, BITS=s.k_bits, BW=BW, BLOCK_N=DEFAULT_BLOCK_N, HAS_VALID=valid is not None,
         NT=NT, DEV_LENS=lens is not None, WIN=win, PACKED=packed, ASM=not _interpreting(),
         VDENSE=(s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16 and s.v_scale.stride(2) == D // s.group_size
                 and s.v_min.stride(2) == D // s.group_size), num_warps=nw,
         REP=REP, MMA=bool(mma), EARLY=MMA_EARLY if mma_early is None else bool(mma_early),
         RDOT=bool(mma) and (REST_DOT if rest_dot is None else bool(rest_dot)),
-        MMA_STAGES=MMA_STAGES if mma_stages is None else mma_stages,
-        REST_STAGES=REST_STAGES if rest_stages is None else rest_stages,
         **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA if mma else MAXNREG)} if query.device.type == "cuda" else {}),
     )
     _decode_attn_reduce_kernel[(B * H, QG)](

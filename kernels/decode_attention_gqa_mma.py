@@ -323,7 +323,7 @@ def _rescale(al0, al1, al_g, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10
 def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                   s_kcw, s_ksg, s_kmg, s_mt, lo, end, qk_scale,
                   QG: tl.constexpr, D: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr,
-                  EARLY: tl.constexpr, STAGES: tl.constexpr):
+                  EARLY: tl.constexpr):
     # [lo, end) in whole tiles of 32 x NW tokens (k2v2, fp16, D = 128, G = 32, qk_scale > 0, dense value rows:
     # the launcher checks; the caller leaves a partial tile to v1's tiles), a key group a warp, so no load is
     # masked by the length. Returns the QG heads' max [QG], sum [QG] and output [QG, D] (not normalized), as the
@@ -368,11 +368,7 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
     ch2 = (2 * tig)[:, None] + tl.arange(0, 2)[None, :]
     ks32 = ks_ptr.to(tl.pointer_type(tl.int32))
     km32 = km_ptr.to(tl.pointer_type(tl.int32))
-    # STAGES None: not pipelined. STAGES > 1: Triton's pipeliner copies tile i + STAGES - 1 into shared memory
-    # (cp.async) while tile i computes, and the loads come from shared memory (sm_90 at cap 168, 2 stages: 64
-    # LDGSTS + 67 LDS / LDSM for 72 LDG, 759 instructions a tile instead of 609, no spills; 3 stages: 32 KB
-    # of shared memory)
-    for start in tl.range(lo, end, BT, num_stages=STAGES):
+    for start in range(lo, end, BT):
         tok0 = start + 32 * warp
         # every load of the group first, in this order (a warp issues in order: a load placed after a use of an
         # earlier one waits for it): key words, key scales and mins, value words, value scales and mins

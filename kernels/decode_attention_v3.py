@@ -480,17 +480,14 @@ def _rest_tiles(q, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_pt
                 m_i, l_i, acc, qk_scale, offs_d, d_ok,
                 K_BITS: tl.constexpr, V_BITS: tl.constexpr, G: tl.constexpr, BLOCK_N: tl.constexpr,
                 D: tl.constexpr, DP: tl.constexpr, HAS_VALID: tl.constexpr, WIN: tl.constexpr,
-                USE_DOT: tl.constexpr = False, STAGES: tl.constexpr = None):
+                USE_DOT: tl.constexpr = False):
     # the rest of a split's [start0, hi) after its bulk tiles, for query rows q [R, DP] (v3: one; the GQA
     # kernel: a program's query heads): v1's dot-free tiles, at most one straddling packed tile, then the
     # fp16 key tail with the value window. USE_DOT: tensor-core tiles in q's dtype (R >= 16 rows) instead.
-    # STAGES: the loops' software-pipelining stages (None: Triton's choice, which pipelines the tl.dot loops in
-    # 3 stages and leaves the dot-free ones alone; num_stages=3 on the dot-free loops of v3's build takes 17 KB
-    # of shared memory instead of 2)
     pos_r = tl.zeros_like(m_i).to(tl.int32) + L - 1
     kq_end = tl.minimum(hi, n_kq)
     CDT: tl.constexpr = q.dtype if USE_DOT else tl.float32
-    for start in tl.range(start0, kq_end, BLOCK_N, num_stages=STAGES):
+    for start in range(start0, kq_end, BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
         k = _load_k_packed(kc_ptr, ks_ptr, km_ptr, s_kcw, 1, s_ksg, 1, s_kmg, 1,
                            start, kq_end, offs_d, d_ok, K_BITS, G, BLOCK_N, DP, CDT)
@@ -501,7 +498,7 @@ def _rest_tiles(q, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_pt
         v = tl.where((offs_n < n_vq)[:, None], v_q, v_f)
         m_i, l_i, acc = _attend(q, k, v, offs_n, kq_end, pos_r, valid_ptr, s_mt, m_i, l_i, acc, qk_scale,
                                 HAS_VALID, False, "ieee", False, USE_DOT)
-    for start in tl.range(tl.maximum(start0, n_kq), hi, BLOCK_N, num_stages=STAGES):
+    for start in range(tl.maximum(start0, n_kq), hi, BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
         n_ok = offs_n < hi
         k = _load_fp(kt_ptr, s_ktt, 1, offs_n - n_kq, n_ok, offs_d, d_ok, CDT)

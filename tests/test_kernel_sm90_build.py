@@ -75,10 +75,9 @@ def test_gqa_mma_bulk_builds_for_sm90(tmp_path, early):
     # VDENSE: ~10 address instructions a tile where the masked, indexed loads took ~130). With EARLY its 72
     # loads come first: built uncapped, as it was timed (at the default cap of 168, ptxas issues 42 of them
     # before the first MMA)
-    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA, MMA_STAGES, REST_DOT, REST_STAGES
+    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA, REST_DOT
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
-              f"ASM=True VDENSE=True REP=1 MMA=True EARLY={early} RDOT={REST_DOT} MMA_STAGES={MMA_STAGES} "
-              f"REST_STAGES={REST_STAGES} num_warps=1 "
+              f"ASM=True VDENSE=True REP=1 MMA=True EARLY={early} RDOT={REST_DOT} num_warps=1 "
               f"maxnreg={255 if early else MAXNREG_GQA_MMA}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa")
     ttgir = (tmp_path / "gqa.ttgir").read_text()
@@ -101,7 +100,7 @@ def test_gqa_mma_rest_on_tensor_cores_builds_for_sm90(tmp_path):
     # the cap of 168 registers)
     from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
-              "ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True MMA_STAGES=None REST_STAGES=None num_warps=1 "
+              "ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True num_warps=1 "
               f"maxnreg={MAXNREG_GQA_MMA}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa_rdot")
     loops = [dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line)) for line in run.stdout.splitlines()
@@ -109,16 +108,3 @@ def test_gqa_mma_rest_on_tensor_cores_builds_for_sm90(tmp_path):
     rest = [c for c in loops if c.get("HMMA") == 32]
     assert len(rest) == 2 and all(c.get("LDL", 0) == 0 and c.get("STL", 0) == 0 for c in rest), run.stdout
     assert sum(sum(c.values()) for c in rest) < 2500, run.stdout
-
-
-def test_gqa_mma_bulk_pipelined_builds_for_sm90(tmp_path):
-    # mma_stages=2: Triton's pipeliner turns the bulk's loads into cp.async copies into shared memory (a tile
-    # ahead) and shared-memory loads; the tile keeps its 42 MMAs and no spills
-    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA
-    consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
-              "ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True MMA_STAGES=2 REST_STAGES=None num_warps=1 "
-              f"maxnreg={MAXNREG_GQA_MMA}").split()
-    run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa_st2")
-    main = main_loop(run)
-    assert main.get("HMMA") == 42 and main.get("LDGSTS", 0) >= 56 and main.get("LDG", 0) <= 16, run.stdout
-    assert main.get("STL", 0) == 0 and main.get("LDL", 0) <= 4, run.stdout

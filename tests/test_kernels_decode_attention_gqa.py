@@ -62,14 +62,28 @@ def test_gqa_mma_bulk_matches_oracle(Hq, H, L, pad):
     check(Hq, H, L, 128, 2, pad, None, DEVICE, R=128, mma=True, num_splits=2)
 
 
-@pytest.mark.parametrize("kw,bad", [(dict(mma_stages=0), "mma_stages=0"), (dict(rest_stages="2"), "rest_stages='2'"),
-                                    (dict(mma_stages=5), "mma_stages=5")])
-def test_gqa_refuses_bad_pipelining_stages(kw, bad):
+@pytest.mark.parametrize("w", [0, "2", 1.5])
+def test_gqa_refuses_bad_window_splits(w):
     n_kq, n_vq = kivi_split(300, 32, 64)
     st = make_state(1, 1, 300, 128, n_kq, n_vq, 2, 2, 32, torch.float16, "cpu")
     q = torch.zeros(1, 8, 1, 128, dtype=torch.float16)
-    with pytest.raises(ValueError, match=f"^{bad}: software-pipelining stages are an integer from 1 to 4$"):
-        dg.decode_attention_gqa(q, st, None, 0.1, **kw)
+    with pytest.raises(ValueError, match=f"^win_splits={w!r}: the window's programs a kv head are an integer >= 1$"):
+        dg.decode_attention_gqa(q, st, None, 0.1, win_splits=w)
+
+
+@pytest.mark.parametrize("mma,W,B,pad", [(True, 3, 2, 45), (True, 20, 1, 0), (False, 4, 1, 0)])
+def test_gqa_window_splits_match_oracle(mma, W, B, pad):
+    # the value window and the key tail (R = 128: 128-143 tokens) shared by W programs a kv head in whole 16-token
+    # tiles (20: more programs than tiles, so one tile each), on the tensor-core bulk and on the pair path
+    check(8, 1, 333, 128, 2, pad, None if mma else True, DEVICE, B=B, R=128, mma=mma, num_splits=2, win_splits=W,
+          **({} if mma else dict(block_w=16)))
+
+
+def test_gqa_window_split_rule():
+    # a window program no longer than a bulk one, counting a window token as WIN_TOKEN_COST bulk tokens
+    assert dg.window_splits(8, 128, 256, 136, True) == -(-dg.WIN_TOKEN_COST * 136 // 256)
+    assert dg.window_splits(64, 32, 1024, 130, True) == 1
+    assert dg.window_splits(8, 128, 256, 136, False) == 1
 
 
 def test_gqa_mma_refuses_sparse_value_rows():
@@ -105,9 +119,9 @@ def test_gqa_mma_refuses_what_it_cannot_map():
 
 
 def test_gqa_mma_split_rule():
-    # 2048 programs (8 kv heads: 8x32K 32 splits a kv head, 64x4096 4), 512 tokens a split at least (1x32K: 64)
+    # 2048 programs (8 kv heads: 8x32K 32 splits a kv head, 64x4096 4), 256 tokens a split at least (1x32K: 128)
     assert [dg.mma_splits(bh, L) for bh, L in [(64, 32768), (512, 4096), (1024, 4096), (8, 32768), (16, 16384)]] \
-        == [32, 4, 2, 64, 32]
+        == [32, 4, 2, 128, 64]
     assert dg.mma_splits(8, 300) == 1
 
 
@@ -188,8 +202,9 @@ def test_gpu_gqa_kernel_eight_heads_a_kv_head(packed, L, pad):
                                       (5000, 1500, dict(maxnreg=255, mma_early=True)),
                                       (4133, 0, dict(rest_dot=False)),
                                       (9000, 300, dict(rest_dot=False, maxnreg=255)),
-                                      (9000, 300, dict(mma_stages=2, rest_stages=1)),
-                                      (4133, 0, dict(mma_stages=3, rest_stages=2))])
+                                      (9000, 300, dict(win_splits=9)),
+                                      (4133, 0, dict(win_splits=3, num_splits=40)),
+                                      (32 * 1024 + 77, 0, dict(win_splits=2, rest_dot=False))])
 def test_gpu_gqa_mma(Hq, L, pad, kw):
     check(Hq, 8, L, 128, 2, pad, None, "cuda", R=128, mma=True, **kw)
 
