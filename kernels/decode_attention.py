@@ -351,6 +351,19 @@ SHORT_TILES = 512
 MERGE_SPLITS = 16
 
 
+# ... but where the GQA kernel's tensor-core bulk runs (k2v2 fp16, head_dim 128, G = 32, 4 or 8 query heads a kv
+# head), it is the faster kernel above this many tiles: H200, Llama-3.1-8B, GPU time from CUDA graphs
+# (h200_round31), us, "auto" (v1 short tiles, then v3) / the bulk at its best split: 1x2048 (256 tiles) 12.2 /
+# 14.6, 1x4096 (512) 21.2 / 16.4, 1x8192 (1024) 33.1 / 20.3 (fp16 SDPA 10.0 / 13.4 / 18.8; 70B alike)
+SHORT_TILES_GQA_MMA = 256
+
+
+def _gqa_mma_runs(query: torch.Tensor, state: KiviState) -> bool:
+    from .decode_attention_gqa import default_gqa_mma, unsupported_gqa
+
+    return unsupported_gqa(query, state) is None and default_gqa_mma(query, state, 1.0)
+
+
 def short_call(batch_heads: int, length: int, block_n: int) -> bool:
     return batch_heads * cdiv(length, block_n) <= SHORT_TILES
 
@@ -500,8 +513,14 @@ def pick_impl(query: torch.Tensor, state: KiviState, impl: str = "auto") -> str:
 
     B, Hq, q, D = query.shape
     H = state.k_tail.shape[1]
-    if impl == "auto" and q == 1 and short_call(B * H, state.length, _default_block_n(D)):
-        return "v1"  # one tile a program: SHORT_TILES has the measurements
+    if impl == "auto" and q == 1:
+        tiles = B * H * cdiv(state.length, _default_block_n(D))
+        if tiles <= min(SHORT_TILES, SHORT_TILES_GQA_MMA):
+            return "v1"  # one tile a program: SHORT_TILES has the measurements
+        if _gqa_mma_runs(query, state):
+            return "gqa"  # the tensor-core bulk: SHORT_TILES_GQA_MMA has the measurements
+        if tiles <= SHORT_TILES:
+            return "v1"
     why_gqa = unsupported_gqa(query, state)
     if impl == "gqa":
         if why_gqa is not None:

@@ -29,6 +29,7 @@ paths run the fp16 window, the key tail and any straddling tile as v1's tiles wi
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import triton
@@ -591,13 +592,17 @@ def gqa_beats_v3(batch: int, kv_heads: int, length: int, group: int = 4) -> bool
 MMA_WARPS = 1
 MAXNREG_GQA_MMA = 168
 SPLIT_PROGRAMS_GQA_MMA = 2048
-# ... and at least this many tokens a split. Session 14, with the window's split on tensor cores (h200_round30,
-# GPU time from CUDA graphs, Llama-3.1-8B, us at 64 / 128 / 256 / 512 / 1024 tokens a split): 1x2048 23.2 / 21.7 /
-# 20.5 / 33.3 / 58.9, 1x8192 34.6 / 26.6 / 23.5 / 35.1 / 60.0, 2x16K 70.2 / 48.9 / 32.0 / 40.2 / 64.9, 1x32K
-# 92.6 / 60.4 / 38.3 / 43.0 / 66.3 (fp16 SDPA 10.0 / 19.2 / 45.1 / 45.6; 70B alike); larger calls keep their
-# 2048-program splits (>= 1024 tokens each). Before it (h200_round22b), 512 won: the window's split was the
-# critical path
-MMA_SPLIT_TOKENS = 256
+# ... and below it, sqrt(L / 2) splits in at most one wave of MMA_WAVE_PROGRAMS programs (9 an SM at 23 KB of
+# shared memory: 1,188 on the H200). Session 14 (h200_round30, h200_round31), GPU time from CUDA graphs,
+# Llama-3.1-8B, us at 64 / 128 / 256 / 512 tokens a split: 1x512 11.0 / 13.3 / 19.1 / 25.8, 1x2048 14.6 / 14.7 /
+# 20.3 / 33.3, 1x4096 18.7 / 16.4 / 21.3 / 33.5, 1x8192 26.4 / 20.3 / 23.1 / 34.9, 2x16K 60.8 / 41.3 / 31.7 /
+# 40.2, 1x32K 83.2 / 52.9 / 37.5 / 42.8 (fp16 SDPA 8.3 / 10.0 / 13.4 / 18.8 / 45.7 / 46.1; 70B alike): about
+# 1.5 us a 32-token tile a split plus 0.13 us a split (the merge), least at sqrt(L / 2) splits while the
+# programs fit a wave. Larger calls: one wave or two (eager, us, h200_round30: 8x32K at 16 / 18 / 24 / 32 / 36
+# splits 142.7 / 141.5 / 175.4 / 148.3 / 145.0; 16x16K at 8 / 12 / 16 / 18 142.1 / 173.9 / 145.7 / 139.3;
+# 128x4096 at 2 / 3 / 4 269.3 / 270.2 / 271.6). Before the window's split ran on tensor cores
+# (h200_round22b), 512 tokens a split won at batch 1: that split was the critical path
+MMA_WAVE_PROGRAMS = 1024
 # The window's tiles cost about this many bulk tokens a token: 1,496 (packed keys) and 431 (fp16 keys)
 # instructions a 16-token tile on tensor cores against the bulk's 609 a 32-token tile (sm_90)
 WIN_TOKEN_COST = 3
@@ -624,10 +629,11 @@ GQA_MMA = True
 
 @functools.lru_cache(maxsize=4096)
 def mma_splits(batch_kv_heads: int, length: int) -> int:
-    """The tensor-core bulk's splits a kv head: SPLIT_PROGRAMS_GQA_MMA programs, MMA_SPLIT_TOKENS tokens a split
-    at least. Cached: it runs on every decode call's host path."""
+    """The tensor-core bulk's splits a kv head. At most SPLIT_PROGRAMS_GQA_MMA programs; below that, sqrt(L / 2)
+    splits, no more than one wave of MMA_WAVE_PROGRAMS programs (at least 2 splits). Cached: it runs on every
+    decode call's host path."""
     S = da3.num_splits_v3(batch_kv_heads, length, 32 * MMA_WARPS, SPLIT_PROGRAMS_GQA_MMA)
-    return max(1, min(S, length // MMA_SPLIT_TOKENS))
+    return max(1, min(S, max(2, min(math.isqrt(length // 2), MMA_WAVE_PROGRAMS // batch_kv_heads))))
 
 
 def window_splits(batch_kv_heads: int, bulk_splits: int, chunk: int, span: int, mma: bool) -> int:
@@ -779,13 +785,16 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
 
 
 def workspace_bytes(batch: int, kv_heads: int, group: int, length: int, head_dim: int,
-                    packed: bool = True, mma: bool = False) -> int:
+                    packed: bool = True, mma: bool = False, window: int = 143) -> int:
     """Device memory one default call allocates besides its output: split partials (a row a query head) + p
     scratch (a row a bulk program: the tile's p for its query heads, fp16 on the pair path; none on the
-    tensor-core bulk, `mma`)."""
+    tensor-core bulk, `mma`). `window`: tokens from the last whole packed value tile to the end (the value
+    window and the key tail; R = 128: 128-143), which the tensor-core bulk's window programs share."""
     if mma:  # a program a kv head, a key group a warp
-        S, _ = splits_v3(batch * kv_heads, length, 32 * MMA_WARPS, DEFAULT_BLOCK_N, mma_splits(batch * kv_heads, length))
-        return batch * kv_heads * S * group * (head_dim + 2) * 4
+        S, chunk = splits_v3(batch * kv_heads, length, 32 * MMA_WARPS, DEFAULT_BLOCK_N,
+                             mma_splits(batch * kv_heads, length))
+        W = min(window_splits(batch * kv_heads, S - 1, chunk, window, True), max(1, -(-window // DEFAULT_BLOCK_N)))
+        return batch * kv_heads * (S - 1 + W) * group * (head_dim + 2) * 4
     if group == 8:  # two programs a kv head, 4 query heads each
         kv_heads, group = kv_heads * 2, 4
     BT = (PACKED_BLOCK_W if packed else DEFAULT_BLOCK_W) * 16

@@ -259,6 +259,20 @@ def test_auto_picks_v3_for_one_token_decode_only(monkeypatch):
         da.pick_impl(torch.empty(1, 4, 1, 64, dtype=torch.float16), st, "gqa")
 
 
+def test_auto_picks_the_gqa_tensor_core_bulk_above_its_short_calls(monkeypatch):
+    # head_dim 128, k2v2 fp16, 4 query heads a kv head: v1's one-tile programs up to SHORT_TILES_GQA_MMA tiles
+    # of 64 tokens, the tensor-core bulk above (1x4096 at 8 kv heads: 512 tiles); other shapes keep SHORT_TILES
+    n_kq, n_vq = kivi_split(4096, 32, 128)
+    st = make_state(1, 8, 4096, 128, n_kq, n_vq, 2, 2, 32, torch.float16, "cpu")
+    q = torch.empty(1, 32, 1, 128, dtype=torch.float16)
+    assert 8 * 4096 // 64 > da.SHORT_TILES_GQA_MMA and da.pick_impl(q, st) == "gqa"
+    assert da.pick_impl(q.bfloat16(), st) == "v1"  # the bulk maps fp16 only: 512 tiles is short for the others
+    monkeypatch.setattr(da, "SHORT_TILES_GQA_MMA", 512)
+    assert da.pick_impl(q, st) == "v1"
+    monkeypatch.setattr(da, "SHORT_TILES", 0)  # no short calls at all
+    assert da.pick_impl(q, st) == "gqa"
+
+
 def test_v3_refuses_what_it_cannot_run_and_auto_falls_back():
     check(1, 4, 2, 2, 600, 32, 576, 300, 2, 2, G_SMALL, torch.float16, pad=True, num_splits=2, impl="auto")
     state = make_state(1, 1, 100, 96, 96, 40, 2, 2, 48, torch.float16, DEVICE)
@@ -563,7 +577,7 @@ def test_gpu_no_dequantized_copy_in_memory(impl, Hq, H):
         workspace = B * H * S * (Hq // H) * (D + 2) * 4
     elif picked == "gqa":  # a program a kv head: partial rows for its query heads (+ one fp16 p row, pairs)
         workspace = dg.workspace_bytes(B, H, Hq // H, L, D, packed=True,
-                                       mma=dg.default_gqa_mma(query, state, D**-0.5))
+                                       mma=dg.default_gqa_mma(query, state, D**-0.5), window=L - n_vq // 16 * 16)
     else:  # v3 runs a program a query head (GQA too), each with its scratch row
         workspace = da3.workspace_bytes(B, Hq, L, D, 2, packed=da3.default_packed(query, state))
     workspace += B * Hq * D * 2  # the output
