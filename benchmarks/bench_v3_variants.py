@@ -136,6 +136,8 @@ VARIANTS = {
     **{f"gqa_mma_rd0_S{n}": {"_impl": "gqa", "mma": True, "rest_dot": False, "num_splits": n}
        for n in (2, 3, 4, 6, 12, 16, 24, 32, 48)},
     **{f"gqa_mma_t{t}": {"_impl": "gqa", "mma": True, "num_splits": f"t{t}"} for t in (64, 128, 256, 512, 1024)},
+    # the split rule before session 14's (2048 programs, no sqrt(L / 2) term, no one-wave cap)
+    "gqa_mma_p2048": {"_impl": "gqa", "mma": True, "num_splits": "p2048"},
     # the window region shared by W programs a kv head ("w<W>"; the default: window_splits)
     **{f"gqa_mma_w{w}": {"_impl": "gqa", "mma": True, "win_splits": w} for w in (1, 2, 3, 4, 5, 9)},
     **{f"gqa_mma_t{t}_w{w}": {"_impl": "gqa", "mma": True, "num_splits": f"t{t}", "win_splits": w}
