@@ -603,6 +603,11 @@ SPLIT_PROGRAMS_GQA_MMA = 2048
 # 128x4096 at 2 / 3 / 4 269.3 / 270.2 / 271.6). Before the window's split ran on tensor cores
 # (h200_round22b), 512 tokens a split won at batch 1: that split was the critical path
 MMA_WAVE_PROGRAMS = 1024
+# ... where one wave holds fewer: h200_round32, from graphs, us, 64x4096 at 2 / 4 splits 142.7 / 139.6 (8B),
+# 145.6 / 143.3 (70B); that rule's other rows there (auto / the 2048-program rule alone): 8B 8x32K 137.1 /
+# 142.6, 16x16K 136.7 / 140.1, 128x4096 263.7 / 263.5 (2 splits both); 70B 8x32K 137.3 / 143.6, 128x4096 268.7 /
+# 268.6
+MMA_MIN_SPLITS = 4
 # The window's tiles cost about this many bulk tokens a token: 1,496 (packed keys) and 431 (fp16 keys)
 # instructions a 16-token tile on tensor cores against the bulk's 609 a 32-token tile (sm_90)
 WIN_TOKEN_COST = 3
@@ -630,10 +635,10 @@ GQA_MMA = True
 @functools.lru_cache(maxsize=4096)
 def mma_splits(batch_kv_heads: int, length: int) -> int:
     """The tensor-core bulk's splits a kv head. At most SPLIT_PROGRAMS_GQA_MMA programs; below that, sqrt(L / 2)
-    splits, no more than one wave of MMA_WAVE_PROGRAMS programs (at least 2 splits). Cached: it runs on every
-    decode call's host path."""
+    splits, no more than one wave of MMA_WAVE_PROGRAMS programs (but at least MMA_MIN_SPLITS). Cached: it runs on
+    every decode call's host path."""
     S = da3.num_splits_v3(batch_kv_heads, length, 32 * MMA_WARPS, SPLIT_PROGRAMS_GQA_MMA)
-    return max(1, min(S, max(2, min(math.isqrt(length // 2), MMA_WAVE_PROGRAMS // batch_kv_heads))))
+    return max(1, min(S, max(MMA_MIN_SPLITS, min(math.isqrt(length // 2), MMA_WAVE_PROGRAMS // batch_kv_heads))))
 
 
 def window_splits(batch_kv_heads: int, bulk_splits: int, chunk: int, span: int, mma: bool) -> int:

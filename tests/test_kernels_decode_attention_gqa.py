@@ -120,9 +120,9 @@ def test_gqa_mma_refuses_what_it_cannot_map():
 
 def test_gqa_mma_split_rule():
     # sqrt(L / 2) splits in one wave of MMA_WAVE_PROGRAMS (8 kv heads: 1x32K 128, 1x4096 45, 2x16K 64, 8x32K 16,
-    # 16x16K 8), at least 2 (64x4096, 128x4096), and at most 2048 programs (1x300: 10 tiles)
+    # 16x16K 8), at least MMA_MIN_SPLITS (64x4096: 4), and at most 2048 programs (128x4096: 2; 1x300: 10 tiles)
     assert [dg.mma_splits(bh, L) for bh, L in [(8, 32768), (8, 4096), (16, 16384), (64, 32768), (128, 16384),
-                                               (512, 4096), (1024, 4096)]] == [128, 45, 64, 16, 8, 2, 2]
+                                               (512, 4096), (1024, 4096)]] == [128, 45, 64, 16, 8, 4, 2]
     assert dg.mma_splits(8, 300) == 10
 
 
