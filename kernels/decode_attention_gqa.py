@@ -609,7 +609,11 @@ MMA_WAVE_PROGRAMS = 1024
 # 268.6
 MMA_MIN_SPLITS = 4
 # The window's tiles cost about this many bulk tokens a token: 1,496 (packed keys) and 431 (fp16 keys)
-# instructions a 16-token tile on tensor cores against the bulk's 609 a 32-token tile (sm_90)
+# instructions a 16-token tile on tensor cores against the bulk's 609 a 32-token tile (sm_90). H200, h200_round31,
+# GPU time from graphs, Llama-3.1-8B at 256 tokens a bulk split, us at W = 1 / 2 (this rule) / 3 / 9 window
+# programs a kv head: 1x512 21.5 / 19.1 / 19.3 / 19.4, 1x4096 22.7 / 21.3 / 21.4 / 21.7, 1x32K 38.4 / 37.5 / 37.5 /
+# 38.0; at large batch the rule gives 1, and 2 / 3 cost 0.3-4% (eager, 8x32K 147.6 / 148.0 / 148.6, 128x4096
+# 266.3 / 271.5 / 276.3)
 WIN_TOKEN_COST = 3
 # Whether its key MMAs wait for the value loads too (decode_attention_gqa_mma._after), so that a tile's loads issue
 # together: it was the faster order in session 11, and 3-9% slower once the tile lost its address and mask
