@@ -48,3 +48,12 @@ ncu_v3() {
   timeout "$(left "$n")" "$NCU" --clock-control none -k regex:_decode_attn_v3 --launch-skip 2 --launch-count 1 \
       $opts python3 benchmarks/ncu_v3.py "$@"
 }
+# variants TAG N ARGS...: bench_v3_variants.py ARGS (every variant timed REPEAT times in turn, default 1), at most N
+# seconds of what is left; the table on stdout (the device returns at most 8 files), the JSON as $OUT/TAG.json
+variants() {
+  local tag=$1 n=$2; shift 2
+  timeout "$(left "$n")" python3 benchmarks/bench_v3_variants.py --repeat "${REPEAT:-1}" "$@" 2>&1 \
+      | grep -v -e Warning -e "copy bandwidth"
+  mv "$OUT/v3_variants.json" "$OUT/$tag.json" 2>/dev/null
+  echo "$tag done at ${SECONDS}s"
+}

@@ -12,13 +12,6 @@ timeout "$(left 120)" python3 -m pytest -m gpu -q -p no:cacheprovider -rf --tb=s
     tests/test_kernels_decode_attention_gqa.py "tests/test_kernels_decode_attention.py::test_gpu_sparse_value_rows" \
     2>&1 | grep -v -e Warn -e warner > "$OUT/gpu_tests.log"
 grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/gpu_tests.log" | tail -8
-# The device returns at most 8 files: the tables go to stdout only, the JSON under TAG.
-variants() {  # variants TAG N ARGS...: bench_v3_variants.py, at most N seconds; JSON under TAG
-  local tag=$1 n=$2; shift 2
-  timeout "$(left "$n")" python3 benchmarks/bench_v3_variants.py "$@" 2>&1 | grep -v -e Warning -e "copy bandwidth"
-  mv "$OUT/v3_variants.json" "$OUT/$tag.json" 2>/dev/null
-  echo "$tag done at ${SECONDS}s"
-}
 V=gqa_mma,gqa_mma_st2,gqa_mma_st3,gqa_mma_rs1,gqa_mma_rs2,gqa_mma_st2_rs1,gqa_mma_st2_r255
 variants variants_8b 150 --shape llama3.1-8b --rows 8x32768,64x4096,16x16384,128x4096 --variants "$V"
 variants variants_70b 120 --shape llama3.1-70b --rows 8x32768,64x4096,128x4096 --variants "$V"

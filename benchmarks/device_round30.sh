@@ -10,13 +10,7 @@
 #   OUT=dir LIMIT=s bash benchmarks/device_round30.sh
 source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-540}
-variants() {  # variants TAG N ARGS...: bench_v3_variants.py, at most N seconds; JSON under TAG
-  local tag=$1 n=$2; shift 2
-  timeout "$(left "$n")" python3 benchmarks/bench_v3_variants.py --repeat 3 "$@" 2>&1 \
-      | grep -v -e Warning -e "copy bandwidth"
-  mv "$OUT/v3_variants.json" "$OUT/$tag.json" 2>/dev/null
-  echo "$tag done at ${SECONDS}s"
-}
+export REPEAT=3
 T=auto,gqa_mma,gqa_mma_t64,gqa_mma_t128,gqa_mma_t256,gqa_mma_t1024,packed
 variants graph_8b 130 --graph --shape llama3.1-8b --rows 1x512,1x2048,1x4096,1x8192,2x16384,1x32768 --variants "$T"
 variants graph_70b 70 --graph --shape llama3.1-70b --rows 1x4096,1x8192,1x32768 --variants "$T"

@@ -8,13 +8,7 @@ source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-540}
 gpu_tests 230
 grep -E "^(FAILED|ERROR)" "$OUT/gpu_tests.log" | head -20
-variants() {  # variants TAG N ARGS...: bench_v3_variants.py, at most N seconds; JSON under TAG
-  local tag=$1 n=$2; shift 2
-  timeout "$(left "$n")" python3 benchmarks/bench_v3_variants.py --repeat 3 "$@" 2>&1 \
-      | grep -v -e Warning -e "copy bandwidth"
-  mv "$OUT/v3_variants.json" "$OUT/$tag.json" 2>/dev/null
-  echo "$tag done at ${SECONDS}s"
-}
+export REPEAT=3
 W=auto,gqa_mma,gqa_mma_t64,gqa_mma_t128,gqa_mma_w1,gqa_mma_w3,gqa_mma_w4,gqa_mma_w5,gqa_mma_w9,gqa_mma_t128_w3,gqa_mma_t128_w9,gqa_mma_t512_w3
 variants graph_8b 130 --graph --shape llama3.1-8b --rows 1x512,1x2048,1x4096,1x8192,2x16384,1x32768 --variants "$W"
 variants graph_70b 60 --graph --shape llama3.1-70b --rows 1x4096,1x32768 \

@@ -6,17 +6,11 @@
 #   OUT=dir LIMIT=s bash benchmarks/device_round32.sh
 source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-560}
-variants() {  # variants TAG N ARGS...: bench_v3_variants.py, at most N seconds; JSON under TAG
-  local tag=$1 n=$2; shift 2
-  timeout "$(left "$n")" python3 benchmarks/bench_v3_variants.py --repeat 3 --graph "$@" 2>&1 \
-      | grep -v -e Warning -e "copy bandwidth"
-  mv "$OUT/v3_variants.json" "$OUT/$tag.json" 2>/dev/null
-  echo "$tag done at ${SECONDS}s"
-}
-variants small_8b 90 --shape llama3.1-8b --rows 1x512,1x2048,1x4096,1x8192,2x16384,1x32768 \
+export REPEAT=3
+variants small_8b 90 --graph --shape llama3.1-8b --rows 1x512,1x2048,1x4096,1x8192,2x16384,1x32768 \
     --variants auto,gqa_mma,gqa_mma_t256
-variants large_8b 75 --shape llama3.1-8b --rows 8x32768,16x16384,64x4096,128x4096 --variants auto,gqa_mma_p2048
-variants rows_70b 75 --shape llama3.1-70b --rows 1x32768,8x32768,64x4096,128x4096 --variants auto,gqa_mma_p2048
+variants large_8b 75 --graph --shape llama3.1-8b --rows 8x32768,16x16384,64x4096,128x4096 --variants auto,gqa_mma_p2048
+variants rows_70b 75 --graph --shape llama3.1-70b --rows 1x32768,8x32768,64x4096,128x4096 --variants auto,gqa_mma_p2048
 xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n 8)
 timeout "$(left 300)" python3 -m pytest -m gpu -v -p no:cacheprovider "${xd[@]}" -rf --tb=short \
     tests/test_kernels_decode_attention.py tests/test_kernels_decode_attention_gqa.py \
