@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Ran as round 29 (h200_round29.md); the stages variants it names were removed with the options (commit c560313).
 # Prepared in session 13, not yet run: software pipelining of the GQA kernel (decode_attention_gqa MMA_STAGES /
 # REST_STAGES, Triton's cp.async stages). The bulk is latency-bound (33-38% of the copy bandwidth, one warp a
 # program, one tile of loads in flight); stages 2 copy the next tile into shared memory while this one computes
