@@ -235,7 +235,7 @@ def main() -> None:
                 splits, chunk = da3.splits_v3(B * H, L, 32 * (kw.get("num_warps") or dgq.MMA_WARPS), 16,
                                               kw.get("num_splits") or dgq.mma_splits(B * H, L))
                 span = L - (st.n_vq // 16) * 16
-                splits += min(kw.get("win_splits") or dgq.window_splits(B * H, splits - 1, chunk, span, True),
+                splits += min(kw.get("win_splits") or dgq.window_splits(chunk, span, True),
                               -(-span // 16)) - 1
             else:
                 bw = kw.get("block_w") or (dgq.DEFAULT_BLOCK_W if kw.get("packed") is False else dgq.PACKED_BLOCK_W)

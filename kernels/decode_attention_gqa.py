@@ -645,10 +645,10 @@ def mma_splits(batch_kv_heads: int, length: int) -> int:
     return max(1, min(S, max(MMA_MIN_SPLITS, min(math.isqrt(length // 2), MMA_WAVE_PROGRAMS // batch_kv_heads))))
 
 
-def window_splits(batch_kv_heads: int, bulk_splits: int, chunk: int, span: int, mma: bool) -> int:
+def window_splits(chunk: int, span: int, mma: bool) -> int:
     """Programs a kv head for the window region (`span` tokens: the value window and the key tail) where the bulk
-    runs `bulk_splits` splits of `chunk` tokens: as many as make a window program no longer than a bulk one (the
-    pair paths: one)."""
+    runs splits of `chunk` tokens: as many as make a window program no longer than a bulk one (the pair paths:
+    one)."""
     if not mma:
         return 1
     return max(1, -(-WIN_TOKEN_COST * span // chunk))
@@ -752,7 +752,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
                          programs=SPLIT_PROGRAMS_GQA if packed else da3.SPLIT_PROGRAMS)
     # the window region [packed_end, L): exact here; on the static path at most the ring plus a straddling tile
     span = min(L, win + DEFAULT_BLOCK_N) if lens is not None else L - (s.n_vq // DEFAULT_BLOCK_N) * DEFAULT_BLOCK_N
-    W = min(win_splits or window_splits(B * H, S - 1, chunk, span, bool(mma)), max(1, -(-span // DEFAULT_BLOCK_N)))
+    W = min(win_splits or window_splits(chunk, span, bool(mma)), max(1, -(-span // DEFAULT_BLOCK_N)))
     P = S - 1  # bulk splits (a p scratch row each)
     S += W - 1
     n = B * H * S * QG  # partial rows
@@ -802,7 +802,7 @@ def workspace_bytes(batch: int, kv_heads: int, group: int, length: int, head_dim
     if mma:  # a program a kv head, a key group a warp
         S, chunk = splits_v3(batch * kv_heads, length, 32 * MMA_WARPS, DEFAULT_BLOCK_N,
                              mma_splits(batch * kv_heads, length))
-        W = min(window_splits(batch * kv_heads, S - 1, chunk, window, True), max(1, -(-window // DEFAULT_BLOCK_N)))
+        W = min(window_splits(chunk, window, True), max(1, -(-window // DEFAULT_BLOCK_N)))
         return batch * kv_heads * (S - 1 + W) * group * (head_dim + 2) * 4
     if group == 8:  # two programs a kv head, 4 query heads each
         kv_heads, group = kv_heads * 2, 4

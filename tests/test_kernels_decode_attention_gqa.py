@@ -81,9 +81,9 @@ def test_gqa_window_splits_match_oracle(mma, W, B, pad):
 
 def test_gqa_window_split_rule():
     # a window program no longer than a bulk one, counting a window token as WIN_TOKEN_COST bulk tokens
-    assert dg.window_splits(8, 128, 256, 136, True) == -(-dg.WIN_TOKEN_COST * 136 // 256)
-    assert dg.window_splits(64, 32, 1024, 130, True) == 1
-    assert dg.window_splits(8, 128, 256, 136, False) == 1
+    assert dg.window_splits(256, 136, True) == -(-dg.WIN_TOKEN_COST * 136 // 256)
+    assert dg.window_splits(1024, 130, True) == 1
+    assert dg.window_splits(256, 136, False) == 1
 
 
 def test_gqa_mma_refuses_sparse_value_rows():
