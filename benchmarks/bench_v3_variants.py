@@ -142,6 +142,15 @@ VARIANTS = {
     **{f"gqa_mma_w{w}": {"_impl": "gqa", "mma": True, "win_splits": w} for w in (1, 2, 3, 4, 5, 9)},
     **{f"gqa_mma_t{t}_w{w}": {"_impl": "gqa", "mma": True, "num_splits": f"t{t}", "win_splits": w}
        for t in (128, 512) for w in (1, 3, 9)},
+    # session 15: the bulk prefetches the group PF tiles ahead into L2 ("pf<PF>"), alone, with the rd0 build (no
+    # shared memory: 12 / 16 programs an SM at caps 168 / 128) and with other split counts at batch 1
+    **{f"gqa_mma_pf{n}": {"_impl": "gqa", "mma": True, "mma_prefetch": n} for n in (0, 1, 2, 3, 4, 6, 8, 12, 16)},
+    **{f"gqa_mma_pf{n}_rd0{s}": {"_impl": "gqa", "mma": True, "mma_prefetch": n, "rest_dot": False, **kw}
+       for n in (2, 4, 8) for s, kw in (("", {}), ("_r128", {"maxnreg": 128}))},
+    **{f"gqa_mma_pf{n}_t{t}": {"_impl": "gqa", "mma": True, "mma_prefetch": n, "num_splits": f"t{t}"}
+       for n in (2, 4, 8) for t in (128, 256, 512, 1024)},
+    **{f"gqa_mma_pf{n}_S{s}": {"_impl": "gqa", "mma": True, "mma_prefetch": n, "num_splits": s}
+       for n in (2, 4, 8) for s in (4, 8, 12, 16, 24, 32)},
     # what a default call runs (kivi_kernels.decode_attention.pick_impl)
     "auto": {"_impl": "auto"},
     # v1 (tensor-core tiles of block_n tokens) for short contexts, with --graph: one program a head (no reduce

@@ -470,7 +470,7 @@ def _decode_attn_gqa_kernel(
     QG: tl.constexpr, D: tl.constexpr, G: tl.constexpr, BITS: tl.constexpr, BW: tl.constexpr,
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
-    REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr, RDOT: tl.constexpr,
+    REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr, RDOT: tl.constexpr, PF: tl.constexpr,
 ):
     # H here counts program heads: REP of them a kv head (REP = 2 at 8 query heads a kv head), each with QG
     # query heads: program head hv runs query heads hv * QG .. hv * QG + QG - 1 over kv head hv // REP
@@ -514,7 +514,7 @@ def _decode_attn_gqa_kernel(
         bulk_end = lo + ((bulk_end - lo) // NT) * NT  # whole tiles (unmasked loads); v1's tiles take the rest
         m_i, l_i, acc = _bulk_gqa_mma(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                                       s_kcw, s_ksg, s_kmg, s_mt, lo, bulk_end, qk_scale,
-                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY)
+                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY, PF)
         if RDOT:
             m_i, l_i, acc = _rows16(m_i, QG), _rows16(l_i, QG), _rows16(acc, QG)
     elif PACKED:
@@ -632,6 +632,9 @@ REST_DOT = True
 # stages: the next tile copied into shared memory while one computes) took 8x32K from 146.1 to 352.3 / 339.7 us,
 # 128x4096 from 265.3 to 663.1 / 669.8 (Llama-3.1-8B); the window's split in 1 / 2 stages (20 KB of shared memory
 # instead of 23) moved within the run's noise (8x32K 146.7 / 146.8, 128x4096 263.1 / 263.1)
+# Tiles ahead that the tensor-core bulk prefetches into L2 (decode_attention_gqa_mma._prefetch_tile; 0: none). Each
+# program otherwise has one tile's loads in flight, ~3 KB against the ~30 KB an SM needs at 1 us under load
+MMA_PREFETCH = 0
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
 
@@ -686,7 +689,8 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
                          lens: torch.Tensor | None = None, win: int = 0, max_len: int = 0,
                          maxnreg: int | None = None, packed: bool | None = None,
                          mma: bool | None = None, mma_early: bool | None = None,
-                         rest_dot: bool | None = None, win_splits: int | None = None) -> torch.Tensor:
+                         rest_dot: bool | None = None, win_splits: int | None = None,
+                         mma_prefetch: int | None = None) -> torch.Tensor:
     """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`).
     `packed`: the fp16x2 pair path (k2v2, fp16, 4 or 8 query heads a kv head); None: wherever it can run
     (`packable_gqa`; as v3's `default_packed`, fp16 inputs keep its products in range). `mma`: the
@@ -695,7 +699,8 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     (None: MMA_EARLY). `rest_dot`: with it, the split with the value window and the key tail runs v1's tiles on
     tensor cores (16 query rows, fp16 products) instead of CUDA cores (None: REST_DOT). `win_splits`: programs a
     kv head that share the value window and the key tail, a whole number of 16-token tiles each (None:
-    `window_splits`).
+    `window_splits`). `mma_prefetch`: tiles ahead the tensor-core bulk prefetches into L2, 0 for none (None:
+    MMA_PREFETCH).
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32; mma: MMA_WARPS, a key group a warp), maxnreg."""
     s = state
@@ -703,6 +708,10 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         mma = block_w is None and packed is None and default_gqa_mma(query, s, scaling)
     if win_splits is not None and (not isinstance(win_splits, int) or win_splits < 1):
         raise ValueError(f"win_splits={win_splits!r}: the window's programs a kv head are an integer >= 1")
+    if mma_prefetch is not None and (not isinstance(mma_prefetch, int) or mma_prefetch < 0):
+        raise ValueError(f"mma_prefetch={mma_prefetch!r}: tiles ahead to prefetch are an integer >= 0 (0: none)")
+    if mma_prefetch and not mma:
+        raise ValueError(f"mma_prefetch={mma_prefetch}: only the tensor-core bulk prefetches; pass mma=True or drop it")
     if mma:
         why = unmappable_gqa_mma(query, s, scaling)
         if why is not None:
@@ -784,6 +793,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
                 and s.v_min.stride(2) == D // s.group_size), num_warps=nw,
         REP=REP, MMA=bool(mma), EARLY=MMA_EARLY if mma_early is None else bool(mma_early),
         RDOT=bool(mma) and (REST_DOT if rest_dot is None else bool(rest_dot)),
+        PF=(MMA_PREFETCH if mma_prefetch is None else mma_prefetch) if mma else 0,
         **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA if mma else MAXNREG)} if query.device.type == "cuda" else {}),
     )
     _decode_attn_reduce_kernel[(B * H, QG)](

@@ -198,6 +198,34 @@ def _key_mma(w0, w1, w2, w3, sv, mv, qv, sh, c0, c1, c2, c3, c4, c5, c6, c7, b0,
 
 
 @triton.jit
+def _l2_prefetch(p, ASM: tl.constexpr):
+    # prefetch.global.L2 of the line holding each lane's address (int8 pointers): the bytes come into L2 without
+    # a register waiting for them, so they add to a program's loads in flight for free. Not pure, so nothing
+    # removes it though its zero result is unused. A no-op off the GPU
+    if ASM:
+        tl.inline_asm_elementwise("prefetch.global.L2 [$1];\nmov.u32 $0, 0;", "=r,l", [p], tl.int32, False, 1)
+
+
+@triton.jit
+def _prefetch_lanes(kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, s_kcw, s_ksg, s_kmg, lane, D: tl.constexpr):
+    # a lane's line of key group 0 and its step a group (bytes) for `_l2_prefetch`: a group's 24 lines (128 B),
+    # one a lane (lanes 24..31 repeat 0..7): key words (2 rows of D words, 8 lines), value words (32 dense rows of
+    # D / 16 words, 8), key scales and mins (a row of D halves each, 2 + 2), value scales and mins (32 dense rows
+    # of D / 32 halves each, 2 + 2). Out of the loop: in it a prefetch is one multiply-add and the instruction
+    tl.static_assert(D == 128, "the prefetch lines are laid out for head_dim 128")
+    i8: tl.constexpr = tl.pointer_type(tl.int8)
+    j = lane % 24
+    line = (j % 4) * 128
+    base = tl.where(j < 8, kc_ptr.to(i8) + (j // 4) * (s_kcw * 4) + line,
+                    tl.where(j < 16, vc_ptr.to(i8) + (j - 8) * 128,
+                             tl.where(j < 18, ks_ptr.to(i8), tl.where(j < 20, km_ptr.to(i8),
+                                      tl.where(j < 22, vs_ptr.to(i8), vm_ptr.to(i8)))) + (j % 2) * 128))
+    step = tl.where(j < 8, 8 * s_kcw, tl.where(j < 16, 32 * (D // 16) * 4, tl.where(j < 18, 2 * s_ksg,
+                    tl.where(j < 20, 2 * s_kmg, 32 * (D // 32) * 2)))).to(tl.int64)
+    return base, step
+
+
+@triton.jit
 def _key_scores(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
                 w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
                 s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7,
@@ -323,7 +351,7 @@ def _rescale(al0, al1, al_g, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10
 def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                   s_kcw, s_ksg, s_kmg, s_mt, lo, end, qk_scale,
                   QG: tl.constexpr, D: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr,
-                  EARLY: tl.constexpr):
+                  EARLY: tl.constexpr, PF: tl.constexpr):
     # [lo, end) in whole tiles of 32 x NW tokens (k2v2, fp16, D = 128, G = 32, qk_scale > 0, dense value rows:
     # the launcher checks; the caller leaves a partial tile to v1's tiles), a key group a warp, so no load is
     # masked by the length. Returns the QG heads' max [QG], sum [QG] and output [QG, D] (not normalized), as the
@@ -368,8 +396,14 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
     ch2 = (2 * tig)[:, None] + tl.arange(0, 2)[None, :]
     ks32 = ks_ptr.to(tl.pointer_type(tl.int32))
     km32 = km_ptr.to(tl.pointer_type(tl.int32))
+    if PF > 0:
+        pf_base, pf_step = _prefetch_lanes(kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, s_kcw, s_ksg, s_kmg,
+                                           lane, D)
     for start in range(lo, end, BT):
         tok0 = start + 32 * warp
+        if PF > 0:  # the group PF tiles ahead into L2 (the last tiles repeat the split's last); lines are
+            # read from L2, not from HBM, once a program's loads reach them
+            _l2_prefetch(pf_base + ((tl.minimum(start + PF * BT, end - BT) + 32 * warp) // 32) * pf_step, ASM)
         # every load of the group first, in this order (a warp issues in order: a load placed after a use of an
         # earlier one waits for it): key words, key scales and mins, value words, value scales and mins
         kb_ = kc_ptr + (tok0 // 16 + a)[:, None] * s_kcw + ch4

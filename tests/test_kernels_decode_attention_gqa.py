@@ -62,6 +62,23 @@ def test_gqa_mma_bulk_matches_oracle(Hq, H, L, pad):
     check(Hq, H, L, 128, 2, pad, None, DEVICE, R=128, mma=True, num_splits=2)
 
 
+def test_gqa_mma_prefetch_matches_oracle():
+    # the bulk's L2 prefetch lanes (their addresses are built here too; the prefetch itself is PTX, a no-op in
+    # the interpreter), 2 tiles ahead, so the split's last tiles repeat its last
+    check(8, 1, 500, 128, 2, 45, None, DEVICE, R=128, mma=True, num_splits=2, mma_prefetch=2)
+
+
+@pytest.mark.parametrize("pf,mma,msg", [(-1, True, "tiles ahead to prefetch are an integer >= 0 (0: none)"),
+                                        (1.0, True, "tiles ahead to prefetch are an integer >= 0 (0: none)"),
+                                        (2, False, "only the tensor-core bulk prefetches; pass mma=True or drop it")])
+def test_gqa_refuses_bad_prefetch(pf, mma, msg):
+    n_kq, n_vq = kivi_split(300, 32, 64)
+    st = make_state(1, 1, 300, 128, n_kq, n_vq, 2, 2, 32, torch.float16, "cpu")
+    q = torch.zeros(1, 8, 1, 128, dtype=torch.float16)
+    with pytest.raises(ValueError, match=f"^mma_prefetch={pf!r}: " + msg.replace("(", r"\(").replace(")", r"\)")):
+        dg.decode_attention_gqa(q, st, None, 0.1, mma=mma, mma_prefetch=pf)
+
+
 @pytest.mark.parametrize("w", [0, "2", 1.5])
 def test_gqa_refuses_bad_window_splits(w):
     n_kq, n_vq = kivi_split(300, 32, 64)
@@ -205,7 +222,11 @@ def test_gpu_gqa_kernel_eight_heads_a_kv_head(packed, L, pad):
                                       (9000, 300, dict(rest_dot=False, maxnreg=255)),
                                       (9000, 300, dict(win_splits=9)),
                                       (4133, 0, dict(win_splits=3, num_splits=40)),
-                                      (32 * 1024 + 77, 0, dict(win_splits=2, rest_dot=False))])
+                                      (32 * 1024 + 77, 0, dict(win_splits=2, rest_dot=False)),
+                                      (4133, 0, dict(mma_prefetch=1)),
+                                      (9000, 300, dict(mma_prefetch=8, num_splits=3)),
+                                      (32 * 1024 + 77, 0, dict(mma_prefetch=4)),
+                                      (5000, 1500, dict(mma_prefetch=16, rest_dot=False, maxnreg=128))])
 def test_gpu_gqa_mma(Hq, L, pad, kw):
     check(Hq, 8, L, 128, 2, pad, None, "cuda", R=128, mma=True, **kw)
 
