@@ -632,9 +632,22 @@ REST_DOT = True
 # stages: the next tile copied into shared memory while one computes) took 8x32K from 146.1 to 352.3 / 339.7 us,
 # 128x4096 from 265.3 to 663.1 / 669.8 (Llama-3.1-8B); the window's split in 1 / 2 stages (20 KB of shared memory
 # instead of 23) moved within the run's noise (8x32K 146.7 / 146.8, 128x4096 263.1 / 263.1)
-# Tiles ahead that the tensor-core bulk prefetches into L2 (decode_attention_gqa_mma._prefetch_tile; 0: none). Each
-# program otherwise has one tile's loads in flight, ~3 KB against the ~30 KB an SM needs at 1 us under load
-MMA_PREFETCH = 0
+# Tiles ahead that the tensor-core bulk prefetches into L2 (decode_attention_gqa_mma._prefetch_lanes): one, or two
+# where a split is at most MMA_PREFETCH_SHORT tokens. Without it a program has one tile's loads in flight (~3 KB
+# against the ~30 KB an SM needs at ~1 us under load), and they wait for the last tile's MMAs. H200,
+# h200_round33, GPU time from graphs, Llama-3.1-8B, us at 0 / 1 / 2 / 4 / 8 tiles ahead: 8x32K 137.2 / 110.5 /
+# 111.9 / 116.5 / 138.9, 16x16K 136.6 / 110.3 / 112.0 / 116.5 / 138.2, 64x4096 139.1 / 123.7 / 125.7 / 131.8 /
+# 143.0, 128x4096 263.0 / 222.3 / 225.7 / 234.7 / 270.8 (fp16 SDPA 252.0 / 250.6 / 251.5 / 487.6); batch 1 at 0
+# / 2 / 4 / 8 (256 tokens a split): 2x16K 31.8 / 29.0 / 31.1 / 32.2, 1x32K 37.5 / 34.7 / 36.8 / 37.8 (SDPA 45.5 /
+# 45.9). Farther ahead, a wave's prefetched lines crowd L2 (8 tiles: ~28 MB)
+MMA_PREFETCH_SHORT = 512
+
+
+def prefetch_tiles(chunk: int) -> int:
+    """Tiles ahead the tensor-core bulk prefetches where its splits are `chunk` tokens (see MMA_PREFETCH_SHORT)."""
+    return 2 if chunk <= MMA_PREFETCH_SHORT else 1
+
+
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
 
@@ -700,7 +713,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     tensor cores (16 query rows, fp16 products) instead of CUDA cores (None: REST_DOT). `win_splits`: programs a
     kv head that share the value window and the key tail, a whole number of 16-token tiles each (None:
     `window_splits`). `mma_prefetch`: tiles ahead the tensor-core bulk prefetches into L2, 0 for none (None:
-    MMA_PREFETCH).
+    `prefetch_tiles`).
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32; mma: MMA_WARPS, a key group a warp), maxnreg."""
     s = state
@@ -793,7 +806,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
                 and s.v_min.stride(2) == D // s.group_size), num_warps=nw,
         REP=REP, MMA=bool(mma), EARLY=MMA_EARLY if mma_early is None else bool(mma_early),
         RDOT=bool(mma) and (REST_DOT if rest_dot is None else bool(rest_dot)),
-        PF=(MMA_PREFETCH if mma_prefetch is None else mma_prefetch) if mma else 0,
+        PF=(prefetch_tiles(chunk) if mma_prefetch is None else mma_prefetch) if mma else 0,
         **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA if mma else MAXNREG)} if query.device.type == "cuda" else {}),
     )
     _decode_attn_reduce_kernel[(B * H, QG)](
