@@ -56,9 +56,8 @@ VARIANTS = {
     "mma_sh_w1": {"mma": 1, "num_warps": 1, "mma_shfl": True},
     "mma_sh_w4": {"mma": 1, "num_warps": 4, "mma_shfl": True},
     # caps: 8 / 7 / 6 / 5 / 5 two-warp programs an SM at 128 / 144 / 168 / 184 / 200 registers
-    # session 15: the next tile(s) prefetched into L2 (mma_prefetch)
-    **{f"mma_sh_pf{n}": {"mma": 1, "num_warps": 2, "mma_shfl": True, "mma_prefetch": n} for n in (0, 1, 2, 3, 4)},
-    **{f"mma_sh_w4_pf{n}": {"mma": 1, "num_warps": 4, "mma_shfl": True, "mma_prefetch": n} for n in (0, 1, 2)},
+    # session 15's mma_sh_pf<n> / mma_sh_w4_pf<n> (the next tiles prefetched into L2) were removed with the option
+    # after commit 87440de (h200_round34: 5-16% slower)
     "mma_sh_r144": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 144},
     "mma_sh_r184": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 184},
     "mma_sh_r200": {"mma": 1, "num_warps": 2, "mma_shfl": True, "maxnreg": 200},

@@ -632,22 +632,17 @@ REST_DOT = True
 # stages: the next tile copied into shared memory while one computes) took 8x32K from 146.1 to 352.3 / 339.7 us,
 # 128x4096 from 265.3 to 663.1 / 669.8 (Llama-3.1-8B); the window's split in 1 / 2 stages (20 KB of shared memory
 # instead of 23) moved within the run's noise (8x32K 146.7 / 146.8, 128x4096 263.1 / 263.1)
-# Tiles ahead that the tensor-core bulk prefetches into L2 (decode_attention_gqa_mma._prefetch_lanes): one, or two
-# where a split is at most MMA_PREFETCH_SHORT tokens. Without it a program has one tile's loads in flight (~3 KB
-# against the ~30 KB an SM needs at ~1 us under load), and they wait for the last tile's MMAs. H200,
-# h200_round33, GPU time from graphs, Llama-3.1-8B, us at 0 / 1 / 2 / 4 / 8 tiles ahead: 8x32K 137.2 / 110.5 /
-# 111.9 / 116.5 / 138.9, 16x16K 136.6 / 110.3 / 112.0 / 116.5 / 138.2, 64x4096 139.1 / 123.7 / 125.7 / 131.8 /
-# 143.0, 128x4096 263.0 / 222.3 / 225.7 / 234.7 / 270.8 (fp16 SDPA 252.0 / 250.6 / 251.5 / 487.6); batch 1 at 0
-# / 2 / 4 / 8 (256 tokens a split): 2x16K 31.8 / 29.0 / 31.1 / 32.2, 1x32K 37.5 / 34.7 / 36.8 / 37.8 (SDPA 45.5 /
-# 45.9). Farther ahead, a wave's prefetched lines crowd L2 (8 tiles: ~28 MB)
-MMA_PREFETCH_SHORT = 512
-
-
-def prefetch_tiles(chunk: int) -> int:
-    """Tiles ahead the tensor-core bulk prefetches where its splits are `chunk` tokens (see MMA_PREFETCH_SHORT)."""
-    return 2 if chunk <= MMA_PREFETCH_SHORT else 1
-
-
+# Tiles ahead that the tensor-core bulk prefetches into L2 (decode_attention_gqa_mma._prefetch_lanes; 0: none).
+# Without it a program has one tile's loads in flight (~3 KB against the ~30 KB an SM needs at ~1 us under load),
+# and they wait for the last tile's MMAs. H200, GPU time from graphs, Llama-3.1-8B, us at 0 / 1 / 2 / 4 / 8 tiles
+# ahead (h200_round33): 8x32K 137.2 / 110.5 / 111.9 / 116.5 / 138.9, 16x16K 136.6 / 110.3 / 112.0 / 116.5 / 138.2,
+# 64x4096 139.1 / 123.7 / 125.7 / 131.8 / 143.0, 128x4096 263.0 / 222.3 / 225.7 / 234.7 / 270.8 (fp16 SDPA 252.0 /
+# 250.6 / 251.5 / 487.6); at 0 / 1 / 2 / 3 (h200_round34): 1x4096 15.6 / 14.9 / 15.2 / 15.0, 1x8192 20.7 / 19.8 /
+# 20.5 / 20.7, 2x16K 32.1 / 27.9 / 29.1 / 30.5, 1x32K 37.9 / 33.8 / 35.3 / 36.6, 4x8192 29.6 / 27.4 / 28.0 / 29.0,
+# 8x4096 28.3 / 25.9 / 26.6 / 27.7. Farther ahead, a wave's prefetched lines crowd L2 (8 tiles: ~28 MB). The same
+# prefetch in MHA's tensor-core bulk (a 256-token tile ahead) was 5-16% slower there (h200_round34: 8x32K 277.7
+# against 322.8 us) and was removed
+MMA_PREFETCH = 1
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
 
@@ -713,7 +708,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     tensor cores (16 query rows, fp16 products) instead of CUDA cores (None: REST_DOT). `win_splits`: programs a
     kv head that share the value window and the key tail, a whole number of 16-token tiles each (None:
     `window_splits`). `mma_prefetch`: tiles ahead the tensor-core bulk prefetches into L2, 0 for none (None:
-    `prefetch_tiles`).
+    MMA_PREFETCH).
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32; mma: MMA_WARPS, a key group a warp), maxnreg."""
     s = state
@@ -806,7 +801,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
                 and s.v_min.stride(2) == D // s.group_size), num_warps=nw,
         REP=REP, MMA=bool(mma), EARLY=MMA_EARLY if mma_early is None else bool(mma_early),
         RDOT=bool(mma) and (REST_DOT if rest_dot is None else bool(rest_dot)),
-        PF=(prefetch_tiles(chunk) if mma_prefetch is None else mma_prefetch) if mma else 0,
+        PF=(MMA_PREFETCH if mma_prefetch is None else mma_prefetch) if mma else 0,
         **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA if mma else MAXNREG)} if query.device.type == "cuda" else {}),
     )
     _decode_attn_reduce_kernel[(B * H, QG)](

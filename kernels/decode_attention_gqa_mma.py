@@ -47,7 +47,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .decode_attention_mma import (_f16x2, _h2f, _l2_prefetch, _mma_ref, _pack2, _pairs_k, _prmt_ref, _shfl, mma_ptx, prmt_ptx,
+from .decode_attention_mma import (_f16x2, _h2f, _mma_ref, _pack2, _pairs_k, _prmt_ref, _shfl, mma_ptx, prmt_ptx,
                                    quads8, words32)
 from .tile_ops import _join32n, _split4n
 
@@ -195,6 +195,15 @@ def _key_mma(w0, w1, w2, w3, sv, mv, qv, sh, c0, c1, c2, c3, c4, c5, c6, c7, b0,
     c0, c1, c2, c3, c4, c5, c6, c7 = _mma2s(w0, w1, w2, w3, sh, _hmul2(slo, qlo, ASM), _hmul2(shi, qhi, ASM),
                                             c0, c1, c2, c3, c4, c5, c6, c7, NW, ASM)
     return c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3
+
+
+@triton.jit
+def _l2_prefetch(p, ASM: tl.constexpr):
+    # prefetch.global.L2 of the line holding each lane's address (int8 pointers): the bytes come into L2 without
+    # a register waiting for them, so they add to a program's loads in flight for free. Not pure, so nothing
+    # removes it though its zero result is unused. A no-op off the GPU
+    if ASM:
+        tl.inline_asm_elementwise("prefetch.global.L2 [$1];\nmov.u32 $0, 0;", "=r,l", [p], tl.int32, False, 1)
 
 
 @triton.jit

@@ -541,43 +541,11 @@ def _value_block_sh(vc_ptr, vs_ptr, vm_ptr, vstride, s_vst, start, base, n_t, gi
 
 
 @triton.jit
-def _l2_prefetch(p, ASM: tl.constexpr):
-    # prefetch.global.L2 of the line holding each lane's address (int8 pointers): the bytes come into L2 without
-    # a register waiting for them, so they add to a program's loads in flight for free. Not pure, so nothing
-    # removes it though its zero result is unused. A no-op off the GPU
-    if ASM:
-        tl.inline_asm_elementwise("prefetch.global.L2 [$1];\nmov.u32 $0, 0;", "=r,l", [p], tl.int32, False, 1)
-
-
-@triton.jit
-def _prefetch_tile(kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, s_kcw, s_ksg, s_kmg, vstride, s_vst, s_vmt,
-                   start, end, t, NT: tl.constexpr, ASM: tl.constexpr):
-    # the lines (128 B) of the tile at start (4 NT tokens: a block of 8 key word rows a warp) into L2, three a
-    # lane: key words (a row of D = 128 words is 4 lines; row t // 4, line t % 4), value words (dense rows: 4
-    # tokens a line), and a quarter of the lanes each for key scales, key mins (a group's row of 128 halves is 2
-    # lines), value scales and value mins (16 tokens a line). A line's first token is clamped to the last one the
-    # split reads, so a partial last tile prefetches only what its loads touch
-    i8: tl.constexpr = tl.pointer_type(tl.int8)
-    last = end - 1
-    kt = tl.minimum(start + 16 * (t // 4), last)
-    _l2_prefetch((kc_ptr + (kt // 16) * s_kcw).to(i8) + (t % 4) * 128, ASM)
-    _l2_prefetch((vc_ptr + tl.minimum(start + 4 * t, last) * vstride).to(i8), ASM)
-    Q: tl.constexpr = NT // 4
-    i = t % Q
-    g = tl.minimum(start // 32 + i // 2, last // 32)
-    vt = tl.minimum(start + 16 * i, last)
-    sp = tl.where(t < Q, (ks_ptr + g * s_ksg).to(i8) + (i % 2) * 128,
-                  tl.where(t < 2 * Q, (km_ptr + g * s_kmg).to(i8) + (i % 2) * 128,
-                           tl.where(t < 3 * Q, (vs_ptr + vt * s_vst).to(i8), (vm_ptr + vt * s_vmt).to(i8))))
-    _l2_prefetch(sp, ASM)
-
-
-@triton.jit
 def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_ptr,
               s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, end, qk_scale, m_i, l_i,
               D: tl.constexpr, G: tl.constexpr, NW: tl.constexpr, RB: tl.constexpr, HAS_VALID: tl.constexpr,
               ASM: tl.constexpr, UF: tl.constexpr, VDENSE: tl.constexpr, SH: tl.constexpr,
-              SDENSE: tl.constexpr, PF: tl.constexpr):
+              SDENSE: tl.constexpr):
     # [lo, end) in tiles of 128 x RB x NW tokens (k2v2, fp16, D = 128, G = 32: the launcher checks); a warp
     # takes RB blocks of 8 key word rows. Returns the tiles' running max, sum and [1, D] output, like v3's
     # _bulk_packed. SH (RB = 1): the value B operand comes from the key lanes by shuffles instead of the
@@ -619,11 +587,7 @@ def _bulk_mma(q_ptr, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, 
     # crossed the warps through shared memory twice a tile (max and sum), with barriers.
     m_w = tl.full((NT,), m_i, tl.float32)
     l_w = tl.where(t == 0, l_i, 0.0)
-    tl.static_assert(PF == 0 or RB == 1, "the prefetch lanes cover tiles of one block a warp")
     for start in range(lo, end, BT):
-        if PF > 0:  # the tile PF ahead into L2 (past the split's last tile: its last lines)
-            _prefetch_tile(kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, s_kcw, s_ksg, s_kmg, vstride, s_vst, s_vmt,
-                           tl.minimum(start + PF * BT, lo + (end - 1 - lo) // BT * BT), end, t, NT, ASM)
         gk = start // G + warp * 4 * RB + gid  # a B lane's group (tile-local: warp * 4 * RB + gid)
         s0 = _key_block(q_ptr, kc_ptr, ks_ptr, km_ptr, valid_ptr, s_kcw, s_ksg, s_kmg, s_mt, start, end, wrow, gk,
                         bl & (gk * G < end), lane, tig, col, odd, useful, unscale, D, NW, HAS_VALID, ASM)

@@ -530,7 +530,7 @@ def _decode_attn_v3_kernel(
     SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr,
     UF: tl.constexpr, VDENSE: tl.constexpr, NUM_WARPS_C: tl.constexpr, MMA: tl.constexpr, MMA_SH: tl.constexpr,
     SDENSE: tl.constexpr,
-    DEV_LENS: tl.constexpr, WIN: tl.constexpr, PF: tl.constexpr,
+    DEV_LENS: tl.constexpr, WIN: tl.constexpr,
 ):
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
     # Innermost strides are 1 (the launcher checks), which lets Triton vectorize every load.
@@ -570,7 +570,7 @@ def _decode_attn_v3_kernel(
         m_b, l_b, acc = _bulk_mma(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                   valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
                                   lo, bulk_end, qk_scale, m_b, l_b, D, G, NUM_WARPS_C, MMA, HAS_VALID, ASM, UF, VDENSE,
-                                  MMA_SH, SDENSE, PF)
+                                  MMA_SH, SDENSE)
     elif PACKED:
         m_b, l_b, acc = _bulk_packed(q_ptr + b * s_qb + h * s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr,
                                      valid_ptr, p_row, s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt,
@@ -710,8 +710,6 @@ MMA_WARPS = 2
 # cap 160 290.4 / 337.8 / 650.5 / 294.3, 176 331.6 / 395.1 / 764.9 / 339.5; one warp at 168 355.1 / 373.3 /
 # 657.7 / 357.5.
 MMA_SHFL = True
-# Tiles ahead that the mma_shfl bulk prefetches into L2 (decode_attention_mma._prefetch_tile; 0: none)
-MMA_PREFETCH = 0
 MAXNREG_MMA_SH = 168
 SPLIT_PROGRAMS_MMA_SH = 2048
 # At and above this many (batch, head) programs a call "auto" runs the tensor-core bulk: measured faster
@@ -749,15 +747,14 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
                         maxnreg: int | None = None, unroll: int | None = None, split_rem: bool = True,
                         block_n: int | None = None, packed: bool | None = None,
                         ufold: int | None = None, mma: int | None = None,
-                        mma_shfl: bool | None = None, mma_prefetch: int | None = None) -> torch.Tensor:
+                        mma_shfl: bool | None = None) -> torch.Tensor:
     """Launch v3 (caller: `decode_attention_triton`, which has checked the call and `unsupported_v3`).
     Tuning keywords (benchmarks and tests): block_w, num_warps, num_splits, unroll, maxnreg, split_rem,
     block_n; `packed` the fp16x2 path (None: `default_packed`); `ufold` the packed path's u-fold pass
     width (power of two; None: DEFAULT_UFOLD); `mma` the tensor-core bulk with that many blocks of 8 key
     word rows a warp a tile (1 or 2; 0: off; `decode_attention_mma.py`: k2v2, fp16, head_dim 128, G = 32;
     None: `default_mma` where no tuning keyword is given, with MMA_WARPS warps); `mma_shfl` its value
-    operand by shuffles from the key lanes instead of the scratch row (mma=1; None: MMA_SHFL); `mma_prefetch`
-    tiles ahead that bulk prefetches into L2 (mma=1; 0: none; None: MMA_PREFETCH)."""
+    operand by shuffles from the key lanes instead of the scratch row (mma=1; None: MMA_SHFL)."""
     s = state
     if mma is None:  # before `packed` resolves: a tuning keyword keeps the path it names
         mma = int(block_w is None and num_warps is None and packed is None and scaling > 0 and default_mma(query, s))
@@ -773,11 +770,6 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     if mma_shfl and mma != 1:
         raise ValueError(f"mma_shfl=True runs one block a warp: use mma=1 (here mma={mma})")
     sh = mma == 1 and (MMA_SHFL if mma_shfl is None else bool(mma_shfl))
-    if mma_prefetch is not None and (not isinstance(mma_prefetch, int) or mma_prefetch < 0):
-        raise ValueError(f"mma_prefetch={mma_prefetch!r}: tiles ahead to prefetch are an integer >= 0 (0: none)")
-    if mma_prefetch and mma != 1:
-        raise ValueError(f"mma_prefetch={mma_prefetch}: only the tensor-core bulk with one block a warp prefetches; "
-                         f"use mma=1 (here mma={mma})")
     if packed is None:
         packed = default_packed(query, s)
     B, Hq, _, D = query.shape
@@ -841,7 +833,6 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         NUM_WARPS_C=nw, MMA=mma, MMA_SH=sh,
         SDENSE=s.v_scale.numel() > 0 and s.v_scale.stride(2) == s.v_min.stride(2) == D // s.group_size,
         DEV_LENS=lens is not None, WIN=win,
-        PF=(MMA_PREFETCH if mma_prefetch is None else mma_prefetch) if mma == 1 else 0,
         num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}),
     )
     if not single:

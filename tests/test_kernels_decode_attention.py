@@ -378,12 +378,6 @@ def test_v3_mma_scratch_row_value_operand_matches_oracle():
     check_packed(2, 2, 700, 128, 32, True, num_splits=1, num_warps=2, mma=1, mma_shfl=False)
 
 
-def test_v3_mma_prefetch_matches_oracle():
-    # the L2 prefetch lanes of the mma_shfl bulk (addresses built here; the prefetch is PTX, a no-op in the
-    # interpreter): two whole 2-warp tiles and a masked third, whose lines are clamped to the split's last token
-    check_packed(2, 2, 700, 128, 32, True, num_splits=1, num_warps=2, mma=1, mma_prefetch=1)
-
-
 def test_v3_mma_refuses_what_it_cannot_map():
     state = make_state(1, 2, 200, 64, 192, 72, 2, 2, 32, torch.float16, DEVICE)
     with pytest.raises(ValueError, match="mma=1 cannot run this call: it maps head_dim 128 in groups of 32"):
@@ -397,12 +391,6 @@ def test_v3_mma_refuses_what_it_cannot_map():
         da3.decode_attention_v3(torch.randn(1, 2, 1, 128, device=DEVICE, dtype=torch.float16),
                                 make_state(1, 2, 200, 128, 192, 72, 2, 2, 32, torch.float16, DEVICE), None, 1.0, mma=2,
                                 mma_shfl=True)
-    for pf, mma, msg in ((-1, 1, "tiles ahead to prefetch are an integer >= 0 .0: none."),
-                         (1, 2, "only the tensor-core bulk with one block a warp prefetches; use mma=1 .here mma=2.")):
-        with pytest.raises(ValueError, match=f"^mma_prefetch={pf}: {msg}$"):
-            da3.decode_attention_v3(torch.randn(1, 2, 1, 128, device=DEVICE, dtype=torch.float16),
-                                    make_state(1, 2, 200, 128, 192, 72, 2, 2, 32, torch.float16, DEVICE), None, 1.0,
-                                    mma=mma, mma_prefetch=pf)
     with pytest.raises(ValueError, match="it computes k2v2 fp16 only"):
         da3.decode_attention_v3(torch.randn(1, 2, 1, 128, device=DEVICE, dtype=torch.bfloat16), state, None, 1.0,
                                 mma=1)
@@ -514,8 +502,6 @@ def test_gpu_v3_mma(L, B, H):
     check_packed(B, H, L, 128, 32, False, device="cuda", seed=L + 1, mma=1, num_warps=4)
     check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + 2, mma=2, num_warps=2, maxnreg=168)
     check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + 3, mma=1, num_warps=2, mma_shfl=False)
-    check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + 4, mma=1, num_warps=2, mma_prefetch=1)
-    check_packed(B, H, L, 128, 32, True, device="cuda", seed=L + 5, mma=1, num_warps=4, mma_prefetch=3)
 
 
 @gpu

@@ -68,12 +68,6 @@ def test_gqa_mma_prefetch_matches_oracle():
     check(8, 1, 500, 128, 2, 45, None, DEVICE, R=128, mma=True, num_splits=2, mma_prefetch=3)
 
 
-def test_gqa_prefetch_rule():
-    # two tiles ahead for short splits (batch 1), one for long ones, where two crowd L2 (h200_round33)
-    assert dg.prefetch_tiles(256) == dg.prefetch_tiles(dg.MMA_PREFETCH_SHORT) == 2
-    assert dg.prefetch_tiles(dg.MMA_PREFETCH_SHORT + 32) == dg.prefetch_tiles(2048) == 1
-
-
 @pytest.mark.parametrize("pf,mma,msg", [(-1, True, "tiles ahead to prefetch are an integer >= 0 (0: none)"),
                                         (1.0, True, "tiles ahead to prefetch are an integer >= 0 (0: none)"),
                                         (2, False, "only the tensor-core bulk prefetches; pass mma=True or drop it")])
