@@ -153,11 +153,8 @@ VARIANTS = {
        for n in (2, 4, 8) for t in (128, 256, 512, 1024)},
     **{f"gqa_mma_pf{n}_S{s}": {"_impl": "gqa", "mma": True, "mma_prefetch": n, "num_splits": s}
        for n in (2, 4, 8) for s in (4, 8, 12, 16, 24, 32)},
-    # ... and the window's splits on a launch of their own (window_launch; "sep"), so the bulk's has no shared
-    # memory: 12 / 13 / 16 programs an SM at caps 168 / 152 / 128, with 1, 5 (the default) or 9 window programs
-    **{f"gqa_mma_sep{s}": {"_impl": "gqa", "mma": True, "window_launch": True, **kw}
-       for s, kw in (("", {}), ("_r152", {"maxnreg": 152}), ("_r128", {"maxnreg": 128}), ("_w1", {"win_splits": 1}),
-                     ("_w9", {"win_splits": 9}), ("_pf2", {"mma_prefetch": 2}))},
+    # session 15's gqa_mma_sep* variants (the window's splits on a launch of their own) were removed with the option
+    # after commit e591b35 (h200_round36: no faster with the prefetch)
     # what a default call runs (kivi_kernels.decode_attention.pick_impl)
     "auto": {"_impl": "auto"},
     # v1 (tensor-core tiles of block_n tokens) for short contexts, with --graph: one program a head (no reduce

@@ -79,14 +79,6 @@ def test_gqa_refuses_bad_prefetch(pf, mma, msg):
         dg.decode_attention_gqa(q, st, None, 0.1, mma=mma, mma_prefetch=pf)
 
 
-def test_gqa_refuses_a_window_launch_off_the_tensor_core_bulk():
-    n_kq, n_vq = kivi_split(300, 32, 64)
-    st = make_state(1, 1, 300, 128, n_kq, n_vq, 2, 2, 32, torch.float16, "cpu")
-    with pytest.raises(ValueError, match=r"^window_launch=True splits the tensor-core bulk's launch; pass mma=True"):
-        dg.decode_attention_gqa(torch.zeros(1, 8, 1, 128, dtype=torch.float16), st, None, 0.1, mma=False,
-                                window_launch=True)
-
-
 @pytest.mark.parametrize("w", [0, "2", 1.5])
 def test_gqa_refuses_bad_window_splits(w):
     n_kq, n_vq = kivi_split(300, 32, 64)
@@ -102,13 +94,6 @@ def test_gqa_window_splits_match_oracle(mma, W, B, pad):
     # tiles (20: more programs than tiles, so one tile each), on the tensor-core bulk and on the pair path
     check(8, 1, 333, 128, 2, pad, None if mma else True, DEVICE, B=B, R=128, mma=mma, num_splits=2, win_splits=W,
           **({} if mma else dict(block_w=16)))
-
-
-@pytest.mark.parametrize("W,pad", [(None, 45), (20, 0)])
-def test_gqa_window_launch_matches_oracle(W, pad):
-    # the window's splits on a launch of their own (the bulk's launch then ends at whole tensor-core tiles, so
-    # the window region is 128-159 tokens at R = 128), default programs and more programs than tiles
-    check(8, 1, 333, 128, 2, pad, None, DEVICE, R=128, mma=True, num_splits=2, win_splits=W, window_launch=True)
 
 
 def test_gqa_window_split_rule():
@@ -241,11 +226,7 @@ def test_gpu_gqa_kernel_eight_heads_a_kv_head(packed, L, pad):
                                       (4133, 0, dict(mma_prefetch=1)),
                                       (9000, 300, dict(mma_prefetch=8, num_splits=3)),
                                       (32 * 1024 + 77, 0, dict(mma_prefetch=4)),
-                                      (5000, 1500, dict(mma_prefetch=16, rest_dot=False, maxnreg=128)),
-                                      (4133, 0, dict(window_launch=True)),
-                                      (9000, 300, dict(window_launch=True, maxnreg=128)),
-                                      (32 * 1024 + 77, 0, dict(window_launch=True, win_splits=9)),
-                                      (5000, 1500, dict(window_launch=True, rest_dot=False, num_splits=3))])
+                                      (5000, 1500, dict(mma_prefetch=16, rest_dot=False, maxnreg=128))])
 def test_gpu_gqa_mma(Hq, L, pad, kw):
     check(Hq, 8, L, 128, 2, pad, None, "cuda", R=128, mma=True, **kw)
 
