@@ -2,6 +2,7 @@
 # Session 15, second call: MHA's tensor-core bulk (mma_shfl) prefetching the next tiles into L2 (Llama-2-7B shape),
 # and the GQA bulk's prefetch rule (prefetch_tiles: 2 tiles ahead for splits of <= 512 tokens, else 1) against fixed
 # distances on batch-1 and middle rows; from CUDA graphs against fp16 SDPA. Then the decode-attention GPU tests.
+# Its mma_sh_pf variants and MHA's option were removed after it ran (h200_round33.md, round 34).
 #   OUT=dir LIMIT=s bash benchmarks/device_round34.sh
 source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-580}

@@ -2,6 +2,7 @@
 # Session 15, fourth call: the GQA window's splits on a launch of their own (window_launch, "sep": the bulk's launch
 # has no shared memory, so 12 / 13 / 16 programs an SM at caps 168 / 152 / 128) against "auto" (one launch, the
 # next tile prefetched), from CUDA graphs; then the GQA kernel's GPU tests (-v).
+# Its sep variants and the option were removed after it ran (h200_round33.md, round 36); rerun at the commit it names.
 #   OUT=dir LIMIT=s bash benchmarks/device_round36.sh
 source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-400}
