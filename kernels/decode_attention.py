@@ -324,8 +324,13 @@ def _decode_attn_reduce_kernel(
 # ---------------------------------------------------------------------------------------------------
 
 
+# Triton picks the interpreter when it decorates a kernel (triton.jit reads TRITON_INTERPRET then), so the launchers
+# ask what was true at import; an environment lookup a launch cost ~6 us of a decode call's host path (this CPU)
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
 def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return _INTERPRET
 
 
 @functools.lru_cache(maxsize=None)
@@ -407,23 +412,20 @@ def _check(query: torch.Tensor, state: KiviState, valid: torch.Tensor | None) ->
     if s.n_vq + n_vw != L:
         raise ValueError(f"n_vq={s.n_vq} + value window {n_vw} != length {L}")
     cpw_k, cpw_v = 32 // s.k_bits, 32 // s.v_bits
-    expect = {
-        "k_codes": ((B, H, None, D), torch.int32, s.n_kq // cpw_k, 2),
-        "k_scale": ((B, H, None, D), query.dtype, s.n_kq // G, 2),
-        "k_min": ((B, H, None, D), query.dtype, s.n_kq // G, 2),
-        "k_tail": ((B, H, n_kt, D), query.dtype, n_kt, 2),
-        "v_codes": ((B, H, None, D // cpw_v), torch.int32, s.n_vq, 2),
-        "v_scale": ((B, H, None, D // G), query.dtype, s.n_vq, 2),
-        "v_min": ((B, H, None, D // G), query.dtype, s.n_vq, 2),
-        "v_win": ((B, H, n_vw, D), query.dtype, n_vw, 2),
-    }
+    qdt, i32 = query.dtype, torch.int32
+    # (name, tensor, token rows it must hold (None: its capacity, at least `need`), need, last dim, dtype). Plain
+    # tuples and comparisons: this runs on every decode call's host path (a dict of shapes and zip() cost ~2x)
     qdev = query.get_device()
-    for name, (shape, dtype, need, axis) in expect.items():
-        t = getattr(s, name)
-        if t.dim() != 4 or any(e is not None and e != a for e, a in zip(shape, t.shape)):
-            raise ValueError(f"state.{name} has shape {tuple(t.shape)}; expected {shape} (None = capacity)")
-        if t.shape[axis] < need:
-            raise ValueError(f"state.{name} holds {t.shape[axis]} rows along the token axis; need {need}")
+    for name, t, rows, need, last, dtype in (
+            ("k_codes", s.k_codes, None, s.n_kq // cpw_k, D, i32), ("k_scale", s.k_scale, None, s.n_kq // G, D, qdt),
+            ("k_min", s.k_min, None, s.n_kq // G, D, qdt), ("k_tail", s.k_tail, n_kt, n_kt, D, qdt),
+            ("v_codes", s.v_codes, None, s.n_vq, D // cpw_v, i32), ("v_scale", s.v_scale, None, s.n_vq, D // G, qdt),
+            ("v_min", s.v_min, None, s.n_vq, D // G, qdt), ("v_win", s.v_win, n_vw, n_vw, D, qdt)):
+        sh = t.shape
+        if len(sh) != 4 or sh[0] != B or sh[1] != H or sh[3] != last or (rows is not None and sh[2] != rows):
+            raise ValueError(f"state.{name} has shape {tuple(sh)}; expected {(B, H, rows, last)} (None = capacity)")
+        if sh[2] < need:
+            raise ValueError(f"state.{name} holds {sh[2]} rows along the token axis; need {need}")
         if t.dtype != dtype:
             raise ValueError(f"state.{name}.dtype={t.dtype}; expected {dtype}")
         if t.get_device() != qdev:  # an int: cheaper than comparing torch.device objects, per tensor a call

@@ -718,7 +718,8 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32; mma: MMA_WARPS, a key group a warp), maxnreg."""
     s = state
-    if mma is None:
+    asked = mma is not None  # an explicit request is checked below; default_gqa_mma has checked its own
+    if not asked:
         mma = block_w is None and packed is None and default_gqa_mma(query, s, scaling)
     if win_splits is not None and (not isinstance(win_splits, int) or win_splits < 1):
         raise ValueError(f"win_splits={win_splits!r}: the window's programs a kv head are an integer >= 1")
@@ -726,7 +727,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         raise ValueError(f"mma_prefetch={mma_prefetch!r}: tiles ahead to prefetch are an integer >= 0 (0: none)")
     if mma_prefetch and not mma:
         raise ValueError(f"mma_prefetch={mma_prefetch}: only the tensor-core bulk prefetches; pass mma=True or drop it")
-    if mma:
+    if mma and asked:
         why = unmappable_gqa_mma(query, s, scaling)
         if why is not None:
             raise ValueError(f"mma=True cannot run this call: {why}; use mma=False")
@@ -781,7 +782,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     n = B * H * S * QG  # partial rows
     pstr = 0 if mma else BT * QG // 2 if packed else BT * QG  # fp32 words of p scratch a program (packed: fp16 p)
     ws = torch.empty((n * (D + 2) + B * H * P * pstr,), device=query.device, dtype=torch.float32)
-    acc_ws, m_ws, l_ws, p_ws = ws[: n * D], ws[n * D: n * (D + 1)], ws[n * (D + 1): n * (D + 2)], ws[n * (D + 2):]
+    acc_ws, m_ws, l_ws, p_ws = ws.split((n * D, n, n, B * H * P * pstr))  # one call: four slices cost ~3x
     mask = valid.view(torch.uint8) if valid is not None else None
 
     def ptr(t):  # an empty segment is never read: give Triton a live pointer
