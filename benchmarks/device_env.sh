@@ -23,6 +23,16 @@ gpu_tests() {
       tests/test_engine.py tests/test_gpu_e2e.py 2>&1 | tee "$OUT/gpu_tests.log" | grep -v Warn | tail -6
   echo "gpu tests exit: ${PIPESTATUS[0]} at ${SECONDS}s"
 }
+# named_gpu_tests N FILE...: the GPU tests of those files (xdist if there), at most N seconds of what is left, each
+# result named (-v) so that a cut run still says which failed; failures in $OUT/gpu_tests.log, the summary printed
+named_gpu_tests() {
+  local n=$1; shift
+  local xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n 8)
+  timeout "$(left "$n")" python3 -m pytest -m gpu -v -p no:cacheprovider "${xd[@]}" -rf --tb=short "$@" 2>&1 \
+      | grep -v -e Warn -e warner -e PASSED -e SKIPPED > "$OUT/gpu_tests.log"
+  echo "gpu tests exit: ${PIPESTATUS[0]} at ${SECONDS}s"
+  grep -E "FAILED|ERROR|passed|failed" "$OUT/gpu_tests.log" | tail -12
+}
 # kernel_tests K N: the decode-attention GPU tests matching -k K (xdist if there), at most N seconds of what
 # is left; log in $OUT/gpu_tests.log
 kernel_tests() {

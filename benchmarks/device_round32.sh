@@ -11,11 +11,6 @@ variants small_8b 90 --graph --shape llama3.1-8b --rows 1x512,1x2048,1x4096,1x81
     --variants auto,gqa_mma,gqa_mma_t256
 variants large_8b 75 --graph --shape llama3.1-8b --rows 8x32768,16x16384,64x4096,128x4096 --variants auto,gqa_mma_p2048
 variants rows_70b 75 --graph --shape llama3.1-70b --rows 1x32768,8x32768,64x4096,128x4096 --variants auto,gqa_mma_p2048
-xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n 8)
-timeout "$(left 300)" python3 -m pytest -m gpu -v -p no:cacheprovider "${xd[@]}" -rf --tb=short \
-    tests/test_kernels_decode_attention.py tests/test_kernels_decode_attention_gqa.py \
-    tests/test_kernels_static_step.py tests/test_engine.py tests/test_gpu_e2e.py 2>&1 \
-    | grep -v -e Warn -e warner -e PASSED -e SKIPPED > "$OUT/gpu_tests.log"
-echo "gpu tests exit: ${PIPESTATUS[0]} at ${SECONDS}s"
-grep -E "FAILED|ERROR|passed|failed" "$OUT/gpu_tests.log" | tail -12
+named_gpu_tests 300 tests/test_kernels_decode_attention.py tests/test_kernels_decode_attention_gqa.py \
+    tests/test_kernels_static_step.py tests/test_engine.py tests/test_gpu_e2e.py
 echo "done at ${SECONDS}s"

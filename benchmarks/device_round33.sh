@@ -13,10 +13,5 @@ variants small_8b 130 --graph --shape llama3.1-8b --rows 1x512,1x4096,2x16384,1x
     --variants auto,gqa_mma,gqa_mma_pf2,gqa_mma_pf4,gqa_mma_pf8,gqa_mma_pf4_t512,gqa_mma_pf8_t1024
 variants rows_70b 100 --graph --shape llama3.1-70b --rows 1x32768,8x32768,128x4096 \
     --variants gqa_mma,gqa_mma_pf2,gqa_mma_pf4,gqa_mma_pf8
-xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n 8)
-timeout "$(left 200)" python3 -m pytest -m gpu -v -p no:cacheprovider "${xd[@]}" -rf --tb=short \
-    tests/test_kernels_decode_attention_gqa.py 2>&1 \
-    | grep -v -e Warn -e warner -e PASSED -e SKIPPED > "$OUT/gpu_tests.log"
-echo "gpu tests exit: ${PIPESTATUS[0]} at ${SECONDS}s"
-grep -E "FAILED|ERROR|passed|failed" "$OUT/gpu_tests.log" | tail -12
+named_gpu_tests 200 tests/test_kernels_decode_attention_gqa.py
 echo "done at ${SECONDS}s"

@@ -12,10 +12,5 @@ variants mha_large 130 --graph --rows 8x32768,16x16384,64x4096,128x4096 \
 variants mha_small 50 --graph --rows 1x512,2x16384,1x32768 --variants auto,mma_sh_pf0,mma_sh_pf1,mma_sh_pf2
 variants gqa_rule 120 --graph --shape llama3.1-8b --rows 1x4096,1x8192,2x16384,1x32768,4x8192,8x4096 \
     --variants auto,gqa_mma_pf0,gqa_mma_pf1,gqa_mma_pf2,gqa_mma_pf3
-xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n 8)
-timeout "$(left 260)" python3 -m pytest -m gpu -v -p no:cacheprovider "${xd[@]}" -rf --tb=short \
-    tests/test_kernels_decode_attention.py tests/test_kernels_decode_attention_gqa.py 2>&1 \
-    | grep -v -e Warn -e warner -e PASSED -e SKIPPED > "$OUT/gpu_tests.log"
-echo "gpu tests exit: ${PIPESTATUS[0]} at ${SECONDS}s"
-grep -E "FAILED|ERROR|passed|failed" "$OUT/gpu_tests.log" | tail -12
+named_gpu_tests 260 tests/test_kernels_decode_attention.py tests/test_kernels_decode_attention_gqa.py
 echo "done at ${SECONDS}s"

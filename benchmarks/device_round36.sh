@@ -12,10 +12,5 @@ variants large_8b 110 --graph --shape llama3.1-8b --rows 8x32768,16x16384,64x409
 variants small_8b 50 --graph --shape llama3.1-8b --rows 1x4096,2x16384,1x32768 --variants auto,gqa_mma_sep,gqa_mma_sep_w9
 variants rows_70b 60 --graph --shape llama3.1-70b --rows 8x32768,128x4096 \
     --variants auto,gqa_mma_sep,gqa_mma_sep_r152,gqa_mma_sep_r128
-xd=(); python3 -c "import xdist" 2>/dev/null && xd=(-n 8)
-timeout "$(left 160)" python3 -m pytest -m gpu -v -p no:cacheprovider "${xd[@]}" -rf --tb=short \
-    tests/test_kernels_decode_attention_gqa.py 2>&1 \
-    | grep -v -e Warn -e warner -e PASSED -e SKIPPED > "$OUT/gpu_tests.log"
-echo "gpu tests exit: ${PIPESTATUS[0]} at ${SECONDS}s"
-grep -E "FAILED|ERROR|passed|failed" "$OUT/gpu_tests.log" | tail -12
+named_gpu_tests 160 tests/test_kernels_decode_attention_gqa.py
 echo "done at ${SECONDS}s"
