@@ -205,8 +205,8 @@ def _key_mma(w0, w1, w2, w3, sv, mv, qv, sh, c0, c1, c2, c3, c4, c5, c6, c7, b0,
 @triton.jit
 def _l2_prefetch(p, ASM: tl.constexpr):
     # prefetch.global.L2 of the line holding each lane's address (int8 pointers): the bytes come into L2 without
-    # a register waiting for them, so they add to a program's loads in flight for free. Not pure, so nothing
-    # removes it though its zero result is unused. A no-op off the GPU
+    # a register waiting for them, so they add to a program's loads in flight at one instruction. Not pure, so
+    # nothing removes it though its zero result is unused. A no-op off the GPU
     if ASM:
         tl.inline_asm_elementwise("prefetch.global.L2 [$1];\nmov.u32 $0, 0;", "=r,l", [p], tl.int32, False, 1)
 

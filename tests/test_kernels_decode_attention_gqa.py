@@ -223,7 +223,7 @@ def test_gpu_gqa_kernel_eight_heads_a_kv_head(packed, L, pad):
                                       (9000, 300, dict(win_splits=9)),
                                       (4133, 0, dict(win_splits=3, num_splits=40)),
                                       (32 * 1024 + 77, 0, dict(win_splits=2, rest_dot=False)),
-                                      (4133, 0, dict(mma_prefetch=1)),
+                                      (4133, 0, dict(mma_prefetch=0)),
                                       (9000, 300, dict(mma_prefetch=8, num_splits=3)),
                                       (32 * 1024 + 77, 0, dict(mma_prefetch=4)),
                                       (5000, 1500, dict(mma_prefetch=16, rest_dot=False, maxnreg=128))])
