@@ -74,16 +74,17 @@ def test_gqa_mma_bulk_builds_for_sm90(tmp_path, early):
     # reloads of loop invariants), and its load addresses are one base a kind plus immediates (whole tiles,
     # VDENSE: ~10 address instructions a tile where the masked, indexed loads took ~130). With EARLY its 72
     # loads come first: built uncapped, as it was timed (at the default cap of 168, ptxas issues 42 of them
-    # before the first MMA)
-    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA, REST_DOT
+    # before the first MMA). With MMA_PREFETCH each tile also prefetches the next one: one CCTL a tile
+    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA, MMA_PREFETCH, REST_DOT
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
-              f"ASM=True VDENSE=True REP=1 MMA=True EARLY={early} RDOT={REST_DOT} num_warps=1 "
+              f"ASM=True VDENSE=True REP=1 MMA=True EARLY={early} RDOT={REST_DOT} PF={MMA_PREFETCH} num_warps=1 "
               f"maxnreg={255 if early else MAXNREG_GQA_MMA}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa")
     ttgir = (tmp_path / "gqa.ttgir").read_text()
     assert ttgir.count("mma.sync.aligned.m16n8k16") == 42 and ttgir.count("movmatrix") == 4
     main = main_loop(run)
-    assert main.get("HMMA") == 42 and main.get("LDG") == 72, run.stdout
+    assert main.get("HMMA") == 42 and main.get("LDG") == 72 and main.get("CCTL", 0) == min(1, MMA_PREFETCH), \
+        run.stdout
     assert all(main.get(op, 0) == 0 for op in ("STL", "BAR", "STS")) and main.get("LDL", 0) <= 4, run.stdout
     assert sum(main.get(op, 0) for op in ("IMAD", "IADD3", "LEA", "ISETP")) <= 40, run.stdout
     if early:
@@ -100,7 +101,7 @@ def test_gqa_mma_rest_on_tensor_cores_builds_for_sm90(tmp_path):
     # the cap of 168 registers)
     from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
-              "ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True num_warps=1 "
+              "ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF=1 num_warps=1 "
               f"maxnreg={MAXNREG_GQA_MMA}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa_rdot")
     loops = [dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line)) for line in run.stdout.splitlines()
