@@ -69,4 +69,5 @@ for i, t in enumerate(ins):
         # IMAD.MOV is a move that ptxas puts on the integer-multiply pipe: counted as MOV, not as arithmetic
         c = collections.Counter(re.sub(r"^IMAD\.MOV.*", "MOV", re.sub(r"^@!?U?P\w+\s+", "", x)).split()[0].split(".")[0]
                                 for x in body)
-        print(f"  loop [{a},{i}] {len(body)}:", ", ".join(f"{k}:{v}" for k, v in c.most_common()))  # every op: tests look for rare ones (CCTL)
+        # every op, not the commonest: the build tests look for rare ones (one CCTL a tile)
+        print(f"  loop [{a},{i}] {len(body)}:", ", ".join(f"{k}:{v}" for k, v in c.most_common()))

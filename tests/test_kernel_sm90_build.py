@@ -99,9 +99,9 @@ def test_gqa_mma_rest_on_tensor_cores_builds_for_sm90(tmp_path):
     # value window, then the fp16 tail) hold 32 HMMA each and no spills; on CUDA cores they take ~4,800 and
     # ~3,500 instructions a 16-token tile with ~180 spill loads and stores (triton 3.6: 1,496 and 431 with dots at
     # the cap of 168 registers)
-    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA
+    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA, MMA_PREFETCH
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
-              "ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF=1 num_warps=1 "
+              f"ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF={MMA_PREFETCH} num_warps=1 "
               f"maxnreg={MAXNREG_GQA_MMA}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa_rdot")
     loops = [dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line)) for line in run.stdout.splitlines()
