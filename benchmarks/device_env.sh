@@ -48,15 +48,16 @@ sweep() {
       | tee "$OUT/variants.log" | grep -v Warning
   echo "sweep done at ${SECONDS}s"
 }
-# ncu_v3 N "NCU OPTIONS" ROW [KW ...]: Nsight Compute on one warm v3 call (benchmarks/ncu_v3.py ROW KW...),
-# at most N seconds of what is left; with_ncu: whether ncu is there and NO_NCU is unset
+# ncu_v3 N "NCU OPTIONS" ROW [KW ...]: Nsight Compute on one warm call (benchmarks/ncu_v3.py ROW KW...; KERNEL, a
+# regex, names the kernel: default the v3 one), at most N seconds of what is left; with_ncu: whether ncu is there and
+# NO_NCU is unset
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 with_ncu() { [ -n "$NCU" ] && [ -z "${NO_NCU:-}" ]; }
 ncu_v3() {
   local n=$1 opts=$2; shift 2
   # shellcheck disable=SC2086  # the options are words
-  timeout "$(left "$n")" "$NCU" --clock-control none -k regex:_decode_attn_v3 --launch-skip 2 --launch-count 1 \
-      $opts python3 benchmarks/ncu_v3.py "$@"
+  timeout "$(left "$n")" "$NCU" --clock-control none -k "regex:${KERNEL:-_decode_attn_v3}" --launch-skip 2 \
+      --launch-count 1 $opts python3 benchmarks/ncu_v3.py "$@"
 }
 # variants TAG N ARGS...: bench_v3_variants.py ARGS (every variant timed REPEAT times in turn, default 1), at most N
 # seconds of what is left; the table on stdout (the device returns at most 8 files), the JSON as $OUT/TAG.json
