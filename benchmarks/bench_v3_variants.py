@@ -153,8 +153,15 @@ VARIANTS = {
        for n in (2, 4, 8) for t in (128, 256, 512, 1024)},
     **{f"gqa_mma_pf{n}_S{s}": {"_impl": "gqa", "mma": True, "mma_prefetch": n, "num_splits": s}
        for n in (2, 4, 8) for s in (4, 8, 12, 16, 24, 32)},
-    # session 15's gqa_mma_sep* variants (the window's splits on a launch of their own) were removed with the option
-    # after commit e591b35 (h200_round36: no faster with the prefetch)
+    # session 16: the prefetch into L1 ("pfl1"; "pfl3": L1, and the tile after it into L2) and the window's splits on a
+    # launch of their own after the bulk's ("sep": no shared memory in the bulk, so 12 programs an SM at cap 168 and
+    # ~200 KB of L1 instead of ~28), with more splits ("S<n>") and other caps
+    **{f"gqa_mma{sep}_pfl{lv}{pf}": {"_impl": "gqa", "mma": True, "mma_prefetch_level": lv, **skw, **pkw}
+       for sep, skw in (("", {}), ("_sep", {"window_launch": True})) for lv in (1, 2, 3)
+       for pf, pkw in (("", {}), ("_pf2", {"mma_prefetch": 2}))},
+    **{f"gqa_mma_sep_pfl{lv}{x}": {"_impl": "gqa", "mma": True, "window_launch": True, "mma_prefetch_level": lv, **kw}
+       for lv in (1, 2) for x, kw in (("_S20", {"num_splits": 20}), ("_S24", {"num_splits": 24}),
+                                       ("_r128", {"maxnreg": 128}), ("_r128_S32", {"maxnreg": 128, "num_splits": 32}))},
     # what a default call runs (kivi_kernels.decode_attention.pick_impl)
     "auto": {"_impl": "auto"},
     # v1 (tensor-core tiles of block_n tokens) for short contexts, with --graph: one program a head (no reduce

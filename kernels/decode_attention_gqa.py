@@ -466,17 +466,20 @@ def _decode_attn_gqa_kernel(
     s_kcb, s_kch, s_kcw, s_ksb, s_ksh, s_ksg, s_kmb, s_kmh, s_kmg, s_ktb, s_kth, s_ktt,
     s_vcb, s_vch, s_vct, s_vsb, s_vsh, s_vst, s_vmb, s_vmh, s_vmt, s_vwb, s_vwh, s_vwt,
     s_mb, s_mt,
-    NUM_SPLITS, P_ROWS, W_SPLITS,
+    NUM_SPLITS, P_ROWS, W_SPLITS, SPLIT0,
     QG: tl.constexpr, D: tl.constexpr, G: tl.constexpr, BITS: tl.constexpr, BW: tl.constexpr,
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
     REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr, RDOT: tl.constexpr, PF: tl.constexpr,
+    PFL: tl.constexpr, PART: tl.constexpr,
 ):
     # H here counts program heads: REP of them a kv head (REP = 2 at 8 query heads a kv head), each with QG
     # query heads: program head hv runs query heads hv * QG .. hv * QG + QG - 1 over kv head hv // REP
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
+    # PART 0: one launch runs every split; 1: the bulk splits alone (whole tensor-core tiles, so no v1 tile and no
+    # shared memory); 2: the window's splits alone (their index from SPLIT0 = the bulk splits)
     pid_bh = tl.program_id(0).to(tl.int64)
-    split = tl.program_id(1)
+    split = tl.program_id(1) + SPLIT0
     b = pid_bh // H
     hv = pid_bh % H
     h = hv // REP  # the kv head
@@ -494,7 +497,9 @@ def _decode_attn_gqa_kernel(
         b, h, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
         s_kcb, s_kch, s_ksb, s_ksh, s_kmb, s_kmh, s_ktb, s_kth, s_vcb, s_vch, s_vsb, s_vsh, s_vmb, s_vmh,
         s_vwb, s_vwh, s_mb)
-    packed_end = (n_vq // BLOCK_N) * BLOCK_N
+    # the bulk's end: whole v1 tiles, or whole tensor-core tiles when the window's splits take the rest
+    ALIGN: tl.constexpr = BLOCK_N if PART == 0 else NT
+    packed_end = (n_vq // ALIGN) * ALIGN
     if split >= NUM_SPLITS - W_SPLITS:  # the last W_SPLITS splits share [packed_end, L) in whole 16-token tiles
         w = split - (NUM_SPLITS - W_SPLITS)
         wc = tl.cdiv(tl.cdiv(L - packed_end, W_SPLITS), BLOCK_N) * BLOCK_N
@@ -510,11 +515,17 @@ def _decode_attn_gqa_kernel(
     # fp32 words a scratch row (packed: fp16 p; the tensor-core bulk keeps p in registers)
     PSTR: tl.constexpr = 0 if MMA else BT * QG // 2 if PACKED else BT * QG
     p_row = p_ptr + (pid_bh * P_ROWS + tl.minimum(split, P_ROWS - 1)) * PSTR
-    if MMA:
+    if PART == 2:  # the window's splits: v1's tiles alone
+        if RDOT:
+            m_i, l_i = _rows16(m_i, QG), _rows16(l_i, QG)
+            acc = tl.zeros((16, D), tl.float32)
+        else:
+            acc = tl.zeros((QG, D), tl.float32)
+    elif MMA:
         bulk_end = lo + ((bulk_end - lo) // NT) * NT  # whole tiles (unmasked loads); v1's tiles take the rest
         m_i, l_i, acc = _bulk_gqa_mma(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                                       s_kcw, s_ksg, s_kmg, s_mt, lo, bulk_end, qk_scale,
-                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY, PF)
+                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY, PF, PFL)
         if RDOT:
             m_i, l_i, acc = _rows16(m_i, QG), _rows16(l_i, QG), _rows16(acc, QG)
     elif PACKED:
@@ -525,11 +536,13 @@ def _decode_attn_gqa_kernel(
         m_i, l_i, acc = _bulk_gqa(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr, p_row,
                                   s_kcw, s_ksg, s_kmg, s_vct, s_vst, s_vmt, s_mt, lo, bulk_end, qk_scale, m_i, l_i,
                                   magic, QG, D, G, BITS, BW, HAS_VALID, NT)
-    # the rest of [lo, hi): v1's tiles with QG query rows (one straddling tile, the window, the key tail)
-    m_i, l_i, acc = _rest_tiles(q, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
-                                s_kcw, s_ksg, s_kmg, s_ktt, s_vct, s_vst, s_vmt, s_vwt, s_mt, bulk_end, hi, L,
-                                n_kq, n_vq, m_i, l_i, acc, qk_scale, offs_d, d_ok, BITS, BITS, G, BLOCK_N, D, D,
-                                HAS_VALID, WIN, RDOT)
+    # the rest of [lo, hi): v1's tiles with QG query rows (one straddling tile, the window, the key tail); none
+    # in the bulk's own launch
+    if PART != 1:
+        m_i, l_i, acc = _rest_tiles(q, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr,
+                                    s_kcw, s_ksg, s_kmg, s_ktt, s_vct, s_vst, s_vmt, s_vwt, s_mt, bulk_end, hi, L,
+                                    n_kq, n_vq, m_i, l_i, acc, qk_scale, offs_d, d_ok, BITS, BITS, G, BLOCK_N, D, D,
+                                    HAS_VALID, WIN, RDOT)
     rows = (pid_bh * NUM_SPLITS + split) * QG + g_i  # v1's workspace rows (M = QG)
     r_ok = g_i < QG
     tl.store(acc_ptr + rows[:, None] * D + offs_d[None, :], acc, mask=r_ok[:, None])
@@ -643,6 +656,11 @@ REST_DOT = True
 # prefetch in MHA's tensor-core bulk (a 256-token tile ahead) was 5-16% slower there (h200_round34: 8x32K 277.7
 # against 322.8 us) and was removed
 MMA_PREFETCH = 1
+MMA_PREFETCH_LEVEL = 2
+# The window's splits on a launch of their own (decode_attention_gqa(window_launch=)): the bulk's launch then has no
+# v1 tiles, so no shared memory (23 KB a program held the SM to 9 of them and the L1 cache to ~28 KB)
+WINDOW_LAUNCH = False
+WINDOW_LAUNCH_TILES = 1
 # Measured and dropped (session 15, h200_round36, commit e591b35): the window's splits on a launch of their own, so that
 # the bulk's launch has no shared memory (12 / 13 / 16 programs an SM at caps 168 / 152 / 128 against 9). With the
 # prefetch the extra programs no longer pay: Llama-3.1-8B from graphs, us, one launch / two at caps 168 / 152 / 128:
@@ -704,7 +722,8 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
                          maxnreg: int | None = None, packed: bool | None = None,
                          mma: bool | None = None, mma_early: bool | None = None,
                          rest_dot: bool | None = None, win_splits: int | None = None,
-                         mma_prefetch: int | None = None) -> torch.Tensor:
+                         mma_prefetch: int | None = None, mma_prefetch_level: int | None = None,
+                         window_launch: bool | None = None) -> torch.Tensor:
     """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`).
     `packed`: the fp16x2 pair path (k2v2, fp16, 4 or 8 query heads a kv head); None: wherever it can run
     (`packable_gqa`; as v3's `default_packed`, fp16 inputs keep its products in range). `mma`: the
@@ -714,7 +733,10 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     tensor cores (16 query rows, fp16 products) instead of CUDA cores (None: REST_DOT). `win_splits`: programs a
     kv head that share the value window and the key tail, a whole number of 16-token tiles each (None:
     `window_splits`). `mma_prefetch`: tiles ahead the tensor-core bulk prefetches into L2, 0 for none (None:
-    MMA_PREFETCH).
+    MMA_PREFETCH). `mma_prefetch_level`: 2 prefetches into L2, 1 into L1, 3 into L1 and the tile after into L2 (None:
+    MMA_PREFETCH_LEVEL). `window_launch`: the tensor-core bulk's window splits on a launch of their own, after the
+    bulk's (whole tensor-core tiles, no shared memory), WINDOW_LAUNCH_TILES 16-token tiles a program (None:
+    WINDOW_LAUNCH).
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32; mma: MMA_WARPS, a key group a warp), maxnreg."""
     s = state
@@ -725,6 +747,10 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         raise ValueError(f"win_splits={win_splits!r}: the window's programs a kv head are an integer >= 1")
     if mma_prefetch is not None and (not isinstance(mma_prefetch, int) or mma_prefetch < 0):
         raise ValueError(f"mma_prefetch={mma_prefetch!r}: tiles ahead to prefetch are an integer >= 0 (0: none)")
+    if mma_prefetch_level not in (None, 1, 2, 3):
+        raise ValueError(f"mma_prefetch_level={mma_prefetch_level!r}: 2 (L2), 1 (L1) or 3 (L1, then L2 a tile after)")
+    if (mma_prefetch_level is not None or window_launch) and not mma:
+        raise ValueError("mma_prefetch_level and window_launch shape the tensor-core bulk; pass mma=True or drop them")
     if mma_prefetch and not mma:
         raise ValueError(f"mma_prefetch={mma_prefetch}: only the tensor-core bulk prefetches; pass mma=True or drop it")
     if mma and asked:
@@ -774,9 +800,12 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         num_splits = mma_splits(B * H, L)
     S, chunk = splits_v3(B * H, L, BT, DEFAULT_BLOCK_N, num_splits,  # bulk splits + the window's (S >= 2)
                          programs=SPLIT_PROGRAMS_GQA if packed else da3.SPLIT_PROGRAMS)
+    sep = bool(mma) and (WINDOW_LAUNCH if window_launch is None else bool(window_launch))
+    align = NT if sep else DEFAULT_BLOCK_N  # the bulk's end: whole tensor-core tiles on its own launch
     # the window region [packed_end, L): exact here; on the static path at most the ring plus a straddling tile
-    span = min(L, win + DEFAULT_BLOCK_N) if lens is not None else L - (s.n_vq // DEFAULT_BLOCK_N) * DEFAULT_BLOCK_N
-    W = min(win_splits or window_splits(chunk, span, bool(mma)), max(1, -(-span // DEFAULT_BLOCK_N)))
+    span = min(L, win + align) if lens is not None else L - (s.n_vq // align) * align
+    W = min(win_splits or (-(-span // (WINDOW_LAUNCH_TILES * DEFAULT_BLOCK_N)) if sep else
+                           window_splits(chunk, span, bool(mma))), max(1, -(-span // DEFAULT_BLOCK_N)))
     P = S - 1  # bulk splits (a p scratch row each)
     S += W - 1
     n = B * H * S * QG  # partial rows
@@ -791,26 +820,35 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     def st(t):
         return t.stride()[:3] if t.numel() > 0 else (0, 0, 0)
 
-    _decode_attn_gqa_kernel[(B * H, S)](
-        query, ptr(s.k_codes), ptr(s.k_scale), ptr(s.k_min), ptr(s.k_tail),
-        ptr(s.v_codes), ptr(s.v_scale), ptr(s.v_min), ptr(s.v_win), mask if mask is not None else query,
-        lens if lens is not None else query,
-        acc_ws, m_ws, l_ws, p_ws,
-        H, L, s.n_kq, s.n_vq, chunk, scaling * _LOG2E, 0x4B000000,
-        query.stride(0), query.stride(1),
-        *st(s.k_codes), *st(s.k_scale), *st(s.k_min), *st(s.k_tail),
-        *st(s.v_codes), *st(s.v_scale), *st(s.v_min), *st(s.v_win),
-        *(mask.stride() if mask is not None else (0, 0)),
-        S, P, W,
-        QG=QG, D=D, G=s.group_size, BITS=s.k_bits, BW=BW, BLOCK_N=DEFAULT_BLOCK_N, HAS_VALID=valid is not None,
-        NT=NT, DEV_LENS=lens is not None, WIN=win, PACKED=packed, ASM=not _interpreting(),
-        VDENSE=(s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16 and s.v_scale.stride(2) == D // s.group_size
-                and s.v_min.stride(2) == D // s.group_size), num_warps=nw,
-        REP=REP, MMA=bool(mma), EARLY=MMA_EARLY if mma_early is None else bool(mma_early),
-        RDOT=bool(mma) and (REST_DOT if rest_dot is None else bool(rest_dot)),
-        PF=(MMA_PREFETCH if mma_prefetch is None else mma_prefetch) if mma else 0,
-        **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA if mma else MAXNREG)} if query.device.type == "cuda" else {}),
-    )
+    vdense = (s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16 and s.v_scale.stride(2) == D // s.group_size
+              and s.v_min.stride(2) == D // s.group_size)
+
+    def launch(splits, split0, part):
+        _decode_attn_gqa_kernel[(B * H, splits)](
+            query, ptr(s.k_codes), ptr(s.k_scale), ptr(s.k_min), ptr(s.k_tail),
+            ptr(s.v_codes), ptr(s.v_scale), ptr(s.v_min), ptr(s.v_win), mask if mask is not None else query,
+            lens if lens is not None else query,
+            acc_ws, m_ws, l_ws, p_ws,
+            H, L, s.n_kq, s.n_vq, chunk, scaling * _LOG2E, 0x4B000000,
+            query.stride(0), query.stride(1),
+            *st(s.k_codes), *st(s.k_scale), *st(s.k_min), *st(s.k_tail),
+            *st(s.v_codes), *st(s.v_scale), *st(s.v_min), *st(s.v_win),
+            *(mask.stride() if mask is not None else (0, 0)),
+            S, P, W, split0,
+            QG=QG, D=D, G=s.group_size, BITS=s.k_bits, BW=BW, BLOCK_N=DEFAULT_BLOCK_N, HAS_VALID=valid is not None,
+            NT=NT, DEV_LENS=lens is not None, WIN=win, PACKED=packed, ASM=not _interpreting(), VDENSE=vdense,
+            num_warps=nw, REP=REP, MMA=bool(mma), EARLY=MMA_EARLY if mma_early is None else bool(mma_early),
+            RDOT=bool(mma) and (REST_DOT if rest_dot is None else bool(rest_dot)),
+            PF=(MMA_PREFETCH if mma_prefetch is None else mma_prefetch) if mma else 0,
+            PFL=MMA_PREFETCH_LEVEL if mma_prefetch_level is None else mma_prefetch_level, PART=part,
+            **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA if mma else MAXNREG)} if query.device.type == "cuda" else {}),
+        )
+
+    if sep:  # the bulk's splits without v1's tiles, then the window's
+        launch(P, 0, 1)
+        launch(W, P, 2)
+    else:
+        launch(S, 0, 0)
     _decode_attn_reduce_kernel[(B * H, QG)](
         acc_ws, m_ws, l_ws, out, H, S, out.stride(0), out.stride(1), out.stride(2), out.stride(3),
         GROUP=QG, QLEN=1, D=D, DP=D, SC=MERGE_SPLITS, num_warps=1,
