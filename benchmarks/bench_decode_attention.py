@@ -234,7 +234,7 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
             if Hq == H:
                 continue
             bn = 32 * dgq.MMA_WARPS  # the launcher's defaults: its tensor-core bulk, a key group a warp
-            S = splits_v3(B * H, L, bn, 16, dgq.mma_splits(B * H, L))[0]
+            S = splits_v3(B * H, L, bn, 16, dgq.mma_splits(B * H, L, dgq.window_launch_pays(B * H, L)))[0]
             kw = dict(num_warps=dgq.MMA_WARPS)
         elif impl in ("gqa", "gqap", "gqaf"):
             if Hq == H:

@@ -153,15 +153,16 @@ VARIANTS = {
        for n in (2, 4, 8) for t in (128, 256, 512, 1024)},
     **{f"gqa_mma_pf{n}_S{s}": {"_impl": "gqa", "mma": True, "mma_prefetch": n, "num_splits": s}
        for n in (2, 4, 8) for s in (4, 8, 12, 16, 24, 32)},
-    # session 16: the prefetch into L1 ("pfl1"; "pfl3": L1, and the tile after it into L2) and the window's splits on a
-    # launch of their own after the bulk's ("sep": no shared memory in the bulk, so 12 programs an SM at cap 168 and
-    # ~200 KB of L1 instead of ~28), with more splits ("S<n>") and other caps
-    **{f"gqa_mma{sep}_pfl{lv}{pf}": {"_impl": "gqa", "mma": True, "mma_prefetch_level": lv, **skw, **pkw}
-       for sep, skw in (("", {}), ("_sep", {"window_launch": True})) for lv in (1, 2, 3)
-       for pf, pkw in (("", {}), ("_pf2", {"mma_prefetch": 2}))},
-    **{f"gqa_mma_sep_pfl{lv}{x}": {"_impl": "gqa", "mma": True, "window_launch": True, "mma_prefetch_level": lv, **kw}
-       for lv in (1, 2) for x, kw in (("_S20", {"num_splits": 20}), ("_S24", {"num_splits": 24}),
-                                       ("_r128", {"maxnreg": 128}), ("_r128_S32", {"maxnreg": 128, "num_splits": 32}))},
+    # session 16 (h200_round39): the window's splits on a launch of their own after the bulk's ("sep": no shared memory
+    # in the bulk, so 12 programs an SM at cap 168 and ~200 KB of L1 instead of ~28), at other split counts ("S<n>")
+    # and cap 128; "one": one launch, as before (window_launch_pays picks). Round 39's prefetch-into-L1 variants left
+    # with the option (no change)
+    "gqa_mma_one": {"_impl": "gqa", "mma": True, "window_launch": False},
+    "gqa_mma_sep": {"_impl": "gqa", "mma": True, "window_launch": True},
+    **{f"gqa_mma_sep_S{n}": {"_impl": "gqa", "mma": True, "window_launch": True, "num_splits": n}
+       for n in (8, 12, 16, 20, 24, 32, 48)},
+    **{f"gqa_mma_sep_r128{x}": {"_impl": "gqa", "mma": True, "window_launch": True, "maxnreg": 128, **kw}
+       for x, kw in (("", {}), ("_S32", {"num_splits": 32}))},
     # what a default call runs (kivi_kernels.decode_attention.pick_impl)
     "auto": {"_impl": "auto"},
     # v1 (tensor-core tiles of block_n tokens) for short contexts, with --graph: one program a head (no reduce
@@ -252,11 +253,13 @@ def main() -> None:
                 splits = da3.splits_v3(B * Hq, L, bw3 * 16, 16, kw.get("num_splits"), kw.get("split_rem", True),
                                        da3.SPLIT_PROGRAMS_MMA_SH if sh else da3.SPLIT_PROGRAMS)[0]
             elif kw.get("mma"):  # the GQA tensor-core bulk: a program a kv head, a key group a warp
+                sep = kw.get("window_launch", dgq.window_launch_pays(B * H, L))
                 splits, chunk = da3.splits_v3(B * H, L, 32 * (kw.get("num_warps") or dgq.MMA_WARPS), 16,
-                                              kw.get("num_splits") or dgq.mma_splits(B * H, L))
-                span = L - (st.n_vq // 16) * 16
-                splits += min(kw.get("win_splits") or dgq.window_splits(chunk, span, True),
-                              -(-span // 16)) - 1
+                                              kw.get("num_splits") or dgq.mma_splits(B * H, L, sep))
+                al = 32 if sep else 16  # the bulk ends at whole tensor-core tiles when the window has its own launch
+                span = L - (st.n_vq // al) * al
+                splits += min(kw.get("win_splits") or (-(-span // (dgq.WINDOW_LAUNCH_TILES * 16)) if sep else
+                                                        dgq.window_splits(chunk, span, True)), -(-span // 16)) - 1
             else:
                 bw = kw.get("block_w") or (dgq.DEFAULT_BLOCK_W if kw.get("packed") is False else dgq.PACKED_BLOCK_W)
                 splits = da3.splits_v3(B * H, L, bw * 16, 16,

@@ -471,7 +471,7 @@ def _decode_attn_gqa_kernel(
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
     REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr, RDOT: tl.constexpr, PF: tl.constexpr,
-    PFL: tl.constexpr, PART: tl.constexpr,
+    PART: tl.constexpr,
 ):
     # H here counts program heads: REP of them a kv head (REP = 2 at 8 query heads a kv head), each with QG
     # query heads: program head hv runs query heads hv * QG .. hv * QG + QG - 1 over kv head hv // REP
@@ -525,7 +525,7 @@ def _decode_attn_gqa_kernel(
         bulk_end = lo + ((bulk_end - lo) // NT) * NT  # whole tiles (unmasked loads); v1's tiles take the rest
         m_i, l_i, acc = _bulk_gqa_mma(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                                       s_kcw, s_ksg, s_kmg, s_mt, lo, bulk_end, qk_scale,
-                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY, PF, PFL)
+                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY, PF)
         if RDOT:
             m_i, l_i, acc = _rows16(m_i, QG), _rows16(l_i, QG), _rows16(acc, QG)
     elif PACKED:
@@ -656,28 +656,41 @@ REST_DOT = True
 # prefetch in MHA's tensor-core bulk (a 256-token tile ahead) was 5-16% slower there (h200_round34: 8x32K 277.7
 # against 322.8 us) and was removed
 MMA_PREFETCH = 1
-MMA_PREFETCH_LEVEL = 2
-# The window's splits on a launch of their own (decode_attention_gqa(window_launch=)): the bulk's launch then has no
-# v1 tiles, so no shared memory (23 KB a program held the SM to 9 of them and the L1 cache to ~28 KB)
-WINDOW_LAUNCH = False
+# The window's splits on a launch of their own after the bulk's (decode_attention_gqa(window_launch=), one 16-token
+# tile a program), where the one-launch grid is held to one wave (MMA_WAVE_PROGRAMS) and a call has at least
+# WINDOW_LAUNCH_MIN_HEADS (batch, kv head) pairs (`window_launch_pays`). The bulk's launch then has no v1 tiles, so no
+# shared memory (23 KB a program held an SM to 9 of them, beside a ~28 KB L1): 12 fit at cap 168, and its splits fill
+# MMA_WAVE_PROGRAMS_SEP. Nsight at 8x32K (Llama-3.1-8B, h200_round38 / round 39): one launch, 7.5 warps an SM at 3.97
+# cycles an instruction each; the bulk alone at 24 splits, 10.1 warps at 5.04. H200, GPU time from graphs, us
+# (h200_round39): 8x32K 110.7 one launch, 110.4 two at the same 16 splits, 102.1 two at 24; 64x4096 (its grid is
+# 2 waves: not taken) 124.0 / 124.2; 128x4096 223.8 / 239.2; 1x32K 33.6 / 37.5, 2x16K 27.7 / 31.6 (the serial
+# window launch costs ~4 us, so small calls keep one launch). Also measured in round 39 and dropped: the prefetch
+# into L1 (prefetch.global.L1: no change, 8x32K 110.6 us, L1 hit rate 47.84% with and without), L1 and the tile after
+# into L2 (112.0), two tiles ahead (112.8 with the window launch), cap 128 (16 programs an SM: 125.5 at 16 splits,
+# 106.1 at 32)
+WINDOW_LAUNCH = True
 WINDOW_LAUNCH_TILES = 1
-# Measured and dropped (session 15, h200_round36, commit e591b35): the window's splits on a launch of their own, so that
-# the bulk's launch has no shared memory (12 / 13 / 16 programs an SM at caps 168 / 152 / 128 against 9). With the
-# prefetch the extra programs no longer pay: Llama-3.1-8B from graphs, us, one launch / two at caps 168 / 152 / 128:
-# 8x32K 110.4 / 112.8 / 120.8 / 128.4, 16x16K 109.8 / 112.4 / 119.3 / 127.0, 64x4096 124.0 / 122.7 / 129.9 / 119.5,
-# 128x4096 222.8 / 232.2 / 244.4 / 218.4 (70B 8x32K 111.7 / 113.6 / 120.7 / 145.3); batch 1 lost 3-6 us a call to
-# the serial window launch (1x32K 33.6 / 39.3)
+WINDOW_LAUNCH_MIN_HEADS = 64
+MMA_WAVE_PROGRAMS_SEP = 1536  # 12 an SM (1,584 on the H200)
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
 
 
 @functools.lru_cache(maxsize=4096)
-def mma_splits(batch_kv_heads: int, length: int) -> int:
+def mma_splits(batch_kv_heads: int, length: int, window_launch: bool = False) -> int:
     """The tensor-core bulk's splits a kv head. At most SPLIT_PROGRAMS_GQA_MMA programs; below that, sqrt(L / 2)
-    splits, no more than one wave of MMA_WAVE_PROGRAMS programs (but at least MMA_MIN_SPLITS). Cached: it runs on
-    every decode call's host path."""
+    splits, no more than one wave of MMA_WAVE_PROGRAMS programs (MMA_WAVE_PROGRAMS_SEP with the window on a launch of
+    its own), but at least MMA_MIN_SPLITS. Cached: it runs on every decode call's host path."""
+    wave = MMA_WAVE_PROGRAMS_SEP if window_launch else MMA_WAVE_PROGRAMS
     S = da3.num_splits_v3(batch_kv_heads, length, 32 * MMA_WARPS, SPLIT_PROGRAMS_GQA_MMA)
-    return max(1, min(S, max(MMA_MIN_SPLITS, min(math.isqrt(length // 2), MMA_WAVE_PROGRAMS // batch_kv_heads))))
+    return max(1, min(S, max(MMA_MIN_SPLITS, min(math.isqrt(length // 2), wave // batch_kv_heads))))
+
+
+@functools.lru_cache(maxsize=4096)
+def window_launch_pays(batch_kv_heads: int, length: int) -> bool:
+    """Whether a default tensor-core call runs the window's splits on a launch of their own (WINDOW_LAUNCH)."""
+    return (WINDOW_LAUNCH and batch_kv_heads >= WINDOW_LAUNCH_MIN_HEADS
+            and batch_kv_heads * mma_splits(batch_kv_heads, length) <= MMA_WAVE_PROGRAMS)
 
 
 def window_splits(chunk: int, span: int, mma: bool) -> int:
@@ -722,8 +735,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
                          maxnreg: int | None = None, packed: bool | None = None,
                          mma: bool | None = None, mma_early: bool | None = None,
                          rest_dot: bool | None = None, win_splits: int | None = None,
-                         mma_prefetch: int | None = None, mma_prefetch_level: int | None = None,
-                         window_launch: bool | None = None) -> torch.Tensor:
+                         mma_prefetch: int | None = None, window_launch: bool | None = None) -> torch.Tensor:
     """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`).
     `packed`: the fp16x2 pair path (k2v2, fp16, 4 or 8 query heads a kv head); None: wherever it can run
     (`packable_gqa`; as v3's `default_packed`, fp16 inputs keep its products in range). `mma`: the
@@ -732,11 +744,9 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     (None: MMA_EARLY). `rest_dot`: with it, the split with the value window and the key tail runs v1's tiles on
     tensor cores (16 query rows, fp16 products) instead of CUDA cores (None: REST_DOT). `win_splits`: programs a
     kv head that share the value window and the key tail, a whole number of 16-token tiles each (None:
-    `window_splits`). `mma_prefetch`: tiles ahead the tensor-core bulk prefetches into L2, 0 for none (None:
-    MMA_PREFETCH). `mma_prefetch_level`: 2 prefetches into L2, 1 into L1, 3 into L1 and the tile after into L2 (None:
-    MMA_PREFETCH_LEVEL). `window_launch`: the tensor-core bulk's window splits on a launch of their own, after the
-    bulk's (whole tensor-core tiles, no shared memory), WINDOW_LAUNCH_TILES 16-token tiles a program (None:
-    WINDOW_LAUNCH).
+    `window_splits`; on the window's own launch, WINDOW_LAUNCH_TILES 16-token tiles a program). `mma_prefetch`: tiles ahead the tensor-core bulk prefetches into L2, 0 for none (None:
+    MMA_PREFETCH). `window_launch`: the tensor-core bulk's window splits on a launch of their own, after the
+    bulk's (whole tensor-core tiles, no shared memory; None: `window_launch_pays`).
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32; mma: MMA_WARPS, a key group a warp), maxnreg."""
     s = state
@@ -747,10 +757,8 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         raise ValueError(f"win_splits={win_splits!r}: the window's programs a kv head are an integer >= 1")
     if mma_prefetch is not None and (not isinstance(mma_prefetch, int) or mma_prefetch < 0):
         raise ValueError(f"mma_prefetch={mma_prefetch!r}: tiles ahead to prefetch are an integer >= 0 (0: none)")
-    if mma_prefetch_level not in (None, 1, 2, 3):
-        raise ValueError(f"mma_prefetch_level={mma_prefetch_level!r}: 2 (L2), 1 (L1) or 3 (L1, then L2 a tile after)")
-    if (mma_prefetch_level is not None or window_launch) and not mma:
-        raise ValueError("mma_prefetch_level and window_launch shape the tensor-core bulk; pass mma=True or drop them")
+    if window_launch and not mma:
+        raise ValueError("window_launch=True splits the tensor-core bulk's launch; pass mma=True or drop it")
     if mma_prefetch and not mma:
         raise ValueError(f"mma_prefetch={mma_prefetch}: only the tensor-core bulk prefetches; pass mma=True or drop it")
     if mma and asked:
@@ -796,11 +804,11 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     if NT % (2 * D // (32 // s.v_bits)):
         raise ValueError(f"num_warps={nw}: a step's {NT} threads must cover whole value rows")
     BT = BW * (32 // s.k_bits)
+    sep = bool(mma) and (window_launch_pays(B * H, L) if window_launch is None else bool(window_launch))
     if mma and num_splits is None:
-        num_splits = mma_splits(B * H, L)
+        num_splits = mma_splits(B * H, L, sep)
     S, chunk = splits_v3(B * H, L, BT, DEFAULT_BLOCK_N, num_splits,  # bulk splits + the window's (S >= 2)
                          programs=SPLIT_PROGRAMS_GQA if packed else da3.SPLIT_PROGRAMS)
-    sep = bool(mma) and (WINDOW_LAUNCH if window_launch is None else bool(window_launch))
     align = NT if sep else DEFAULT_BLOCK_N  # the bulk's end: whole tensor-core tiles on its own launch
     # the window region [packed_end, L): exact here; on the static path at most the ring plus a straddling tile
     span = min(L, win + align) if lens is not None else L - (s.n_vq // align) * align
@@ -840,7 +848,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
             num_warps=nw, REP=REP, MMA=bool(mma), EARLY=MMA_EARLY if mma_early is None else bool(mma_early),
             RDOT=bool(mma) and (REST_DOT if rest_dot is None else bool(rest_dot)),
             PF=(MMA_PREFETCH if mma_prefetch is None else mma_prefetch) if mma else 0,
-            PFL=MMA_PREFETCH_LEVEL if mma_prefetch_level is None else mma_prefetch_level, PART=part,
+            PART=part,
             **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA if mma else MAXNREG)} if query.device.type == "cuda" else {}),
         )
 
@@ -863,9 +871,13 @@ def workspace_bytes(batch: int, kv_heads: int, group: int, length: int, head_dim
     tensor-core bulk, `mma`). `window`: tokens from the last whole packed value tile to the end (the value
     window and the key tail; R = 128: 128-143), which the tensor-core bulk's window programs share."""
     if mma:  # a program a kv head, a key group a warp
+        sep = window_launch_pays(batch * kv_heads, length)
         S, chunk = splits_v3(batch * kv_heads, length, 32 * MMA_WARPS, DEFAULT_BLOCK_N,
-                             mma_splits(batch * kv_heads, length))
-        W = min(window_splits(chunk, window, True), max(1, -(-window // DEFAULT_BLOCK_N)))
+                             mma_splits(batch * kv_heads, length, sep))
+        if sep:  # its window region ends the bulk at whole tensor-core tiles: up to 16 tokens more
+            window += 16
+        W = min(-(-window // (WINDOW_LAUNCH_TILES * DEFAULT_BLOCK_N)) if sep else window_splits(chunk, window, True),
+                max(1, -(-window // DEFAULT_BLOCK_N)))
         return batch * kv_heads * (S - 1 + W) * group * (head_dim + 2) * 4
     if group == 8:  # two programs a kv head, 4 query heads each
         kv_heads, group = kv_heads * 2, 4

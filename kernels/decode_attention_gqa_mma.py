@@ -203,15 +203,12 @@ def _key_mma(w0, w1, w2, w3, sv, mv, qv, sh, c0, c1, c2, c3, c4, c5, c6, c7, b0,
 
 
 @triton.jit
-def _l2_prefetch(p, ASM: tl.constexpr, LEVEL: tl.constexpr = 2):
-    # prefetch.global.L2 (LEVEL 1: .L1) of the line holding each lane's address (int8 pointers): the bytes come
-    # into the cache without a register waiting for them, so they add to a program's loads in flight at one
-    # instruction. Not pure, so nothing removes it though its zero result is unused. A no-op off the GPU
+def _l2_prefetch(p, ASM: tl.constexpr):
+    # prefetch.global.L2 of the line holding each lane's address (int8 pointers): the bytes come into L2 without
+    # a register waiting for them, so they add to a program's loads in flight at one instruction. Not pure, so
+    # nothing removes it though its zero result is unused. A no-op off the GPU
     if ASM:
-        if LEVEL == 1:
-            tl.inline_asm_elementwise("prefetch.global.L1 [$1];\nmov.u32 $0, 0;", "=r,l", [p], tl.int32, False, 1)
-        else:
-            tl.inline_asm_elementwise("prefetch.global.L2 [$1];\nmov.u32 $0, 0;", "=r,l", [p], tl.int32, False, 1)
+        tl.inline_asm_elementwise("prefetch.global.L2 [$1];\nmov.u32 $0, 0;", "=r,l", [p], tl.int32, False, 1)
 
 
 @triton.jit
@@ -359,7 +356,7 @@ def _rescale(al0, al1, al_g, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10
 def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                   s_kcw, s_ksg, s_kmg, s_mt, lo, end, qk_scale,
                   QG: tl.constexpr, D: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr,
-                  EARLY: tl.constexpr, PF: tl.constexpr, PFL: tl.constexpr = 2):
+                  EARLY: tl.constexpr, PF: tl.constexpr):
     # [lo, end) in whole tiles of 32 x NW tokens (k2v2, fp16, D = 128, G = 32, qk_scale > 0, dense value rows:
     # the launcher checks; the caller leaves a partial tile to v1's tiles), a key group a warp, so no load is
     # masked by the length. Returns the QG heads' max [QG], sum [QG] and output [QG, D] (not normalized), as the
@@ -407,18 +404,13 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
     if PF > 0:
         pf_base, pf_step = _prefetch_lanes(kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, s_kcw, s_ksg, s_kmg,
                                            lane, D)
-        for k in tl.static_range(1, PF + (PFL == 3)):  # the tiles between the first and the loop's first prefetch
+        for k in tl.static_range(1, PF):  # the tiles between the first and the loop's first prefetch
             _l2_prefetch(pf_base + ((tl.minimum(lo + k * BT, end - BT) + 32 * warp) // 32) * pf_step, ASM)
     for start in range(lo, end, BT):
         tok0 = start + 32 * warp
         if PF > 0:  # the group PF tiles ahead into L2 (the last tiles repeat the split's last); lines are
             # read from L2, not from HBM, once a program's loads reach them
-            # PFL: 2 into L2, 1 into L1, 3 into L1 and the tile after it into L2
-            _l2_prefetch(pf_base + ((tl.minimum(start + PF * BT, end - BT) + 32 * warp) // 32) * pf_step, ASM,
-                         1 if PFL != 2 else 2)
-            if PFL == 3:
-                _l2_prefetch(pf_base + ((tl.minimum(start + (PF + 1) * BT, end - BT) + 32 * warp) // 32) * pf_step,
-                             ASM)
+            _l2_prefetch(pf_base + ((tl.minimum(start + PF * BT, end - BT) + 32 * warp) // 32) * pf_step, ASM)
         # every load of the group first, in this order (a warp issues in order: a load placed after a use of an
         # earlier one waits for it): key words, key scales and mins, value words, value scales and mins
         kb_ = kc_ptr + (tok0 // 16 + a)[:, None] * s_kcw + ch4

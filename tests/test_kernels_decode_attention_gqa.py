@@ -79,6 +79,14 @@ def test_gqa_refuses_bad_prefetch(pf, mma, msg):
         dg.decode_attention_gqa(q, st, None, 0.1, mma=mma, mma_prefetch=pf)
 
 
+def test_gqa_refuses_a_window_launch_off_the_tensor_core_bulk():
+    n_kq, n_vq = kivi_split(300, 32, 64)
+    st = make_state(1, 1, 300, 128, n_kq, n_vq, 2, 2, 32, torch.float16, "cpu")
+    with pytest.raises(ValueError, match=r"^window_launch=True splits the tensor-core bulk's launch; pass mma=True"):
+        dg.decode_attention_gqa(torch.zeros(1, 8, 1, 128, dtype=torch.float16), st, None, 0.1, mma=False,
+                                window_launch=True)
+
+
 @pytest.mark.parametrize("w", [0, "2", 1.5])
 def test_gqa_refuses_bad_window_splits(w):
     n_kq, n_vq = kivi_split(300, 32, 64)
@@ -94,6 +102,13 @@ def test_gqa_window_splits_match_oracle(mma, W, B, pad):
     # tiles (20: more programs than tiles, so one tile each), on the tensor-core bulk and on the pair path
     check(8, 1, 333, 128, 2, pad, None if mma else True, DEVICE, B=B, R=128, mma=mma, num_splits=2, win_splits=W,
           **({} if mma else dict(block_w=16)))
+
+
+@pytest.mark.parametrize("W,pad", [(None, 45), (20, 0)])
+def test_gqa_window_launch_matches_oracle(W, pad):
+    # the window's splits on a launch of their own (the bulk's launch then ends at whole tensor-core tiles, so
+    # the window region is 128-159 tokens at R = 128), default programs and more programs than tiles
+    check(8, 1, 333, 128, 2, pad, None, DEVICE, R=128, mma=True, num_splits=2, win_splits=W, window_launch=True)
 
 
 def test_gqa_window_split_rule():
@@ -141,6 +156,16 @@ def test_gqa_mma_split_rule():
     assert [dg.mma_splits(bh, L) for bh, L in [(8, 32768), (8, 4096), (16, 16384), (64, 32768), (128, 16384),
                                                (512, 4096), (1024, 4096)]] == [128, 45, 64, 16, 8, 4, 2]
     assert dg.mma_splits(8, 300) == 10
+    # with the window on its own launch, one wave of MMA_WAVE_PROGRAMS_SEP: 8x32K 24, 16x16K 12, 32x8192 6
+    assert [dg.mma_splits(bh, L, True) for bh, L in [(64, 32768), (128, 16384), (256, 8192)]] == [24, 12, 6]
+
+
+def test_gqa_window_launch_rule():
+    # taken where the one-launch grid is held to one wave and there are >= 64 (batch, kv head) pairs: not at batch
+    # 1-2 (its serial launch costs ~4 us) nor where the grid already fills two waves (64x4096, 128x4096)
+    pays = [dg.window_launch_pays(bh, L) for bh, L in [(64, 32768), (128, 16384), (256, 8192), (8, 32768),
+                                                        (16, 16384), (512, 4096), (1024, 4096)]]
+    assert pays == [dg.WINDOW_LAUNCH] * 3 + [False] * 4
 
 
 def test_gqa_kernel_refuses_what_it_cannot_run():
@@ -226,7 +251,12 @@ def test_gpu_gqa_kernel_eight_heads_a_kv_head(packed, L, pad):
                                       (4133, 0, dict(mma_prefetch=0)),
                                       (9000, 300, dict(mma_prefetch=8, num_splits=3)),
                                       (32 * 1024 + 77, 0, dict(mma_prefetch=4)),
-                                      (5000, 1500, dict(mma_prefetch=16, rest_dot=False, maxnreg=128))])
+                                      (5000, 1500, dict(mma_prefetch=16, rest_dot=False, maxnreg=128)),
+                                      (4133, 0, dict(window_launch=True)),
+                                      (9000, 300, dict(window_launch=True, maxnreg=128)),
+                                      (32 * 1024 + 77, 0, dict(window_launch=True, win_splits=9)),
+                                      (5000, 1500, dict(window_launch=True, rest_dot=False, num_splits=3)),
+                                      (4133, 45, dict(window_launch=False))])
 def test_gpu_gqa_mma(Hq, L, pad, kw):
     check(Hq, 8, L, 128, 2, pad, None, "cuda", R=128, mma=True, **kw)
 
@@ -243,10 +273,11 @@ def test_gpu_gqa_sparse_value_rows_take_the_pair_path(Hq, L, pad):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("Hq,L", [(32, 4133), (64, 9000)])
-def test_gpu_gqa_mma_on_the_static_path(Hq, L, monkeypatch):
+@pytest.mark.parametrize("Hq,L,B", [(32, 4133, 2), (64, 9000, 2), (32, 4133, 8)])
+def test_gpu_gqa_mma_on_the_static_path(Hq, L, B, monkeypatch):
     """The lean engine's launch (decode_attention_static: lengths read on the device, the value window as a
-    ring, the grid over the capacity) through "auto", which picks the GQA kernel's tensor-core bulk."""
+    ring, the grid over the capacity) through "auto", which picks the GQA kernel's tensor-core bulk (at batch 8,
+    with the window's splits on their own launch)."""
     import kivi_kernels.decode_attention as da
 
     monkeypatch.setattr(dg, "MIN_TILES_GQA", 0)
@@ -254,7 +285,8 @@ def test_gpu_gqa_mma_on_the_static_path(Hq, L, monkeypatch):
     picks = []
     real = dg.default_gqa_mma
     monkeypatch.setattr(dg, "default_gqa_mma", lambda q, s, sc: picks.append(real(q, s, sc)) or picks[-1])
-    B, H, D, W, max_len = 2, 8, 128, 160, L + 300
+    H, D, W, max_len = 8, 128, 160, L + 300
+    assert dg.window_launch_pays(B * H, max_len) == (dg.WINDOW_LAUNCH and B == 8)
     n_kq, n_vq = kivi_split(L, 32, 128)
     state = make_state(B, H, L, D, n_kq, n_vq, 2, 2, 32, torch.float16, "cuda", L)
     ring = torch.zeros(B, H, W, D, device="cuda", dtype=torch.float16)
@@ -270,6 +302,15 @@ def test_gpu_gqa_mma_on_the_static_path(Hq, L, monkeypatch):
     err = (out.float() - ref.float()).abs().max().item()
     assert picks and all(picks), picks
     assert err <= TOL[torch.float16], f"static GQA {Hq}/{H} L={L}: max |err| {err:.3g}"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("Hq,L,pad", [(32, 4133, 45), (64, 9000, 0)])
+def test_gpu_gqa_mma_window_launch_by_default(Hq, L, pad):
+    # 8 x 8 (batch, kv head) pairs and a one-wave grid: the default call puts the window on its own launch
+    assert dg.window_launch_pays(8 * 8, L) == dg.WINDOW_LAUNCH
+    check(Hq, 8, L, 128, 2, pad, None, "cuda", B=8, R=128)
 
 
 @pytest.mark.gpu
