@@ -66,20 +66,23 @@ def test_mma_bulk_builds_for_sm90_with_its_lane_mapping(tmp_path, sh, cap, hmma)
         assert main.get("BAR", 0) == 0 and main.get("STS", 0) == 0 and main.get("SHFL") <= 48, run.stdout
 
 
-@pytest.mark.parametrize("early", [True, False])
-def test_gqa_mma_bulk_builds_for_sm90(tmp_path, early):
+@pytest.mark.parametrize("early,part", [(True, 0), (False, 0), (False, 1)])
+def test_gqa_mma_bulk_builds_for_sm90(tmp_path, early, part):
     # the GQA kernel's tensor-core bulk (decode_attention_gqa_mma; 8 query heads, one warp, the launcher's cap):
     # a tile is 16 two-MMA asm calls (keys, values), 8 bias MMAs and 2 value-min MMAs, 4 movmatrix transposes;
     # the loop keeps everything in registers (no spill stores, no shared memory, no barrier; at most four
     # reloads of loop invariants), and its load addresses are one base a kind plus immediates (whole tiles,
     # VDENSE: ~10 address instructions a tile where the masked, indexed loads took ~130). With EARLY its 72
     # loads come first: built uncapped, as it was timed (at the default cap of 168, ptxas issues 42 of them
-    # before the first MMA). With MMA_PREFETCH each tile also prefetches the next one: one CCTL a tile
+    # before the first MMA). With MMA_PREFETCH each tile also prefetches the next one: one CCTL a tile. PART 1 is
+    # the bulk's launch when the window's splits have their own: no v1 tile, so (almost) no shared memory
     from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA, MMA_PREFETCH, REST_DOT
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
-              f"ASM=True VDENSE=True REP=1 MMA=True EARLY={early} RDOT={REST_DOT} PF={MMA_PREFETCH} num_warps=1 "
-              f"maxnreg={255 if early else MAXNREG_GQA_MMA}").split()
+              f"ASM=True VDENSE=True REP=1 MMA=True EARLY={early} RDOT={REST_DOT} PF={MMA_PREFETCH} PART={part} "
+              f"num_warps=1 maxnreg={255 if early else MAXNREG_GQA_MMA}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa")
+    if part == 1:  # 23,552 B with the window's tl.dot tiles in the same launch: 9 programs an SM instead of 12
+        assert int(re.search(r"shared=(\d+)", run.stdout).group(1)) <= 2048, run.stdout
     ttgir = (tmp_path / "gqa.ttgir").read_text()
     assert ttgir.count("mma.sync.aligned.m16n8k16") == 42 and ttgir.count("movmatrix") == 4
     main = main_loop(run)
@@ -94,18 +97,21 @@ def test_gqa_mma_bulk_builds_for_sm90(tmp_path, early):
         assert sum("LDG" in line for line in sass[loop_start:first_mma]) >= 56, "the tile's loads must come first"
 
 
-def test_gqa_mma_rest_on_tensor_cores_builds_for_sm90(tmp_path):
+@pytest.mark.parametrize("part", [0, 2])
+def test_gqa_mma_rest_on_tensor_cores_builds_for_sm90(tmp_path, part):
     # rest_dot: the window's split runs v1's tiles with tl.dot for 16 query rows. Its loops (packed keys with the
     # value window, then the fp16 tail) hold 32 HMMA each and no spills; on CUDA cores they take ~4,800 and
     # ~3,500 instructions a 16-token tile with ~180 spill loads and stores (triton 3.6: 1,496 and 431 with dots at
-    # the cap of 168 registers)
+    # the cap of 168 registers); PART 2 is the window's own launch (these loops alone)
     from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA, MMA_PREFETCH
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
-              f"ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF={MMA_PREFETCH} num_warps=1 "
+              f"ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF={MMA_PREFETCH} PART={part} num_warps=1 "
               f"maxnreg={MAXNREG_GQA_MMA}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa_rdot")
     loops = [dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line)) for line in run.stdout.splitlines()
              if line.strip().startswith("loop")]
     rest = [c for c in loops if c.get("HMMA") == 32]
-    assert len(rest) == 2 and all(c.get("LDL", 0) == 0 and c.get("STL", 0) == 0 for c in rest), run.stdout
+    # (on its own launch ptxas reloads 3 loop invariants from the stack in the first loop, triton 3.6)
+    assert len(rest) == 2 and all(c.get("LDL", 0) <= (4 if part else 0) and c.get("STL", 0) == 0 for c in rest), \
+        run.stdout
     assert sum(sum(c.values()) for c in rest) < 2500, run.stdout
