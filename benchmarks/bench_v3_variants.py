@@ -163,6 +163,11 @@ VARIANTS = {
        for n in (8, 12, 16, 20, 24, 32, 48)},
     **{f"gqa_mma_sep_r128{x}": {"_impl": "gqa", "mma": True, "window_launch": True, "maxnreg": 128, **kw}
        for x, kw in (("", {}), ("_S32", {"num_splits": 32}))},
+    # session 16: the bulk's compact loads (mma_compact: each word once a warp, shuffled to its lanes; the next tile's
+    # key words, scales and mins a tile ahead in registers), with and without the L2 prefetch, at other caps
+    **{f"gqa_mma_compact{x}": {"_impl": "gqa", "mma": True, "mma_compact": True, **kw}
+       for x, kw in (("", {}), ("_pf0", {"mma_prefetch": 0}), ("_one", {"window_launch": False}),
+                     ("_r184", {"maxnreg": 184}), ("_r200", {"maxnreg": 200}), ("_r184_pf0", {"maxnreg": 184, "mma_prefetch": 0}))},
     # what a default call runs (kivi_kernels.decode_attention.pick_impl)
     "auto": {"_impl": "auto"},
     # v1 (tensor-core tiles of block_n tokens) for short contexts, with --graph: one program a head (no reduce

@@ -471,7 +471,7 @@ def _decode_attn_gqa_kernel(
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
     REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr, RDOT: tl.constexpr, PF: tl.constexpr,
-    PART: tl.constexpr,
+    PART: tl.constexpr, COMPACT: tl.constexpr,
 ):
     # H here counts program heads: REP of them a kv head (REP = 2 at 8 query heads a kv head), each with QG
     # query heads: program head hv runs query heads hv * QG .. hv * QG + QG - 1 over kv head hv // REP
@@ -525,7 +525,7 @@ def _decode_attn_gqa_kernel(
         bulk_end = lo + ((bulk_end - lo) // NT) * NT  # whole tiles (unmasked loads); v1's tiles take the rest
         m_i, l_i, acc = _bulk_gqa_mma(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                                       s_kcw, s_ksg, s_kmg, s_mt, lo, bulk_end, qk_scale,
-                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY, PF)
+                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY, PF, COMPACT)
         if RDOT:
             m_i, l_i, acc = _rows16(m_i, QG), _rows16(l_i, QG), _rows16(acc, QG)
     elif PACKED:
@@ -669,6 +669,9 @@ MMA_PREFETCH = 1
 # into L2 (112.0), two tiles ahead (112.8 with the window launch), cap 128 (16 programs an SM: 125.5 at 16 splits,
 # 106.1 at 32)
 WINDOW_LAUNCH = True
+# The bulk's compact loads (decode_attention_gqa_mma, COMPACT): each word of a group loaded once a warp and shuffled
+# to the lanes that use it, the next tile's key words, scales and mins a tile ahead in registers
+MMA_COMPACT = False
 WINDOW_LAUNCH_TILES = 1
 WINDOW_LAUNCH_MIN_HEADS = 64
 MMA_WAVE_PROGRAMS_SEP = 1536  # 12 an SM (1,584 on the H200)
@@ -735,7 +738,8 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
                          maxnreg: int | None = None, packed: bool | None = None,
                          mma: bool | None = None, mma_early: bool | None = None,
                          rest_dot: bool | None = None, win_splits: int | None = None,
-                         mma_prefetch: int | None = None, window_launch: bool | None = None) -> torch.Tensor:
+                         mma_prefetch: int | None = None, window_launch: bool | None = None,
+                         mma_compact: bool | None = None) -> torch.Tensor:
     """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`).
     `packed`: the fp16x2 pair path (k2v2, fp16, 4 or 8 query heads a kv head); None: wherever it can run
     (`packable_gqa`; as v3's `default_packed`, fp16 inputs keep its products in range). `mma`: the
@@ -746,7 +750,9 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     kv head that share the value window and the key tail, a whole number of 16-token tiles each (None:
     `window_splits`; on the window's own launch, WINDOW_LAUNCH_TILES 16-token tiles a program). `mma_prefetch`: tiles ahead the tensor-core bulk prefetches into L2, 0 for none (None:
     MMA_PREFETCH). `window_launch`: the tensor-core bulk's window splits on a launch of their own, after the
-    bulk's (whole tensor-core tiles, no shared memory; None: `window_launch_pays`).
+    bulk's (whole tensor-core tiles, no shared memory; None: `window_launch_pays`). `mma_compact`: the bulk loads each
+    word of a group once a warp and shuffles it to the lanes that use it, the next tile's key words a tile ahead
+    (None: MMA_COMPACT).
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32; mma: MMA_WARPS, a key group a warp), maxnreg."""
     s = state
@@ -759,6 +765,10 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         raise ValueError(f"mma_prefetch={mma_prefetch!r}: tiles ahead to prefetch are an integer >= 0 (0: none)")
     if window_launch and not mma:
         raise ValueError("window_launch=True splits the tensor-core bulk's launch; pass mma=True or drop it")
+    if mma_compact and not mma:
+        raise ValueError("mma_compact=True is a load scheme of the tensor-core bulk; pass mma=True or drop it")
+    if mma_compact and mma_early:
+        raise ValueError("mma_compact=True and mma_early=True are two load orders: pick one")
     if mma_prefetch and not mma:
         raise ValueError(f"mma_prefetch={mma_prefetch}: only the tensor-core bulk prefetches; pass mma=True or drop it")
     if mma and asked:
@@ -848,7 +858,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
             num_warps=nw, REP=REP, MMA=bool(mma), EARLY=MMA_EARLY if mma_early is None else bool(mma_early),
             RDOT=bool(mma) and (REST_DOT if rest_dot is None else bool(rest_dot)),
             PF=(MMA_PREFETCH if mma_prefetch is None else mma_prefetch) if mma else 0,
-            PART=part,
+            PART=part, COMPACT=bool(mma) and (MMA_COMPACT if mma_compact is None else bool(mma_compact)),
             **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA if mma else MAXNREG)} if query.device.type == "cuda" else {}),
         )
 

@@ -178,6 +178,14 @@ def _pairs(x, ASM: tl.constexpr):
 
 
 @triton.jit
+def pairs8_masked(p, ok):
+    # `pairs8`, every load masked by ok (0 where False)
+    return (tl.load(p, mask=ok, other=0), tl.load(p + 8, mask=ok, other=0), tl.load(p + 16, mask=ok, other=0),
+            tl.load(p + 24, mask=ok, other=0), tl.load(p + 32, mask=ok, other=0), tl.load(p + 40, mask=ok, other=0),
+            tl.load(p + 48, mask=ok, other=0), tl.load(p + 56, mask=ok, other=0))
+
+
+@triton.jit
 def pairs8(p):
     # eight [lanes, 2] int32 loads at p + 8 k, k = 0..7: a lane's 4 fp16 channels of each 16-channel k step
     return (tl.load(p), tl.load(p + 8), tl.load(p + 16), tl.load(p + 24), tl.load(p + 32), tl.load(p + 40),
@@ -228,6 +236,42 @@ def _prefetch_lanes(kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, s_kcw, s_ksg
     step = tl.where(j < 8, 8 * s_kcw, tl.where(j < 16, 32 * (D // 16) * 4, tl.where(j < 18, 2 * s_ksg,
                     tl.where(j < 20, 2 * s_kmg, 32 * (D // 32) * 2)))).to(tl.int64)
     return base, step
+
+
+@triton.jit
+def _shfl_w(x, src, NW: tl.constexpr, ASM: tl.constexpr):
+    # every lane's int32 word x from lane src of its warp: one shfl.sync.idx; the interpreter gathers
+    if ASM:
+        return tl.inline_asm_elementwise("shfl.sync.idx.b32 $0, $1, $2, 0x1f, -1;", "=r,r,r", [x, src], tl.int32,
+                                         True, 1)
+    else:
+        return tl.reshape(tl.gather(tl.reshape(x, (NW, 32)), tl.reshape(src, (NW, 32)), 1), (NW * 32,))
+
+
+@triton.jit
+def _key_words_compact(c0, c1, c2, c3, c4, c5, c6, c7, s0, s1, s2, s3, NW: tl.constexpr, ASM: tl.constexpr):
+    # the 32 key words `words32` gives a lane (k step kk: words 16 kk + 4 tig + 0..3 of its word row a), from the
+    # compact loads: lane (a, b, tig) holds k steps 2 b (c0..c3) and 2 b + 1 (c4..c7) of row a, so k step kk's word i
+    # comes from lane (a, kk // 2, tig) (s0..s3: those lanes), register 4 (kk % 2) + i: one shuffle a word
+    return (_shfl_w(c0, s0, NW, ASM), _shfl_w(c1, s0, NW, ASM), _shfl_w(c2, s0, NW, ASM), _shfl_w(c3, s0, NW, ASM),
+            _shfl_w(c4, s0, NW, ASM), _shfl_w(c5, s0, NW, ASM), _shfl_w(c6, s0, NW, ASM), _shfl_w(c7, s0, NW, ASM),
+            _shfl_w(c0, s1, NW, ASM), _shfl_w(c1, s1, NW, ASM), _shfl_w(c2, s1, NW, ASM), _shfl_w(c3, s1, NW, ASM),
+            _shfl_w(c4, s1, NW, ASM), _shfl_w(c5, s1, NW, ASM), _shfl_w(c6, s1, NW, ASM), _shfl_w(c7, s1, NW, ASM),
+            _shfl_w(c0, s2, NW, ASM), _shfl_w(c1, s2, NW, ASM), _shfl_w(c2, s2, NW, ASM), _shfl_w(c3, s2, NW, ASM),
+            _shfl_w(c4, s2, NW, ASM), _shfl_w(c5, s2, NW, ASM), _shfl_w(c6, s2, NW, ASM), _shfl_w(c7, s2, NW, ASM),
+            _shfl_w(c0, s3, NW, ASM), _shfl_w(c1, s3, NW, ASM), _shfl_w(c2, s3, NW, ASM), _shfl_w(c3, s3, NW, ASM),
+            _shfl_w(c4, s3, NW, ASM), _shfl_w(c5, s3, NW, ASM), _shfl_w(c6, s3, NW, ASM), _shfl_w(c7, s3, NW, ASM))
+
+
+@triton.jit
+def _value_words_compact(o0, o1, o2, o3, s0, s1, s2, s3, NW: tl.constexpr, ASM: tl.constexpr):
+    # one value k step's 16 words as `_vwords` gives them (group g: word 2 g + a of tokens t, t + 1, t + 8, t + 9),
+    # from the compact loads: lane (a, b, tig) holds word 2 b + a of those tokens (o0..o3), so group g's come from
+    # lane (a, g, tig) (s0..s3)
+    return (_shfl_w(o0, s0, NW, ASM), _shfl_w(o1, s0, NW, ASM), _shfl_w(o2, s0, NW, ASM), _shfl_w(o3, s0, NW, ASM),
+            _shfl_w(o0, s1, NW, ASM), _shfl_w(o1, s1, NW, ASM), _shfl_w(o2, s1, NW, ASM), _shfl_w(o3, s1, NW, ASM),
+            _shfl_w(o0, s2, NW, ASM), _shfl_w(o1, s2, NW, ASM), _shfl_w(o2, s2, NW, ASM), _shfl_w(o3, s2, NW, ASM),
+            _shfl_w(o0, s3, NW, ASM), _shfl_w(o1, s3, NW, ASM), _shfl_w(o2, s3, NW, ASM), _shfl_w(o3, s3, NW, ASM))
 
 
 @triton.jit
@@ -356,7 +400,7 @@ def _rescale(al0, al1, al_g, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10
 def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                   s_kcw, s_ksg, s_kmg, s_mt, lo, end, qk_scale,
                   QG: tl.constexpr, D: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr,
-                  EARLY: tl.constexpr, PF: tl.constexpr):
+                  EARLY: tl.constexpr, PF: tl.constexpr, COMPACT: tl.constexpr = False):
     # [lo, end) in whole tiles of 32 x NW tokens (k2v2, fp16, D = 128, G = 32, qk_scale > 0, dense value rows:
     # the launcher checks; the caller leaves a partial tile to v1's tiles), a key group a warp, so no load is
     # masked by the length. Returns the QG heads' max [QG], sum [QG] and output [QG, D] (not normalized), as the
@@ -401,6 +445,24 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
     ch2 = (2 * tig)[:, None] + tl.arange(0, 2)[None, :]
     ks32 = ks_ptr.to(tl.pointer_type(tl.int32))
     km32 = km_ptr.to(tl.pointer_type(tl.int32))
+    if COMPACT:
+        # each word of the group loaded once a warp (key words: two 16-byte loads a lane, lane (a, b, tig) taking k
+        # steps 2 b, 2 b + 1 of row a; value words: 8 a lane, word 2 b + a of the tokens the lane's k slots name),
+        # handed to the lanes that use them by shuffles. The next tile's key words, scales and mins are loaded a
+        # tile ahead, into registers the duplicated loads took
+        tl.static_assert(not EARLY, "the compact loads have their own order")
+        b_ = gid % 4
+        src0 = (lane & 19) | 0
+        src1 = (lane & 19) | 4
+        src2 = (lane & 19) | 8
+        src3 = (lane & 19) | 12
+        kcb = kc_ptr + a[:, None] * s_kcw + (32 * b_)[:, None] + ch4
+        first = tl.minimum(lo, tl.maximum(end - BT, 0)) + 32 * warp
+        ok0 = (lane * 0 + lo < end)[:, None]  # a tensor: the interpreter takes no scalar mask
+        ck0 = tl.load(kcb + (first // 16)[:, None] * s_kcw, mask=ok0, other=0)
+        ck1 = tl.load(kcb + (first // 16)[:, None] * s_kcw + 16, mask=ok0, other=0)
+        ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7 = pairs8_masked(ks32 + (first // 32 * (s_ksg // 2))[:, None] + ch2, ok0)
+        km0, km1, km2, km3, km4, km5, km6, km7 = pairs8_masked(km32 + (first // 32 * (s_kmg // 2))[:, None] + ch2, ok0)
     if PF > 0:
         pf_base, pf_step = _prefetch_lanes(kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, s_kcw, s_ksg, s_kmg,
                                            lane, D)
@@ -411,25 +473,44 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
         if PF > 0:  # the group PF tiles ahead into L2 (the last tiles repeat the split's last); lines are
             # read from L2, not from HBM, once a program's loads reach them
             _l2_prefetch(pf_base + ((tl.minimum(start + PF * BT, end - BT) + 32 * warp) // 32) * pf_step, ASM)
-        # every load of the group first, in this order (a warp issues in order: a load placed after a use of an
-        # earlier one waits for it): key words, key scales and mins, value words, value scales and mins
-        kb_ = kc_ptr + (tok0 // 16 + a)[:, None] * s_kcw + ch4
-        (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-         w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = words32(kb_, None)
-        # (unmasked at 4 heads too: B's zero query makes its columns past them zero, and the mins are every row
-        # of the bias MMA's A)
-        ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7 = pairs8(ks32 + (tok0 // 32 * (s_ksg // 2))[:, None] + ch2)
-        km0, km1, km2, km3, km4, km5, km6, km7 = pairs8(km32 + (tok0 // 32 * (s_kmg // 2))[:, None] + ch2)
         t0 = tok0 + tv  # value k step 0 (step 1: + 4)
-        pw = vc_ptr + t0 * s_vct + a
-        x0, x1, x2, x3 = _vwords(pw, s_vct)
-        x4, x5, x6, x7 = _vwords(pw + 2, s_vct)
-        x8, x9, x10, x11 = _vwords(pw + 4, s_vct)
-        x12, x13, x14, x15 = _vwords(pw + 6, s_vct)
-        y0, y1, y2, y3 = _vwords(pw + 4 * s_vct, s_vct)
-        y4, y5, y6, y7 = _vwords(pw + 4 * s_vct + 2, s_vct)
-        y8, y9, y10, y11 = _vwords(pw + 4 * s_vct + 4, s_vct)
-        y12, y13, y14, y15 = _vwords(pw + 4 * s_vct + 6, s_vct)
+        if COMPACT:
+            nxt = tl.minimum(start + BT, end - BT) + 32 * warp  # the next tile's group (the last tile repeats)
+            nk0 = tl.load(kcb + (nxt // 16)[:, None] * s_kcw)
+            nk1 = tl.load(kcb + (nxt // 16)[:, None] * s_kcw + 16)
+            nks0, nks1, nks2, nks3, nks4, nks5, nks6, nks7 = pairs8(ks32 + (nxt // 32 * (s_ksg // 2))[:, None] + ch2)
+            nkm0, nkm1, nkm2, nkm3, nkm4, nkm5, nkm6, nkm7 = pairs8(km32 + (nxt // 32 * (s_kmg // 2))[:, None] + ch2)
+            pv = vc_ptr + t0 * s_vct + 2 * b_ + a
+            vo0, vo1, vo2, vo3 = _vwords(pv, s_vct)
+            vp0, vp1, vp2, vp3 = _vwords(pv + 4 * s_vct, s_vct)
+            c0, c1, c2, c3 = _split4n(ck0)
+            c4, c5, c6, c7 = _split4n(ck1)
+            (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+             w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = _key_words_compact(
+                c0, c1, c2, c3, c4, c5, c6, c7, src0, src1, src2, src3, NW, ASM)
+            x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15 = _value_words_compact(
+                vo0, vo1, vo2, vo3, src0, src1, src2, src3, NW, ASM)
+            y0, y1, y2, y3, y4, y5, y6, y7, y8, y9, y10, y11, y12, y13, y14, y15 = _value_words_compact(
+                vp0, vp1, vp2, vp3, src0, src1, src2, src3, NW, ASM)
+        else:
+            # every load of the group first, in this order (a warp issues in order: a load placed after a use of an
+            # earlier one waits for it): key words, key scales and mins, value words, value scales and mins
+            kb_ = kc_ptr + (tok0 // 16 + a)[:, None] * s_kcw + ch4
+            (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+             w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = words32(kb_, None)
+            # (unmasked at 4 heads too: B's zero query makes its columns past them zero, and the mins are every row
+            # of the bias MMA's A)
+            ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7 = pairs8(ks32 + (tok0 // 32 * (s_ksg // 2))[:, None] + ch2)
+            km0, km1, km2, km3, km4, km5, km6, km7 = pairs8(km32 + (tok0 // 32 * (s_kmg // 2))[:, None] + ch2)
+            pw = vc_ptr + t0 * s_vct + a
+            x0, x1, x2, x3 = _vwords(pw, s_vct)
+            x4, x5, x6, x7 = _vwords(pw + 2, s_vct)
+            x8, x9, x10, x11 = _vwords(pw + 4, s_vct)
+            x12, x13, x14, x15 = _vwords(pw + 6, s_vct)
+            y0, y1, y2, y3 = _vwords(pw + 4 * s_vct, s_vct)
+            y4, y5, y6, y7 = _vwords(pw + 4 * s_vct + 2, s_vct)
+            y8, y9, y10, y11 = _vwords(pw + 4 * s_vct + 4, s_vct)
+            y12, y13, y14, y15 = _vwords(pw + 4 * s_vct + 6, s_vct)
         ps = vs_ptr + t0 * s_vst
         r0, r1, r8, r9 = _vrow(ps), _vrow(ps + s_vst), _vrow(ps + 8 * s_vst), _vrow(ps + 9 * s_vst)
         e0, e1, e8, e9 = _vrow(ps + 4 * s_vst), _vrow(ps + 5 * s_vst), _vrow(ps + 12 * s_vst), _vrow(ps + 13 * s_vst)
@@ -495,6 +576,10 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
             sh, pb10, pb11, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
             v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
             cm0, cm1, cm2, cm3, NW, ASM)
+        if COMPACT:
+            ck0, ck1 = nk0, nk1
+            ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7 = nks0, nks1, nks2, nks3, nks4, nks5, nks6, nks7
+            km0, km1, km2, km3, km4, km5, km6, km7 = nkm0, nkm1, nkm2, nkm3, nkm4, nkm5, nkm6, nkm7
     # onto the program's max per head: [warp, head] maxes (uniform over gid) and sums
     m_w = tl.reshape(tl.max(tl.reshape(tl.join(m0, m1), (NW, 8, 4, 2)), axis=1), (NW, 8))
     m_i = tl.max(m_w, axis=0)
