@@ -670,8 +670,16 @@ MMA_PREFETCH = 1
 # 106.1 at 32)
 WINDOW_LAUNCH = True
 # The bulk's compact loads (decode_attention_gqa_mma, COMPACT): each word of a group loaded once a warp and shuffled
-# to the lanes that use it, the next tile's key words, scales and mins a tile ahead in registers
-MMA_COMPACT = False
+# to the lanes that use it (2 + 8 loads a lane for the key and value words instead of 8 + 32, 64 shuffles), the next
+# tile's key words, scales and mins a tile ahead in registers (SASS, sm_90, cap 184: 671 instructions a tile, 42 loads).
+# Taken where one launch runs more than a wave of programs (`compact_pays`), at cap 184: there the window's tl.dot
+# tiles hold an SM to 9 programs by shared memory, so the cap costs none. H200, GPU time from graphs, Llama-3.1-8B, us,
+# auto / compact at cap 168 / 184 / 200 (h200_round41): 128x4096 222.4 / 237.4 / 209.9 / 224.0, 64x4096 124.4 / 130.6
+# / 122.7 / 126.4; where the window has its own launch (12 programs an SM) it only ties: 8x32K 101.7 / 102.0 (113.5 at
+# 184: 11 an SM), 16x16K 104.4 / 104.2, 32x8192 109.1 / 109.5; batch 1-2 lose ~1 us (1x32K 33.7 / 34.7). Nsight at
+# 8x32K: the L1 hit rate falls from 47.8% to 16.9% (no re-reads), the L2 stays at 68% of its peak
+MMA_COMPACT = True
+MAXNREG_GQA_MMA_COMPACT = 184
 WINDOW_LAUNCH_TILES = 1
 WINDOW_LAUNCH_MIN_HEADS = 64
 MMA_WAVE_PROGRAMS_SEP = 1536  # 12 an SM (1,584 on the H200)
@@ -703,6 +711,13 @@ def window_splits(chunk: int, span: int, mma: bool) -> int:
     if not mma:
         return 1
     return max(1, -(-WIN_TOKEN_COST * span // chunk))
+
+
+@functools.lru_cache(maxsize=4096)
+def compact_pays(batch_kv_heads: int, length: int, window_launch: bool) -> bool:
+    """Whether a default tensor-core call takes the compact loads (MMA_COMPACT): one launch of more than a wave."""
+    return (MMA_COMPACT and not window_launch
+            and batch_kv_heads * mma_splits(batch_kv_heads, length) > MMA_WAVE_PROGRAMS)
 
 
 def unmappable_gqa_mma(query: torch.Tensor, state: KiviState, scaling: float) -> str | None:
@@ -752,7 +767,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     MMA_PREFETCH). `window_launch`: the tensor-core bulk's window splits on a launch of their own, after the
     bulk's (whole tensor-core tiles, no shared memory; None: `window_launch_pays`). `mma_compact`: the bulk loads each
     word of a group once a warp and shuffles it to the lanes that use it, the next tile's key words a tile ahead
-    (None: MMA_COMPACT).
+    (None: `compact_pays`, at cap MAXNREG_GQA_MMA_COMPACT).
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32; mma: MMA_WARPS, a key group a warp), maxnreg."""
     s = state
@@ -815,6 +830,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         raise ValueError(f"num_warps={nw}: a step's {NT} threads must cover whole value rows")
     BT = BW * (32 // s.k_bits)
     sep = bool(mma) and (window_launch_pays(B * H, L) if window_launch is None else bool(window_launch))
+    compact = bool(mma) and (compact_pays(B * H, L, sep) and not mma_early if mma_compact is None else bool(mma_compact))
     if mma and num_splits is None:
         num_splits = mma_splits(B * H, L, sep)
     S, chunk = splits_v3(B * H, L, BT, DEFAULT_BLOCK_N, num_splits,  # bulk splits + the window's (S >= 2)
@@ -858,8 +874,9 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
             num_warps=nw, REP=REP, MMA=bool(mma), EARLY=MMA_EARLY if mma_early is None else bool(mma_early),
             RDOT=bool(mma) and (REST_DOT if rest_dot is None else bool(rest_dot)),
             PF=(MMA_PREFETCH if mma_prefetch is None else mma_prefetch) if mma else 0,
-            PART=part, COMPACT=bool(mma) and (MMA_COMPACT if mma_compact is None else bool(mma_compact)),
-            **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA if mma else MAXNREG)} if query.device.type == "cuda" else {}),
+            PART=part, COMPACT=compact,
+            **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA_COMPACT if compact else MAXNREG_GQA_MMA if mma else MAXNREG)}
+               if query.device.type == "cuda" else {}),
         )
 
     if sep:  # the bulk's splits without v1's tiles, then the window's

@@ -79,7 +79,7 @@ def test_gqa_mma_bulk_builds_for_sm90(tmp_path, early, part):
     from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA, MMA_PREFETCH, REST_DOT
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
               f"ASM=True VDENSE=True REP=1 MMA=True EARLY={early} RDOT={REST_DOT} PF={MMA_PREFETCH} PART={part} "
-              f"num_warps=1 maxnreg={255 if early else MAXNREG_GQA_MMA}").split()
+              f"COMPACT=False num_warps=1 maxnreg={255 if early else MAXNREG_GQA_MMA}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa")
     if part == 1:  # 23,552 B with the window's tl.dot tiles in the same launch: 9 programs an SM instead of 12
         assert int(re.search(r"shared=(\d+)", run.stdout).group(1)) <= 2048, run.stdout
@@ -97,6 +97,19 @@ def test_gqa_mma_bulk_builds_for_sm90(tmp_path, early, part):
         assert sum("LDG" in line for line in sass[loop_start:first_mma]) >= 56, "the tile's loads must come first"
 
 
+def test_gqa_mma_compact_bulk_builds_for_sm90(tmp_path):
+    # the compact loads at their cap (one launch): 2 + 8 key / value word loads a lane instead of 8 + 32, 42 loads a
+    # tile in all, 64 word shuffles beside the 8 of the softmax, the same 42 MMAs, nothing spilled in the loop
+    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA_COMPACT, MMA_PREFETCH
+    consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
+              f"ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF={MMA_PREFETCH} PART=0 COMPACT=True "
+              f"num_warps=1 maxnreg={MAXNREG_GQA_MMA_COMPACT}").split()
+    run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa_compact")
+    main = main_loop(run)
+    assert main.get("HMMA") == 42 and main.get("LDG") == 42 and main.get("SHFL") == 72, run.stdout
+    assert all(main.get(op, 0) == 0 for op in ("STL", "BAR", "STS")) and main.get("LDL", 0) <= 4, run.stdout
+
+
 @pytest.mark.parametrize("part", [0, 2])
 def test_gqa_mma_rest_on_tensor_cores_builds_for_sm90(tmp_path, part):
     # rest_dot: the window's split runs v1's tiles with tl.dot for 16 query rows. Its loops (packed keys with the
@@ -105,8 +118,8 @@ def test_gqa_mma_rest_on_tensor_cores_builds_for_sm90(tmp_path, part):
     # the cap of 168 registers); PART 2 is the window's own launch (these loops alone)
     from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA, MMA_PREFETCH
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
-              f"ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF={MMA_PREFETCH} PART={part} num_warps=1 "
-              f"maxnreg={MAXNREG_GQA_MMA}").split()
+              f"ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF={MMA_PREFETCH} PART={part} COMPACT=False "
+              f"num_warps=1 maxnreg={MAXNREG_GQA_MMA}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa_rdot")
     loops = [dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line)) for line in run.stdout.splitlines()
              if line.strip().startswith("loop")]

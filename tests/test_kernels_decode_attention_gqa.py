@@ -160,6 +160,30 @@ def test_gqa_mma_split_rule():
     assert [dg.mma_splits(bh, L, True) for bh, L in [(64, 32768), (128, 16384), (256, 8192)]] == [24, 12, 6]
 
 
+def test_gqa_compact_rule():
+    # taken where one launch runs more than a wave (64x4096, 128x4096), not with the window's own launch nor at batch 1
+    pays = [dg.compact_pays(bh, L, dg.window_launch_pays(bh, L)) for bh, L in [(512, 4096), (1024, 4096), (64, 32768),
+                                                                               (8, 32768), (32, 32768)]]
+    assert pays == [dg.MMA_COMPACT] * 2 + [False] * 3
+
+
+def test_gqa_mma_compact_matches_oracle():
+    # the compact loads (each key / value word once a warp, shuffled to its lanes; the next tile's key words,
+    # scales and mins a tile ahead, the last tile loaded again), 4 query heads a kv head, on the window's own launch
+    check(4, 1, 700, 128, 2, 45, None, DEVICE, R=128, mma=True, num_splits=3, mma_compact=True, window_launch=True)
+
+
+@pytest.mark.parametrize("kw,msg", [(dict(mma=False, mma_compact=True), "mma_compact=True is a load scheme of the "
+                                     "tensor-core bulk; pass mma=True or drop it"),
+                                    (dict(mma=True, mma_compact=True, mma_early=True), "mma_compact=True and "
+                                     "mma_early=True are two load orders: pick one")])
+def test_gqa_refuses_compact_off_its_bulk(kw, msg):
+    n_kq, n_vq = kivi_split(300, 32, 64)
+    st = make_state(1, 1, 300, 128, n_kq, n_vq, 2, 2, 32, torch.float16, "cpu")
+    with pytest.raises(ValueError, match="^" + msg):
+        dg.decode_attention_gqa(torch.zeros(1, 8, 1, 128, dtype=torch.float16), st, None, 0.1, **kw)
+
+
 def test_gqa_window_launch_rule():
     # taken where the one-launch grid is held to one wave and there are >= 64 (batch, kv head) pairs: not at batch
     # 1-2 (its serial launch costs ~4 us) nor where the grid already fills two waves (64x4096, 128x4096)
@@ -256,7 +280,11 @@ def test_gpu_gqa_kernel_eight_heads_a_kv_head(packed, L, pad):
                                       (9000, 300, dict(window_launch=True, maxnreg=128)),
                                       (32 * 1024 + 77, 0, dict(window_launch=True, win_splits=9)),
                                       (5000, 1500, dict(window_launch=True, rest_dot=False, num_splits=3)),
-                                      (4133, 45, dict(window_launch=False))])
+                                      (4133, 45, dict(window_launch=False)),
+                                      (4133, 45, dict(mma_compact=True)),
+                                      (9000, 300, dict(mma_compact=True, num_splits=3, maxnreg=184)),
+                                      (32 * 1024 + 77, 0, dict(mma_compact=True, window_launch=True, mma_prefetch=0)),
+                                      (5000, 1500, dict(mma_compact=True, num_splits=40, win_splits=2))])
 def test_gpu_gqa_mma(Hq, L, pad, kw):
     check(Hq, 8, L, 128, 2, pad, None, "cuda", R=128, mma=True, **kw)
 
@@ -311,6 +339,15 @@ def test_gpu_gqa_mma_window_launch_by_default(Hq, L, pad):
     # 8 x 8 (batch, kv head) pairs and a one-wave grid: the default call puts the window on its own launch
     assert dg.window_launch_pays(8 * 8, L) == dg.WINDOW_LAUNCH
     check(Hq, 8, L, 128, 2, pad, None, "cuda", B=8, R=128)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("Hq,pad", [(32, 45), (64, 0)])
+def test_gpu_gqa_mma_compact_by_default(Hq, pad):
+    # 64 x 8 (batch, kv head) pairs at 4133 tokens: one launch of two waves, so the default call takes the compact loads
+    assert dg.compact_pays(64 * 8, 4133, dg.window_launch_pays(64 * 8, 4133)) == dg.MMA_COMPACT
+    check(Hq, 8, 4133, 128, 2, pad, None, "cuda", B=64, R=128)
 
 
 @pytest.mark.gpu
