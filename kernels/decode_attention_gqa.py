@@ -677,7 +677,9 @@ WINDOW_LAUNCH = True
 # auto / compact at cap 168 / 184 / 200 (h200_round41): 128x4096 222.4 / 237.4 / 209.9 / 224.0, 64x4096 124.4 / 130.6
 # / 122.7 / 126.4; where the window has its own launch (12 programs an SM) it only ties: 8x32K 101.7 / 102.0 (113.5 at
 # 184: 11 an SM), 16x16K 104.4 / 104.2, 32x8192 109.1 / 109.5; batch 1-2 lose ~1 us (1x32K 33.7 / 34.7). Nsight at
-# 8x32K: the L1 hit rate falls from 47.8% to 16.9% (no re-reads), the L2 stays at 68% of its peak
+# 8x32K: the L1 hit rate falls from 47.8% to 16.9% (no re-reads), the L2 stays at 68% of its peak. The rule, against
+# the bulk without them at cap 168 / 184 (h200_round42): 8B 64x4096 121.5 / 124.5 / 129.1, 96x4096 178.5 / 176.7 /
+# 194.7, 128x4096 209.2 / 220.7 / 224.5; 70B 64x4096 129.9 / 128.9 / 131.5, 128x4096 221.9 / 227.1 / 227.9
 MMA_COMPACT = True
 MAXNREG_GQA_MMA_COMPACT = 184
 WINDOW_LAUNCH_TILES = 1
