@@ -59,6 +59,16 @@ ncu_v3() {
   timeout "$(left "$n")" "$NCU" --clock-control none -k "regex:${KERNEL:-_decode_attn_v3}" --launch-skip 2 \
       --launch-count 1 $opts python3 benchmarks/ncu_v3.py "$@"
 }
+# ncu_main TAG ROW VARIANT [SHAPE]: ncu_v3 on the GQA kernel (main sections, at most 60 s of what is left) into
+# $OUT/ncu_TAG.txt, and its headline lines printed
+ncu_main() {
+  local S="--section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats"
+  S+=" --section SchedulerStats --section LaunchStats"
+  KERNEL=_decode_attn_gqa_kernel ncu_v3 60 "$S" "$2" shape="${4:-llama3.1-8b}" variant="$3" > "$OUT/ncu_$1.txt" 2>&1
+  echo "ncu exit: $? at ${SECONDS}s"
+  grep -E "Duration|DRAM Throughput|L1/TEX Hit|L2 Hit|L1/TEX Cache|L2 Cache Throughput|Achieved Active|Warp Cycles Per Issued|Registers Per|Shared Memory Configuration|Grid Size" \
+      "$OUT/ncu_$1.txt"
+}
 # variants TAG N ARGS...: bench_v3_variants.py ARGS (every variant timed REPEAT times in turn, default 1), at most N
 # seconds of what is left; the table on stdout (the device returns at most 8 files), the JSON as $OUT/TAG.json
 variants() {

@@ -12,12 +12,5 @@ variants large_8b 230 --graph --shape llama3.1-8b --rows 8x32768,16x16384,32x819
 variants small_8b 70 --graph --shape llama3.1-8b --rows 1x32768,2x16384,1x8192 \
     --variants auto,gqa_mma_compact,gqa_mma_compact_pf0
 variants rows_70b 60 --graph --shape llama3.1-70b --rows 8x32768,64x4096 --variants auto,gqa_mma_compact,gqa_mma_compact_pf0
-if with_ncu; then
-  S="--section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats --section SchedulerStats --section LaunchStats"
-  KERNEL=_decode_attn_gqa_kernel ncu_v3 60 "$S" 8x32768 shape=llama3.1-8b variant=gqa_mma_compact \
-      > "$OUT/ncu_compact_8x32k.txt" 2>&1
-  echo "ncu exit: $? at ${SECONDS}s"
-  grep -E "Duration|DRAM Throughput|L1/TEX Hit|L2 Hit|L1/TEX Cache|L2 Cache Throughput|Achieved Active|Warp Cycles Per Issued|Registers Per" \
-      "$OUT/ncu_compact_8x32k.txt"
-fi
+with_ncu && ncu_main compact_8x32k 8x32768 gqa_mma_compact
 echo "done at ${SECONDS}s"
