@@ -3,7 +3,7 @@
 # samples) at 7.5 warps an SM, with a ~28 KB L1 beside 9 x 23 KB of shared memory. Here: the prefetch into L1
 # (mma_prefetch_level 1 / 3), the window's splits on their own launch after the bulk's (no shared memory in the
 # bulk: ~200 KB of L1, 12 programs an SM), more splits and cap 128 (16 an SM); from CUDA graphs, then Nsight on one.
-# Its pfl* variants (mma_prefetch_level) left with the option after commit 26738ad; the sep ones are window_launch now.
+# Its pfl* variants (mma_prefetch_level) left with the option after commit 80f5f6b; the sep ones are window_launch now.
 #   OUT=dir LIMIT=s bash benchmarks/device_round39.sh
 source "$(dirname "$0")/device_env.sh"
 LIMIT=${LIMIT:-560}
