@@ -167,7 +167,8 @@ VARIANTS = {
     # key words, scales and mins a tile ahead in registers), with and without the L2 prefetch, at other caps
     **{f"gqa_mma_compact{x}": {"_impl": "gqa", "mma": True, "mma_compact": True, **kw}
        for x, kw in (("", {}), ("_pf0", {"mma_prefetch": 0}), ("_one", {"window_launch": False}),
-                     ("_r184", {"maxnreg": 184}), ("_r200", {"maxnreg": 200}), ("_r184_pf0", {"maxnreg": 184, "mma_prefetch": 0}))},
+                     ("_r184", {"maxnreg": 184}), ("_r200", {"maxnreg": 200}),
+                     ("_r184_pf0", {"maxnreg": 184, "mma_prefetch": 0}))},
     # ... and without them (compact_pays picks), at the cap before and at the compact loads' cap
     "gqa_mma_noc": {"_impl": "gqa", "mma": True, "mma_compact": False},
     "gqa_mma_noc_r184": {"_impl": "gqa", "mma": True, "mma_compact": False, "maxnreg": 184},

@@ -669,6 +669,9 @@ MMA_PREFETCH = 1
 # into L2 (112.0), two tiles ahead (112.8 with the window launch), cap 128 (16 programs an SM: 125.5 at 16 splits,
 # 106.1 at 32)
 WINDOW_LAUNCH = True
+WINDOW_LAUNCH_TILES = 1
+WINDOW_LAUNCH_MIN_HEADS = 64
+MMA_WAVE_PROGRAMS_SEP = 1536  # 12 an SM (1,584 on the H200)
 # The bulk's compact loads (decode_attention_gqa_mma, COMPACT): each word of a group loaded once a warp and shuffled
 # to the lanes that use it (2 + 8 loads a lane for the key and value words instead of 8 + 32, 64 shuffles), the next
 # tile's key words, scales and mins a tile ahead in registers (SASS, sm_90, cap 184: 671 instructions a tile, 42 loads).
@@ -682,9 +685,6 @@ WINDOW_LAUNCH = True
 # 194.7, 128x4096 209.2 / 220.7 / 224.5; 70B 64x4096 129.9 / 128.9 / 131.5, 128x4096 221.9 / 227.1 / 227.9
 MMA_COMPACT = True
 MAXNREG_GQA_MMA_COMPACT = 184
-WINDOW_LAUNCH_TILES = 1
-WINDOW_LAUNCH_MIN_HEADS = 64
-MMA_WAVE_PROGRAMS_SEP = 1536  # 12 an SM (1,584 on the H200)
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
 
@@ -765,11 +765,12 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     (None: MMA_EARLY). `rest_dot`: with it, the split with the value window and the key tail runs v1's tiles on
     tensor cores (16 query rows, fp16 products) instead of CUDA cores (None: REST_DOT). `win_splits`: programs a
     kv head that share the value window and the key tail, a whole number of 16-token tiles each (None:
-    `window_splits`; on the window's own launch, WINDOW_LAUNCH_TILES 16-token tiles a program). `mma_prefetch`: tiles ahead the tensor-core bulk prefetches into L2, 0 for none (None:
-    MMA_PREFETCH). `window_launch`: the tensor-core bulk's window splits on a launch of their own, after the
-    bulk's (whole tensor-core tiles, no shared memory; None: `window_launch_pays`). `mma_compact`: the bulk loads each
-    word of a group once a warp and shuffles it to the lanes that use it, the next tile's key words a tile ahead
-    (None: `compact_pays`, at cap MAXNREG_GQA_MMA_COMPACT).
+    `window_splits`; on the window's own launch, WINDOW_LAUNCH_TILES 16-token tiles a program). `mma_prefetch`:
+    tiles ahead the tensor-core bulk prefetches into L2, 0 for none (None: MMA_PREFETCH). `window_launch`: the
+    tensor-core bulk's window splits on a launch of their own, after the bulk's (whole tensor-core tiles, no shared
+    memory; None: `window_launch_pays`). `mma_compact`: the bulk loads each word of a group once a warp and shuffles
+    it to the lanes that use it, the next tile's key words a tile ahead (None: `compact_pays`, at cap
+    MAXNREG_GQA_MMA_COMPACT).
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32; mma: MMA_WARPS, a key group a warp), maxnreg."""
     s = state
@@ -832,7 +833,8 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         raise ValueError(f"num_warps={nw}: a step's {NT} threads must cover whole value rows")
     BT = BW * (32 // s.k_bits)
     sep = bool(mma) and (window_launch_pays(B * H, L) if window_launch is None else bool(window_launch))
-    compact = bool(mma) and (compact_pays(B * H, L, sep) and not mma_early if mma_compact is None else bool(mma_compact))
+    compact = bool(mma) and (compact_pays(B * H, L, sep) and not mma_early if mma_compact is None
+                             else bool(mma_compact))
     if mma and num_splits is None:
         num_splits = mma_splits(B * H, L, sep)
     S, chunk = splits_v3(B * H, L, BT, DEFAULT_BLOCK_N, num_splits,  # bulk splits + the window's (S >= 2)
