@@ -43,6 +43,14 @@ every product is useful at 8 heads a kv head and half of them at 4, and a warp's
     program otherwise had one tile's ~3 KB in flight, its loads issued after the last tile's MMAs. H200, from
     graphs (h200_round33.md): Llama-3.1-8B 8x32K 137.2 -> 110.5 us, 128x4096 263.0 -> 222.3, 1x32K 37.9 -> 33.8.
 
+  * Compact loads (COMPACT, `decode_attention_gqa.compact_pays`): each key and value word of a group loaded once a
+    warp (key words: lane (a, b, tig) takes k steps 2 b and 2 b + 1 of word row a in two 16-byte loads; value words:
+    word 2 b + a of the 8 tokens its k slots name) and handed to the lanes that use it by 64 shuffles a tile, the next
+    tile's key words, scales and mins loaded a tile ahead into the registers the duplicated loads took (684
+    instructions a tile at cap 168, 671 at 184). The L1 re-reads go (hit rate 47.8% -> 16.9% under Nsight); on the
+    H200 it ties where the window has its own launch and wins 2-5% at cap 184 where one launch runs two waves
+    (Llama-3.1-8B 128x4096 220.7 -> 209.2 us; h200_round38.md, rounds 41-42).
+
 Under TRITON_INTERPRET=1 the asm has twins built from `decode_attention_mma._mma_ref` (PTX's m16n8k16
 fragment layouts), so CI runs the same lanes, shifts and transposes; the PTX runs on the GPU only.
 """
