@@ -60,8 +60,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .decode_attention_mma import (_f16x2, _h2f, _mma_ref, _pack2, _pairs_k, _prmt_ref, _shfl, mma_ptx, prmt_ptx,
-                                   quads8, words32)
+from .decode_attention_mma import (_f16x2, _h2f, _ld0, _mma_ref, _pack2, _pairs_k, _prmt_ref, _shfl, _shfl_w, mma_ptx,
+                                   prmt_ptx, quads8, words32)
 from .tile_ops import _join32n, _split4n
 
 
@@ -186,18 +186,11 @@ def _pairs(x, ASM: tl.constexpr):
 
 
 @triton.jit
-def pairs8_masked(p, ok):
-    # `pairs8`, every load masked by ok (0 where False)
-    return (tl.load(p, mask=ok, other=0), tl.load(p + 8, mask=ok, other=0), tl.load(p + 16, mask=ok, other=0),
-            tl.load(p + 24, mask=ok, other=0), tl.load(p + 32, mask=ok, other=0), tl.load(p + 40, mask=ok, other=0),
-            tl.load(p + 48, mask=ok, other=0), tl.load(p + 56, mask=ok, other=0))
-
-
-@triton.jit
-def pairs8(p):
-    # eight [lanes, 2] int32 loads at p + 8 k, k = 0..7: a lane's 4 fp16 channels of each 16-channel k step
-    return (tl.load(p), tl.load(p + 8), tl.load(p + 16), tl.load(p + 24), tl.load(p + 32), tl.load(p + 40),
-            tl.load(p + 48), tl.load(p + 56))
+def pairs8(p, ok):
+    # eight [lanes, 2] int32 loads at p + 8 k, k = 0..7: a lane's 4 fp16 channels of each 16-channel k step (0 where
+    # ok is False; unmasked when ok is None)
+    return (_ld0(p, ok), _ld0(p + 8, ok), _ld0(p + 16, ok), _ld0(p + 24, ok), _ld0(p + 32, ok), _ld0(p + 40, ok),
+            _ld0(p + 48, ok), _ld0(p + 56, ok))
 
 
 @triton.jit
@@ -244,16 +237,6 @@ def _prefetch_lanes(kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, s_kcw, s_ksg
     step = tl.where(j < 8, 8 * s_kcw, tl.where(j < 16, 32 * (D // 16) * 4, tl.where(j < 18, 2 * s_ksg,
                     tl.where(j < 20, 2 * s_kmg, 32 * (D // 32) * 2)))).to(tl.int64)
     return base, step
-
-
-@triton.jit
-def _shfl_w(x, src, NW: tl.constexpr, ASM: tl.constexpr):
-    # every lane's int32 word x from lane src of its warp: one shfl.sync.idx; the interpreter gathers
-    if ASM:
-        return tl.inline_asm_elementwise("shfl.sync.idx.b32 $0, $1, $2, 0x1f, -1;", "=r,r,r", [x, src], tl.int32,
-                                         True, 1)
-    else:
-        return tl.reshape(tl.gather(tl.reshape(x, (NW, 32)), tl.reshape(src, (NW, 32)), 1), (NW * 32,))
 
 
 @triton.jit
@@ -469,8 +452,8 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
         ok0 = (lane * 0 + lo < end)[:, None]  # a tensor: the interpreter takes no scalar mask
         ck0 = tl.load(kcb + (first // 16)[:, None] * s_kcw, mask=ok0, other=0)
         ck1 = tl.load(kcb + (first // 16)[:, None] * s_kcw + 16, mask=ok0, other=0)
-        ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7 = pairs8_masked(ks32 + (first // 32 * (s_ksg // 2))[:, None] + ch2, ok0)
-        km0, km1, km2, km3, km4, km5, km6, km7 = pairs8_masked(km32 + (first // 32 * (s_kmg // 2))[:, None] + ch2, ok0)
+        ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7 = pairs8(ks32 + (first // 32 * (s_ksg // 2))[:, None] + ch2, ok0)
+        km0, km1, km2, km3, km4, km5, km6, km7 = pairs8(km32 + (first // 32 * (s_kmg // 2))[:, None] + ch2, ok0)
     if PF > 0:
         pf_base, pf_step = _prefetch_lanes(kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, s_kcw, s_ksg, s_kmg,
                                            lane, D)
@@ -486,8 +469,10 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
             nxt = tl.minimum(start + BT, end - BT) + 32 * warp  # the next tile's group (the last tile repeats)
             nk0 = tl.load(kcb + (nxt // 16)[:, None] * s_kcw)
             nk1 = tl.load(kcb + (nxt // 16)[:, None] * s_kcw + 16)
-            nks0, nks1, nks2, nks3, nks4, nks5, nks6, nks7 = pairs8(ks32 + (nxt // 32 * (s_ksg // 2))[:, None] + ch2)
-            nkm0, nkm1, nkm2, nkm3, nkm4, nkm5, nkm6, nkm7 = pairs8(km32 + (nxt // 32 * (s_kmg // 2))[:, None] + ch2)
+            nks0, nks1, nks2, nks3, nks4, nks5, nks6, nks7 = pairs8(ks32 + (nxt // 32 * (s_ksg // 2))[:, None] + ch2,
+                                                                    None)
+            nkm0, nkm1, nkm2, nkm3, nkm4, nkm5, nkm6, nkm7 = pairs8(km32 + (nxt // 32 * (s_kmg // 2))[:, None] + ch2,
+                                                                    None)
             pv = vc_ptr + t0 * s_vct + 2 * b_ + a
             vo0, vo1, vo2, vo3 = _vwords(pv, s_vct)
             vp0, vp1, vp2, vp3 = _vwords(pv + 4 * s_vct, s_vct)
@@ -508,8 +493,8 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
              w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = words32(kb_, None)
             # (unmasked at 4 heads too: B's zero query makes its columns past them zero, and the mins are every row
             # of the bias MMA's A)
-            ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7 = pairs8(ks32 + (tok0 // 32 * (s_ksg // 2))[:, None] + ch2)
-            km0, km1, km2, km3, km4, km5, km6, km7 = pairs8(km32 + (tok0 // 32 * (s_kmg // 2))[:, None] + ch2)
+            ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7 = pairs8(ks32 + (tok0 // 32 * (s_ksg // 2))[:, None] + ch2, None)
+            km0, km1, km2, km3, km4, km5, km6, km7 = pairs8(km32 + (tok0 // 32 * (s_kmg // 2))[:, None] + ch2, None)
             pw = vc_ptr + t0 * s_vct + a
             x0, x1, x2, x3 = _vwords(pw, s_vct)
             x4, x5, x6, x7 = _vwords(pw + 2, s_vct)

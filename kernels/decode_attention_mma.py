@@ -437,14 +437,19 @@ def _value_block(vc_ptr, u32_ptr, vstride, start, base, n_t, gid, tig, bl,
 
 
 @triton.jit
-def _shfl(x, src, NW: tl.constexpr, ASM: tl.constexpr):
-    # every lane's x from lane src of its warp (fp32): one shfl.sync.idx; the interpreter gathers
+def _shfl_w(x, src, NW: tl.constexpr, ASM: tl.constexpr):
+    # every lane's 32-bit x from lane src of its warp: one shfl.sync.idx; the interpreter gathers
     if ASM:
-        y = tl.inline_asm_elementwise("shfl.sync.idx.b32 $0, $1, $2, 0x1f, -1;", "=r,r,r",
-                                      [x.to(tl.int32, bitcast=True), src], tl.int32, True, 1)
-        return y.to(tl.float32, bitcast=True)
+        return tl.inline_asm_elementwise("shfl.sync.idx.b32 $0, $1, $2, 0x1f, -1;", "=r,r,r", [x, src], tl.int32,
+                                         True, 1)
     else:
         return tl.reshape(tl.gather(tl.reshape(x, (NW, 32)), tl.reshape(src, (NW, 32)), 1), (NW * 32,))
+
+
+@triton.jit
+def _shfl(x, src, NW: tl.constexpr, ASM: tl.constexpr):
+    # `_shfl_w` of fp32 values
+    return _shfl_w(x.to(tl.int32, bitcast=True), src, NW, ASM).to(tl.float32, bitcast=True)
 
 
 @triton.jit
