@@ -267,8 +267,7 @@ def main() -> None:
                                               kw.get("num_splits") or dgq.mma_splits(B * H, L, sep))
                 al = 32 if sep else 16  # the bulk ends at whole tensor-core tiles when the window has its own launch
                 span = L - (st.n_vq // al) * al
-                splits += min(kw.get("win_splits") or (-(-span // (dgq.WINDOW_LAUNCH_TILES * 16)) if sep else
-                                                        dgq.window_splits(chunk, span, True)), -(-span // 16)) - 1
+                splits += dgq.window_programs(chunk, span, True, sep, kw.get("win_splits")) - 1
             else:
                 bw = kw.get("block_w") or (dgq.DEFAULT_BLOCK_W if kw.get("packed") is False else dgq.PACKED_BLOCK_W)
                 splits = da3.splits_v3(B * H, L, bw * 16, 16,

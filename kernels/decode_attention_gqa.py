@@ -715,6 +715,14 @@ def window_splits(chunk: int, span: int, mma: bool) -> int:
     return max(1, -(-WIN_TOKEN_COST * span // chunk))
 
 
+def window_programs(chunk: int, span: int, mma: bool, window_launch: bool, win_splits: int | None = None) -> int:
+    """The window region's programs a kv head as a call launches them: `win_splits` if given, else one 16-token tile
+    a program on the window's own launch (WINDOW_LAUNCH_TILES) or `window_splits`; never more than its tiles."""
+    W = win_splits or (-(-span // (WINDOW_LAUNCH_TILES * DEFAULT_BLOCK_N)) if window_launch else
+                       window_splits(chunk, span, mma))
+    return min(W, max(1, -(-span // DEFAULT_BLOCK_N)))
+
+
 @functools.lru_cache(maxsize=4096)
 def compact_pays(batch_kv_heads: int, length: int, window_launch: bool) -> bool:
     """Whether a default tensor-core call takes the compact loads (MMA_COMPACT): one launch of more than a wave."""
@@ -842,8 +850,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     align = NT if sep else DEFAULT_BLOCK_N  # the bulk's end: whole tensor-core tiles on its own launch
     # the window region [packed_end, L): exact here; on the static path at most the ring plus a straddling tile
     span = min(L, win + align) if lens is not None else L - (s.n_vq // align) * align
-    W = min(win_splits or (-(-span // (WINDOW_LAUNCH_TILES * DEFAULT_BLOCK_N)) if sep else
-                           window_splits(chunk, span, bool(mma))), max(1, -(-span // DEFAULT_BLOCK_N)))
+    W = window_programs(chunk, span, bool(mma), sep, win_splits)
     P = S - 1  # bulk splits (a p scratch row each)
     S += W - 1
     n = B * H * S * QG  # partial rows
@@ -907,8 +914,7 @@ def workspace_bytes(batch: int, kv_heads: int, group: int, length: int, head_dim
                              mma_splits(batch * kv_heads, length, sep))
         if sep:  # its window region ends the bulk at whole tensor-core tiles: up to 16 tokens more
             window += 16
-        W = min(-(-window // (WINDOW_LAUNCH_TILES * DEFAULT_BLOCK_N)) if sep else window_splits(chunk, window, True),
-                max(1, -(-window // DEFAULT_BLOCK_N)))
+        W = window_programs(chunk, window, True, sep)
         return batch * kv_heads * (S - 1 + W) * group * (head_dim + 2) * 4
     if group == 8:  # two programs a kv head, 4 query heads each
         kv_heads, group = kv_heads * 2, 4
