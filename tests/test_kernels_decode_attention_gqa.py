@@ -289,13 +289,21 @@ def test_gpu_gqa_kernel_eight_heads_a_kv_head(packed, L, pad):
                                       (4133, 45, dict(mma_compact=True)),
                                       (9000, 300, dict(mma_compact=True, num_splits=3, maxnreg=184)),
                                       (32 * 1024 + 77, 0, dict(mma_compact=True, window_launch=True, mma_prefetch=0)),
-                                      (5000, 1500, dict(mma_compact=True, num_splits=40, win_splits=2)),
-                                      (4133, 45, dict(mma_compact=2)),
-                                      (9000, 300, dict(mma_compact=3, num_splits=3, maxnreg=184)),
-                                      (32 * 1024 + 77, 0, dict(mma_compact=3, window_launch=True)),
-                                      (5000, 1500, dict(mma_compact=3, num_splits=40, win_splits=2, maxnreg=168))])
+                                      (5000, 1500, dict(mma_compact=True, num_splits=40, win_splits=2))])
 def test_gpu_gqa_mma(Hq, L, pad, kw):
     check(Hq, 8, L, 128, 2, pad, None, "cuda", R=128, mma=True, **kw)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("Hq", [32, 64])
+@pytest.mark.parametrize("level", [2, 3])
+@pytest.mark.parametrize("L,pad,kw", [(4133, 45, {}), (9000, 300, dict(num_splits=3, maxnreg=168)),
+                                      (32 * 1024 + 77, 0, dict(window_launch=True)),
+                                      (5000, 1500, dict(num_splits=40, win_splits=2, window_launch=False))])
+def test_gpu_gqa_mma_compact_levels(Hq, level, L, pad, kw):
+    # more of the next tile a tile ahead in registers: the value words (2), and their scales and mins (3)
+    check(Hq, 8, L, 128, 2, pad, None, "cuda", R=128, mma=True, mma_compact=level, **kw)
 
 
 @pytest.mark.gpu
