@@ -471,7 +471,7 @@ def _decode_attn_gqa_kernel(
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
     REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr, RDOT: tl.constexpr, PF: tl.constexpr,
-    PART: tl.constexpr, COMPACT: tl.constexpr, PF_SKIP: tl.constexpr,
+    PART: tl.constexpr, COMPACT: tl.constexpr,
 ):
     # H here counts program heads: REP of them a kv head (REP = 2 at 8 query heads a kv head), each with QG
     # query heads: program head hv runs query heads hv * QG .. hv * QG + QG - 1 over kv head hv // REP
@@ -525,7 +525,7 @@ def _decode_attn_gqa_kernel(
         bulk_end = lo + ((bulk_end - lo) // NT) * NT  # whole tiles (unmasked loads); v1's tiles take the rest
         m_i, l_i, acc = _bulk_gqa_mma(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                                       s_kcw, s_ksg, s_kmg, s_mt, lo, bulk_end, qk_scale,
-                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY, PF, COMPACT, PF_SKIP)
+                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY, PF, COMPACT)
         if RDOT:
             m_i, l_i, acc = _rows16(m_i, QG), _rows16(l_i, QG), _rows16(acc, QG)
     elif PACKED:
@@ -683,13 +683,14 @@ MMA_WAVE_PROGRAMS_SEP = 1536  # 12 an SM (1,584 on the H200)
 # 8x32K: the L1 hit rate falls from 47.8% to 16.9% (no re-reads), the L2 stays at 68% of its peak. The rule, against
 # the bulk without them at cap 168 / 184 (h200_round42): 8B 64x4096 121.5 / 124.5 / 129.1, 96x4096 178.5 / 176.7 /
 # 194.7, 128x4096 209.2 / 220.7 / 224.5; 70B 64x4096 129.9 / 128.9 / 131.5, 128x4096 221.9 / 227.1 / 227.9
+# Measured and dropped (session 17, h200_round44, commit daa3b63): more of the next tile a tile ahead in these
+# registers, and the L2 prefetch skipping the lines so held. ptxas places those loads at the end of the tile, ~100
+# instructions before their use, so the prefetch is what hides their latency. 8x32K / 128x4096, us, at cap 184:
+# prefetch of all 24 lines (this) 115.8 / 208.0; skipping the 12 key lines 125.7 / 223.9; the value words ahead too,
+# prefetch of the 4 value scale / min lines 134.2 / 235.9; everything ahead, no prefetch 146.3 / 262.3 (caps 168 /
+# 200 / 216: 131.4 / 134.3 / 137.4 and 315.0 / 239.0 / 225.5). Nsight on the last at 8x32K: DRAM 31.8%, L2 41.4%
 MMA_COMPACT = True
 MAXNREG_GQA_MMA_COMPACT = 184
-# How much of the next tile the compact loads take a tile ahead into registers (1: key words, scales and mins; 2: and
-# the value words; 3: and the value scales and mins, so no line is left to the L2 prefetch), and whether the prefetch
-# skips the lines they take (each such line otherwise passes L2 twice)
-MMA_COMPACT_LEVEL = 1
-MMA_PREFETCH_SKIP = True
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
 
@@ -769,7 +770,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
                          mma: bool | None = None, mma_early: bool | None = None,
                          rest_dot: bool | None = None, win_splits: int | None = None,
                          mma_prefetch: int | None = None, window_launch: bool | None = None,
-                         mma_compact: bool | int | None = None) -> torch.Tensor:
+                         mma_compact: bool | None = None) -> torch.Tensor:
     """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`).
     `packed`: the fp16x2 pair path (k2v2, fp16, 4 or 8 query heads a kv head); None: wherever it can run
     (`packable_gqa`; as v3's `default_packed`, fp16 inputs keep its products in range). `mma`: the
@@ -783,7 +784,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     tensor-core bulk's window splits on a launch of their own, after the bulk's (whole tensor-core tiles, no shared
     memory; None: `window_launch_pays`). `mma_compact`: the bulk loads each word of a group once a warp and shuffles
     it to the lanes that use it, the next tile's key words a tile ahead (None: `compact_pays`, at cap
-    MAXNREG_GQA_MMA_COMPACT); True takes MMA_COMPACT_LEVEL, a level 1-3 more of the next tile ahead (see there).
+    MAXNREG_GQA_MMA_COMPACT).
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32; mma: MMA_WARPS, a key group a warp), maxnreg."""
     s = state
@@ -796,14 +797,10 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         raise ValueError(f"mma_prefetch={mma_prefetch!r}: tiles ahead to prefetch are an integer >= 0 (0: none)")
     if window_launch and not mma:
         raise ValueError("window_launch=True splits the tensor-core bulk's launch; pass mma=True or drop it")
-    if mma_compact is not None and (not isinstance(mma_compact, int) or not 0 <= mma_compact <= 3):
-        raise ValueError(f"mma_compact={mma_compact!r}: pass True / False or a level 0-3 (tiles' parts loaded a tile "
-                         "ahead: 1 key words, scales and mins; 2 and the value words; 3 and the value scales and mins)")
     if mma_compact and not mma:
-        raise ValueError(f"mma_compact={mma_compact!r} is a load scheme of the tensor-core bulk; pass mma=True or "
-                         "drop it")
+        raise ValueError("mma_compact=True is a load scheme of the tensor-core bulk; pass mma=True or drop it")
     if mma_compact and mma_early:
-        raise ValueError(f"mma_compact={mma_compact!r} and mma_early=True are two load orders: pick one")
+        raise ValueError("mma_compact=True and mma_early=True are two load orders: pick one")
     if mma_prefetch and not mma:
         raise ValueError(f"mma_prefetch={mma_prefetch}: only the tensor-core bulk prefetches; pass mma=True or drop it")
     if mma and asked:
@@ -852,7 +849,6 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     sep = bool(mma) and (window_launch_pays(B * H, L) if window_launch is None else bool(window_launch))
     compact = bool(mma) and (compact_pays(B * H, L, sep) and not mma_early if mma_compact is None
                              else bool(mma_compact))
-    level = 0 if not compact else MMA_COMPACT_LEVEL if mma_compact is None or mma_compact is True else mma_compact
     if mma and num_splits is None:
         num_splits = mma_splits(B * H, L, sep)
     S, chunk = splits_v3(B * H, L, BT, DEFAULT_BLOCK_N, num_splits,  # bulk splits + the window's (S >= 2)
@@ -895,7 +891,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
             num_warps=nw, REP=REP, MMA=bool(mma), EARLY=MMA_EARLY if mma_early is None else bool(mma_early),
             RDOT=bool(mma) and (REST_DOT if rest_dot is None else bool(rest_dot)),
             PF=(MMA_PREFETCH if mma_prefetch is None else mma_prefetch) if mma else 0,
-            PART=part, COMPACT=level, PF_SKIP=MMA_PREFETCH_SKIP,
+            PART=part, COMPACT=compact,
             **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA_COMPACT if compact else MAXNREG_GQA_MMA if mma else MAXNREG)}
                if query.device.type == "cuda" else {}),
         )

@@ -221,23 +221,21 @@ def _l2_prefetch(p, ASM: tl.constexpr):
 
 
 @triton.jit
-def _prefetch_lanes(kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, s_kcw, s_ksg, s_kmg, lane, D: tl.constexpr,
-                    FIRST: tl.constexpr):
-    # a lane's line of key group 0 and its step a group (bytes) for `_l2_prefetch`: of a group's 24 lines (128 B),
-    # lines FIRST..23 spread over the lanes (the rest repeat them), in this order: key words (2 rows of D words,
-    # lines 0-7), key scales and mins (a row of D halves each, 8-9 and 10-11), value words (32 dense rows of D / 16
-    # words, 12-19), value scales and mins (32 dense rows of D / 32 halves each, 20-21 and 22-23). FIRST skips the
-    # lines the compact loads already take a tile ahead into registers. Out of the loop: in it a prefetch is one
-    # multiply-add and the instruction
+def _prefetch_lanes(kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, s_kcw, s_ksg, s_kmg, lane, D: tl.constexpr):
+    # a lane's line of key group 0 and its step a group (bytes) for `_l2_prefetch`: a group's 24 lines (128 B),
+    # one a lane (lanes 24..31 repeat 0..7): key words (2 rows of D words, 8 lines), value words (32 dense rows of
+    # D / 16 words, 8), key scales and mins (a row of D halves each, 2 + 2), value scales and mins (32 dense rows
+    # of D / 32 halves each, 2 + 2). Out of the loop: in it a prefetch is one multiply-add and the instruction
     tl.static_assert(D == 128, "the prefetch lines are laid out for head_dim 128")
     i8: tl.constexpr = tl.pointer_type(tl.int8)
-    j = FIRST + lane % (24 - FIRST)
-    base = tl.where(j < 8, kc_ptr.to(i8) + (j // 4) * (s_kcw * 4) + (j % 4) * 128,
-                    tl.where(j < 12, tl.where(j < 10, ks_ptr.to(i8), km_ptr.to(i8)) + (j % 2) * 128,
-                             tl.where(j < 20, vc_ptr.to(i8) + (j - 12) * 128,
-                                      tl.where(j < 22, vs_ptr.to(i8), vm_ptr.to(i8)) + (j % 2) * 128)))
-    step = tl.where(j < 8, 8 * s_kcw, tl.where(j < 10, 2 * s_ksg, tl.where(j < 12, 2 * s_kmg, tl.where(
-        j < 20, 32 * (D // 16) * 4, 32 * (D // 32) * 2)))).to(tl.int64)
+    j = lane % 24
+    line = (j % 4) * 128
+    base = tl.where(j < 8, kc_ptr.to(i8) + (j // 4) * (s_kcw * 4) + line,
+                    tl.where(j < 16, vc_ptr.to(i8) + (j - 8) * 128,
+                             tl.where(j < 18, ks_ptr.to(i8), tl.where(j < 20, km_ptr.to(i8),
+                                      tl.where(j < 22, vs_ptr.to(i8), vm_ptr.to(i8)))) + (j % 2) * 128))
+    step = tl.where(j < 8, 8 * s_kcw, tl.where(j < 16, 32 * (D // 16) * 4, tl.where(j < 18, 2 * s_ksg,
+                    tl.where(j < 20, 2 * s_kmg, 32 * (D // 32) * 2)))).to(tl.int64)
     return base, step
 
 
@@ -324,41 +322,15 @@ def _vwords(p, s_vct):
 
 
 @triton.jit
-def _vrow(p, ok):
-    # a token's 4 value scales (or mins) from its row pointer p, [lanes, 4] (0 where ok is False; None: unmasked)
-    if ok is None:
-        return tl.load(p[:, None] + tl.arange(0, 4)[None, :])
-    else:
-        return tl.load(p[:, None] + tl.arange(0, 4)[None, :], mask=ok[:, None], other=0)
+def _vrow(p):
+    # a token's 4 value scales (or mins) from its row pointer p, [lanes, 4]
+    return tl.load(p[:, None] + tl.arange(0, 4)[None, :])
 
 
 @triton.jit
-def _vmin(p, gid, ok):
+def _vmin(p, gid):
     # the min MMA's B entries: lane gid < 4 gives group gid's min of its token (p: the token's min row + gid)
-    if ok is None:
-        return tl.load(p, mask=gid < 4, other=0.0)
-    else:
-        return tl.load(p, mask=(gid < 4) & ok, other=0.0)
-
-
-@triton.jit
-def _vwords8(p, s_vct, ok):
-    # the compact value words of a tile's two k steps: at p (word 2 b + a of the lane's token t) and tokens t + 1,
-    # t + 8, t + 9, then + 4 (0 where ok is False; None: unmasked)
-    return (_ld0(p, ok), _ld0(p + s_vct, ok), _ld0(p + 8 * s_vct, ok), _ld0(p + 9 * s_vct, ok),
-            _ld0(p + 4 * s_vct, ok), _ld0(p + 5 * s_vct, ok), _ld0(p + 12 * s_vct, ok), _ld0(p + 13 * s_vct, ok))
-
-
-@triton.jit
-def _vscales(ps, pm, s_vst, s_vmt, gid, ok):
-    # a tile's value scale rows (tokens t, t + 1, t + 8, t + 9 of each k step: r0 r1 r8 r9, then e.. at + 4) and min
-    # entries (u.., o..) from the lane's rows ps and pm (0 where ok is False; None: unmasked)
-    return (_vrow(ps, ok), _vrow(ps + s_vst, ok), _vrow(ps + 8 * s_vst, ok), _vrow(ps + 9 * s_vst, ok),
-            _vrow(ps + 4 * s_vst, ok), _vrow(ps + 5 * s_vst, ok), _vrow(ps + 12 * s_vst, ok),
-            _vrow(ps + 13 * s_vst, ok),
-            _vmin(pm, gid, ok), _vmin(pm + s_vmt, gid, ok), _vmin(pm + 8 * s_vmt, gid, ok),
-            _vmin(pm + 9 * s_vmt, gid, ok), _vmin(pm + 4 * s_vmt, gid, ok), _vmin(pm + 5 * s_vmt, gid, ok),
-            _vmin(pm + 12 * s_vmt, gid, ok), _vmin(pm + 13 * s_vmt, gid, ok))
+    return tl.load(p, mask=gid < 4, other=0.0)
 
 
 @triton.jit
@@ -419,7 +391,7 @@ def _rescale(al0, al1, al_g, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10
 def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                   s_kcw, s_ksg, s_kmg, s_mt, lo, end, qk_scale,
                   QG: tl.constexpr, D: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr,
-                  EARLY: tl.constexpr, PF: tl.constexpr, COMPACT: tl.constexpr = 0, PF_SKIP: tl.constexpr = True):
+                  EARLY: tl.constexpr, PF: tl.constexpr, COMPACT: tl.constexpr = False):
     # [lo, end) in whole tiles of 32 x NW tokens (k2v2, fp16, D = 128, G = 32, qk_scale > 0, dense value rows:
     # the launcher checks; the caller leaves a partial tile to v1's tiles), a key group a warp, so no load is
     # masked by the length. Returns the QG heads' max [QG], sum [QG] and output [QG, D] (not normalized), as the
@@ -482,22 +454,14 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
         ck1 = tl.load(kcb + (first // 16)[:, None] * s_kcw + 16, mask=ok0, other=0)
         ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7 = pairs8(ks32 + (first // 32 * (s_ksg // 2))[:, None] + ch2, ok0)
         km0, km1, km2, km3, km4, km5, km6, km7 = pairs8(km32 + (first // 32 * (s_kmg // 2))[:, None] + ch2, ok0)
-        okv = lane * 0 + lo < end
-        if COMPACT >= 2:  # the value words a tile ahead too
-            vo0, vo1, vo2, vo3, vp0, vp1, vp2, vp3 = _vwords8(vc_ptr + (first + tv) * s_vct + 2 * b_ + a, s_vct, okv)
-        if COMPACT >= 3:  # ... and the value scales and mins
-            r0, r1, r8, r9, e0, e1, e8, e9, u0, u1, u8, u9, o0, o1, o8, o9 = _vscales(
-                vs_ptr + (first + tv) * s_vst, vm_ptr + (first + tv) * s_vmt + gid, s_vst, s_vmt, gid, okv)
-    # the lines a tile the L2 prefetch skips: those the compact loads take a tile ahead into registers
-    PFL: tl.constexpr = 0 if COMPACT == 0 or not PF_SKIP else 12 if COMPACT == 1 else 20 if COMPACT == 2 else 24
-    if PF > 0 and PFL < 24:
+    if PF > 0:
         pf_base, pf_step = _prefetch_lanes(kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, s_kcw, s_ksg, s_kmg,
-                                           lane, D, PFL)
+                                           lane, D)
         for k in tl.static_range(1, PF):  # the tiles between the first and the loop's first prefetch
             _l2_prefetch(pf_base + ((tl.minimum(lo + k * BT, end - BT) + 32 * warp) // 32) * pf_step, ASM)
     for start in range(lo, end, BT):
         tok0 = start + 32 * warp
-        if PF > 0 and PFL < 24:  # the group PF tiles ahead into L2 (the last tiles repeat the split's last); lines are
+        if PF > 0:  # the group PF tiles ahead into L2 (the last tiles repeat the split's last); lines are
             # read from L2, not from HBM, once a program's loads reach them
             _l2_prefetch(pf_base + ((tl.minimum(start + PF * BT, end - BT) + 32 * warp) // 32) * pf_step, ASM)
         t0 = tok0 + tv  # value k step 0 (step 1: + 4)
@@ -509,16 +473,9 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
                                                                     None)
             nkm0, nkm1, nkm2, nkm3, nkm4, nkm5, nkm6, nkm7 = pairs8(km32 + (nxt // 32 * (s_kmg // 2))[:, None] + ch2,
                                                                     None)
-            tn = nxt + tv
-            if COMPACT >= 2:
-                nvo0, nvo1, nvo2, nvo3, nvp0, nvp1, nvp2, nvp3 = _vwords8(vc_ptr + tn * s_vct + 2 * b_ + a, s_vct,
-                                                                          None)
-            else:
-                vo0, vo1, vo2, vo3, vp0, vp1, vp2, vp3 = _vwords8(vc_ptr + t0 * s_vct + 2 * b_ + a, s_vct, None)
-            if COMPACT >= 3:
-                (nr0, nr1, nr8, nr9, ne0, ne1, ne8, ne9,
-                 nu0, nu1, nu8, nu9, no0, no1, no8, no9) = _vscales(vs_ptr + tn * s_vst, vm_ptr + tn * s_vmt + gid,
-                                                                    s_vst, s_vmt, gid, None)
+            pv = vc_ptr + t0 * s_vct + 2 * b_ + a
+            vo0, vo1, vo2, vo3 = _vwords(pv, s_vct)
+            vp0, vp1, vp2, vp3 = _vwords(pv + 4 * s_vct, s_vct)
             c0, c1, c2, c3 = _split4n(ck0)
             c4, c5, c6, c7 = _split4n(ck1)
             (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
@@ -547,9 +504,14 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
             y4, y5, y6, y7 = _vwords(pw + 4 * s_vct + 2, s_vct)
             y8, y9, y10, y11 = _vwords(pw + 4 * s_vct + 4, s_vct)
             y12, y13, y14, y15 = _vwords(pw + 4 * s_vct + 6, s_vct)
-        if COMPACT < 3:
-            r0, r1, r8, r9, e0, e1, e8, e9, u0, u1, u8, u9, o0, o1, o8, o9 = _vscales(
-                vs_ptr + t0 * s_vst, vm_ptr + t0 * s_vmt + gid, s_vst, s_vmt, gid, None)
+        ps = vs_ptr + t0 * s_vst
+        r0, r1, r8, r9 = _vrow(ps), _vrow(ps + s_vst), _vrow(ps + 8 * s_vst), _vrow(ps + 9 * s_vst)
+        e0, e1, e8, e9 = _vrow(ps + 4 * s_vst), _vrow(ps + 5 * s_vst), _vrow(ps + 12 * s_vst), _vrow(ps + 13 * s_vst)
+        pm = vm_ptr + t0 * s_vmt + gid
+        u0, u1, u8, u9 = _vmin(pm, gid), _vmin(pm + s_vmt, gid), _vmin(pm + 8 * s_vmt, gid), \
+            _vmin(pm + 9 * s_vmt, gid)
+        o0, o1, o8, o9 = _vmin(pm + 4 * s_vmt, gid), _vmin(pm + 5 * s_vmt, gid), _vmin(pm + 12 * s_vmt, gid), \
+            _vmin(pm + 13 * s_vmt, gid)
         sh_k = sh
         if EARLY:  # the key MMAs after every value load (one memory round trip a tile)
             ra, _, _, _ = _split4n(r0)
@@ -611,11 +573,6 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
             ck0, ck1 = nk0, nk1
             ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7 = nks0, nks1, nks2, nks3, nks4, nks5, nks6, nks7
             km0, km1, km2, km3, km4, km5, km6, km7 = nkm0, nkm1, nkm2, nkm3, nkm4, nkm5, nkm6, nkm7
-            if COMPACT >= 2:
-                vo0, vo1, vo2, vo3, vp0, vp1, vp2, vp3 = nvo0, nvo1, nvo2, nvo3, nvp0, nvp1, nvp2, nvp3
-            if COMPACT >= 3:
-                r0, r1, r8, r9, e0, e1, e8, e9 = nr0, nr1, nr8, nr9, ne0, ne1, ne8, ne9
-                u0, u1, u8, u9, o0, o1, o8, o9 = nu0, nu1, nu8, nu9, no0, no1, no8, no9
     # onto the program's max per head: [warp, head] maxes (uniform over gid) and sums
     m_w = tl.reshape(tl.max(tl.reshape(tl.join(m0, m1), (NW, 8, 4, 2)), axis=1), (NW, 8))
     m_i = tl.max(m_w, axis=0)

@@ -167,21 +167,16 @@ def test_gqa_compact_rule():
     assert pays == [dg.MMA_COMPACT] * 2 + [False] * 3
 
 
-@pytest.mark.parametrize("level", [True, 2, 3])
-def test_gqa_mma_compact_matches_oracle(level):
+def test_gqa_mma_compact_matches_oracle():
     # the compact loads (each key / value word once a warp, shuffled to its lanes; the next tile's key words,
-    # scales and mins a tile ahead, the last tile loaded again; level 2 the value words too, 3 the value scales and
-    # mins too), 4 query heads a kv head, on the window's own launch
-    check(4, 1, 700, 128, 2, 45, None, DEVICE, R=128, mma=True, num_splits=3, mma_compact=level, window_launch=True)
+    # scales and mins a tile ahead, the last tile loaded again), 4 query heads a kv head, on the window's own launch
+    check(4, 1, 700, 128, 2, 45, None, DEVICE, R=128, mma=True, num_splits=3, mma_compact=True, window_launch=True)
 
 
 @pytest.mark.parametrize("kw,msg", [(dict(mma=False, mma_compact=True), "mma_compact=True is a load scheme of the "
                                      "tensor-core bulk; pass mma=True or drop it"),
                                     (dict(mma=True, mma_compact=True, mma_early=True), "mma_compact=True and "
-                                     "mma_early=True are two load orders: pick one"),
-                                    (dict(mma=False, mma_compact=3), "mma_compact=3 is a load scheme"),
-                                    (dict(mma=True, mma_compact=4), r"mma_compact=4: pass True / False or a level 0-3"),
-                                    (dict(mma=True, mma_compact="2"), r"mma_compact='2': pass True / False")])
+                                     "mma_early=True are two load orders: pick one")])
 def test_gqa_refuses_compact_off_its_bulk(kw, msg):
     n_kq, n_vq = kivi_split(300, 32, 64)
     st = make_state(1, 1, 300, 128, n_kq, n_vq, 2, 2, 32, torch.float16, "cpu")
@@ -292,18 +287,6 @@ def test_gpu_gqa_kernel_eight_heads_a_kv_head(packed, L, pad):
                                       (5000, 1500, dict(mma_compact=True, num_splits=40, win_splits=2))])
 def test_gpu_gqa_mma(Hq, L, pad, kw):
     check(Hq, 8, L, 128, 2, pad, None, "cuda", R=128, mma=True, **kw)
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("Hq", [32, 64])
-@pytest.mark.parametrize("level", [2, 3])
-@pytest.mark.parametrize("L,pad,kw", [(4133, 45, {}), (9000, 300, dict(num_splits=3, maxnreg=168)),
-                                      (32 * 1024 + 77, 0, dict(window_launch=True)),
-                                      (5000, 1500, dict(num_splits=40, win_splits=2, window_launch=False))])
-def test_gpu_gqa_mma_compact_levels(Hq, level, L, pad, kw):
-    # more of the next tile a tile ahead in registers: the value words (2), and their scales and mins (3)
-    check(Hq, 8, L, 128, 2, pad, None, "cuda", R=128, mma=True, mma_compact=level, **kw)
 
 
 @pytest.mark.gpu
