@@ -174,6 +174,11 @@ VARIANTS = {
     "gqa_mma_noc_r184": {"_impl": "gqa", "mma": True, "mma_compact": False, "maxnreg": 184},
     # session 17's gqa_mma_c<level> (more of the next tile ahead in registers) and gqa_mma_c1_pfall were removed with
     # the option after commit daa3b63 (h200_round44: slower)
+    # session 17: the bulk's softmax rescaling every tile (MMA_LAZY_RESCALE = 0) against the lazy default (only where
+    # a tile's max passes the running one by more than 8); _set: decode_attention_gqa constants for the variant's calls
+    "auto_tau0": {"_impl": "auto", "_set": {"MMA_LAZY_RESCALE": 0.0}},
+    "gqa_mma_compact_tau0": {"_impl": "gqa", "mma": True, "mma_compact": True, "_set": {"MMA_LAZY_RESCALE": 0.0}},
+    "gqa_mma_noc_tau0": {"_impl": "gqa", "mma": True, "mma_compact": False, "_set": {"MMA_LAZY_RESCALE": 0.0}},
     # what a default call runs (kivi_kernels.decode_attention.pick_impl)
     "auto": {"_impl": "auto"},
     # v1 (tensor-core tiles of block_n tokens) for short contexts, with --graph: one program a head (no reduce
@@ -188,6 +193,19 @@ VARIANTS = {
     "v1_nodot_n16_S32": {"_impl": "v1", "num_splits": 32, "block_n": 16, "use_dot": False},
 }
 ROWS = [(8, 32768), (64, 4096), (16, 16384), (128, 4096), (1, 32768)]
+
+
+def with_constants(sets, call, *args, **kw):
+    """call(*args, **kw) with decode_attention_gqa's constants `sets` in place (the launcher reads them at each call; a
+    CUDA graph keeps what it captured)."""
+    old = {k: getattr(dgq, k) for k in sets}
+    for k, v in sets.items():
+        setattr(dgq, k, v)
+    try:
+        return call(*args, **kw)
+    finally:
+        for k, v in old.items():
+            setattr(dgq, k, v)
 
 
 def main() -> None:
@@ -225,6 +243,7 @@ def main() -> None:
         for name in names:
             kw = dict(VARIANTS[name])
             which = kw.pop("_impl", "v3")
+            sets = kw.pop("_set", {})
             call = {"gqa": dgq.decode_attention_gqa, "v1": decode_attention_triton,
                     "auto": decode_attention_triton}.get(which, da3.decode_attention_v3)
             if which in ("v1", "auto"):
@@ -243,7 +262,8 @@ def main() -> None:
             if kw.get("num_splits") == "xh":  # half of them (at SPLIT_PROGRAMS)
                 kw["num_splits"] = max(1, da3.num_splits_v3(B * Hq, L, bw3 * 16) // 2)
             try:
-                f = (lambda call=call, kw=kw, q=q, st=st: call(q, st, None, D**-0.5, **kw))
+                f = (lambda call=call, kw=kw, q=q, st=st, sets=sets: with_constants(sets, call, q, st, None,
+                                                                                    D**-0.5, **kw))
                 err = (f().float() - ref).abs().max().item()
             except Exception as e:  # a variant that does not compile is a result too
                 print(f"{B}x{L} {name}: {type(e).__name__}: {str(e)[:300]}", flush=True)

@@ -37,7 +37,8 @@ const = {}
 for k, v in kv.items():
     try: const[k] = int(v)
     except ValueError:
-        const[k] = {"True": True, "False": False, "None": None}.get(v, v)
+        try: const[k] = float(v)
+        except ValueError: const[k] = {"True": True, "False": False, "None": None}.get(v, v)
 sig = {}
 for n in names:
     if n in const: sig[n] = "constexpr"

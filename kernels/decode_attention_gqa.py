@@ -471,7 +471,7 @@ def _decode_attn_gqa_kernel(
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
     REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr, RDOT: tl.constexpr, PF: tl.constexpr,
-    PART: tl.constexpr, COMPACT: tl.constexpr,
+    PART: tl.constexpr, COMPACT: tl.constexpr, TAU: tl.constexpr,
 ):
     # H here counts program heads: REP of them a kv head (REP = 2 at 8 query heads a kv head), each with QG
     # query heads: program head hv runs query heads hv * QG .. hv * QG + QG - 1 over kv head hv // REP
@@ -525,7 +525,7 @@ def _decode_attn_gqa_kernel(
         bulk_end = lo + ((bulk_end - lo) // NT) * NT  # whole tiles (unmasked loads); v1's tiles take the rest
         m_i, l_i, acc = _bulk_gqa_mma(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                                       s_kcw, s_ksg, s_kmg, s_mt, lo, bulk_end, qk_scale,
-                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY, PF, COMPACT)
+                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY, PF, COMPACT, TAU)
         if RDOT:
             m_i, l_i, acc = _rows16(m_i, QG), _rows16(l_i, QG), _rows16(acc, QG)
     elif PACKED:
@@ -691,6 +691,11 @@ MMA_WAVE_PROGRAMS_SEP = 1536  # 12 an SM (1,584 on the H200)
 # 200 / 216: 131.4 / 134.3 / 137.4 and 315.0 / 239.0 / 225.5). Nsight on the last at 8x32K: DRAM 31.8%, L2 41.4%
 MMA_COMPACT = True
 MAXNREG_GQA_MMA_COMPACT = 184
+# The bulk's softmax moves a head's running max (and rescales its sums and 32 accumulators) only where a tile's max
+# passes it by more than this (log2 units, a warp-uniform branch; 0: every tile): its p are then at most 2^TAU, well
+# inside fp16, and the result is the same up to rounding, as the final sums and outputs share the max they were
+# taken against
+MMA_LAZY_RESCALE = 8.0
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
 
@@ -891,7 +896,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
             num_warps=nw, REP=REP, MMA=bool(mma), EARLY=MMA_EARLY if mma_early is None else bool(mma_early),
             RDOT=bool(mma) and (REST_DOT if rest_dot is None else bool(rest_dot)),
             PF=(MMA_PREFETCH if mma_prefetch is None else mma_prefetch) if mma else 0,
-            PART=part, COMPACT=compact,
+            PART=part, COMPACT=compact, TAU=float(MMA_LAZY_RESCALE) if mma else 0.0,
             **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA_COMPACT if compact else MAXNREG_GQA_MMA if mma else MAXNREG)}
                if query.device.type == "cuda" else {}),
         )

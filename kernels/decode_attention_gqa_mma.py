@@ -388,10 +388,28 @@ def _rescale(al0, al1, al_g, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10
 
 
 @triton.jit
+def _onto_max(m0, m1, mt0, mt1, gid, h_src, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14,
+              v15, v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, cm0, cm1,
+              NW: tl.constexpr, ASM: tl.constexpr):
+    # the running maxes of heads 2 tig, 2 tig + 1 onto the tile's (mt0, mt1), the sums and accumulators rescaled
+    n0, n1 = tl.maximum(m0, mt0), tl.maximum(m1, mt1)
+    al0 = tl.exp2(m0 - tl.where(n0 == float("-inf"), 0.0, n0))
+    al1 = tl.exp2(m1 - tl.where(n1 == float("-inf"), 0.0, n1))
+    al_g = tl.where(gid % 2 == 0, _shfl(al0, h_src, NW, ASM), _shfl(al1, h_src, NW, ASM))  # head gid's
+    (l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+     v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, cm0, cm1) = \
+        _rescale(al0, al1, al_g, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13,
+                 v14, v15, v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30,
+                 v31, cm0, cm1)
+    return (n0, n1, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+            v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, cm0, cm1)
+
+
+@triton.jit
 def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                   s_kcw, s_ksg, s_kmg, s_mt, lo, end, qk_scale,
                   QG: tl.constexpr, D: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr,
-                  EARLY: tl.constexpr, PF: tl.constexpr, COMPACT: tl.constexpr = False):
+                  EARLY: tl.constexpr, PF: tl.constexpr, COMPACT: tl.constexpr = False, TAU: tl.constexpr = 0.0):
     # [lo, end) in whole tiles of 32 x NW tokens (k2v2, fp16, D = 128, G = 32, qk_scale > 0, dense value rows:
     # the launcher checks; the caller leaves a partial tile to v1's tiles), a key group a warp, so no load is
     # masked by the length. Returns the QG heads' max [QG], sum [QG] and output [QG, D] (not normalized), as the
@@ -532,18 +550,21 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
             q0, q1, q2, q3, q4, q5, q6, q7, valid_ptr, s_mt, tok0, a, sh_k, NW, HAS_VALID, ASM)
         mt0 = _tig_max(tl.maximum(tl.maximum(s00_0, s01_0), tl.maximum(s10_0, s11_0)), NW) * qk_scale
         mt1 = _tig_max(tl.maximum(tl.maximum(s00_1, s01_1), tl.maximum(s10_1, s11_1)), NW) * qk_scale
-        n0, n1 = tl.maximum(m0, mt0), tl.maximum(m1, mt1)
-        z0 = tl.where(n0 == float("-inf"), 0.0, n0)
-        z1 = tl.where(n1 == float("-inf"), 0.0, n1)
-        al0 = tl.exp2(m0 - z0)
-        al1 = tl.exp2(m1 - z1)
-        al_g = tl.where(gid % 2 == 0, _shfl(al0, h_src, NW, ASM), _shfl(al1, h_src, NW, ASM))  # head gid's
-        m0, m1 = n0, n1
-        (l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
-         v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, cm0, cm1) = \
-            _rescale(al0, al1, al_g, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13,
-                     v14, v15, v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30,
-                     v31, cm0, cm1)
+        if TAU > 0:  # onto a new max only where one grows past it by more than TAU (a warp-uniform branch)
+            if tl.max(((mt0 > m0 + TAU) | (mt1 > m1 + TAU)).to(tl.int32), axis=0) > 0:
+                (m0, m1, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+                 v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, cm0, cm1) = \
+                    _onto_max(m0, m1, mt0, mt1, gid, h_src, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10,
+                              v11, v12, v13, v14, v15, v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27,
+                              v28, v29, v30, v31, cm0, cm1, NW, ASM)
+        else:
+            (m0, m1, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
+             v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, cm0, cm1) = \
+                _onto_max(m0, m1, mt0, mt1, gid, h_src, l0, l1, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10,
+                          v11, v12, v13, v14, v15, v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27,
+                          v28, v29, v30, v31, cm0, cm1, NW, ASM)
+        z0 = tl.where(m0 == float("-inf"), 0.0, m0)
+        z1 = tl.where(m1 == float("-inf"), 0.0, m1)
         p00_0, p01_0 = tl.exp2(s00_0 * qk_scale - z0), tl.exp2(s01_0 * qk_scale - z0)
         p10_0, p11_0 = tl.exp2(s10_0 * qk_scale - z0), tl.exp2(s11_0 * qk_scale - z0)
         p00_1, p01_1 = tl.exp2(s00_1 * qk_scale - z1), tl.exp2(s01_1 * qk_scale - z1)

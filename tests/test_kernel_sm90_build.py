@@ -76,10 +76,10 @@ def test_gqa_mma_bulk_builds_for_sm90(tmp_path, early, part):
     # loads come first: built uncapped, as it was timed (at the default cap of 168, ptxas issues 42 of them
     # before the first MMA). With MMA_PREFETCH each tile also prefetches the next one: one CCTL a tile. PART 1 is
     # the bulk's launch when the window's splits have their own: no v1 tile, so (almost) no shared memory
-    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA, MMA_PREFETCH, REST_DOT
+    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA, MMA_LAZY_RESCALE, MMA_PREFETCH, REST_DOT
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
               f"ASM=True VDENSE=True REP=1 MMA=True EARLY={early} RDOT={REST_DOT} PF={MMA_PREFETCH} PART={part} "
-              f"COMPACT=False num_warps=1 maxnreg={255 if early else MAXNREG_GQA_MMA}").split()
+              f"COMPACT=False TAU={MMA_LAZY_RESCALE} num_warps=1 maxnreg={255 if early else MAXNREG_GQA_MMA}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa")
     if part == 1:  # 23,552 B with the window's tl.dot tiles in the same launch: 9 programs an SM instead of 12
         assert int(re.search(r"shared=(\d+)", run.stdout).group(1)) <= 2048, run.stdout
@@ -100,10 +100,10 @@ def test_gqa_mma_bulk_builds_for_sm90(tmp_path, early, part):
 def test_gqa_mma_compact_bulk_builds_for_sm90(tmp_path):
     # the compact loads at their cap (one launch): 2 + 8 key / value word loads a lane instead of 8 + 32, 42 loads a
     # tile in all, 64 word shuffles beside the 8 of the softmax, the same 42 MMAs, nothing spilled in the loop
-    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA_COMPACT, MMA_PREFETCH
+    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA_COMPACT, MMA_LAZY_RESCALE, MMA_PREFETCH
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
               f"ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF={MMA_PREFETCH} PART=0 COMPACT=True "
-              f"num_warps=1 maxnreg={MAXNREG_GQA_MMA_COMPACT}").split()
+              f"TAU={MMA_LAZY_RESCALE} num_warps=1 maxnreg={MAXNREG_GQA_MMA_COMPACT}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa_compact")
     main = main_loop(run)
     assert main.get("HMMA") == 42 and main.get("LDG") == 42 and main.get("SHFL") == 72, run.stdout
@@ -116,10 +116,10 @@ def test_gqa_mma_rest_on_tensor_cores_builds_for_sm90(tmp_path, part):
     # value window, then the fp16 tail) hold 32 HMMA each and no spills; on CUDA cores they take ~4,800 and
     # ~3,500 instructions a 16-token tile with ~180 spill loads and stores (triton 3.6: 1,496 and 431 with dots at
     # the cap of 168 registers); PART 2 is the window's own launch (these loops alone)
-    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA, MMA_PREFETCH
+    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA, MMA_LAZY_RESCALE, MMA_PREFETCH
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
               f"ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF={MMA_PREFETCH} PART={part} COMPACT=False "
-              f"num_warps=1 maxnreg={MAXNREG_GQA_MMA}").split()
+              f"TAU={MMA_LAZY_RESCALE} num_warps=1 maxnreg={MAXNREG_GQA_MMA}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa_rdot")
     loops = [dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line)) for line in run.stdout.splitlines()
              if line.strip().startswith("loop")]

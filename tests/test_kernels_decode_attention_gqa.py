@@ -224,6 +224,22 @@ def test_gqa_mma_sharp_scores_match_oracle():
     check(8, 1, 600, 128, 2, 0, None, DEVICE, B=1, R=128, mma=True, num_splits=1, q_scale=8.0)
 
 
+@pytest.mark.parametrize("tau", [0.0, 8.0])
+def test_gqa_mma_lazy_rescale_matches_oracle(monkeypatch, tau):
+    # the bulk moves a head's running max only where a tile's passes it by more than MMA_LAZY_RESCALE (0: every
+    # tile): one key group's scales x 6 make its scores jump far past the running max in the middle of a split (the
+    # rescaling branch taken there, skipped on the tiles around it), against the oracle
+    monkeypatch.setattr(dg, "MMA_LAZY_RESCALE", tau)
+    L, D = 600, 128
+    n_kq, n_vq = kivi_split(L, 32, 128)
+    st = make_state(1, 1, L, D, n_kq, n_vq, 2, 2, 32, torch.float16, DEVICE, L)
+    st.k_scale[:, :, 9] *= 6
+    q = torch.randn(1, 8, 1, D, generator=torch.Generator().manual_seed(8)).half().to(DEVICE)
+    ref = decode_attention_ref(q, st, None, D**-0.5)
+    out = dg.decode_attention_gqa(q, st, None, D**-0.5, mma=True, num_splits=1)
+    assert (out.float() - ref.float()).abs().max().item() <= TOL[torch.float16]
+
+
 def test_gqa_mma_refuses_unaligned_key_scales():
     # the bulk loads key scale and min rows as fp16 pairs: a row stride that is odd in halves is refused
     n_kq, n_vq = kivi_split(300, 32, 128)
