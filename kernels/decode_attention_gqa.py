@@ -751,6 +751,9 @@ def unmappable_gqa_mma(query: torch.Tensor, state: KiviState, scaling: float) ->
                 f"k{state.k_bits}v{state.v_bits} {query.dtype}, head_dim {D}, G = {state.group_size}, {QG} heads)")
     if not scaling > 0:
         return f"its softmax scales the maxima, so scaling must be > 0 (here {scaling})"
+    if query.stride(0) % 2 or query.stride(1) % 2 or query.data_ptr() % 4:
+        return (f"it loads the query's head rows as fp16 pairs, which must start on 4-byte boundaries (here strides "
+                f"{query.stride()[:2]}, address mod 4 = {query.data_ptr() % 4})")
     for name, t in (("k_scale", state.k_scale), ("k_min", state.k_min)):
         if t.numel() > 0 and (t.stride(2) % 2 or t.data_ptr() % 4):
             return (f"it loads {name} rows as fp16 pairs, which must start on 4-byte boundaries (here row stride "

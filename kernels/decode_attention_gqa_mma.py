@@ -61,7 +61,7 @@ import triton
 import triton.language as tl
 
 from .decode_attention_mma import (_f16x2, _h2f, _ld0, _mma_ref, _pack2, _pairs_k, _prmt_ref, _shfl, _shfl_w, mma_ptx,
-                                   prmt_ptx, quads8, words32)
+                                   prmt_ptx)
 from .tile_ops import _join32n, _split4n
 
 
@@ -186,29 +186,68 @@ def _pairs(x, ASM: tl.constexpr):
 
 
 @triton.jit
-def pairs8(p, ok):
-    # eight [lanes, 2] int32 loads at p + 8 k, k = 0..7: a lane's 4 fp16 channels of each 16-channel k step (0 where
-    # ok is False; unmasked when ok is None)
-    return (_ld0(p, ok), _ld0(p + 8, ok), _ld0(p + 16, ok), _ld0(p + 24, ok), _ld0(p + 32, ok), _ld0(p + 40, ok),
-            _ld0(p + 48, ok), _ld0(p + 56, ok))
+def _key_mma2(w0, w1, w2, w3, w4, w5, w6, w7, sq, mq, qe, qo, sh, c0, c1, c2, c3, c4, c5, c6, c7, x0, x1, x2, x3,
+              y0, y1, y2, y3, NW: tl.constexpr, ASM: tl.constexpr):
+    # key k steps 2 j (even) and 2 j + 1 (odd), channels c + 0..7 with c = 32 j + 8 tig: the even step's k slots 2 tig,
+    # 2 tig + 1, + 8, + 9 are channels c, c + 1, c + 4, c + 5 (words w0..w3), the odd step's c + 2, c + 3, c + 6, c + 7
+    # (w4..w7). sq, mq: the 8 channels' scales and mins as 4 fp16x2 registers ([lanes, 4], one 16-byte load); qe, qo:
+    # the query at each step's channels ([lanes, 2]). B = q * scale (one HMUL2 a register) and two code MMAs a step
+    # into c. The bias sum q * min is two MMAs with A = the mins as loaded, every row alike: rows gid of the one with
+    # the even step's B = q take channels c, c + 1, c + 4, c + 5 (x), rows gid + 8 of the one with the odd step's the
+    # others (y), so each lane's bias is x0 + y2, x1 + y3. Exact products, and the A operand is the load's 4
+    # registers as they are: an A of (mins, mins) pairs took 4 register moves an MMA, 32 a tile (round 38's
+    # long-scoreboard stalls on IMAD: those moves waiting for the mins)
+    sA, sB, sC, sD = _split4n(sq)
+    mA, mB, mC, mD = _split4n(mq)
+    qA, qC = tl.split(qe)
+    qB, qD = tl.split(qo)
+    x0, x1, x2, x3 = _mma_a(mA, mB, mC, mD, qA, qC, x0, x1, x2, x3, NW, ASM)
+    y0, y1, y2, y3 = _mma_a(mA, mB, mC, mD, qB, qD, y0, y1, y2, y3, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7 = _mma2s(w0, w1, w2, w3, sh, _hmul2(sA, qA, ASM), _hmul2(sC, qC, ASM),
+                                            c0, c1, c2, c3, c4, c5, c6, c7, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7 = _mma2s(w4, w5, w6, w7, sh, _hmul2(sB, qB, ASM), _hmul2(sD, qD, ASM),
+                                            c0, c1, c2, c3, c4, c5, c6, c7, NW, ASM)
+    return c0, c1, c2, c3, c4, c5, c6, c7, x0, x1, x2, x3, y0, y1, y2, y3
 
 
 @triton.jit
-def _key_mma(w0, w1, w2, w3, sv, mv, qv, sh, c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3,
-             NW: tl.constexpr, ASM: tl.constexpr):
-    # one key k step (channels 16 kk + 4 tig + 0..3; sv, mv, qv: their scales, mins and query as two fp16x2
-    # registers, [lanes, 2]): B = q * scale (one HMUL2 a register) and the two code MMAs into c; then the bias
-    # sum q * min by a third MMA whose every A row is the group's mins (A's k slots 2 tig, 2 tig + 1, + 8, + 9
-    # are the channels the lane's B holds) with B = q: exact products, nothing but the MMA (fp32 products,
-    # two butterflies and two shuffles took ~70 instructions a tile), and C's rows gid and gid + 8 alike hold
-    # heads 2 tig, 2 tig + 1 (b0, b1) in the lanes that use them
-    slo, shi = tl.split(sv)
-    mlo, mhi = tl.split(mv)
-    qlo, qhi = tl.split(qv)
-    b0, b1, b2, b3 = _mma_a(mlo, mlo, mhi, mhi, qlo, qhi, b0, b1, b2, b3, NW, ASM)
-    c0, c1, c2, c3, c4, c5, c6, c7 = _mma2s(w0, w1, w2, w3, sh, _hmul2(slo, qlo, ASM), _hmul2(shi, qhi, ASM),
-                                            c0, c1, c2, c3, c4, c5, c6, c7, NW, ASM)
-    return c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3
+def octs4(p, ok):
+    # a lane's 8 channels c + 0..7 (c = 32 j + 8 tig) of each 32-channel block j as two [lanes, 4] loads, at p + 32 j
+    # and p + 32 j + 4 (p: the lane's first channel + 0..3; 0 where ok is False, unmasked when ok is None)
+    return (_ld0(p, ok), _ld0(p + 4, ok), _ld0(p + 32, ok), _ld0(p + 36, ok), _ld0(p + 64, ok), _ld0(p + 68, ok),
+            _ld0(p + 96, ok), _ld0(p + 100, ok))
+
+
+@triton.jit
+def quads4(p, ok):
+    # four [lanes, 4] loads at p + 16 j: a lane's 8 fp16 channels c + 0..7 of each block j as fp16x2 pairs (int32 p)
+    return _ld0(p, ok), _ld0(p + 16, ok), _ld0(p + 32, ok), _ld0(p + 48, ok)
+
+
+@triton.jit
+def _kwords(a0, b0, a1, b1, a2, b2, a3, b3):
+    # a lane's 32 key words by k step (`_key_mma2`: step 2 j takes words c, c + 1, c + 4, c + 5, step 2 j + 1 the
+    # others) from block j's two loads of 4 words (aj: c + 0..3, bj: c + 4..7)
+    w0, w1, w2, w3 = _split4n(a0)
+    w4, w5, w6, w7 = _split4n(b0)
+    w8, w9, w10, w11 = _split4n(a1)
+    w12, w13, w14, w15 = _split4n(b1)
+    w16, w17, w18, w19 = _split4n(a2)
+    w20, w21, w22, w23 = _split4n(b2)
+    w24, w25, w26, w27 = _split4n(a3)
+    w28, w29, w30, w31 = _split4n(b3)
+    return (w0, w1, w4, w5, w2, w3, w6, w7, w8, w9, w12, w13, w10, w11, w14, w15,
+            w16, w17, w20, w21, w18, w19, w22, w23, w24, w25, w28, w29, w26, w27, w30, w31)
+
+
+@triton.jit
+def _qsteps(q32, ok):
+    # the query of block j's two k steps as fp16x2 pairs, [lanes, 2] each (even: channels c, c + 1 | c + 4, c + 5;
+    # odd: c + 2, c + 3 | c + 6, c + 7), from q32: the lane's channel pair c, c + 1 (int32). One 4-byte load a pair:
+    # with the 4 pairs of a block from one load, the B operands' pairs (c, c + 4), (c + 2, c + 6) took 16 register moves
+    # a tile (ptxas re-formed them in the loop)
+    qA, qB, qC, qD = _ld0(q32, ok), _ld0(q32 + 1, ok), _ld0(q32 + 2, ok), _ld0(q32 + 3, ok)
+    return tl.join(qA, qC), tl.join(qB, qD)
 
 
 @triton.jit
@@ -241,17 +280,17 @@ def _prefetch_lanes(kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, s_kcw, s_ksg
 
 @triton.jit
 def _key_words_compact(c0, c1, c2, c3, c4, c5, c6, c7, s0, s1, s2, s3, NW: tl.constexpr, ASM: tl.constexpr):
-    # the 32 key words `words32` gives a lane (k step kk: words 16 kk + 4 tig + 0..3 of its word row a), from the
-    # compact loads: lane (a, b, tig) holds k steps 2 b (c0..c3) and 2 b + 1 (c4..c7) of row a, so k step kk's word i
-    # comes from lane (a, kk // 2, tig) (s0..s3: those lanes), register 4 (kk % 2) + i: one shuffle a word
-    return (_shfl_w(c0, s0, NW, ASM), _shfl_w(c1, s0, NW, ASM), _shfl_w(c2, s0, NW, ASM), _shfl_w(c3, s0, NW, ASM),
-            _shfl_w(c4, s0, NW, ASM), _shfl_w(c5, s0, NW, ASM), _shfl_w(c6, s0, NW, ASM), _shfl_w(c7, s0, NW, ASM),
-            _shfl_w(c0, s1, NW, ASM), _shfl_w(c1, s1, NW, ASM), _shfl_w(c2, s1, NW, ASM), _shfl_w(c3, s1, NW, ASM),
-            _shfl_w(c4, s1, NW, ASM), _shfl_w(c5, s1, NW, ASM), _shfl_w(c6, s1, NW, ASM), _shfl_w(c7, s1, NW, ASM),
-            _shfl_w(c0, s2, NW, ASM), _shfl_w(c1, s2, NW, ASM), _shfl_w(c2, s2, NW, ASM), _shfl_w(c3, s2, NW, ASM),
-            _shfl_w(c4, s2, NW, ASM), _shfl_w(c5, s2, NW, ASM), _shfl_w(c6, s2, NW, ASM), _shfl_w(c7, s2, NW, ASM),
-            _shfl_w(c0, s3, NW, ASM), _shfl_w(c1, s3, NW, ASM), _shfl_w(c2, s3, NW, ASM), _shfl_w(c3, s3, NW, ASM),
-            _shfl_w(c4, s3, NW, ASM), _shfl_w(c5, s3, NW, ASM), _shfl_w(c6, s3, NW, ASM), _shfl_w(c7, s3, NW, ASM))
+    # the 32 key words `_kwords` gives a lane (block j: words 32 j + 8 tig + 0..7 of its word row a, in k-step order),
+    # from the compact loads: lane (a, b, tig) holds block b of row a (c0..c7), so block j's words come from lane
+    # (a, j, tig) (s0..s3: those lanes): one shuffle a word
+    return (_shfl_w(c0, s0, NW, ASM), _shfl_w(c1, s0, NW, ASM), _shfl_w(c4, s0, NW, ASM), _shfl_w(c5, s0, NW, ASM),
+            _shfl_w(c2, s0, NW, ASM), _shfl_w(c3, s0, NW, ASM), _shfl_w(c6, s0, NW, ASM), _shfl_w(c7, s0, NW, ASM),
+            _shfl_w(c0, s1, NW, ASM), _shfl_w(c1, s1, NW, ASM), _shfl_w(c4, s1, NW, ASM), _shfl_w(c5, s1, NW, ASM),
+            _shfl_w(c2, s1, NW, ASM), _shfl_w(c3, s1, NW, ASM), _shfl_w(c6, s1, NW, ASM), _shfl_w(c7, s1, NW, ASM),
+            _shfl_w(c0, s2, NW, ASM), _shfl_w(c1, s2, NW, ASM), _shfl_w(c4, s2, NW, ASM), _shfl_w(c5, s2, NW, ASM),
+            _shfl_w(c2, s2, NW, ASM), _shfl_w(c3, s2, NW, ASM), _shfl_w(c6, s2, NW, ASM), _shfl_w(c7, s2, NW, ASM),
+            _shfl_w(c0, s3, NW, ASM), _shfl_w(c1, s3, NW, ASM), _shfl_w(c4, s3, NW, ASM), _shfl_w(c5, s3, NW, ASM),
+            _shfl_w(c2, s3, NW, ASM), _shfl_w(c3, s3, NW, ASM), _shfl_w(c6, s3, NW, ASM), _shfl_w(c7, s3, NW, ASM))
 
 
 @triton.jit
@@ -268,31 +307,27 @@ def _value_words_compact(o0, o1, o2, o3, s0, s1, s2, s3, NW: tl.constexpr, ASM: 
 @triton.jit
 def _key_scores(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
                 w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
-                s0, s1, s2, s3, s4, s5, s6, s7, m0, m1, m2, m3, m4, m5, m6, m7,
-                q0, q1, q2, q3, q4, q5, q6, q7, valid_ptr, s_mt, tok0, a, sh,
+                s0, s1, s2, s3, m0, m1, m2, m3, q0, q1, q2, q3, q4, q5, q6, q7, valid_ptr, s_mt, tok0, a, sh,
                 NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr):
-    # the scores of the warp's group (tokens tok0 .. tok0 + 31) from its loaded words, scales, mins (k step kk:
-    # w 4 kk .. 4 kk + 3, s kk, m kk) and query, for the lane's heads 2 tig (x0) and 2 tig + 1 (x1): sJH_x is
-    # token tok0 + 16 a + b + 4 J + 8 H, biased, not yet times qk_scale, -inf where masked (the group is whole)
+    # the scores of the warp's group (tokens tok0 .. tok0 + 31) from its loaded words, scales, mins (block j: w 8 j ..
+    # 8 j + 7 in k-step order, s j, m j) and query (k step kk: q kk), for the lane's heads 2 tig (x0) and 2 tig + 1
+    # (x1): sJH_x is token tok0 + 16 a + b + 4 J + 8 H, biased, not yet times qk_scale, -inf where masked (the group is
+    # whole)
     z = tl.zeros_like(tok0.to(tl.float32))
-    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = z, z, z, z, z, z, z, z, z, z, z, z
-    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = _key_mma(w0, w1, w2, w3, s0, m0, q0, sh, c0, c1, c2, c3,
-                                                          c4, c5, c6, c7, b0, b1, b2, b3, NW, ASM)
-    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = _key_mma(w4, w5, w6, w7, s1, m1, q1, sh, c0, c1, c2, c3,
-                                                          c4, c5, c6, c7, b0, b1, b2, b3, NW, ASM)
-    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = _key_mma(w8, w9, w10, w11, s2, m2, q2, sh, c0, c1, c2, c3,
-                                                          c4, c5, c6, c7, b0, b1, b2, b3, NW, ASM)
-    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = _key_mma(w12, w13, w14, w15, s3, m3, q3, sh, c0, c1, c2, c3,
-                                                          c4, c5, c6, c7, b0, b1, b2, b3, NW, ASM)
-    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = _key_mma(w16, w17, w18, w19, s4, m4, q4, sh, c0, c1, c2, c3,
-                                                          c4, c5, c6, c7, b0, b1, b2, b3, NW, ASM)
-    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = _key_mma(w20, w21, w22, w23, s5, m5, q5, sh, c0, c1, c2, c3,
-                                                          c4, c5, c6, c7, b0, b1, b2, b3, NW, ASM)
-    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = _key_mma(w24, w25, w26, w27, s6, m6, q6, sh, c0, c1, c2, c3,
-                                                          c4, c5, c6, c7, b0, b1, b2, b3, NW, ASM)
-    c0, c1, c2, c3, c4, c5, c6, c7, b0, b1, b2, b3 = _key_mma(w28, w29, w30, w31, s7, m7, q7, sh, c0, c1, c2, c3,
-                                                          c4, c5, c6, c7, b0, b1, b2, b3, NW, ASM)
-    bias0, bias1 = b0, b1
+    c0, c1, c2, c3, c4, c5, c6, c7, x0, x1, x2, x3, y0, y1, y2, y3 = z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z
+    c0, c1, c2, c3, c4, c5, c6, c7, x0, x1, x2, x3, y0, y1, y2, y3 = _key_mma2(
+        w0, w1, w2, w3, w4, w5, w6, w7, s0, m0, q0, q1, sh, c0, c1, c2, c3, c4, c5, c6, c7, x0, x1, x2, x3,
+        y0, y1, y2, y3, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, x0, x1, x2, x3, y0, y1, y2, y3 = _key_mma2(
+        w8, w9, w10, w11, w12, w13, w14, w15, s1, m1, q2, q3, sh, c0, c1, c2, c3, c4, c5, c6, c7, x0, x1, x2, x3,
+        y0, y1, y2, y3, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, x0, x1, x2, x3, y0, y1, y2, y3 = _key_mma2(
+        w16, w17, w18, w19, w20, w21, w22, w23, s2, m2, q4, q5, sh, c0, c1, c2, c3, c4, c5, c6, c7, x0, x1, x2, x3,
+        y0, y1, y2, y3, NW, ASM)
+    c0, c1, c2, c3, c4, c5, c6, c7, x0, x1, x2, x3, y0, y1, y2, y3 = _key_mma2(
+        w24, w25, w26, w27, w28, w29, w30, w31, s3, m3, q6, q7, sh, c0, c1, c2, c3, c4, c5, c6, c7, x0, x1, x2, x3,
+        y0, y1, y2, y3, NW, ASM)
+    bias0, bias1 = x0 + y2, x1 + y3
     t00 = tok0 + 16 * a + (sh // 2)
     u0 = 16777216.0  # 2^24: mask j = 0 gives c * 2^-24
     u4 = 65536.0  # 2^16: mask j = 4 gives c * 4^4 * 2^-24
@@ -444,19 +479,22 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
     m0 = tl.full((NT,), float("-inf"), tl.float32)  # the warp's running max of head 2 tig (m1: 2 tig + 1)
     m1 = m0
     l0, l1 = z, z  # the lane's sums
-    ch4 = (4 * tig)[:, None] + tl.arange(0, 4)[None, :]
-    qb = q_ptr + gid[:, None] * s_qh + ch4
+    ch8 = (8 * tig)[:, None] + tl.arange(0, 4)[None, :]
+    # the query as fp16x2 pairs (the launcher checks its rows are 4-byte aligned)
+    q32 = q_ptr.to(tl.pointer_type(tl.int32)) + gid * (s_qh // 2) + 4 * tig
     # the key B lanes' query channels 16 kk + 4 tig + 0..3 as fp16x2 pairs (zeros past the kv head's heads)
-    q0, q1, q2, q3, q4, q5, q6, q7 = quads8(qb, (gid < QG)[:, None])
-    q0, q1, q2, q3, q4, q5, q6, q7 = _pairs(q0, ASM), _pairs(q1, ASM), _pairs(q2, ASM), _pairs(q3, ASM), \
-        _pairs(q4, ASM), _pairs(q5, ASM), _pairs(q6, ASM), _pairs(q7, ASM)
-    # key scales and mins as fp16x2 pairs (the launcher checks their rows are 4-byte aligned)
-    ch2 = (2 * tig)[:, None] + tl.arange(0, 2)[None, :]
+    q0, q1 = _qsteps(q32, gid < QG)
+    q2, q3 = _qsteps(q32 + 16, gid < QG)
+    q4, q5 = _qsteps(q32 + 32, gid < QG)
+    q6, q7 = _qsteps(q32 + 48, gid < QG)
+    # key scales and mins as fp16x2 pairs, a lane's 8 channels of a block in one 16-byte load where Triton can
+    # prove the alignment (the launcher checks their rows are 4-byte aligned)
+    cq = (4 * tig)[:, None] + tl.arange(0, 4)[None, :]
     ks32 = ks_ptr.to(tl.pointer_type(tl.int32))
     km32 = km_ptr.to(tl.pointer_type(tl.int32))
     if COMPACT:
-        # each word of the group loaded once a warp (key words: two 16-byte loads a lane, lane (a, b, tig) taking k
-        # steps 2 b, 2 b + 1 of row a; value words: 8 a lane, word 2 b + a of the tokens the lane's k slots name),
+        # each word of the group loaded once a warp (key words: two 16-byte loads a lane, lane (a, b, tig) taking
+        # block b (k steps 2 b, 2 b + 1) of row a; value words: 8 a lane, word 2 b + a of the tokens the lane's k slots name),
         # handed to the lanes that use them by shuffles. The next tile's key words, scales and mins are loaded a
         # tile ahead, into registers the duplicated loads took
         tl.static_assert(not EARLY, "the compact loads have their own order")
@@ -465,13 +503,13 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
         src1 = (lane & 19) | 4
         src2 = (lane & 19) | 8
         src3 = (lane & 19) | 12
-        kcb = kc_ptr + a[:, None] * s_kcw + (32 * b_)[:, None] + ch4
+        kcb = kc_ptr + a[:, None] * s_kcw + (32 * b_)[:, None] + ch8
         first = tl.minimum(lo, tl.maximum(end - BT, 0)) + 32 * warp
         ok0 = (lane * 0 + lo < end)[:, None]  # a tensor: the interpreter takes no scalar mask
         ck0 = tl.load(kcb + (first // 16)[:, None] * s_kcw, mask=ok0, other=0)
-        ck1 = tl.load(kcb + (first // 16)[:, None] * s_kcw + 16, mask=ok0, other=0)
-        ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7 = pairs8(ks32 + (first // 32 * (s_ksg // 2))[:, None] + ch2, ok0)
-        km0, km1, km2, km3, km4, km5, km6, km7 = pairs8(km32 + (first // 32 * (s_kmg // 2))[:, None] + ch2, ok0)
+        ck1 = tl.load(kcb + (first // 16)[:, None] * s_kcw + 4, mask=ok0, other=0)
+        ks0, ks1, ks2, ks3 = quads4(ks32 + (first // 32 * (s_ksg // 2))[:, None] + cq, ok0)
+        km0, km1, km2, km3 = quads4(km32 + (first // 32 * (s_kmg // 2))[:, None] + cq, ok0)
     if PF > 0:
         pf_base, pf_step = _prefetch_lanes(kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, s_kcw, s_ksg, s_kmg,
                                            lane, D)
@@ -486,11 +524,9 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
         if COMPACT:
             nxt = tl.minimum(start + BT, end - BT) + 32 * warp  # the next tile's group (the last tile repeats)
             nk0 = tl.load(kcb + (nxt // 16)[:, None] * s_kcw)
-            nk1 = tl.load(kcb + (nxt // 16)[:, None] * s_kcw + 16)
-            nks0, nks1, nks2, nks3, nks4, nks5, nks6, nks7 = pairs8(ks32 + (nxt // 32 * (s_ksg // 2))[:, None] + ch2,
-                                                                    None)
-            nkm0, nkm1, nkm2, nkm3, nkm4, nkm5, nkm6, nkm7 = pairs8(km32 + (nxt // 32 * (s_kmg // 2))[:, None] + ch2,
-                                                                    None)
+            nk1 = tl.load(kcb + (nxt // 16)[:, None] * s_kcw + 4)
+            nks0, nks1, nks2, nks3 = quads4(ks32 + (nxt // 32 * (s_ksg // 2))[:, None] + cq, None)
+            nkm0, nkm1, nkm2, nkm3 = quads4(km32 + (nxt // 32 * (s_kmg // 2))[:, None] + cq, None)
             pv = vc_ptr + t0 * s_vct + 2 * b_ + a
             vo0, vo1, vo2, vo3 = _vwords(pv, s_vct)
             vp0, vp1, vp2, vp3 = _vwords(pv + 4 * s_vct, s_vct)
@@ -506,13 +542,14 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
         else:
             # every load of the group first, in this order (a warp issues in order: a load placed after a use of an
             # earlier one waits for it): key words, key scales and mins, value words, value scales and mins
-            kb_ = kc_ptr + (tok0 // 16 + a)[:, None] * s_kcw + ch4
+            ka0, kb0, ka1, kb1, ka2, kb2, ka3, kb3 = octs4(kc_ptr + (tok0 // 16 + a)[:, None] * s_kcw + ch8, None)
             (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-             w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = words32(kb_, None)
+             w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = _kwords(
+                ka0, kb0, ka1, kb1, ka2, kb2, ka3, kb3)
             # (unmasked at 4 heads too: B's zero query makes its columns past them zero, and the mins are every row
             # of the bias MMA's A)
-            ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7 = pairs8(ks32 + (tok0 // 32 * (s_ksg // 2))[:, None] + ch2, None)
-            km0, km1, km2, km3, km4, km5, km6, km7 = pairs8(km32 + (tok0 // 32 * (s_kmg // 2))[:, None] + ch2, None)
+            ks0, ks1, ks2, ks3 = quads4(ks32 + (tok0 // 32 * (s_ksg // 2))[:, None] + cq, None)
+            km0, km1, km2, km3 = quads4(km32 + (tok0 // 32 * (s_kmg // 2))[:, None] + cq, None)
             pw = vc_ptr + t0 * s_vct + a
             x0, x1, x2, x3 = _vwords(pw, s_vct)
             x4, x5, x6, x7 = _vwords(pw + 2, s_vct)
@@ -546,8 +583,7 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
         s00_0, s00_1, s01_0, s01_1, s10_0, s10_1, s11_0, s11_1 = _key_scores(
             w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
             w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
-            ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7, km0, km1, km2, km3, km4, km5, km6, km7,
-            q0, q1, q2, q3, q4, q5, q6, q7, valid_ptr, s_mt, tok0, a, sh_k, NW, HAS_VALID, ASM)
+            ks0, ks1, ks2, ks3, km0, km1, km2, km3, q0, q1, q2, q3, q4, q5, q6, q7, valid_ptr, s_mt, tok0, a, sh_k, NW, HAS_VALID, ASM)
         mt0 = _tig_max(tl.maximum(tl.maximum(s00_0, s01_0), tl.maximum(s10_0, s11_0)), NW) * qk_scale
         mt1 = _tig_max(tl.maximum(tl.maximum(s00_1, s01_1), tl.maximum(s10_1, s11_1)), NW) * qk_scale
         if TAU > 0:  # onto a new max only where one grows past it by more than TAU (a warp-uniform branch)
@@ -592,8 +628,8 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
             cm0, cm1, cm2, cm3, NW, ASM)
         if COMPACT:
             ck0, ck1 = nk0, nk1
-            ks0, ks1, ks2, ks3, ks4, ks5, ks6, ks7 = nks0, nks1, nks2, nks3, nks4, nks5, nks6, nks7
-            km0, km1, km2, km3, km4, km5, km6, km7 = nkm0, nkm1, nkm2, nkm3, nkm4, nkm5, nkm6, nkm7
+            ks0, ks1, ks2, ks3 = nks0, nks1, nks2, nks3
+            km0, km1, km2, km3 = nkm0, nkm1, nkm2, nkm3
     # onto the program's max per head: [warp, head] maxes (uniform over gid) and sums
     m_w = tl.reshape(tl.max(tl.reshape(tl.join(m0, m1), (NW, 8, 4, 2)), axis=1), (NW, 8))
     m_i = tl.max(m_w, axis=0)

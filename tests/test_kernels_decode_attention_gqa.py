@@ -255,6 +255,18 @@ def test_gqa_mma_refuses_unaligned_key_scales():
     assert not dg.default_gqa_mma(q, odd, 0.1)
 
 
+def test_gqa_mma_refuses_unaligned_query():
+    # the bulk loads the query as fp16 pairs: a head row that starts off a 4-byte boundary is refused, and a call
+    # without tuning keywords takes another path
+    n_kq, n_vq = kivi_split(300, 32, 128)
+    st = make_state(1, 1, 300, 128, n_kq, n_vq, 2, 2, 32, torch.float16, "cpu", 300)
+    q = torch.zeros(1, 8, 1, 129, dtype=torch.float16)[..., 1:]
+    with pytest.raises(ValueError, match=r"query's head rows as fp16 pairs, which must start on 4-byte boundaries "
+                                         r"\(here strides \(1032, 129\)"):
+        dg.decode_attention_gqa(q, st, None, 0.1, mma=True)
+    assert not dg.default_gqa_mma(q, st, 0.1)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("packed", [True, False])
