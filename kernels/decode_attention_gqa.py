@@ -694,7 +694,11 @@ MAXNREG_GQA_MMA_COMPACT = 184
 # The bulk's softmax moves a head's running max (and rescales its sums and 32 accumulators) only where a tile's max
 # passes it by more than this (log2 units, a warp-uniform branch; 0: every tile): its p are then at most 2^TAU, well
 # inside fp16, and the result is the same up to rounding, as the final sums and outputs share the max they were
-# taken against
+# taken against. A tile skips ~52 instructions for ~8 (a REDUX and the branch). H200, GPU time from graphs,
+# Llama-3.1-8B, us, lazy / every tile (h200_round45): 8x32K 96.6 / 101.2, 16x16K 99.4 / 103.7, 32x8192 103.9 / 108.6,
+# 4x32K 58.2 / 59.1, 1x32K 32.9 / 33.2; 70B 8x32K 98.3 / 102.3. Not with the compact loads, where the branch cost
+# what it saves and more: 8x32K 126.7 / 107.2, 64x4096 123.4 / 116.3, 128x4096 233.1 / 207.7 (at cap 200: 124.5,
+# 142.4, 253.1)
 MMA_LAZY_RESCALE = 8.0
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
@@ -899,7 +903,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
             num_warps=nw, REP=REP, MMA=bool(mma), EARLY=MMA_EARLY if mma_early is None else bool(mma_early),
             RDOT=bool(mma) and (REST_DOT if rest_dot is None else bool(rest_dot)),
             PF=(MMA_PREFETCH if mma_prefetch is None else mma_prefetch) if mma else 0,
-            PART=part, COMPACT=compact, TAU=float(MMA_LAZY_RESCALE) if mma else 0.0,
+            PART=part, COMPACT=compact, TAU=float(MMA_LAZY_RESCALE) if mma and not compact else 0.0,
             **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA_COMPACT if compact else MAXNREG_GQA_MMA if mma else MAXNREG)}
                if query.device.type == "cuda" else {}),
         )

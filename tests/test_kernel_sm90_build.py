@@ -103,10 +103,10 @@ def test_gqa_mma_bulk_builds_for_sm90(tmp_path, early, part):
 def test_gqa_mma_compact_bulk_builds_for_sm90(tmp_path):
     # the compact loads at their cap (one launch): 2 + 8 key / value word loads a lane instead of 8 + 32, 34 loads a
     # tile in all, 64 word shuffles beside the 8 of the softmax, the same 42 MMAs, nothing spilled in the loop
-    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA_COMPACT, MMA_LAZY_RESCALE, MMA_PREFETCH
+    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA_COMPACT, MMA_PREFETCH
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
               f"ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF={MMA_PREFETCH} PART=0 COMPACT=True "
-              f"TAU={MMA_LAZY_RESCALE} num_warps=1 maxnreg={MAXNREG_GQA_MMA_COMPACT}").split()
+              f"TAU=0.0 num_warps=1 maxnreg={MAXNREG_GQA_MMA_COMPACT}").split()  # no lazy rescaling with them
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa_compact")
     main = main_loop(run)
     assert main.get("HMMA") == 42 and main.get("LDG") == 34 and main.get("SHFL") == 72, run.stdout
