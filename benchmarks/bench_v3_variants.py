@@ -179,6 +179,11 @@ VARIANTS = {
     # Round 45's gqa_mma_compact_tau0 is now what gqa_mma_compact runs (the compact loads take no lazy rescaling)
     "auto_tau0": {"_impl": "auto", "_set": {"MMA_LAZY_RESCALE": 0.0}},
     "gqa_mma_noc_tau0": {"_impl": "gqa", "mma": True, "mma_compact": False, "_set": {"MMA_LAZY_RESCALE": 0.0}},
+    # session 17: the bulk's own launch (the window on its own) at lower caps now that its loop holds no register moves
+    # (SASS, sm_90: 151 registers and no spills at cap 152, 13 programs an SM; 7 reloads at 144, 14 an SM), its splits
+    # filling one wave of k programs an SM ("w<k>")
+    **{f"gqa_mma_sep_r{r}_w{k}": {"_impl": "gqa", "mma": True, "window_launch": True, "maxnreg": r, "num_splits": f"w{k}"}
+       for r in (144, 152, 160, 168) for k in (12, 13, 14)},
     # what a default call runs (kivi_kernels.decode_attention.pick_impl)
     "auto": {"_impl": "auto"},
     # v1 (tensor-core tiles of block_n tokens) for short contexts, with --graph: one program a head (no reduce
@@ -250,6 +255,9 @@ def main() -> None:
                 kw["impl"] = which
             if str(kw.get("num_splits")).startswith("t"):  # L // T bulk splits
                 kw["num_splits"] = max(1, L // int(kw["num_splits"][1:]))
+            if str(kw.get("num_splits")).startswith("w"):  # one wave of k programs an SM
+                n_sm = torch.cuda.get_device_properties(q.device).multi_processor_count
+                kw["num_splits"] = max(1, int(kw["num_splits"][1:]) * n_sm // (B * H))
             if kw.get("num_splits") == "round4":
                 n_sm = torch.cuda.get_device_properties(q.device).multi_processor_count
                 kw["num_splits"] = max(1, min(-(-4 * n_sm // (B * H)), -(-L // (2 * da3.DEFAULT_BLOCK_W * 16))))
