@@ -671,6 +671,9 @@ MMA_PREFETCH = 1
 WINDOW_LAUNCH = True
 WINDOW_LAUNCH_TILES = 1
 WINDOW_LAUNCH_MIN_HEADS = 64
+# Lower caps, now that the bulk's loop holds no register moves (SASS: no spills at 152, 13 programs an SM), lose:
+# h200_round47, us, 8x32K / 16x16K / 32x8192 at caps 144 / 152 / 160 / 168 and a wave of 12 an SM: 99.0 / 99.4 / 99.7 /
+# 96.5, 101.1 / 101.6 / 101.8 / 98.9, 106.1 / 106.6 / 106.3 / 103.4; a wave of 13 or 14 an SM, 118-134 at 8x32K
 MMA_WAVE_PROGRAMS_SEP = 1536  # 12 an SM (1,584 on the H200)
 # The bulk's compact loads (decode_attention_gqa_mma, COMPACT): each word of a group loaded once a warp and shuffled
 # to the lanes that use it (2 + 8 loads a lane for the key and value words instead of 8 + 32, 64 shuffles), the next
