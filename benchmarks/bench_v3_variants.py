@@ -160,7 +160,7 @@ VARIANTS = {
     "gqa_mma_one": {"_impl": "gqa", "mma": True, "window_launch": False},
     "gqa_mma_sep": {"_impl": "gqa", "mma": True, "window_launch": True},
     **{f"gqa_mma_sep_S{n}": {"_impl": "gqa", "mma": True, "window_launch": True, "num_splits": n}
-       for n in (8, 12, 16, 20, 24, 32, 48)},
+       for n in (1, 2, 3, 4, 8, 12, 16, 20, 24, 32, 48)},
     **{f"gqa_mma_sep_r128{x}": {"_impl": "gqa", "mma": True, "window_launch": True, "maxnreg": 128, **kw}
        for x, kw in (("", {}), ("_S32", {"num_splits": 32}))},
     # session 16: the bulk's compact loads (mma_compact: each word once a warp, shuffled to its lanes; the next tile's
