@@ -155,8 +155,8 @@ VARIANTS = {
        for n in (2, 4, 8) for s in (4, 8, 12, 16, 24, 32)},
     # session 16 (h200_round39): the window's splits on a launch of their own after the bulk's ("sep": no shared memory
     # in the bulk, so 12 programs an SM at cap 168 and ~200 KB of L1 instead of ~28), at other split counts ("S<n>")
-    # and cap 128; "one": one launch, as before (window_launch_pays picks). Round 39's prefetch-into-L1 variants left
-    # with the option (no change)
+    # and cap 128 (session 17, h200_round48: S1-S4 at 64-128 x 4096); "one": one launch, as before (window_launch_pays
+    # picks). Round 39's prefetch-into-L1 variants left with the option (no change)
     "gqa_mma_one": {"_impl": "gqa", "mma": True, "window_launch": False},
     "gqa_mma_sep": {"_impl": "gqa", "mma": True, "window_launch": True},
     **{f"gqa_mma_sep_S{n}": {"_impl": "gqa", "mma": True, "window_launch": True, "num_splits": n}
