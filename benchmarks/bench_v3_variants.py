@@ -179,8 +179,8 @@ VARIANTS = {
     # Round 45's gqa_mma_compact_tau0 is now what gqa_mma_compact runs (the compact loads take no lazy rescaling)
     "auto_tau0": {"_impl": "auto", "_set": {"MMA_LAZY_RESCALE": 0.0}},
     "gqa_mma_noc_tau0": {"_impl": "gqa", "mma": True, "mma_compact": False, "_set": {"MMA_LAZY_RESCALE": 0.0}},
-    # session 17's gqa_mma_sep_r<cap>_w<k> (the bulk's own launch at caps 144-168, a wave of k programs an SM: num_splits
-    # "w<k>") were removed after commit 11c6957 (h200_round47: slower than cap 168 at 12 an SM)
+    # session 17's gqa_mma_sep_r<cap>_w<k> (the bulk's own launch at caps 144-168, a wave of k programs an SM:
+    # num_splits "w<k>") were removed after commit 11c6957 (h200_round47: slower than cap 168 at 12 an SM)
     # what a default call runs (kivi_kernels.decode_attention.pick_impl)
     "auto": {"_impl": "auto"},
     # v1 (tensor-core tiles of block_n tokens) for short contexts, with --graph: one program a head (no reduce

@@ -184,13 +184,6 @@ def _tig_max(x, NW: tl.constexpr):
 
 
 @triton.jit
-def _pairs(x, ASM: tl.constexpr):
-    # a [lanes, 4] fp16 tile as two fp16x2 registers, [lanes, 2] int32
-    x0, x1, x2, x3 = _split4n(x)
-    return tl.join(_pack2(x0, x1, ASM), _pack2(x2, x3, ASM))
-
-
-@triton.jit
 def _key_mma2(w0, w1, w2, w3, w4, w5, w6, w7, sq, mq, qe, qo, sh, c0, c1, c2, c3, c4, c5, c6, c7, x0, x1, x2, x3,
               y0, y1, y2, y3, NW: tl.constexpr, ASM: tl.constexpr):
     # key k steps 2 j (even) and 2 j + 1 (odd), channels c + 0..7 with c = 32 j + 8 tig: the even step's k slots 2 tig,
@@ -499,9 +492,9 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
     km32 = km_ptr.to(tl.pointer_type(tl.int32))
     if COMPACT:
         # each word of the group loaded once a warp (key words: two 16-byte loads a lane, lane (a, b, tig) taking
-        # block b (k steps 2 b, 2 b + 1) of row a; value words: 8 a lane, word 2 b + a of the tokens the lane's k slots name),
-        # handed to the lanes that use them by shuffles. The next tile's key words, scales and mins are loaded a
-        # tile ahead, into registers the duplicated loads took
+        # block b (k steps 2 b, 2 b + 1) of row a; value words: 8 a lane, word 2 b + a of the tokens the lane's k
+        # slots name), handed to the lanes that use them by shuffles. The next tile's key words, scales and mins are
+        # loaded a tile ahead, into registers the duplicated loads took
         tl.static_assert(not EARLY, "the compact loads have their own order")
         b_ = gid % 4
         src0 = (lane & 19) | 0
@@ -588,7 +581,8 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
         s00_0, s00_1, s01_0, s01_1, s10_0, s10_1, s11_0, s11_1 = _key_scores(
             w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
             w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
-            ks0, ks1, ks2, ks3, km0, km1, km2, km3, q0, q1, q2, q3, q4, q5, q6, q7, valid_ptr, s_mt, tok0, a, sh_k, NW, HAS_VALID, ASM)
+            ks0, ks1, ks2, ks3, km0, km1, km2, km3, q0, q1, q2, q3, q4, q5, q6, q7, valid_ptr, s_mt, tok0, a, sh_k,
+            NW, HAS_VALID, ASM)
         mt0 = _tig_max(tl.maximum(tl.maximum(s00_0, s01_0), tl.maximum(s10_0, s11_0)), NW) * qk_scale
         mt1 = _tig_max(tl.maximum(tl.maximum(s00_1, s01_1), tl.maximum(s10_1, s11_1)), NW) * qk_scale
         if TAU > 0:  # onto a new max only where one grows past it by more than TAU (a warp-uniform branch)
