@@ -178,6 +178,7 @@ VARIANTS = {
     # a tile's max passes the running one by more than 8); _set: decode_attention_gqa constants for the variant's calls.
     # Round 45's gqa_mma_compact_tau0 is now what gqa_mma_compact runs (the compact loads take no lazy rescaling)
     "auto_tau0": {"_impl": "auto", "_set": {"MMA_LAZY_RESCALE": 0.0}},
+    **{f"auto_tau{t}": {"_impl": "auto", "_set": {"MMA_LAZY_RESCALE": float(t)}} for t in (2, 4, 8)},
     "gqa_mma_noc_tau0": {"_impl": "gqa", "mma": True, "mma_compact": False, "_set": {"MMA_LAZY_RESCALE": 0.0}},
     # session 17's gqa_mma_sep_r<cap>_w<k> (the bulk's own launch at caps 144-168, a wave of k programs an SM:
     # num_splits "w<k>") were removed after commit 11c6957 (h200_round47: slower than cap 168 at 12 an SM)
