@@ -695,14 +695,17 @@ MMA_WAVE_PROGRAMS_SEP = 1536  # 12 an SM (1,584 on the H200)
 MMA_COMPACT = True
 MAXNREG_GQA_MMA_COMPACT = 184
 # The bulk's softmax moves a head's running max (and rescales its sums and 32 accumulators) only where a tile's max
-# passes it by more than this (log2 units, a warp-uniform branch; 0: every tile): its p are then at most 2^TAU, well
-# inside fp16, and the result is the same up to rounding, as the final sums and outputs share the max they were
-# taken against. A tile skips ~52 instructions for ~8 (a REDUX and the branch). H200, GPU time from graphs,
+# passes it by more than this (log2 units, a warp-uniform branch; 0: every tile). The result is the same up to
+# rounding, as the final sums and outputs share the max they were taken against, but its p reach 2^TAU, and the value
+# MMAs' B is p * scale in fp16: 2 keeps that finite for value scales up to 16,376 (8 would for 256 only), and 2 / 4 / 8
+# run alike (h200_round49, us: 8x32K 96.4 / 96.6 / 96.9, 16x16K 99.3 / 99.3 / 99.4, 32x8192 103.6 / 103.8 / 103.6,
+# 1x32K 32.9 / 32.9 / 33.1; every tile 101.2, 103.3, 107.7, 33.3). A tile skips ~52 instructions for ~8 (a REDUX and
+# the branch). H200, GPU time from graphs,
 # Llama-3.1-8B, us, lazy / every tile (h200_round45): 8x32K 96.6 / 101.2, 16x16K 99.4 / 103.7, 32x8192 103.9 / 108.6,
 # 4x32K 58.2 / 59.1, 1x32K 32.9 / 33.2; 70B 8x32K 98.3 / 102.3. Not with the compact loads, where the branch cost
 # what it saves and more: 8x32K 126.7 / 107.2, 64x4096 123.4 / 116.3, 128x4096 233.1 / 207.7 (at cap 200: 124.5,
 # 142.4, 253.1)
-MMA_LAZY_RESCALE = 8.0
+MMA_LAZY_RESCALE = 2.0
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
 

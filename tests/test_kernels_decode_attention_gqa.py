@@ -224,7 +224,7 @@ def test_gqa_mma_sharp_scores_match_oracle():
     check(8, 1, 600, 128, 2, 0, None, DEVICE, B=1, R=128, mma=True, num_splits=1, q_scale=8.0)
 
 
-@pytest.mark.parametrize("tau", [0.0, 8.0])
+@pytest.mark.parametrize("tau", [0.0, 2.0, 8.0])
 def test_gqa_mma_lazy_rescale_matches_oracle(monkeypatch, tau):
     # the bulk moves a head's running max only where a tile's passes it by more than MMA_LAZY_RESCALE (0: every
     # tile): one key group's scales x 6 make its scores jump far past the running max in the middle of a split (the
