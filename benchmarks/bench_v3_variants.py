@@ -175,7 +175,8 @@ VARIANTS = {
     # session 17's gqa_mma_c<level> (more of the next tile ahead in registers) and gqa_mma_c1_pfall were removed with
     # the option after commit daa3b63 (h200_round44: slower)
     # session 17: the bulk's softmax rescaling every tile (MMA_LAZY_RESCALE = 0) against the lazy default (only where
-    # a tile's max passes the running one by more than 8); _set: decode_attention_gqa constants for the variant's calls.
+    # a tile's max passes the running one by more than 2; "tau<t>": other thresholds); _set: decode_attention_gqa
+    # constants for the variant's calls.
     # Round 45's gqa_mma_compact_tau0 is now what gqa_mma_compact runs (the compact loads take no lazy rescaling)
     "auto_tau0": {"_impl": "auto", "_set": {"MMA_LAZY_RESCALE": 0.0}},
     **{f"auto_tau{t}": {"_impl": "auto", "_set": {"MMA_LAZY_RESCALE": float(t)}} for t in (2, 4, 8)},
