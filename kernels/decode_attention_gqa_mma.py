@@ -34,7 +34,7 @@ every product is useful at 8 heads a kv head and half of them at 4, and a warp's
     each kind of load is one address a tile plus immediates (dense value rows, constant strides): a
     tile is ~610 instructions, ~870 before (session 11: ~130 of them address and mask arithmetic, ~70 the
     fp32 bias products and their shuffles).
-  * Load order: with EARLY a tile's 72 loads all issue before its first MMA (`_after`; ptxas otherwise puts
+  * Load order: with EARLY a tile's loads (72 then, 64 now) all issue before its first MMA (`_after`; ptxas otherwise puts
     the value loads after the key MMAs, two memory round trips a tile). It was the faster order for the
     ~870-instruction tile and is 3-9% slower for this one, so the launcher's default leaves the order to
     ptxas. One warp a program, capped at 168 registers (no spills since the window's split runs on tensor
@@ -52,7 +52,7 @@ every product is useful at 8 heads a kv head and half of them at 4, and a warp's
     warp (key words: lane (a, b, tig) takes k steps 2 b and 2 b + 1 of word row a in two 16-byte loads; value words:
     word 2 b + a of the 8 tokens its k slots name) and handed to the lanes that use it by 64 shuffles a tile, the next
     tile's key words, scales and mins loaded a tile ahead into the registers the duplicated loads took (684
-    instructions a tile at cap 168, 671 at 184). The L1 re-reads go (hit rate 47.8% -> 16.9% under Nsight); on the
+    instructions a tile at cap 168, 671 at 184; 665 at 184 with session 17's bias MMAs, no lazy rescaling). The L1 re-reads go (hit rate 47.8% -> 16.9% under Nsight); on the
     H200 it ties where the window has its own launch and wins 2-5% at cap 184 where one launch runs two waves
     (Llama-3.1-8B 128x4096 220.7 -> 209.2 us; h200_round38.md, rounds 41-42).
 
