@@ -34,8 +34,8 @@ every product is useful at 8 heads a kv head and half of them at 4, and a warp's
     each kind of load is one address a tile plus immediates (dense value rows, constant strides): a
     tile is ~610 instructions, ~870 before (session 11: ~130 of them address and mask arithmetic, ~70 the
     fp32 bias products and their shuffles).
-  * Load order: with EARLY a tile's loads (72 then, 64 now) all issue before its first MMA (`_after`; ptxas otherwise puts
-    the value loads after the key MMAs, two memory round trips a tile). It was the faster order for the
+  * Load order: with EARLY a tile's loads (72 then, 64 now) all issue before its first MMA (`_after`; ptxas
+    otherwise puts the value loads after the key MMAs, two memory round trips a tile). It was the faster order for the
     ~870-instruction tile and is 3-9% slower for this one, so the launcher's default leaves the order to
     ptxas. One warp a program, capped at 168 registers (no spills since the window's split runs on tensor
     cores, REST_DOT; 12 programs an SM by registers, 9 by the kernel's 23 KB of shared memory, which that
@@ -52,7 +52,8 @@ every product is useful at 8 heads a kv head and half of them at 4, and a warp's
     warp (key words: lane (a, b, tig) takes k steps 2 b and 2 b + 1 of word row a in two 16-byte loads; value words:
     word 2 b + a of the 8 tokens its k slots name) and handed to the lanes that use it by 64 shuffles a tile, the next
     tile's key words, scales and mins loaded a tile ahead into the registers the duplicated loads took (684
-    instructions a tile at cap 168, 671 at 184; 665 at 184 with session 17's bias MMAs, no lazy rescaling). The L1 re-reads go (hit rate 47.8% -> 16.9% under Nsight); on the
+    instructions a tile at cap 168, 671 at 184; 665 at 184 with session 17's bias MMAs, no lazy rescaling). The L1
+    re-reads go (hit rate 47.8% -> 16.9% under Nsight); on the
     H200 it ties where the window has its own launch and wins 2-5% at cap 184 where one launch runs two waves
     (Llama-3.1-8B 128x4096 220.7 -> 209.2 us; h200_round38.md, rounds 41-42).
 
@@ -223,17 +224,10 @@ def quads4(p, ok):
 
 
 @triton.jit
-def _kwords(a0, b0, a1, b1, a2, b2, a3, b3):
-    # a lane's 32 key words by k step (`_key_mma2`: step 2 j takes words c, c + 1, c + 4, c + 5, step 2 j + 1 the
-    # others) from block j's two loads of 4 words (aj: c + 0..3, bj: c + 4..7)
-    w0, w1, w2, w3 = _split4n(a0)
-    w4, w5, w6, w7 = _split4n(b0)
-    w8, w9, w10, w11 = _split4n(a1)
-    w12, w13, w14, w15 = _split4n(b1)
-    w16, w17, w18, w19 = _split4n(a2)
-    w20, w21, w22, w23 = _split4n(b2)
-    w24, w25, w26, w27 = _split4n(a3)
-    w28, w29, w30, w31 = _split4n(b3)
+def _kwords(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+            w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31):
+    # a lane's 32 key words from block order (block j: words c + 0..7, c = 32 j + 8 tig) to k-step order
+    # (`_key_mma2`: step 2 j takes words c, c + 1, c + 4, c + 5, step 2 j + 1 the others)
     return (w0, w1, w4, w5, w2, w3, w6, w7, w8, w9, w12, w13, w10, w11, w14, w15,
             w16, w17, w20, w21, w18, w19, w22, w23, w24, w25, w28, w29, w26, w27, w30, w31)
 
@@ -278,17 +272,17 @@ def _prefetch_lanes(kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, s_kcw, s_ksg
 
 @triton.jit
 def _key_words_compact(c0, c1, c2, c3, c4, c5, c6, c7, s0, s1, s2, s3, NW: tl.constexpr, ASM: tl.constexpr):
-    # the 32 key words `_kwords` gives a lane (block j: words 32 j + 8 tig + 0..7 of its word row a, in k-step order),
-    # from the compact loads: lane (a, b, tig) holds block b of row a (c0..c7), so block j's words come from lane
-    # (a, j, tig) (s0..s3: those lanes): one shuffle a word
-    return (_shfl_w(c0, s0, NW, ASM), _shfl_w(c1, s0, NW, ASM), _shfl_w(c4, s0, NW, ASM), _shfl_w(c5, s0, NW, ASM),
-            _shfl_w(c2, s0, NW, ASM), _shfl_w(c3, s0, NW, ASM), _shfl_w(c6, s0, NW, ASM), _shfl_w(c7, s0, NW, ASM),
-            _shfl_w(c0, s1, NW, ASM), _shfl_w(c1, s1, NW, ASM), _shfl_w(c4, s1, NW, ASM), _shfl_w(c5, s1, NW, ASM),
-            _shfl_w(c2, s1, NW, ASM), _shfl_w(c3, s1, NW, ASM), _shfl_w(c6, s1, NW, ASM), _shfl_w(c7, s1, NW, ASM),
-            _shfl_w(c0, s2, NW, ASM), _shfl_w(c1, s2, NW, ASM), _shfl_w(c4, s2, NW, ASM), _shfl_w(c5, s2, NW, ASM),
-            _shfl_w(c2, s2, NW, ASM), _shfl_w(c3, s2, NW, ASM), _shfl_w(c6, s2, NW, ASM), _shfl_w(c7, s2, NW, ASM),
-            _shfl_w(c0, s3, NW, ASM), _shfl_w(c1, s3, NW, ASM), _shfl_w(c4, s3, NW, ASM), _shfl_w(c5, s3, NW, ASM),
-            _shfl_w(c2, s3, NW, ASM), _shfl_w(c3, s3, NW, ASM), _shfl_w(c6, s3, NW, ASM), _shfl_w(c7, s3, NW, ASM))
+    # the 32 key words of a lane in k-step order (`_kwords`), from the compact loads: lane (a, b, tig) holds block b of
+    # word row a (c0..c7), so block j's words come from lane (a, j, tig) (s0..s3: those lanes): one shuffle a word
+    return _kwords(
+        _shfl_w(c0, s0, NW, ASM), _shfl_w(c1, s0, NW, ASM), _shfl_w(c2, s0, NW, ASM), _shfl_w(c3, s0, NW, ASM),
+        _shfl_w(c4, s0, NW, ASM), _shfl_w(c5, s0, NW, ASM), _shfl_w(c6, s0, NW, ASM), _shfl_w(c7, s0, NW, ASM),
+        _shfl_w(c0, s1, NW, ASM), _shfl_w(c1, s1, NW, ASM), _shfl_w(c2, s1, NW, ASM), _shfl_w(c3, s1, NW, ASM),
+        _shfl_w(c4, s1, NW, ASM), _shfl_w(c5, s1, NW, ASM), _shfl_w(c6, s1, NW, ASM), _shfl_w(c7, s1, NW, ASM),
+        _shfl_w(c0, s2, NW, ASM), _shfl_w(c1, s2, NW, ASM), _shfl_w(c2, s2, NW, ASM), _shfl_w(c3, s2, NW, ASM),
+        _shfl_w(c4, s2, NW, ASM), _shfl_w(c5, s2, NW, ASM), _shfl_w(c6, s2, NW, ASM), _shfl_w(c7, s2, NW, ASM),
+        _shfl_w(c0, s3, NW, ASM), _shfl_w(c1, s3, NW, ASM), _shfl_w(c2, s3, NW, ASM), _shfl_w(c3, s3, NW, ASM),
+        _shfl_w(c4, s3, NW, ASM), _shfl_w(c5, s3, NW, ASM), _shfl_w(c6, s3, NW, ASM), _shfl_w(c7, s3, NW, ASM))
 
 
 @triton.jit
@@ -541,9 +535,18 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
             # every load of the group first, in this order (a warp issues in order: a load placed after a use of an
             # earlier one waits for it): key words, key scales and mins, value words, value scales and mins
             ka0, kb0, ka1, kb1, ka2, kb2, ka3, kb3 = octs4(kc_ptr + (tok0 // 16 + a)[:, None] * s_kcw + ch8, None)
+            w0, w1, w2, w3 = _split4n(ka0)
+            w4, w5, w6, w7 = _split4n(kb0)
+            w8, w9, w10, w11 = _split4n(ka1)
+            w12, w13, w14, w15 = _split4n(kb1)
+            w16, w17, w18, w19 = _split4n(ka2)
+            w20, w21, w22, w23 = _split4n(kb2)
+            w24, w25, w26, w27 = _split4n(ka3)
+            w28, w29, w30, w31 = _split4n(kb3)
             (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
              w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = _kwords(
-                ka0, kb0, ka1, kb1, ka2, kb2, ka3, kb3)
+                w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+                w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31)
             # (unmasked at 4 heads too: B's zero query makes its columns past them zero, and the mins are every row
             # of the bias MMA's A)
             ks0, ks1, ks2, ks3 = quads4(ks32 + (tok0 // 32 * (s_ksg // 2))[:, None] + cq, None)
