@@ -32,6 +32,8 @@ import triton.language as tl
 from kivi_core.state import KiviState
 
 from .host_math import cdiv, next_power_of_2
+from . import pdl as _pdl
+from .pdl import launch_kw, pdl_launch, pdl_trigger, pdl_wait
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _LOG2E = 1.4426950408889634
@@ -184,8 +186,10 @@ def _decode_attn_split_kernel(
     GROUP: tl.constexpr, QLEN: tl.constexpr, MP: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
     G: tl.constexpr, K_BITS: tl.constexpr, V_BITS: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_VALID: tl.constexpr, SINGLE: tl.constexpr, PREC: tl.constexpr, DOT_F32: tl.constexpr,
-    USE_DOT: tl.constexpr, DEV_LENS: tl.constexpr, WIN: tl.constexpr,
+    USE_DOT: tl.constexpr, DEV_LENS: tl.constexpr, WIN: tl.constexpr, PDL: tl.constexpr, PDL_WAIT: tl.constexpr,
 ):
+    pdl_trigger(PDL)  # the merge's launch may start (kernels/pdl.py)
+    pdl_wait(PDL_WAIT)  # launched as a dependent of what ran before: before the first load
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
     pid_bh = tl.program_id(0).to(tl.int64)
     split = tl.program_id(1)
@@ -304,8 +308,11 @@ def _decode_attn_reduce_kernel(
     H, NUM_SPLITS,
     s_ob, s_oi, s_oh, s_od,
     GROUP: tl.constexpr, QLEN: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, SC: tl.constexpr,
+    PDL: tl.constexpr,
 ):
-    # One program per (batch, kv head, row): merge the splits' partial softmaxes.
+    # One program per (batch, kv head, row): merge the splits' partial softmaxes. Launched with PDL (kernels/pdl.py)
+    # its programs start while the splits finish and wait here for their stores
+    pdl_wait(PDL)
     pid_bh = tl.program_id(0).to(tl.int64)
     r = tl.program_id(1)
     M: tl.constexpr = GROUP * QLEN
@@ -604,6 +611,8 @@ def _decode_attention_v1(
     DP = next_power_of_2(D)
     dot_f32 = query.dtype == torch.float32 or (query.dtype == torch.bfloat16 and _interpreting())
     prec = "ieee" if dot_f32 else "tf32"  # fp32 dots exact (tests); fp16/bf16 dots ignore the setting
+    dep = pdl_launch(query.device)  # the merge starts as the splits finish (kernels/pdl.py)
+    first = dep and _pdl.PDL_FIRST
     _decode_attn_split_kernel[(B * H, S)](
         query, k_codes, k_scale, k_min, k_tail, v_codes, v_scale, v_min, v_win,
         mask if mask is not None else query, lens if lens is not None else query,
@@ -617,11 +626,12 @@ def _decode_attention_v1(
         S,
         GROUP=GROUP, QLEN=q, MP=MP, D=D, DP=DP, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits,
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, PREC=prec, DOT_F32=dot_f32,
-        USE_DOT=use_dot, DEV_LENS=lens is not None, WIN=win, num_warps=num_warps,
+        USE_DOT=use_dot, DEV_LENS=lens is not None, WIN=win, PDL=dep and not single, PDL_WAIT=first,
+        num_warps=num_warps, **launch_kw(first),
     )
     if not single:
         _decode_attn_reduce_kernel[(B * H, M)](
             acc_ws, m_ws, l_ws, out, H, S, *out.stride(),
-            GROUP=GROUP, QLEN=q, D=D, DP=DP, SC=MERGE_SPLITS, num_warps=1,
+            GROUP=GROUP, QLEN=q, D=D, DP=DP, SC=MERGE_SPLITS, PDL=dep, num_warps=1, **launch_kw(dep),
         )
     return out

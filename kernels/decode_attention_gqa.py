@@ -46,6 +46,7 @@ from .decode_attention import (
     _step_lens,
 )
 from . import decode_attention_v3 as da3
+from . import pdl as _pdl
 from .decode_attention_gqa_mma import _bulk_gqa_mma
 from .decode_attention_v3 import (
     _code_unscale,
@@ -57,6 +58,7 @@ from .decode_attention_v3 import (
     splits_v3,
     unit_inner_strides,
 )
+from .pdl import launch_kw, pdl_launch, pdl_trigger, pdl_wait
 from .tile_ops import _join8n, _join16n, _join32n, _split4n, _split16n, _split32n
 
 DEFAULT_BLOCK_W, DEFAULT_WARPS, DEFAULT_BLOCK_N = 64, 4, 16  # the fp32 path
@@ -471,8 +473,13 @@ def _decode_attn_gqa_kernel(
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
     REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr, RDOT: tl.constexpr, PF: tl.constexpr,
-    PART: tl.constexpr, COMPACT: tl.constexpr, TAU: tl.constexpr,
+    PART: tl.constexpr, COMPACT: tl.constexpr, TAU: tl.constexpr, PDL: tl.constexpr, PDL_WAIT: tl.constexpr,
 ):
+    # PDL (kernels/pdl.py): every program lets the next launch start; PDL_WAIT 1: launched as a dependent of what ran
+    # before, so wait before the first load; 2: the window's own launch, which needs nothing from the bulk's, waits
+    # at its end, so the merge waiting on it also waits on the bulk
+    pdl_trigger(PDL)
+    pdl_wait(PDL_WAIT == 1)
     # H here counts program heads: REP of them a kv head (REP = 2 at 8 query heads a kv head), each with QG
     # query heads: program head hv runs query heads hv * QG .. hv * QG + QG - 1 over kv head hv // REP
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
@@ -548,6 +555,7 @@ def _decode_attn_gqa_kernel(
     tl.store(acc_ptr + rows[:, None] * D + offs_d[None, :], acc, mask=r_ok[:, None])
     tl.store(m_ptr + rows, m_i, mask=r_ok)
     tl.store(l_ptr + rows, l_i, mask=r_ok)
+    pdl_wait(PDL_WAIT == 2)
 
 
 def unsupported_gqa(query: torch.Tensor, state: KiviState) -> str | None:
@@ -892,7 +900,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     vdense = (s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16 and s.v_scale.stride(2) == D // s.group_size
               and s.v_min.stride(2) == D // s.group_size)
 
-    def launch(splits, split0, part):
+    def launch(splits, split0, part, wait):
         _decode_attn_gqa_kernel[(B * H, splits)](
             query, ptr(s.k_codes), ptr(s.k_scale), ptr(s.k_min), ptr(s.k_tail),
             ptr(s.v_codes), ptr(s.v_scale), ptr(s.v_min), ptr(s.v_win), mask if mask is not None else query,
@@ -910,18 +918,21 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
             RDOT=bool(mma) and (REST_DOT if rest_dot is None else bool(rest_dot)),
             PF=(MMA_PREFETCH if mma_prefetch is None else mma_prefetch) if mma else 0,
             PART=part, COMPACT=compact, TAU=float(MMA_LAZY_RESCALE) if mma and not compact else 0.0,
+            PDL=dep, PDL_WAIT=wait,
             **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA_COMPACT if compact else MAXNREG_GQA_MMA if mma else MAXNREG)}
-               if query.device.type == "cuda" else {}),
+               if query.device.type == "cuda" else {}), **launch_kw(wait > 0),
         )
 
+    dep = pdl_launch(query.device)  # each launch starts as the one before finishes (kernels/pdl.py)
+    first = 1 if dep and _pdl.PDL_FIRST else 0
     if sep:  # the bulk's splits without v1's tiles, then the window's
-        launch(P, 0, 1)
-        launch(W, P, 2)
+        launch(P, 0, 1, first)
+        launch(W, P, 2, 2 if dep else 0)
     else:
-        launch(S, 0, 0)
+        launch(S, 0, 0, first)
     _decode_attn_reduce_kernel[(B * H, QG)](
         acc_ws, m_ws, l_ws, out, H, S, out.stride(0), out.stride(1), out.stride(2), out.stride(3),
-        GROUP=QG, QLEN=1, D=D, DP=D, SC=MERGE_SPLITS, num_warps=1,
+        GROUP=QG, QLEN=1, D=D, DP=D, SC=MERGE_SPLITS, PDL=dep, num_warps=1, **launch_kw(dep),
     )
     return out
 

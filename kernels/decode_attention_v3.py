@@ -66,7 +66,9 @@ from .decode_attention import (
     _win_rows,
 )
 from .decode_attention_mma import _bulk_mma
+from . import pdl as _pdl
 from .host_math import cdiv
+from .pdl import launch_kw, pdl_launch, pdl_trigger, pdl_wait
 
 
 @triton.jit
@@ -530,8 +532,10 @@ def _decode_attn_v3_kernel(
     SINGLE: tl.constexpr, SPLIT_REM: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr,
     UF: tl.constexpr, VDENSE: tl.constexpr, NUM_WARPS_C: tl.constexpr, MMA: tl.constexpr, MMA_SH: tl.constexpr,
     SDENSE: tl.constexpr,
-    DEV_LENS: tl.constexpr, WIN: tl.constexpr,
+    DEV_LENS: tl.constexpr, WIN: tl.constexpr, PDL: tl.constexpr, PDL_WAIT: tl.constexpr,
 ):
+    pdl_trigger(PDL)  # the merge's launch may start (kernels/pdl.py)
+    pdl_wait(PDL_WAIT)  # launched as a dependent of what ran before: before the first load
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
     # Innermost strides are 1 (the launcher checks), which lets Triton vectorize every load.
     pid_bh = tl.program_id(0).to(tl.int64)
@@ -815,6 +819,8 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
     def st(t):
         return t.stride()[:3] if t.numel() > 0 else (0, 0, 0)
 
+    dep = pdl_launch(query.device)  # the merge starts as the splits finish (kernels/pdl.py)
+    first = dep and _pdl.PDL_FIRST
     _decode_attn_v3_kernel[(B * H, S)](
         query, ptr(s.k_codes), ptr(s.k_scale), ptr(s.k_min), ptr(s.k_tail),
         ptr(s.v_codes), ptr(s.v_scale), ptr(s.v_min), ptr(s.v_win), mask if mask is not None else query,
@@ -832,13 +838,13 @@ def decode_attention_v3(query: torch.Tensor, state: KiviState, valid: torch.Tens
         ASM=not _interpreting(), UF=UF, VDENSE=s.v_codes.numel() > 0 and s.v_codes.stride(2) == D // 16,
         NUM_WARPS_C=nw, MMA=mma, MMA_SH=sh,
         SDENSE=s.v_scale.numel() > 0 and s.v_scale.stride(2) == s.v_min.stride(2) == D // s.group_size,
-        DEV_LENS=lens is not None, WIN=win,
-        num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}),
+        DEV_LENS=lens is not None, WIN=win, PDL=dep and not single, PDL_WAIT=first,
+        num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}), **launch_kw(first),
     )
     if not single:
         _decode_attn_reduce_kernel[(B * H, 1)](
             acc_ws, m_ws, l_ws, out, H, S, out.stride(0), out.stride(1), out.stride(2), out.stride(3),
-            GROUP=1, QLEN=1, D=D, DP=D, SC=MERGE_SPLITS, num_warps=1,
+            GROUP=1, QLEN=1, D=D, DP=D, SC=MERGE_SPLITS, PDL=dep, num_warps=1, **launch_kw(dep),
         )
     return out
 

@@ -14,7 +14,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONSTEXPRS = ("D=128 DP=128 G=32 K_BITS=2 V_BITS=2 BW=128 VR=4 UK=2 BLOCK_N=16 HAS_VALID=False SINGLE=False "
               "SPLIT_REM=True PACKED=True ASM=True NUM_WARPS_C=4 DEV_LENS=False WIN=0 num_warps=4 maxnreg=96 "
-              "UF=2 VDENSE=True MMA=0 MMA_SH=False SDENSE=True").split()
+              "UF=2 VDENSE=True MMA=0 MMA_SH=False SDENSE=True PDL=True PDL_WAIT=False").split()
 
 
 def build(tmp_path, kernel_file: str, kernel: str, consts: list[str], tag: str) -> subprocess.CompletedProcess:
@@ -79,7 +79,7 @@ def test_gqa_mma_bulk_builds_for_sm90(tmp_path, early, part):
     from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA, MMA_LAZY_RESCALE, MMA_PREFETCH, REST_DOT
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
               f"ASM=True VDENSE=True REP=1 MMA=True EARLY={early} RDOT={REST_DOT} PF={MMA_PREFETCH} PART={part} "
-              f"COMPACT=False TAU={MMA_LAZY_RESCALE} num_warps=1 maxnreg={255 if early else MAXNREG_GQA_MMA}").split()
+              f"COMPACT=False TAU={MMA_LAZY_RESCALE} PDL=True PDL_WAIT=0 num_warps=1 maxnreg={255 if early else MAXNREG_GQA_MMA}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa")
     if part == 1:  # 23,552 B with the window's tl.dot tiles in the same launch: 9 programs an SM instead of 12
         assert int(re.search(r"shared=(\d+)", run.stdout).group(1)) <= 2048, run.stdout
@@ -106,7 +106,7 @@ def test_gqa_mma_compact_bulk_builds_for_sm90(tmp_path):
     from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA_COMPACT, MMA_PREFETCH
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
               f"ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF={MMA_PREFETCH} PART=0 COMPACT=True "
-              f"TAU=0.0 num_warps=1 maxnreg={MAXNREG_GQA_MMA_COMPACT}").split()  # no lazy rescaling with them
+              f"TAU=0.0 PDL=True PDL_WAIT=0 num_warps=1 maxnreg={MAXNREG_GQA_MMA_COMPACT}").split()  # no lazy rescaling with them
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa_compact")
     main = main_loop(run)
     assert main.get("HMMA") == 42 and main.get("LDG") == 34 and main.get("SHFL") == 72, run.stdout
@@ -122,7 +122,7 @@ def test_gqa_mma_rest_on_tensor_cores_builds_for_sm90(tmp_path, part):
     from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA, MMA_LAZY_RESCALE, MMA_PREFETCH
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
               f"ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF={MMA_PREFETCH} PART={part} COMPACT=False "
-              f"TAU={MMA_LAZY_RESCALE} num_warps=1 maxnreg={MAXNREG_GQA_MMA}").split()
+              f"TAU={MMA_LAZY_RESCALE} PDL=True PDL_WAIT={part} num_warps=1 maxnreg={MAXNREG_GQA_MMA}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa_rdot")
     loops = [dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line)) for line in run.stdout.splitlines()
              if line.strip().startswith("loop")]
@@ -131,3 +131,36 @@ def test_gqa_mma_rest_on_tensor_cores_builds_for_sm90(tmp_path, part):
     assert len(rest) == 2 and all(c.get("LDL", 0) <= (4 if part else 0) and c.get("STL", 0) == 0 for c in rest), \
         run.stdout
     assert sum(sum(c.values()) for c in rest) < 2500, run.stdout
+
+
+@pytest.mark.parametrize("kernel_file,kernel,consts,wait", [
+    ("decode_attention.py", "_decode_attn_reduce_kernel", "GROUP=4 QLEN=1 D=128 DP=128 SC=16 PDL=True num_warps=1",
+     "top"),
+    ("decode_attention_gqa.py", "_decode_attn_gqa_kernel",
+     "QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False ASM=True "
+     "VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF=1 PART=2 COMPACT=False TAU=2.0 PDL=True PDL_WAIT=2 "
+     "num_warps=1 maxnreg=168", "end"),
+    ("decode_attention_gqa.py", "_decode_attn_gqa_kernel",
+     "QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False ASM=True "
+     "VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF=1 PART=1 COMPACT=False TAU=2.0 PDL=True PDL_WAIT=1 "
+     "num_warps=1 maxnreg=168", "top"),
+])
+def test_pdl_waits_where_the_launch_needs_them(tmp_path, kernel_file, kernel, consts, wait):
+    # programmatic dependent launch (kernels/pdl.py): a program lets the next launch start before its first load; a
+    # dependent launch waits before its first load (the merge; a call's first launch as a dependent), or, for the
+    # window's own launch, which reads nothing the bulk writes, after its last store, so the merge waiting on it
+    # also waits on the bulk. A wait placed after a load would read the last launch's partials before they land
+    run = build(tmp_path, kernel_file, kernel, consts.split(), "pdl")
+    # (a predicated instruction starts with its guard: "@%p2 ld.global...")
+    ptx = [re.sub(r"^@!?%p\d+\s+", "", line.strip()) for line in (tmp_path / "pdl.ptx").read_text().splitlines()]
+    waits = [i for i, line in enumerate(ptx) if line.startswith("griddepcontrol.wait")]
+    loads = [i for i, line in enumerate(ptx) if line.startswith("ld.global")]
+    stores = [i for i, line in enumerate(ptx) if line.startswith("st.global")]
+    assert len(waits) == 1 and loads and stores, run.stdout
+    if wait == "top":
+        assert waits[0] < loads[0], "the dependent launch must wait before its first load"
+    else:
+        assert waits[0] > stores[-1], "the window's launch waits after its last store"
+    triggers = [i for i, line in enumerate(ptx) if line.startswith("griddepcontrol.launch_dependents")]
+    if "PDL_WAIT" in consts:  # the splits' launches let the next one start, before their first load
+        assert len(triggers) == 1 and triggers[0] < loads[0]
