@@ -26,6 +26,7 @@ from bench_decode_attention import copy_bandwidth, graph_us, kivi_split, make_st
 from kivi_kernels.decode_attention import decode_attention_triton  # noqa: E402
 from kivi_kernels import decode_attention_gqa as dgq  # noqa: E402
 from kivi_kernels import decode_attention_v3 as da3  # noqa: E402
+from kivi_kernels import pdl  # noqa: E402
 
 D = 128
 SHAPES = {"llama2-7b": (32, 32), "llama3.1-8b": (32, 8), "llama3.1-70b": (64, 8)}  # (query heads, kv heads)
@@ -183,6 +184,11 @@ VARIANTS = {
     "gqa_mma_noc_tau0": {"_impl": "gqa", "mma": True, "mma_compact": False, "_set": {"MMA_LAZY_RESCALE": 0.0}},
     # session 17's gqa_mma_sep_r<cap>_w<k> (the bulk's own launch at caps 144-168, a wave of k programs an SM:
     # num_splits "w<k>") were removed after commit 11c6957 (h200_round47: slower than cap 168 at 12 an SM)
+    # session 18: programmatic dependent launch (kernels/pdl.py) off, and the call's first launch as a dependent too;
+    # the GQA window's own launch (or one launch) at batches below WINDOW_LAUNCH_MIN_HEADS, now that it overlaps
+    "auto_nopdl": {"_impl": "auto", "_set": {"pdl.PDL": False}},
+    "auto_pdlfirst": {"_impl": "auto", "_set": {"pdl.PDL_FIRST": True}},
+    "gqa_mma_sep_nopdl": {"_impl": "gqa", "mma": True, "window_launch": True, "_set": {"pdl.PDL": False}},
     # what a default call runs (kivi_kernels.decode_attention.pick_impl)
     "auto": {"_impl": "auto"},
     # v1 (tensor-core tiles of block_n tokens) for short contexts, with --graph: one program a head (no reduce
@@ -199,17 +205,23 @@ VARIANTS = {
 ROWS = [(8, 32768), (64, 4096), (16, 16384), (128, 4096), (1, 32768)]
 
 
+def _const_home(key):
+    # "NAME": decode_attention_gqa's constant; "pdl.NAME": kernels/pdl.py's
+    mod, _, name = key.rpartition(".")
+    return {"": dgq, "pdl": pdl}[mod], name
+
+
 def with_constants(sets, call, *args, **kw):
-    """call(*args, **kw) with decode_attention_gqa's constants `sets` in place (the launcher reads them at each call; a
+    """call(*args, **kw) with the constants `sets` in place (`_const_home`; the launchers read them at each call; a
     CUDA graph keeps what it captured)."""
-    old = {k: getattr(dgq, k) for k in sets}
+    old = {k: getattr(*_const_home(k)) for k in sets}
     for k, v in sets.items():
-        setattr(dgq, k, v)
+        setattr(*_const_home(k), v)
     try:
         return call(*args, **kw)
     finally:
         for k, v in old.items():
-            setattr(dgq, k, v)
+            setattr(*_const_home(k), v)
 
 
 def main() -> None:
