@@ -200,6 +200,8 @@ VARIANTS = {
     "v1_n32_S16": {"_impl": "v1", "num_splits": 16, "block_n": 32},
     "v1_n64_S8": {"_impl": "v1", "num_splits": 8, "block_n": 64},
     "v1_n64_S8_w8": {"_impl": "v1", "num_splits": 8, "block_n": 64, "num_warps": 8},
+    "v1_n64_S8_w2": {"_impl": "v1", "num_splits": 8, "block_n": 64, "num_warps": 2},
+    "v1_n32_S16_w2": {"_impl": "v1", "num_splits": 16, "block_n": 32, "num_warps": 2},
     "v1_nodot_n16_S32": {"_impl": "v1", "num_splits": 32, "block_n": 16, "use_dot": False},
 }
 ROWS = [(8, 32768), (64, 4096), (16, 16384), (128, 4096), (1, 32768)]

@@ -380,6 +380,18 @@ def short_call(batch_heads: int, length: int, block_n: int) -> bool:
     return batch_heads * cdiv(length, block_n) <= SHORT_TILES
 
 
+def _short_block_n(batch_heads: int, length: int, head_dim: int, device: torch.device) -> int:
+    """v1's tile: `_default_block_n`, halved on a short call whose one-tile programs then number at most one an SM.
+    H200, GPU time from CUDA graphs, us at 1x512 (h200_round52), tiles of 64 / 32 / 16: Llama-3.1-8B (8 kv heads:
+    64 / 128 / 256 programs) 9.1 / 7.2 / 7.5 (fp16 SDPA 8.2); Llama-2 (32 heads: 256 / 512 / 1024) 10.5 / 12.7 / 13.4
+    (SDPA 9.1), where the smaller tiles take two waves."""
+    block_n = _default_block_n(head_dim)
+    if device.type != "cuda" or not short_call(batch_heads, length, block_n):
+        return block_n
+    n_sm = _num_sms(device.index if device.index is not None else torch.cuda.current_device())
+    return block_n // 2 if batch_heads * cdiv(length, block_n // 2) <= n_sm else block_n
+
+
 def _num_splits(batch_heads: int, length: int, block_n: int, device: torch.device) -> int:
     """Flash-decoding split count from Python ints only: enough programs for ~4 waves of the GPU, but
     at least MIN_BLOCKS tiles per split so that the merge stays negligible. (H200, Llama-3.1 shape, k2v2:
@@ -583,7 +595,7 @@ def _decode_attention_v1(
     out = torch.empty((B, q, Hq, D), device=query.device, dtype=query.dtype)
     if L == 0 or B == 0:
         return out.zero_()
-    BLOCK_N = block_n or _default_block_n(D)
+    BLOCK_N = block_n or _short_block_n(B * H, L, D, query.device)
     if BLOCK_N % 16 or BLOCK_N & (BLOCK_N - 1):
         raise ValueError(f"block_n={BLOCK_N} must be a power of two >= 16 (whole 2-bit words)")
     S = num_splits or _num_splits(B * H, L, BLOCK_N, query.device)

@@ -723,16 +723,18 @@ def mma_splits(batch_kv_heads: int, length: int, window_launch: bool = False) ->
     """The tensor-core bulk's splits a kv head. At most SPLIT_PROGRAMS_GQA_MMA programs; below that, sqrt(L / 2)
     splits, no more than one wave of MMA_WAVE_PROGRAMS programs (MMA_WAVE_PROGRAMS_SEP with the window on a launch of
     its own), but at least MMA_MIN_SPLITS. Cached: it runs on every decode call's host path."""
-    wave = MMA_WAVE_PROGRAMS_SEP if window_launch else MMA_WAVE_PROGRAMS
+    if window_launch:  # whole waves: the fewest that give 2 splits a kv head, filled (MMA_WAVE_PROGRAMS_SEP has why)
+        waves = -(-2 * batch_kv_heads // MMA_WAVE_PROGRAMS_SEP)
+        S = min(math.isqrt(length // 2), waves * MMA_WAVE_PROGRAMS_SEP // batch_kv_heads)
+        return max(1, min(S, -(-length // (32 * MMA_WARPS))))
     S = da3.num_splits_v3(batch_kv_heads, length, 32 * MMA_WARPS, SPLIT_PROGRAMS_GQA_MMA)
-    return max(1, min(S, max(MMA_MIN_SPLITS, min(math.isqrt(length // 2), wave // batch_kv_heads))))
+    return max(1, min(S, max(MMA_MIN_SPLITS, min(math.isqrt(length // 2), MMA_WAVE_PROGRAMS // batch_kv_heads))))
 
 
 @functools.lru_cache(maxsize=4096)
 def window_launch_pays(batch_kv_heads: int, length: int) -> bool:
     """Whether a default tensor-core call runs the window's splits on a launch of their own (WINDOW_LAUNCH)."""
-    return (WINDOW_LAUNCH and batch_kv_heads >= WINDOW_LAUNCH_MIN_HEADS
-            and batch_kv_heads * mma_splits(batch_kv_heads, length) <= MMA_WAVE_PROGRAMS)
+    return WINDOW_LAUNCH and batch_kv_heads >= WINDOW_LAUNCH_MIN_HEADS
 
 
 def window_splits(chunk: int, span: int, mma: bool) -> int:

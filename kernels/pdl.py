@@ -28,7 +28,7 @@ from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 PDL = True
 # the call's first launch as a dependent of whatever ran before it (it then waits at its top, before its first
 # load): off by default, a variant in the benchmarks
-PDL_FIRST = False
+PDL_FIRST = True
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 

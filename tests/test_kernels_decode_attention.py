@@ -259,6 +259,18 @@ def test_auto_picks_v3_for_one_token_decode_only(monkeypatch):
         da.pick_impl(torch.empty(1, 4, 1, 64, dtype=torch.float16), st, "gqa")
 
 
+def test_short_call_tiles(monkeypatch):
+    # v1's tile on a short call: 64 tokens, halved where the one-tile programs then number at most one an SM (132 on
+    # the H200): 8 kv heads at 512 tokens, not 32 heads (two waves at 32) nor longer calls; the CPU keeps 64
+    monkeypatch.setattr(da, "_num_sms", lambda i: 132)
+    cuda = torch.device("cuda", 0)
+    got = [da._short_block_n(bh, L, D, cuda) for bh, L, D in [(8, 512, 128), (32, 512, 128), (8, 2048, 128),
+                                                                (16, 512, 128), (8, 512, 256), (4, 100, 256)]]
+    assert got == [32, 64, 64, 64, 32, 16]
+    assert da._short_block_n(8, 512, 128, torch.device("cpu")) == 64
+    assert da._num_splits(8, 512, 32, cuda) == 16  # one tile a program
+
+
 def test_auto_picks_the_gqa_tensor_core_bulk_above_its_short_calls(monkeypatch):
     # head_dim 128, k2v2 fp16, 4 query heads a kv head: v1's one-tile programs up to SHORT_TILES_GQA_MMA tiles
     # of 64 tokens, the tensor-core bulk above (1x4096 at 8 kv heads: 512 tiles); other shapes keep SHORT_TILES
@@ -480,6 +492,41 @@ def test_gpu_shapes(dtype, D, k_bits, v_bits, group, impl):
         n_kq, n_vq = kivi_split(L, 32, 128)
         check(3, 2 * group, 2, q, L, D, n_kq, n_vq, k_bits, v_bits, 32, dtype, pad, device="cuda", seed=L + D,
               impl=impl)
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("B,Hq,H,L", [(1, 32, 32, 512), (1, 32, 8, 512), (2, 32, 32, 4133), (8, 32, 8, 4133),
+                                      (1, 32, 8, 32768)], ids=str)
+@pytest.mark.parametrize("before", ["copy", "kernel"])
+def test_gpu_pdl_in_a_graph(B, Hq, H, L, before):
+    # a call's launches as programmatic dependents (kernels/pdl.py: v1's short call, v3, the GQA bulk with the window on
+    # its own launch or not), captured in a CUDA graph right after a copy (not a kernel) or a kernel that writes the
+    # query: replayed on new inputs, the output is the oracle's. A dependent launch reading before its wait would read
+    # the last replay's query
+    from kivi_kernels import pdl
+    assert pdl.pdl_launch(torch.device("cuda")) == (torch.cuda.get_device_capability()[0] >= 9)
+    n_kq, n_vq = kivi_split(L, 32, 128)
+    state = make_state(B, H, L, 128, n_kq, n_vq, 2, 2, 32, torch.float16, "cuda", seed=L)
+    src = torch.randn(B, Hq, 1, 128, device="cuda", dtype=torch.float16)
+    q = torch.empty_like(src)
+    da.decode_attention_triton(src, state, None, 128**-0.5)  # compiled outside the capture
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.stream(stream), torch.cuda.graph(g, stream=stream):
+        if before == "copy":
+            q.copy_(src)
+        else:
+            torch.mul(src, 2.0, out=q)
+        out = da.decode_attention_triton(q, state, None, 128**-0.5)
+    for seed in range(3):
+        src.copy_(torch.randn(B, Hq, 1, 128, generator=torch.Generator().manual_seed(seed)).half())
+        g.replay()
+        torch.cuda.synchronize()
+        ref = decode_attention_ref(src * (2.0 if before == "kernel" else 1.0), state, None, 128**-0.5)
+        err = (out.float() - ref.float()).abs().max().item()
+        assert err <= TOL[torch.float16], f"replay {seed}: max |err| {err:.3g}"
 
 
 @gpu

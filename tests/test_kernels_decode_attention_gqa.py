@@ -156,15 +156,20 @@ def test_gqa_mma_split_rule():
     assert [dg.mma_splits(bh, L) for bh, L in [(8, 32768), (8, 4096), (16, 16384), (64, 32768), (128, 16384),
                                                (512, 4096), (1024, 4096)]] == [128, 45, 64, 16, 8, 4, 2]
     assert dg.mma_splits(8, 300) == 10
-    # with the window on its own launch, one wave of MMA_WAVE_PROGRAMS_SEP: 8x32K 24, 16x16K 12, 32x8192 6
-    assert [dg.mma_splits(bh, L, True) for bh, L in [(64, 32768), (128, 16384), (256, 8192)]] == [24, 12, 6]
+    # with the window on its own launch, whole waves of MMA_WAVE_PROGRAMS_SEP, the fewest giving 2 splits a kv head:
+    # one at 8x32K 24, 16x16K 12, 32x8192 6, 64x4096 3, 96x4096 2; two at 128x4096 (3); at most sqrt(L / 2) and a
+    # tile a split
+    assert [dg.mma_splits(bh, L, True) for bh, L in [(64, 32768), (128, 16384), (256, 8192), (512, 4096), (768, 4096),
+                                                     (1024, 4096), (64, 512), (64, 40)]] == [24, 12, 6, 3, 2, 3, 16, 2]
 
 
 def test_gqa_compact_rule():
-    # taken where one launch runs more than a wave (64x4096, 128x4096), not with the window's own launch nor at batch 1
-    pays = [dg.compact_pays(bh, L, dg.window_launch_pays(bh, L)) for bh, L in [(512, 4096), (1024, 4096), (64, 32768),
-                                                                               (8, 32768), (32, 32768)]]
-    assert pays == [dg.MMA_COMPACT] * 2 + [False] * 3
+    # taken where one launch runs more than a wave (64x4096, 128x4096 without the window's own launch), not with the
+    # window's own launch (which every such call now takes) nor at batch 1
+    pays = [dg.compact_pays(bh, L, False) for bh, L in [(512, 4096), (1024, 4096), (64, 32768), (8, 32768)]]
+    assert pays == [dg.MMA_COMPACT] * 2 + [False] * 2
+    assert not any(dg.compact_pays(bh, L, dg.window_launch_pays(bh, L)) for bh, L in [(512, 4096), (1024, 4096),
+                                                                                      (8, 32768), (32, 32768)])
 
 
 def test_gqa_mma_compact_matches_oracle():
@@ -185,11 +190,11 @@ def test_gqa_refuses_compact_off_its_bulk(kw, msg):
 
 
 def test_gqa_window_launch_rule():
-    # taken where the one-launch grid is held to one wave and there are >= 64 (batch, kv head) pairs: not at batch
-    # 1-2 (its serial launch costs ~4 us) nor where the grid already fills two waves (64x4096, 128x4096)
-    pays = [dg.window_launch_pays(bh, L) for bh, L in [(64, 32768), (128, 16384), (256, 8192), (8, 32768),
-                                                        (16, 16384), (512, 4096), (1024, 4096)]]
-    assert pays == [dg.WINDOW_LAUNCH] * 3 + [False] * 4
+    # taken where there are >= 64 (batch, kv head) pairs, with whole waves of splits (test_gqa_mma_split_rule): not at
+    # batch 1-4 (a launch more costs ~4 us there, with PDL too)
+    pays = [dg.window_launch_pays(bh, L) for bh, L in [(64, 32768), (128, 16384), (256, 8192), (512, 4096),
+                                                        (1024, 4096), (8, 32768), (16, 16384), (32, 32768)]]
+    assert pays == [dg.WINDOW_LAUNCH] * 5 + [False] * 3
 
 
 def test_gqa_kernel_refuses_what_it_cannot_run():
@@ -371,11 +376,13 @@ def test_gpu_gqa_mma_window_launch_by_default(Hq, L, pad):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("Hq,pad", [(32, 45), (64, 0)])
-def test_gpu_gqa_mma_compact_by_default(Hq, pad):
-    # 64 x 8 (batch, kv head) pairs at 4133 tokens: one launch of two waves, so the default call takes the compact loads
-    assert dg.compact_pays(64 * 8, 4133, dg.window_launch_pays(64 * 8, 4133)) == dg.MMA_COMPACT
-    check(Hq, 8, 4133, 128, 2, pad, None, "cuda", B=64, R=128)
+@pytest.mark.parametrize("Hq,pad,kw", [(32, 45, {}), (64, 0, {}),
+                                       (32, 45, dict(mma=True, window_launch=False, mma_compact=True))])
+def test_gpu_gqa_mma_two_waves(Hq, pad, kw):
+    # 64 x 8 (batch, kv head) pairs at 4133 tokens: by default the window's own launch, the bulk's at 3 splits (one
+    # whole wave); the compact loads in one launch of two waves, as they run where the window has no launch of its own
+    assert dg.window_launch_pays(64 * 8, 4133) == dg.WINDOW_LAUNCH and dg.mma_splits(64 * 8, 4133, True) == 3
+    check(Hq, 8, 4133, 128, 2, pad, None, "cuda", B=64, R=128, **kw)
 
 
 @pytest.mark.gpu
