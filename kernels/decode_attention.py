@@ -358,8 +358,9 @@ def _default_block_n(head_dim: int) -> int:
 # 12.0), v1's wave rule (2 splits) 17.4, one program a head 23.7, v3 20.1, fp16 SDPA 9.1; at 1x4096 (2048
 # tiles) one tile a program 34.8, v3 33.2, SDPA 27.9.
 SHORT_TILES = 512
-# ... and 2-warp programs of half a tile an SM, at most (`_short_tiles`)
-SHORT_PROGRAMS_SM = 4
+# ... and programs of half a tile an SM, at most, for v1 to take them (`_short_block_n`): one wave at 4 warps and 168
+# registers
+SHORT_PROGRAMS_SM = 3
 # splits a merge step loads at once (a [MERGE_SPLITS, D] fp32 tile: 64 registers a thread in the one-warp
 # reduce kernel at D = 128)
 MERGE_SPLITS = 16
@@ -382,20 +383,18 @@ def short_call(batch_heads: int, length: int, block_n: int) -> bool:
     return batch_heads * cdiv(length, block_n) <= SHORT_TILES
 
 
-def _short_tiles(batch_heads: int, length: int, head_dim: int, device: torch.device) -> tuple[int, int]:
-    """v1's (tile, warps): `_default_block_n` at 4 warps, but on a short call tiles of half that where its one-tile
-    programs then number at most one an SM, or at 2 warps at most SHORT_PROGRAMS_SM an SM (then one wave at 168
-    registers). H200, GPU time from CUDA graphs, us at 1x512 (h200_round52-53), tiles of 64 / 32 / 16 at 4 warps:
-    Llama-3.1-8B (8 kv heads: 64 / 128 / 256 programs) 9.1 / 7.2 / 7.5 (fp16 SDPA 8.2); Llama-2 (32 heads: 256 /
-    512 / 1024) 10.5 / 12.7 / 13.4 (SDPA 9.1), where the smaller tiles take two waves; at 2 warps, 13.6 / 9.9 / -."""
+def _short_block_n(batch_heads: int, length: int, head_dim: int, device: torch.device) -> int:
+    """v1's tile: `_default_block_n`, but on a short call half that where its one-tile programs then fit one wave of
+    SHORT_PROGRAMS_SM an SM. H200, GPU time from CUDA graphs, us (h200_round52-54), tiles of 64 / 32 at 4 warps:
+    Llama-3.1-8B (8 kv heads) 1x512 8.7-9.1 / 6.8-7.2 (fp16 SDPA 8.2), 1x1024 8.9 / 8.7 (7.5), 1x2048 11.0 / 16.0
+    (9.2: 512 programs at 32, 1.3 waves); Llama-2 (32 heads) 1x512 10.1-10.5 / 12.6-12.7 (9.1-9.2: 1.3 waves). Not
+    measured better: 2 warps (1x512 8B 8.1, Llama-2 9.9-10.3), tiles of 16 (8B 1x512 7.5). Left: Llama-2 1x1024 and
+    2x512 (1,024 programs at 32, 2.6 waves) ran 14.9-15.0 at 32 against 17.2-17.3 (SDPA 10.2-11.5)."""
     block_n = _default_block_n(head_dim)
     if device.type != "cuda" or block_n < 64 or not short_call(batch_heads, length, block_n):
-        return block_n, 4  # (head_dim 256's tiles of 32 are not measured halved)
+        return block_n  # (head_dim 256's tiles of 32 are not measured halved)
     n_sm = _num_sms(device.index if device.index is not None else torch.cuda.current_device())
-    programs = batch_heads * cdiv(length, block_n // 2)
-    if programs <= n_sm:
-        return block_n // 2, 4
-    return (block_n // 2, 2) if programs <= SHORT_PROGRAMS_SM * n_sm else (block_n, 4)
+    return block_n // 2 if batch_heads * cdiv(length, block_n // 2) <= SHORT_PROGRAMS_SM * n_sm else block_n
 
 
 def _num_splits(batch_heads: int, length: int, block_n: int, device: torch.device) -> int:
@@ -601,9 +600,8 @@ def _decode_attention_v1(
     out = torch.empty((B, q, Hq, D), device=query.device, dtype=query.dtype)
     if L == 0 or B == 0:
         return out.zero_()
-    short_n, short_w = _short_tiles(B * H, L, D, query.device)
-    BLOCK_N = block_n or short_n
-    num_warps = num_warps or (short_w if block_n is None else 4)
+    BLOCK_N = block_n or _short_block_n(B * H, L, D, query.device)
+    num_warps = num_warps or 4
     if BLOCK_N % 16 or BLOCK_N & (BLOCK_N - 1):
         raise ValueError(f"block_n={BLOCK_N} must be a power of two >= 16 (whole 2-bit words)")
     S = num_splits or _num_splits(B * H, L, BLOCK_N, query.device)

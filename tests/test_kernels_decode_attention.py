@@ -260,15 +260,15 @@ def test_auto_picks_v3_for_one_token_decode_only(monkeypatch):
 
 
 def test_short_call_tiles(monkeypatch):
-    # v1's (tile, warps) on a short call: 64 tokens at 4 warps; half the tile where the one-tile programs then number
-    # at most one an SM (132 on the H200: 8 kv heads at 512 tokens), at 2 warps where at most SHORT_PROGRAMS_SM an SM
-    # (32 heads at 512, 8 at 2048); longer calls and the CPU keep 64
+    # v1's tile on a short call: 64 tokens, halved where the one-tile programs then fit a wave of SHORT_PROGRAMS_SM an
+    # SM (132 SMs on the H200: 8 kv heads at 512 and 1024 tokens; not 32 heads at 512 nor 8 at 2048); longer calls,
+    # head_dim 256 and the CPU keep theirs
     monkeypatch.setattr(da, "_num_sms", lambda i: 132)
     cuda = torch.device("cuda", 0)
-    got = [da._short_tiles(bh, L, D, cuda) for bh, L, D in [(8, 512, 128), (32, 512, 128), (64, 512, 128),
-                                                              (8, 2048, 128), (8, 512, 256), (4, 100, 256)]]
-    assert got == [(32, 4), (32, 2), (64, 4), (32, 2), (32, 4), (32, 4)]  # head_dim 256: 32 at 4 warps, as before
-    assert da._short_tiles(8, 512, 128, torch.device("cpu")) == (64, 4)
+    got = [da._short_block_n(bh, L, D, cuda) for bh, L, D in [(8, 512, 128), (8, 1024, 128), (32, 512, 128),
+                                                                (8, 2048, 128), (8, 8192, 128), (4, 100, 256)]]
+    assert got == [32, 32, 64, 64, 64, 32]
+    assert da._short_block_n(8, 512, 128, torch.device("cpu")) == 64
     assert da._num_splits(8, 512, 32, cuda) == 16  # one tile a program
 
 
