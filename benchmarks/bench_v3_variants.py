@@ -164,30 +164,23 @@ VARIANTS = {
        for n in (1, 2, 3, 4, 8, 12, 16, 20, 24, 32, 48)},
     **{f"gqa_mma_sep_r128{x}": {"_impl": "gqa", "mma": True, "window_launch": True, "maxnreg": 128, **kw}
        for x, kw in (("", {}), ("_S32", {"num_splits": 32}))},
-    # session 16: the bulk's compact loads (mma_compact: each word once a warp, shuffled to its lanes; the next tile's
-    # key words, scales and mins a tile ahead in registers), with and without the L2 prefetch, at other caps
-    **{f"gqa_mma_compact{x}": {"_impl": "gqa", "mma": True, "mma_compact": True, **kw}
-       for x, kw in (("", {}), ("_pf0", {"mma_prefetch": 0}), ("_one", {"window_launch": False}),
-                     ("_r184", {"maxnreg": 184}), ("_r200", {"maxnreg": 200}),
-                     ("_r184_pf0", {"maxnreg": 184, "mma_prefetch": 0}))},
-    # ... and without them (compact_pays picks), at the cap before and at the compact loads' cap
-    "gqa_mma_noc": {"_impl": "gqa", "mma": True, "mma_compact": False},
-    "gqa_mma_noc_r184": {"_impl": "gqa", "mma": True, "mma_compact": False, "maxnreg": 184},
+    # session 16's gqa_mma_compact* / gqa_mma_noc* (the bulk's compact loads, mma_compact) were removed with the option
+    # after commit 60cf50e (h200_round52: the window's own launch at whole waves beat them where they paid)
     # session 17's gqa_mma_c<level> (more of the next tile ahead in registers) and gqa_mma_c1_pfall were removed with
     # the option after commit daa3b63 (h200_round44: slower)
     # session 17: the bulk's softmax rescaling every tile (MMA_LAZY_RESCALE = 0) against the lazy default (only where
     # a tile's max passes the running one by more than 2; "tau<t>": other thresholds); _set: decode_attention_gqa
-    # constants for the variant's calls.
-    # Round 45's gqa_mma_compact_tau0 is now what gqa_mma_compact runs (the compact loads take no lazy rescaling)
+    # constants for the variant's calls
     "auto_tau0": {"_impl": "auto", "_set": {"MMA_LAZY_RESCALE": 0.0}},
     **{f"auto_tau{t}": {"_impl": "auto", "_set": {"MMA_LAZY_RESCALE": float(t)}} for t in (2, 4, 8)},
-    "gqa_mma_noc_tau0": {"_impl": "gqa", "mma": True, "mma_compact": False, "_set": {"MMA_LAZY_RESCALE": 0.0}},
+    "gqa_mma_tau0": {"_impl": "gqa", "mma": True, "_set": {"MMA_LAZY_RESCALE": 0.0}},
     # session 17's gqa_mma_sep_r<cap>_w<k> (the bulk's own launch at caps 144-168, a wave of k programs an SM:
     # num_splits "w<k>") were removed after commit 11c6957 (h200_round47: slower than cap 168 at 12 an SM)
-    # session 18: programmatic dependent launch (kernels/pdl.py) off, and the call's first launch as a dependent too;
+    # session 18: programmatic dependent launch (kernels/pdl.py) off, the call's first launch as a dependent or not;
     # the GQA window's own launch (or one launch) at batches below WINDOW_LAUNCH_MIN_HEADS, now that it overlaps
     "auto_nopdl": {"_impl": "auto", "_set": {"pdl.PDL": False}},
     "auto_pdlfirst": {"_impl": "auto", "_set": {"pdl.PDL_FIRST": True}},
+    "auto_nopdlfirst": {"_impl": "auto", "_set": {"pdl.PDL_FIRST": False}},
     "gqa_mma_sep_nopdl": {"_impl": "gqa", "mma": True, "window_launch": True, "_set": {"pdl.PDL": False}},
     # what a default call runs (kivi_kernels.decode_attention.pick_impl)
     "auto": {"_impl": "auto"},

@@ -473,7 +473,7 @@ def _decode_attn_gqa_kernel(
     BLOCK_N: tl.constexpr, HAS_VALID: tl.constexpr, NT: tl.constexpr,
     DEV_LENS: tl.constexpr, WIN: tl.constexpr, PACKED: tl.constexpr, ASM: tl.constexpr, VDENSE: tl.constexpr,
     REP: tl.constexpr, MMA: tl.constexpr, EARLY: tl.constexpr, RDOT: tl.constexpr, PF: tl.constexpr,
-    PART: tl.constexpr, COMPACT: tl.constexpr, TAU: tl.constexpr, PDL: tl.constexpr, PDL_WAIT: tl.constexpr,
+    PART: tl.constexpr, TAU: tl.constexpr, PDL: tl.constexpr, PDL_WAIT: tl.constexpr,
 ):
     # PDL (kernels/pdl.py): every program lets the next launch start; PDL_WAIT 1: launched as a dependent of what ran
     # before, so wait before the first load; 2: the window's own launch, which needs nothing from the bulk's, waits
@@ -532,7 +532,7 @@ def _decode_attn_gqa_kernel(
         bulk_end = lo + ((bulk_end - lo) // NT) * NT  # whole tiles (unmasked loads); v1's tiles take the rest
         m_i, l_i, acc = _bulk_gqa_mma(q_head, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                                       s_kcw, s_ksg, s_kmg, s_mt, lo, bulk_end, qk_scale,
-                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY, PF, COMPACT, TAU)
+                                      QG, D, NT // 32, HAS_VALID, ASM, EARLY, PF, TAU)
         if RDOT:
             m_i, l_i, acc = _rows16(m_i, QG), _rows16(l_i, QG), _rows16(acc, QG)
     elif PACKED:
@@ -683,25 +683,21 @@ WINDOW_LAUNCH_MIN_HEADS = 64
 # h200_round47, us, 8x32K / 16x16K / 32x8192 at caps 144 / 152 / 160 / 168 and a wave of 12 an SM: 99.0 / 99.4 / 99.7 /
 # 96.5, 101.1 / 101.6 / 101.8 / 98.9, 106.1 / 106.6 / 106.3 / 103.4; a wave of 13 or 14 an SM, 118-134 at 8x32K
 MMA_WAVE_PROGRAMS_SEP = 1536  # 12 an SM (1,584 on the H200)
-# The bulk's compact loads (decode_attention_gqa_mma, COMPACT): each word of a group loaded once a warp and shuffled
-# to the lanes that use it (2 + 8 loads a lane for the key and value words instead of 8 + 32, 64 shuffles), the next
-# tile's key words, scales and mins a tile ahead in registers (SASS, sm_90, cap 184: 671 instructions a tile, 42 loads).
-# Taken where one launch runs more than a wave of programs (`compact_pays`), at cap 184: there the window's tl.dot
-# tiles hold an SM to 9 programs by shared memory, so the cap costs none. H200, GPU time from graphs, Llama-3.1-8B, us,
-# auto / compact at cap 168 / 184 / 200 (h200_round41): 128x4096 222.4 / 237.4 / 209.9 / 224.0, 64x4096 124.4 / 130.6
-# / 122.7 / 126.4; where the window has its own launch (12 programs an SM) it only ties: 8x32K 101.7 / 102.0 (113.5 at
-# 184: 11 an SM), 16x16K 104.4 / 104.2, 32x8192 109.1 / 109.5; batch 1-2 lose ~1 us (1x32K 33.7 / 34.7). Nsight at
-# 8x32K: the L1 hit rate falls from 47.8% to 16.9% (no re-reads), the L2 stays at 68% of its peak. The rule, against
-# the bulk without them at cap 168 / 184 (h200_round42): 8B 64x4096 121.5 / 124.5 / 129.1, 96x4096 178.5 / 176.7 /
-# 194.7, 128x4096 209.2 / 220.7 / 224.5; 70B 64x4096 129.9 / 128.9 / 131.5, 128x4096 221.9 / 227.1 / 227.9
-# Measured and dropped (session 17, h200_round44, commit daa3b63): more of the next tile a tile ahead in these
-# registers, and the L2 prefetch skipping the lines so held. ptxas places those loads at the end of the tile, ~100
-# instructions before their use, so the prefetch is what hides their latency. 8x32K / 128x4096, us, at cap 184:
-# prefetch of all 24 lines (this) 115.8 / 208.0; skipping the 12 key lines 125.7 / 223.9; the value words ahead too,
-# prefetch of the 4 value scale / min lines 134.2 / 235.9; everything ahead, no prefetch 146.3 / 262.3 (caps 168 /
-# 200 / 216: 131.4 / 134.3 / 137.4 and 315.0 / 239.0 / 225.5). Nsight on the last at 8x32K: DRAM 31.8%, L2 41.4%
-MMA_COMPACT = True
-MAXNREG_GQA_MMA_COMPACT = 184
+# With the window on its own launch the bulk runs whole waves of these (`mma_splits`): the fewest waves that give a kv
+# head 2 splits, filled. Where one launch of the rule's splits ran more than a wave, the session-16 compact loads (each
+# word of a group loaded once a warp, shuffled to its lanes; removed in session 18 after commit 60cf50e) won 2-5%; the
+# whole waves win more. H200, GPU time from graphs, Llama-3.1-8B, us, compact one launch / the window's own launch at
+# 2 / 3 / 4 splits (h200_round52, with PDL): 64x4096 115.3 / 112.3 / 106.8 / 112.6 (one wave at 3), 96x4096 172.4 /
+# 157.5 / 167.1 / 156.7 (one at 2), 128x4096 209.6 / 220.8 / 205.2 / 205.1 (two at 3); the rule in round 53: 106.4,
+# 156.2, 204.1 (70B 64x4096 119.2 -> 111.7, 128x4096 216.7 -> 216.6). Batch 1-4 keep one launch (h200_round52, with
+# PDL too: 1x32K 31.6 / 35.5, 2x16K 26.1 / 32.1, 4x32K 57.5 / 59.3).
+# Measured and dropped with the compact loads (session 17, h200_round44, commit daa3b63): more of the next tile a
+# tile ahead in their registers, and the L2 prefetch skipping the lines so held. ptxas places those loads at the end of
+# the tile, ~100 instructions before their use, so the prefetch is what hides their latency. 8x32K / 128x4096, us, at
+# cap 184: prefetch of all 24 lines (the compact loads) 115.8 / 208.0; skipping the 12 key lines 125.7 / 223.9; the
+# value words ahead too, prefetch of the 4 value scale / min lines 134.2 / 235.9; everything ahead, no prefetch 146.3 /
+# 262.3 (caps 168 / 200 / 216: 131.4 / 134.3 / 137.4 and 315.0 / 239.0 / 225.5). Nsight on the last at 8x32K: DRAM
+# 31.8%, L2 41.4%
 # The bulk's softmax moves a head's running max (and rescales its sums and 32 accumulators) only where a tile's max
 # passes it by more than this (log2 units, a warp-uniform branch; 0: every tile). The result is the same up to
 # rounding, as the final sums and outputs share the max they were taken against, but its p reach 2^TAU, and the value
@@ -710,9 +706,8 @@ MAXNREG_GQA_MMA_COMPACT = 184
 # 1x32K 32.9 / 32.9 / 33.1; every tile 101.2, 103.3, 107.7, 33.3). A tile skips ~52 instructions for ~8 (a REDUX and
 # the branch). H200, GPU time from graphs,
 # Llama-3.1-8B, us, lazy / every tile (h200_round45): 8x32K 96.6 / 101.2, 16x16K 99.4 / 103.7, 32x8192 103.9 / 108.6,
-# 4x32K 58.2 / 59.1, 1x32K 32.9 / 33.2; 70B 8x32K 98.3 / 102.3. Not with the compact loads, where the branch cost
-# what it saves and more: 8x32K 126.7 / 107.2, 64x4096 123.4 / 116.3, 128x4096 233.1 / 207.7 (at cap 200: 124.5,
-# 142.4, 253.1)
+# 4x32K 58.2 / 59.1, 1x32K 32.9 / 33.2; 70B 8x32K 98.3 / 102.3. (With the compact loads the branch cost more than it
+# saved: 8x32K 126.7 / 107.2.)
 MMA_LAZY_RESCALE = 2.0
 # "auto" runs the tensor-core bulk wherever it maps (default_gqa_mma); the pair path keeps head_dim 64
 GQA_MMA = True
@@ -754,13 +749,6 @@ def window_programs(chunk: int, span: int, mma: bool, window_launch: bool, win_s
     return min(W, max(1, -(-span // DEFAULT_BLOCK_N)))
 
 
-@functools.lru_cache(maxsize=4096)
-def compact_pays(batch_kv_heads: int, length: int, window_launch: bool) -> bool:
-    """Whether a default tensor-core call takes the compact loads (MMA_COMPACT): one launch of more than a wave."""
-    return (MMA_COMPACT and not window_launch
-            and batch_kv_heads * mma_splits(batch_kv_heads, length) > MMA_WAVE_PROGRAMS)
-
-
 def unmappable_gqa_mma(query: torch.Tensor, state: KiviState, scaling: float) -> str | None:
     """Why the tensor-core bulk cannot run this call (None when it can)."""
     B, Hq, _, D = query.shape
@@ -797,8 +785,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
                          maxnreg: int | None = None, packed: bool | None = None,
                          mma: bool | None = None, mma_early: bool | None = None,
                          rest_dot: bool | None = None, win_splits: int | None = None,
-                         mma_prefetch: int | None = None, window_launch: bool | None = None,
-                         mma_compact: bool | None = None) -> torch.Tensor:
+                         mma_prefetch: int | None = None, window_launch: bool | None = None) -> torch.Tensor:
     """Launch the shared-dequantization GQA kernel (the caller has run `_check` and `unsupported_gqa`).
     `packed`: the fp16x2 pair path (k2v2, fp16, 4 or 8 query heads a kv head); None: wherever it can run
     (`packable_gqa`; as v3's `default_packed`, fp16 inputs keep its products in range). `mma`: the
@@ -810,9 +797,7 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
     `window_splits`; on the window's own launch, WINDOW_LAUNCH_TILES 16-token tiles a program). `mma_prefetch`:
     tiles ahead the tensor-core bulk prefetches into L2, 0 for none (None: MMA_PREFETCH). `window_launch`: the
     tensor-core bulk's window splits on a launch of their own, after the bulk's (whole tensor-core tiles, no shared
-    memory; None: `window_launch_pays`). `mma_compact`: the bulk loads each word of a group once a warp and shuffles
-    it to the lanes that use it, the next tile's key words a tile ahead (None: `compact_pays`, at cap
-    MAXNREG_GQA_MMA_COMPACT).
+    memory; None: `window_launch_pays`).
     Tuning keywords (benchmarks and tests): num_splits, block_w (key word rows a tile), num_warps (the pair
     path: one thread an element by default, 2 x block_w / 32; mma: MMA_WARPS, a key group a warp), maxnreg."""
     s = state
@@ -825,10 +810,6 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         raise ValueError(f"mma_prefetch={mma_prefetch!r}: tiles ahead to prefetch are an integer >= 0 (0: none)")
     if window_launch and not mma:
         raise ValueError("window_launch=True splits the tensor-core bulk's launch; pass mma=True or drop it")
-    if mma_compact and not mma:
-        raise ValueError("mma_compact=True is a load scheme of the tensor-core bulk; pass mma=True or drop it")
-    if mma_compact and mma_early:
-        raise ValueError("mma_compact=True and mma_early=True are two load orders: pick one")
     if mma_prefetch and not mma:
         raise ValueError(f"mma_prefetch={mma_prefetch}: only the tensor-core bulk prefetches; pass mma=True or drop it")
     if mma and asked:
@@ -875,8 +856,6 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
         raise ValueError(f"num_warps={nw}: a step's {NT} threads must cover whole value rows")
     BT = BW * (32 // s.k_bits)
     sep = bool(mma) and (window_launch_pays(B * H, L) if window_launch is None else bool(window_launch))
-    compact = bool(mma) and (compact_pays(B * H, L, sep) and not mma_early if mma_compact is None
-                             else bool(mma_compact))
     if mma and num_splits is None:
         num_splits = mma_splits(B * H, L, sep)
     S, chunk = splits_v3(B * H, L, BT, DEFAULT_BLOCK_N, num_splits,  # bulk splits + the window's (S >= 2)
@@ -919,9 +898,9 @@ def decode_attention_gqa(query: torch.Tensor, state: KiviState, valid: torch.Ten
             num_warps=nw, REP=REP, MMA=bool(mma), EARLY=MMA_EARLY if mma_early is None else bool(mma_early),
             RDOT=bool(mma) and (REST_DOT if rest_dot is None else bool(rest_dot)),
             PF=(MMA_PREFETCH if mma_prefetch is None else mma_prefetch) if mma else 0,
-            PART=part, COMPACT=compact, TAU=float(MMA_LAZY_RESCALE) if mma and not compact else 0.0,
+            PART=part, TAU=float(MMA_LAZY_RESCALE) if mma else 0.0,
             PDL=dep, PDL_WAIT=wait,
-            **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA_COMPACT if compact else MAXNREG_GQA_MMA if mma else MAXNREG)}
+            **({"maxnreg": maxnreg or (MAXNREG_GQA_MMA if mma else MAXNREG)}
                if query.device.type == "cuda" else {}), **launch_kw(wait > 0),
         )
 

@@ -20,7 +20,7 @@ every product is useful at 8 heads a kv head and half of them at 4, and a warp's
     with the even step's B = q, rows gid + 8 with the odd step's): exact products, no register moves (session
     17: 38 -> 10 moves a tile, 72 -> 64 loads).
   * Softmax per head: a running max a warp (butterflies over gid), a sum a lane. With TAU (the launcher's
-    MMA_LAZY_RESCALE, not with the compact loads) the max moves, and the sums and accumulators are rescaled,
+    MMA_LAZY_RESCALE) the max moves, and the sums and accumulators are rescaled,
     only where a tile's max passes it by more than TAU, in a warp-uniform branch: most tiles skip ~52
     instructions (H200, Llama-3.1-8B 8x32K 101.2 -> 96.6 us, h200_round44.md).
   * Values: out[h, d] = sum_t p[h, t] (c[t, d] scale[t, g(d)] + min[t, g(d)]). A = codes (16 channels of one
@@ -48,14 +48,11 @@ every product is useful at 8 heads a kv head and half of them at 4, and a warp's
     program otherwise had one tile's ~3 KB in flight, its loads issued after the last tile's MMAs. H200, from
     graphs (h200_round33.md): Llama-3.1-8B 8x32K 137.2 -> 110.5 us, 128x4096 263.0 -> 222.3, 1x32K 37.9 -> 33.8.
 
-  * Compact loads (COMPACT, `decode_attention_gqa.compact_pays`): each key and value word of a group loaded once a
-    warp (key words: lane (a, b, tig) takes k steps 2 b and 2 b + 1 of word row a in two 16-byte loads; value words:
-    word 2 b + a of the 8 tokens its k slots name) and handed to the lanes that use it by 64 shuffles a tile, the next
-    tile's key words, scales and mins loaded a tile ahead into the registers the duplicated loads took (684
-    instructions a tile at cap 168, 671 at 184; 665 at 184 with session 17's bias MMAs, no lazy rescaling). The L1
-    re-reads go (hit rate 47.8% -> 16.9% under Nsight); on the
-    H200 it ties where the window has its own launch and wins 2-5% at cap 184 where one launch runs two waves
-    (Llama-3.1-8B 128x4096 220.7 -> 209.2 us; h200_round38.md, rounds 41-42).
+  * Compact loads, measured and removed (session 16, h200_round38.md; removed in session 18 after commit 60cf50e):
+    each key and value word of a group loaded once a warp and handed to the lanes that use it by 64 shuffles a
+    tile, the next tile's key words, scales and mins a tile ahead in registers. They won 2-5% where one launch ran
+    two waves; the window's own launch at whole waves of splits (h200_round52-53) beat them there: Llama-3.1-8B
+    64x4096 115.3 -> 106.4 us, 128x4096 209.6 -> 204.1, 70B 128x4096 216.7 -> 216.6.
 
 Under TRITON_INTERPRET=1 the asm has twins built from `decode_attention_mma._mma_ref` (PTX's m16n8k16
 fragment layouts), so CI runs the same lanes, shifts and transposes; the PTX runs on the GPU only.
@@ -66,7 +63,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .decode_attention_mma import (_f16x2, _h2f, _ld0, _mma_ref, _pack2, _pairs_k, _prmt_ref, _shfl, _shfl_w, mma_ptx,
+from .decode_attention_mma import (_f16x2, _h2f, _ld0, _mma_ref, _pack2, _pairs_k, _prmt_ref, _shfl, mma_ptx,
                                    prmt_ptx)
 from .tile_ops import _join32n, _split4n
 
@@ -271,32 +268,6 @@ def _prefetch_lanes(kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, s_kcw, s_ksg
 
 
 @triton.jit
-def _key_words_compact(c0, c1, c2, c3, c4, c5, c6, c7, s0, s1, s2, s3, NW: tl.constexpr, ASM: tl.constexpr):
-    # the 32 key words of a lane in k-step order (`_kwords`), from the compact loads: lane (a, b, tig) holds block b of
-    # word row a (c0..c7), so block j's words come from lane (a, j, tig) (s0..s3: those lanes): one shuffle a word
-    return _kwords(
-        _shfl_w(c0, s0, NW, ASM), _shfl_w(c1, s0, NW, ASM), _shfl_w(c2, s0, NW, ASM), _shfl_w(c3, s0, NW, ASM),
-        _shfl_w(c4, s0, NW, ASM), _shfl_w(c5, s0, NW, ASM), _shfl_w(c6, s0, NW, ASM), _shfl_w(c7, s0, NW, ASM),
-        _shfl_w(c0, s1, NW, ASM), _shfl_w(c1, s1, NW, ASM), _shfl_w(c2, s1, NW, ASM), _shfl_w(c3, s1, NW, ASM),
-        _shfl_w(c4, s1, NW, ASM), _shfl_w(c5, s1, NW, ASM), _shfl_w(c6, s1, NW, ASM), _shfl_w(c7, s1, NW, ASM),
-        _shfl_w(c0, s2, NW, ASM), _shfl_w(c1, s2, NW, ASM), _shfl_w(c2, s2, NW, ASM), _shfl_w(c3, s2, NW, ASM),
-        _shfl_w(c4, s2, NW, ASM), _shfl_w(c5, s2, NW, ASM), _shfl_w(c6, s2, NW, ASM), _shfl_w(c7, s2, NW, ASM),
-        _shfl_w(c0, s3, NW, ASM), _shfl_w(c1, s3, NW, ASM), _shfl_w(c2, s3, NW, ASM), _shfl_w(c3, s3, NW, ASM),
-        _shfl_w(c4, s3, NW, ASM), _shfl_w(c5, s3, NW, ASM), _shfl_w(c6, s3, NW, ASM), _shfl_w(c7, s3, NW, ASM))
-
-
-@triton.jit
-def _value_words_compact(o0, o1, o2, o3, s0, s1, s2, s3, NW: tl.constexpr, ASM: tl.constexpr):
-    # one value k step's 16 words as `_vwords` gives them (group g: word 2 g + a of tokens t, t + 1, t + 8, t + 9),
-    # from the compact loads: lane (a, b, tig) holds word 2 b + a of those tokens (o0..o3), so group g's come from
-    # lane (a, g, tig) (s0..s3)
-    return (_shfl_w(o0, s0, NW, ASM), _shfl_w(o1, s0, NW, ASM), _shfl_w(o2, s0, NW, ASM), _shfl_w(o3, s0, NW, ASM),
-            _shfl_w(o0, s1, NW, ASM), _shfl_w(o1, s1, NW, ASM), _shfl_w(o2, s1, NW, ASM), _shfl_w(o3, s1, NW, ASM),
-            _shfl_w(o0, s2, NW, ASM), _shfl_w(o1, s2, NW, ASM), _shfl_w(o2, s2, NW, ASM), _shfl_w(o3, s2, NW, ASM),
-            _shfl_w(o0, s3, NW, ASM), _shfl_w(o1, s3, NW, ASM), _shfl_w(o2, s3, NW, ASM), _shfl_w(o3, s3, NW, ASM))
-
-
-@triton.jit
 def _key_scores(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
                 w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31,
                 s0, s1, s2, s3, m0, m1, m2, m3, q0, q1, q2, q3, q4, q5, q6, q7, valid_ptr, s_mt, tok0, a, sh,
@@ -436,7 +407,7 @@ def _onto_max(m0, m1, mt0, mt1, gid, h_src, l0, l1, v0, v1, v2, v3, v4, v5, v6, 
 def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, valid_ptr,
                   s_kcw, s_ksg, s_kmg, s_mt, lo, end, qk_scale,
                   QG: tl.constexpr, D: tl.constexpr, NW: tl.constexpr, HAS_VALID: tl.constexpr, ASM: tl.constexpr,
-                  EARLY: tl.constexpr, PF: tl.constexpr, COMPACT: tl.constexpr = False, TAU: tl.constexpr = 0.0):
+                  EARLY: tl.constexpr, PF: tl.constexpr, TAU: tl.constexpr = 0.0):
     # [lo, end) in whole tiles of 32 x NW tokens (k2v2, fp16, D = 128, G = 32, qk_scale > 0, dense value rows:
     # the launcher checks; the caller leaves a partial tile to v1's tiles), a key group a warp, so no load is
     # masked by the length. Returns the QG heads' max [QG], sum [QG] and output [QG, D] (not normalized), as the
@@ -484,24 +455,6 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
     cq = (4 * tig)[:, None] + tl.arange(0, 4)[None, :]
     ks32 = ks_ptr.to(tl.pointer_type(tl.int32))
     km32 = km_ptr.to(tl.pointer_type(tl.int32))
-    if COMPACT:
-        # each word of the group loaded once a warp (key words: two 16-byte loads a lane, lane (a, b, tig) taking
-        # block b (k steps 2 b, 2 b + 1) of row a; value words: 8 a lane, word 2 b + a of the tokens the lane's k
-        # slots name), handed to the lanes that use them by shuffles. The next tile's key words, scales and mins are
-        # loaded a tile ahead, into registers the duplicated loads took
-        tl.static_assert(not EARLY, "the compact loads have their own order")
-        b_ = gid % 4
-        src0 = (lane & 19) | 0
-        src1 = (lane & 19) | 4
-        src2 = (lane & 19) | 8
-        src3 = (lane & 19) | 12
-        kcb = kc_ptr + a[:, None] * s_kcw + (32 * b_)[:, None] + ch8
-        first = tl.minimum(lo, tl.maximum(end - BT, 0)) + 32 * warp
-        ok0 = (lane * 0 + lo < end)[:, None]  # a tensor: the interpreter takes no scalar mask
-        ck0 = tl.load(kcb + (first // 16)[:, None] * s_kcw, mask=ok0, other=0)
-        ck1 = tl.load(kcb + (first // 16)[:, None] * s_kcw + 4, mask=ok0, other=0)
-        ks0, ks1, ks2, ks3 = quads4(ks32 + (first // 32 * (s_ksg // 2))[:, None] + cq, ok0)
-        km0, km1, km2, km3 = quads4(km32 + (first // 32 * (s_kmg // 2))[:, None] + cq, ok0)
     if PF > 0:
         pf_base, pf_step = _prefetch_lanes(kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, s_kcw, s_ksg, s_kmg,
                                            lane, D)
@@ -513,53 +466,34 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
             # read from L2, not from HBM, once a program's loads reach them
             _l2_prefetch(pf_base + ((tl.minimum(start + PF * BT, end - BT) + 32 * warp) // 32) * pf_step, ASM)
         t0 = tok0 + tv  # value k step 0 (step 1: + 4)
-        if COMPACT:
-            nxt = tl.minimum(start + BT, end - BT) + 32 * warp  # the next tile's group (the last tile repeats)
-            nk0 = tl.load(kcb + (nxt // 16)[:, None] * s_kcw)
-            nk1 = tl.load(kcb + (nxt // 16)[:, None] * s_kcw + 4)
-            nks0, nks1, nks2, nks3 = quads4(ks32 + (nxt // 32 * (s_ksg // 2))[:, None] + cq, None)
-            nkm0, nkm1, nkm2, nkm3 = quads4(km32 + (nxt // 32 * (s_kmg // 2))[:, None] + cq, None)
-            pv = vc_ptr + t0 * s_vct + 2 * b_ + a
-            vo0, vo1, vo2, vo3 = _vwords(pv, s_vct)
-            vp0, vp1, vp2, vp3 = _vwords(pv + 4 * s_vct, s_vct)
-            c0, c1, c2, c3 = _split4n(ck0)
-            c4, c5, c6, c7 = _split4n(ck1)
-            (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-             w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = _key_words_compact(
-                c0, c1, c2, c3, c4, c5, c6, c7, src0, src1, src2, src3, NW, ASM)
-            x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15 = _value_words_compact(
-                vo0, vo1, vo2, vo3, src0, src1, src2, src3, NW, ASM)
-            y0, y1, y2, y3, y4, y5, y6, y7, y8, y9, y10, y11, y12, y13, y14, y15 = _value_words_compact(
-                vp0, vp1, vp2, vp3, src0, src1, src2, src3, NW, ASM)
-        else:
-            # every load of the group first, in this order (a warp issues in order: a load placed after a use of an
-            # earlier one waits for it): key words, key scales and mins, value words, value scales and mins
-            ka0, kb0, ka1, kb1, ka2, kb2, ka3, kb3 = octs4(kc_ptr + (tok0 // 16 + a)[:, None] * s_kcw + ch8, None)
-            w0, w1, w2, w3 = _split4n(ka0)
-            w4, w5, w6, w7 = _split4n(kb0)
-            w8, w9, w10, w11 = _split4n(ka1)
-            w12, w13, w14, w15 = _split4n(kb1)
-            w16, w17, w18, w19 = _split4n(ka2)
-            w20, w21, w22, w23 = _split4n(kb2)
-            w24, w25, w26, w27 = _split4n(ka3)
-            w28, w29, w30, w31 = _split4n(kb3)
-            (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-             w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = _kwords(
-                w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
-                w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31)
-            # (unmasked at 4 heads too: B's zero query makes its columns past them zero, and the mins are every row
-            # of the bias MMA's A)
-            ks0, ks1, ks2, ks3 = quads4(ks32 + (tok0 // 32 * (s_ksg // 2))[:, None] + cq, None)
-            km0, km1, km2, km3 = quads4(km32 + (tok0 // 32 * (s_kmg // 2))[:, None] + cq, None)
-            pw = vc_ptr + t0 * s_vct + a
-            x0, x1, x2, x3 = _vwords(pw, s_vct)
-            x4, x5, x6, x7 = _vwords(pw + 2, s_vct)
-            x8, x9, x10, x11 = _vwords(pw + 4, s_vct)
-            x12, x13, x14, x15 = _vwords(pw + 6, s_vct)
-            y0, y1, y2, y3 = _vwords(pw + 4 * s_vct, s_vct)
-            y4, y5, y6, y7 = _vwords(pw + 4 * s_vct + 2, s_vct)
-            y8, y9, y10, y11 = _vwords(pw + 4 * s_vct + 4, s_vct)
-            y12, y13, y14, y15 = _vwords(pw + 4 * s_vct + 6, s_vct)
+        # every load of the group first, in this order (a warp issues in order: a load placed after a use of an
+        # earlier one waits for it): key words, key scales and mins, value words, value scales and mins
+        ka0, kb0, ka1, kb1, ka2, kb2, ka3, kb3 = octs4(kc_ptr + (tok0 // 16 + a)[:, None] * s_kcw + ch8, None)
+        w0, w1, w2, w3 = _split4n(ka0)
+        w4, w5, w6, w7 = _split4n(kb0)
+        w8, w9, w10, w11 = _split4n(ka1)
+        w12, w13, w14, w15 = _split4n(kb1)
+        w16, w17, w18, w19 = _split4n(ka2)
+        w20, w21, w22, w23 = _split4n(kb2)
+        w24, w25, w26, w27 = _split4n(ka3)
+        w28, w29, w30, w31 = _split4n(kb3)
+        (w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+         w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31) = _kwords(
+            w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15,
+            w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31)
+        # (unmasked at 4 heads too: B's zero query makes its columns past them zero, and the mins are every row
+        # of the bias MMA's A)
+        ks0, ks1, ks2, ks3 = quads4(ks32 + (tok0 // 32 * (s_ksg // 2))[:, None] + cq, None)
+        km0, km1, km2, km3 = quads4(km32 + (tok0 // 32 * (s_kmg // 2))[:, None] + cq, None)
+        pw = vc_ptr + t0 * s_vct + a
+        x0, x1, x2, x3 = _vwords(pw, s_vct)
+        x4, x5, x6, x7 = _vwords(pw + 2, s_vct)
+        x8, x9, x10, x11 = _vwords(pw + 4, s_vct)
+        x12, x13, x14, x15 = _vwords(pw + 6, s_vct)
+        y0, y1, y2, y3 = _vwords(pw + 4 * s_vct, s_vct)
+        y4, y5, y6, y7 = _vwords(pw + 4 * s_vct + 2, s_vct)
+        y8, y9, y10, y11 = _vwords(pw + 4 * s_vct + 4, s_vct)
+        y12, y13, y14, y15 = _vwords(pw + 4 * s_vct + 6, s_vct)
         ps = vs_ptr + t0 * s_vst
         r0, r1, r8, r9 = _vrow(ps), _vrow(ps + s_vst), _vrow(ps + 8 * s_vst), _vrow(ps + 9 * s_vst)
         e0, e1, e8, e9 = _vrow(ps + 4 * s_vst), _vrow(ps + 5 * s_vst), _vrow(ps + 12 * s_vst), _vrow(ps + 13 * s_vst)
@@ -628,10 +562,6 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
             sh, pb10, pb11, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15,
             v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
             cm0, cm1, cm2, cm3, NW, ASM)
-        if COMPACT:
-            ck0, ck1 = nk0, nk1
-            ks0, ks1, ks2, ks3 = nks0, nks1, nks2, nks3
-            km0, km1, km2, km3 = nkm0, nkm1, nkm2, nkm3
     # onto the program's max per head: [warp, head] maxes (uniform over gid) and sums
     m_w = tl.reshape(tl.max(tl.reshape(tl.join(m0, m1), (NW, 8, 4, 2)), axis=1), (NW, 8))
     m_i = tl.max(m_w, axis=0)

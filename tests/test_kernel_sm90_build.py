@@ -79,7 +79,7 @@ def test_gqa_mma_bulk_builds_for_sm90(tmp_path, early, part):
     from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA, MMA_LAZY_RESCALE, MMA_PREFETCH, REST_DOT
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
               f"ASM=True VDENSE=True REP=1 MMA=True EARLY={early} RDOT={REST_DOT} PF={MMA_PREFETCH} PART={part} "
-              f"COMPACT=False TAU={MMA_LAZY_RESCALE} PDL=True PDL_WAIT=0 num_warps=1 maxnreg={255 if early else MAXNREG_GQA_MMA}").split()
+              f"TAU={MMA_LAZY_RESCALE} PDL=True PDL_WAIT=0 num_warps=1 maxnreg={255 if early else MAXNREG_GQA_MMA}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa")
     if part == 1:  # 23,552 B with the window's tl.dot tiles in the same launch: 9 programs an SM instead of 12
         assert int(re.search(r"shared=(\d+)", run.stdout).group(1)) <= 2048, run.stdout
@@ -100,19 +100,6 @@ def test_gqa_mma_bulk_builds_for_sm90(tmp_path, early, part):
         assert sum("LDG" in line for line in sass[loop_start:first_mma]) >= 48, "the tile's loads must come first"
 
 
-def test_gqa_mma_compact_bulk_builds_for_sm90(tmp_path):
-    # the compact loads at their cap (one launch): 2 + 8 key / value word loads a lane instead of 8 + 32, 34 loads a
-    # tile in all, 64 word shuffles beside the 8 of the softmax, the same 42 MMAs, nothing spilled in the loop
-    from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA_COMPACT, MMA_PREFETCH
-    consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
-              f"ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF={MMA_PREFETCH} PART=0 COMPACT=True "
-              f"TAU=0.0 PDL=True PDL_WAIT=0 num_warps=1 maxnreg={MAXNREG_GQA_MMA_COMPACT}").split()  # no lazy rescaling with them
-    run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa_compact")
-    main = main_loop(run)
-    assert main.get("HMMA") == 42 and main.get("LDG") == 34 and main.get("SHFL") == 72, run.stdout
-    assert all(main.get(op, 0) == 0 for op in ("STL", "BAR", "STS")) and main.get("LDL", 0) <= 4, run.stdout
-
-
 @pytest.mark.parametrize("part", [0, 2])
 def test_gqa_mma_rest_on_tensor_cores_builds_for_sm90(tmp_path, part):
     # rest_dot: the window's split runs v1's tiles with tl.dot for 16 query rows. Its loops (packed keys with the
@@ -121,7 +108,7 @@ def test_gqa_mma_rest_on_tensor_cores_builds_for_sm90(tmp_path, part):
     # the cap of 168 registers); PART 2 is the window's own launch (these loops alone)
     from kivi_kernels.decode_attention_gqa import MAXNREG_GQA_MMA, MMA_LAZY_RESCALE, MMA_PREFETCH
     consts = ("QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False "
-              f"ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF={MMA_PREFETCH} PART={part} COMPACT=False "
+              f"ASM=True VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF={MMA_PREFETCH} PART={part} "
               f"TAU={MMA_LAZY_RESCALE} PDL=True PDL_WAIT={part} num_warps=1 maxnreg={MAXNREG_GQA_MMA}").split()
     run = build(tmp_path, "decode_attention_gqa.py", "_decode_attn_gqa_kernel", consts, "gqa_rdot")
     loops = [dict((k, int(v)) for k, v in re.findall(r"(\w+):(\d+)", line)) for line in run.stdout.splitlines()
@@ -138,11 +125,11 @@ def test_gqa_mma_rest_on_tensor_cores_builds_for_sm90(tmp_path, part):
      "top"),
     ("decode_attention_gqa.py", "_decode_attn_gqa_kernel",
      "QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False ASM=True "
-     "VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF=1 PART=2 COMPACT=False TAU=2.0 PDL=True PDL_WAIT=2 "
+     "VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF=1 PART=2 TAU=2.0 PDL=True PDL_WAIT=2 "
      "num_warps=1 maxnreg=168", "end"),
     ("decode_attention_gqa.py", "_decode_attn_gqa_kernel",
      "QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False ASM=True "
-     "VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF=1 PART=1 COMPACT=False TAU=2.0 PDL=True PDL_WAIT=1 "
+     "VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF=1 PART=1 TAU=2.0 PDL=True PDL_WAIT=1 "
      "num_warps=1 maxnreg=168", "top"),
 ])
 def test_pdl_waits_where_the_launch_needs_them(tmp_path, kernel_file, kernel, consts, wait):

@@ -163,32 +163,6 @@ def test_gqa_mma_split_rule():
                                                      (1024, 4096), (64, 512), (64, 40)]] == [24, 12, 6, 3, 2, 3, 16, 2]
 
 
-def test_gqa_compact_rule():
-    # taken where one launch runs more than a wave (64x4096, 128x4096 without the window's own launch), not with the
-    # window's own launch (which every such call now takes) nor at batch 1
-    pays = [dg.compact_pays(bh, L, False) for bh, L in [(512, 4096), (1024, 4096), (64, 32768), (8, 32768)]]
-    assert pays == [dg.MMA_COMPACT] * 2 + [False] * 2
-    assert not any(dg.compact_pays(bh, L, dg.window_launch_pays(bh, L)) for bh, L in [(512, 4096), (1024, 4096),
-                                                                                      (8, 32768), (32, 32768)])
-
-
-def test_gqa_mma_compact_matches_oracle():
-    # the compact loads (each key / value word once a warp, shuffled to its lanes; the next tile's key words,
-    # scales and mins a tile ahead, the last tile loaded again), 4 query heads a kv head, on the window's own launch
-    check(4, 1, 700, 128, 2, 45, None, DEVICE, R=128, mma=True, num_splits=3, mma_compact=True, window_launch=True)
-
-
-@pytest.mark.parametrize("kw,msg", [(dict(mma=False, mma_compact=True), "mma_compact=True is a load scheme of the "
-                                     "tensor-core bulk; pass mma=True or drop it"),
-                                    (dict(mma=True, mma_compact=True, mma_early=True), "mma_compact=True and "
-                                     "mma_early=True are two load orders: pick one")])
-def test_gqa_refuses_compact_off_its_bulk(kw, msg):
-    n_kq, n_vq = kivi_split(300, 32, 64)
-    st = make_state(1, 1, 300, 128, n_kq, n_vq, 2, 2, 32, torch.float16, "cpu")
-    with pytest.raises(ValueError, match="^" + msg):
-        dg.decode_attention_gqa(torch.zeros(1, 8, 1, 128, dtype=torch.float16), st, None, 0.1, **kw)
-
-
 def test_gqa_window_launch_rule():
     # taken where there are >= 64 (batch, kv head) pairs, with whole waves of splits (test_gqa_mma_split_rule): not at
     # batch 1-4 (a launch more costs ~4 us there, with PDL too)
@@ -314,10 +288,8 @@ def test_gpu_gqa_kernel_eight_heads_a_kv_head(packed, L, pad):
                                       (32 * 1024 + 77, 0, dict(window_launch=True, win_splits=9)),
                                       (5000, 1500, dict(window_launch=True, rest_dot=False, num_splits=3)),
                                       (4133, 45, dict(window_launch=False)),
-                                      (4133, 45, dict(mma_compact=True)),
-                                      (9000, 300, dict(mma_compact=True, num_splits=3, maxnreg=184)),
-                                      (32 * 1024 + 77, 0, dict(mma_compact=True, window_launch=True, mma_prefetch=0)),
-                                      (5000, 1500, dict(mma_compact=True, num_splits=40, win_splits=2))])
+                                      (4133, 45, dict(window_launch=True, num_splits=3)),
+                                      (5000, 1500, dict(window_launch=True, num_splits=2, win_splits=2))])
 def test_gpu_gqa_mma(Hq, L, pad, kw):
     check(Hq, 8, L, 128, 2, pad, None, "cuda", R=128, mma=True, **kw)
 
@@ -376,13 +348,12 @@ def test_gpu_gqa_mma_window_launch_by_default(Hq, L, pad):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("Hq,pad,kw", [(32, 45, {}), (64, 0, {}),
-                                       (32, 45, dict(mma=True, window_launch=False, mma_compact=True))])
-def test_gpu_gqa_mma_two_waves(Hq, pad, kw):
+@pytest.mark.parametrize("Hq,pad", [(32, 45), (64, 0)])
+def test_gpu_gqa_mma_two_waves(Hq, pad):
     # 64 x 8 (batch, kv head) pairs at 4133 tokens: by default the window's own launch, the bulk's at 3 splits (one
-    # whole wave); the compact loads in one launch of two waves, as they run where the window has no launch of its own
+    # whole wave)
     assert dg.window_launch_pays(64 * 8, 4133) == dg.WINDOW_LAUNCH and dg.mma_splits(64 * 8, 4133, True) == 3
-    check(Hq, 8, 4133, 128, 2, pad, None, "cuda", B=64, R=128, **kw)
+    check(Hq, 8, 4133, 128, 2, pad, None, "cuda", B=64, R=128)
 
 
 @pytest.mark.gpu
