@@ -715,9 +715,10 @@ GQA_MMA = True
 
 @functools.lru_cache(maxsize=4096)
 def mma_splits(batch_kv_heads: int, length: int, window_launch: bool = False) -> int:
-    """The tensor-core bulk's splits a kv head. At most SPLIT_PROGRAMS_GQA_MMA programs; below that, sqrt(L / 2)
-    splits, no more than one wave of MMA_WAVE_PROGRAMS programs (MMA_WAVE_PROGRAMS_SEP with the window on a launch of
-    its own), but at least MMA_MIN_SPLITS. Cached: it runs on every decode call's host path."""
+    """The tensor-core bulk's splits a kv head. One launch: at most SPLIT_PROGRAMS_GQA_MMA programs; below that,
+    sqrt(L / 2) splits, no more than one wave of MMA_WAVE_PROGRAMS programs, but at least MMA_MIN_SPLITS. With the
+    window on a launch of its own: whole waves of MMA_WAVE_PROGRAMS_SEP programs, the fewest that give 2 splits a kv
+    head, at most sqrt(L / 2) and a tile a split. Cached: it runs on every decode call's host path."""
     if window_launch:  # whole waves: the fewest that give 2 splits a kv head, filled (MMA_WAVE_PROGRAMS_SEP has why)
         waves = -(-2 * batch_kv_heads // MMA_WAVE_PROGRAMS_SEP)
         S = min(math.isqrt(length // 2), waves * MMA_WAVE_PROGRAMS_SEP // batch_kv_heads)
