@@ -191,8 +191,10 @@ def _decode_attn_split_kernel(
     HAS_VALID: tl.constexpr, SINGLE: tl.constexpr, PREC: tl.constexpr, DOT_F32: tl.constexpr,
     USE_DOT: tl.constexpr, DEV_LENS: tl.constexpr, WIN: tl.constexpr, PDL: tl.constexpr, PDL_WAIT: tl.constexpr,
 ):
-    pdl_trigger(PDL)  # the merge's launch may start (kernels/pdl.py)
-    pdl_wait(PDL_WAIT)  # launched as a dependent of what ran before: before the first load
+    # launched as a dependent of what ran before (kernels/pdl.py): wait before the first load, and before letting the
+    # merge's launch start, so no later launch of the call runs ahead of what ran before
+    pdl_wait(PDL_WAIT)
+    pdl_trigger(PDL)
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)
     pid_bh = tl.program_id(0).to(tl.int64)
     split = tl.program_id(1)

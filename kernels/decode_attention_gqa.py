@@ -476,10 +476,11 @@ def _decode_attn_gqa_kernel(
     PART: tl.constexpr, TAU: tl.constexpr, PDL: tl.constexpr, PDL_WAIT: tl.constexpr,
 ):
     # PDL (kernels/pdl.py): every program lets the next launch start; PDL_WAIT 1: launched as a dependent of what ran
-    # before, so wait before the first load; 2: the window's own launch, which needs nothing from the bulk's, waits
-    # at its end, so the merge waiting on it also waits on the bulk
-    pdl_trigger(PDL)
+    # before, so wait before the first load and before that (the window's own launch, which never waits on the bulk
+    # before its loads, must not start before what ran before the bulk is done); 2: the window's own launch, which
+    # needs nothing from the bulk's, waits at its end, so the merge waiting on it also waits on the bulk
     pdl_wait(PDL_WAIT == 1)
+    pdl_trigger(PDL)
     # H here counts program heads: REP of them a kv head (REP = 2 at 8 query heads a kv head), each with QG
     # query heads: program head hv runs query heads hv * QG .. hv * QG + QG - 1 over kv head hv // REP
     L, n_kq, n_vq = _step_lens(lens_ptr, L, n_kq, n_vq, DEV_LENS)

@@ -7,7 +7,9 @@ critical path per launch. With PDL a launch may start once every program of the 
 (`pdl_trigger`, the first thing each of our programs does) and waits with `pdl_wait` where it needs that
 launch's results: the merge at its top, the window's splits (which need nothing from the bulk) at their end,
 so the merge waiting on them also waits on the bulk. Its programs sit in the SM slots the earlier launch's
-last wave frees, and their launch overlaps its tail.
+last wave frees, and their launch overlaps its tail. A call's first launch, itself a dependent of whatever ran
+before (`PDL_FIRST`), waits before it triggers: the window's splits load the query and the cache with no wait
+before, so they must not start before the kernels that wrote those are done.
 
 Host side: `pdl_launch(device)` says whether a launch may use it (CUDA, compute capability 9.0+, not the
 interpreter, `PDL` on) and `launch_kw` gives the launch keyword. `griddepcontrol` is a no-op in a grid not

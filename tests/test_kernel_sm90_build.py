@@ -151,3 +151,5 @@ def test_pdl_waits_where_the_launch_needs_them(tmp_path, kernel_file, kernel, co
     triggers = [i for i, line in enumerate(ptx) if line.startswith("griddepcontrol.launch_dependents")]
     if "PDL_WAIT" in consts:  # the splits' launches let the next one start, before their first load
         assert len(triggers) == 1 and triggers[0] < loads[0]
+    if "PDL_WAIT=1" in consts:  # ... and after waiting on what ran before: the window's launch has no wait before
+        assert waits[0] < triggers[0]  # its loads, so it must not start before the bulk's prerequisites are done
