@@ -179,7 +179,7 @@ VARIANTS = {
     # session 18: programmatic dependent launch (kernels/pdl.py) off, the call's first launch as a dependent or not;
     # the GQA window's own launch (or one launch) at batches below WINDOW_LAUNCH_MIN_HEADS, now that it overlaps
     "auto_nopdl": {"_impl": "auto", "_set": {"pdl.PDL": False}},
-    "auto_pdlfirst": {"_impl": "auto", "_set": {"pdl.PDL_FIRST": True}},
+    "auto_pdlfirst": {"_impl": "auto", "_set": {"pdl.PDL_FIRST": True}},  # what "auto" runs since round 53
     "auto_nopdlfirst": {"_impl": "auto", "_set": {"pdl.PDL_FIRST": False}},
     "gqa_mma_sep_nopdl": {"_impl": "gqa", "mma": True, "window_launch": True, "_set": {"pdl.PDL": False}},
     # what a default call runs (kivi_kernels.decode_attention.pick_impl)

@@ -207,17 +207,17 @@ def _key_mma2(w0, w1, w2, w3, w4, w5, w6, w7, sq, mq, qe, qo, sh, c0, c1, c2, c3
 
 
 @triton.jit
-def octs4(p, ok):
+def octs4(p):
     # a lane's 8 channels c + 0..7 (c = 32 j + 8 tig) of each 32-channel block j as two [lanes, 4] loads, at p + 32 j
-    # and p + 32 j + 4 (p: the lane's first channel + 0..3; 0 where ok is False, unmasked when ok is None)
-    return (_ld0(p, ok), _ld0(p + 4, ok), _ld0(p + 32, ok), _ld0(p + 36, ok), _ld0(p + 64, ok), _ld0(p + 68, ok),
-            _ld0(p + 96, ok), _ld0(p + 100, ok))
+    # and p + 32 j + 4 (p: the lane's first channel + 0..3)
+    return (tl.load(p), tl.load(p + 4), tl.load(p + 32), tl.load(p + 36), tl.load(p + 64), tl.load(p + 68),
+            tl.load(p + 96), tl.load(p + 100))
 
 
 @triton.jit
-def quads4(p, ok):
+def quads4(p):
     # four [lanes, 4] loads at p + 16 j: a lane's 8 fp16 channels c + 0..7 of each block j as fp16x2 pairs (int32 p)
-    return _ld0(p, ok), _ld0(p + 16, ok), _ld0(p + 32, ok), _ld0(p + 48, ok)
+    return tl.load(p), tl.load(p + 16), tl.load(p + 32), tl.load(p + 48)
 
 
 @triton.jit
@@ -468,7 +468,7 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
         t0 = tok0 + tv  # value k step 0 (step 1: + 4)
         # every load of the group first, in this order (a warp issues in order: a load placed after a use of an
         # earlier one waits for it): key words, key scales and mins, value words, value scales and mins
-        ka0, kb0, ka1, kb1, ka2, kb2, ka3, kb3 = octs4(kc_ptr + (tok0 // 16 + a)[:, None] * s_kcw + ch8, None)
+        ka0, kb0, ka1, kb1, ka2, kb2, ka3, kb3 = octs4(kc_ptr + (tok0 // 16 + a)[:, None] * s_kcw + ch8)
         w0, w1, w2, w3 = _split4n(ka0)
         w4, w5, w6, w7 = _split4n(kb0)
         w8, w9, w10, w11 = _split4n(ka1)
@@ -483,8 +483,8 @@ def _bulk_gqa_mma(q_ptr, s_qh, kc_ptr, ks_ptr, km_ptr, vc_ptr, vs_ptr, vm_ptr, v
             w16, w17, w18, w19, w20, w21, w22, w23, w24, w25, w26, w27, w28, w29, w30, w31)
         # (unmasked at 4 heads too: B's zero query makes its columns past them zero, and the mins are every row
         # of the bias MMA's A)
-        ks0, ks1, ks2, ks3 = quads4(ks32 + (tok0 // 32 * (s_ksg // 2))[:, None] + cq, None)
-        km0, km1, km2, km3 = quads4(km32 + (tok0 // 32 * (s_kmg // 2))[:, None] + cq, None)
+        ks0, ks1, ks2, ks3 = quads4(ks32 + (tok0 // 32 * (s_ksg // 2))[:, None] + cq)
+        km0, km1, km2, km3 = quads4(km32 + (tok0 // 32 * (s_kmg // 2))[:, None] + cq)
         pw = vc_ptr + t0 * s_vct + a
         x0, x1, x2, x3 = _vwords(pw, s_vct)
         x4, x5, x6, x7 = _vwords(pw + 2, s_vct)
