@@ -39,7 +39,7 @@ from triton.testing import do_bench
 
 from kivi_core.attention_ref import dequantize_state
 from kivi_core.state import KiviState
-from kivi_kernels.decode_attention import _default_block_n, _num_splits, decode_attention_triton
+from kivi_kernels.decode_attention import _default_block_n, _num_splits, decode_attention_triton, pick_impl
 from kivi_kernels import decode_attention_gqa as dgq
 from kivi_kernels.decode_attention_gqa import decode_attention_gqa
 import kivi_kernels.decode_attention_v3 as da3
@@ -50,7 +50,8 @@ from kivi_kernels.quant_pack import quantize_keys_triton, quantize_values_triton
 SHAPES = {"llama2-7b": (32, 32), "llama3.1-8b": (32, 8), "llama3.1-70b": (64, 8)}  # (q heads, kv heads), head_dim 128
 ROWS = [(1, 512), (1, 32768), (8, 32768), (16, 16384), (64, 4096), (128, 4096)]
 TARGET_ROWS = [(1, 512), (8, 32768), (64, 4096)]  # the rows with targets (issue 3)
-IMPLS = ("v1", "v3", "v3f", "gqa", "gqap", "gqaf")  # v3: the default (packed fp16x2 pairs at k2v2 fp16); v3f: its
+IMPLS = ("auto", "v1", "v3", "v3f", "gqa", "gqap", "gqaf")  # auto: what a model's calls run (pick_impl and each
+# kernel's own rules); v3: the default (packed fp16x2 pairs at k2v2 fp16); v3f: its
 # fp32 path; gqa / gqap / gqaf: the shared-dequantization GQA kernel (kernels/decode_attention_gqa.py; GQA shapes
 # only) at its defaults (the tensor-core bulk where it maps) / its fp16x2 pair path / its fp32 path
 D, G, R = 128, 32, 128
@@ -225,8 +226,13 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
     states = [make_state(B, H, L, n_kq, n_vq) for _ in range(sets)]
     query = torch.randn(B, Hq, 1, D, device="cuda", dtype=torch.float16)
     timed = []
+    picked = {}
     for impl in impls:
-        if impl == "v1":
+        if impl == "auto":  # the launchers' own rules: the row reports the kernel picked, its tiles and splits as 0
+            picked[impl] = pick_impl(query, states[0])
+            bn = S = 0
+            kw = dict(impl="auto")
+        elif impl == "v1":
             bn = block_n or _default_block_n(D)
             S = max(1, round(_num_splits(B * H, L, bn, query.device) * splits_scale))
             kw = dict(impl="v1", block_n=bn, num_warps=num_warps or 4, num_splits=S, use_dot=use_dot)
@@ -261,8 +267,8 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
             S = max(1, round(num_splits_v3(B * Hq, L, bn) * splits_scale))  # bulk splits (programs by query head)
             kw = dict(block_w=bw, num_warps=nw, num_splits=S, packed=packed)
             S = splits_v3(B * Hq, L, bn, 16, S)[0]  # + the window / tail split
-        call = {"v1": decode_attention_triton, "gqa": decode_attention_gqa, "gqap": decode_attention_gqa,
-                    "gqaf": decode_attention_gqa}.get(impl, decode_attention_v3)
+        call = {"auto": decode_attention_triton, "v1": decode_attention_triton, "gqa": decode_attention_gqa,
+                "gqap": decode_attention_gqa, "gqaf": decode_attention_gqa}.get(impl, decode_attention_v3)
         t = bench_rotating([lambda s=s, kw=kw, call=call: call(query, s, None, D**-0.5, **kw) for s in states])
         t_host = host_us(lambda kw=kw, call=call: call(query, states[0], None, D**-0.5, **kw))
         t_graph = graph_us([lambda s=s, kw=kw, call=call: call(query, s, None, D**-0.5, **kw) for s in states])
@@ -276,7 +282,8 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
         k, v = dequantize_state(states[0])
         ref = F.scaled_dot_product_attention(query, k, v, enable_gqa=Hq != H).transpose(1, 2)
         for impl, _, _, _, _, kw, _ in timed:
-            call = {"v1": decode_attention_triton, "gqa": decode_attention_gqa, "gqap": decode_attention_gqa,
+            call = {"auto": decode_attention_triton, "v1": decode_attention_triton, "gqa": decode_attention_gqa,
+                    "gqap": decode_attention_gqa,
                     "gqaf": decode_attention_gqa}.get(impl, decode_attention_v3)
             got = call(query, states[0], None, D**-0.5, **kw)
             errs[impl] = (got.float() - ref.float()).abs().max().item()
@@ -301,6 +308,8 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
         n = list(notes)
         if impl in errs:
             n.insert(0, f"max|err| vs dequant+SDPA {errs[impl]:.2e}")
+        if impl in picked:
+            n.insert(0, f"auto ran {picked[impl]}")
         rows.append(Row(
             impl, shape, B, ctx, t * 1e3, nbytes, tbps, tbps / copy_tbps,
             None if t_sdpa is None else t_sdpa * 1e3,
@@ -308,7 +317,8 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
             None if t_sdpa is None else t_sdpa / t,
             None if t_deq is None else t_deq * 1e3,
             None if t_deq is None else t_deq / t,
-            S, bn, kw.get("num_warps", MMA_WARPS if bn == 8 * MMA_WARPS * 16 else DEFAULT_WARPS), t_host, t_graph,
+            S, bn, 0 if impl == "auto" else kw.get("num_warps", MMA_WARPS if bn == 8 * MMA_WARPS * 16 else DEFAULT_WARPS),
+            t_host, t_graph,
             t_sdpa_graph, None if t_sdpa_graph is None else t_sdpa_graph / t_graph, n,
         ))
     return rows
@@ -374,7 +384,7 @@ def main() -> None:
     ap.add_argument("--rows", default=None,
                     help="comma list like 8x32768,64x4096, or 'targets' (1x512,8x32768,64x4096); default: all six")
     ap.add_argument("--shapes", default="llama2-7b,llama3.1-8b", help=f"comma list of {', '.join(SHAPES)}")
-    ap.add_argument("--impl", default=",".join(IMPLS), help="kernels to time side by side (v1, v3, v3f, gqa, gqap, gqaf)")
+    ap.add_argument("--impl", default=",".join(IMPLS), help="kernels to time side by side (auto, v1, v3, v3f, gqa, gqap, gqaf)")
     ap.add_argument("--sweep", action="store_true", help="also sweep tiles / warps / splits (no baselines)")
     ap.add_argument("--no-baselines", action="store_true")
     args = ap.parse_args()

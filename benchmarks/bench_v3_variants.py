@@ -26,6 +26,7 @@ from bench_decode_attention import copy_bandwidth, graph_us, kivi_split, make_st
 from kivi_kernels.decode_attention import decode_attention_triton  # noqa: E402
 from kivi_kernels import decode_attention_gqa as dgq  # noqa: E402
 from kivi_kernels import decode_attention_v3 as da3  # noqa: E402
+from kivi_kernels import decode_attention as da  # noqa: E402
 from kivi_kernels import pdl  # noqa: E402
 
 D = 128
@@ -198,14 +199,18 @@ VARIANTS = {
     # session 18: v1's tile and warps on short calls (one tile a program: the split rule's), `_short_tiles` picks
     **{f"v1_n{n}_w{w}": {"_impl": "v1", "block_n": n, "num_warps": w} for n, w in ((64, 4), (32, 4), (32, 2))},
     "v1_nodot_n16_S32": {"_impl": "v1", "num_splits": 32, "block_n": 16, "use_dot": False},
+    # session 19: a short call kept at whole tiles without half tiles in its value window's region (what "auto" ran
+    # before), and `_short_tiles`' choice at 2 warps
+    "auto_nowinhalf": {"_impl": "auto", "_set": {"da.SHORT_WINDOW_HALF": False}},
+    "v1_w2": {"_impl": "v1", "num_warps": 2},
 }
 ROWS = [(8, 32768), (64, 4096), (16, 16384), (128, 4096), (1, 32768)]
 
 
 def _const_home(key):
-    # "NAME": decode_attention_gqa's constant; "pdl.NAME": kernels/pdl.py's
+    # "NAME": decode_attention_gqa's constant; "pdl.NAME": kernels/pdl.py's; "da.NAME": decode_attention's
     mod, _, name = key.rpartition(".")
-    return {"": dgq, "pdl": pdl}[mod], name
+    return {"": dgq, "pdl": pdl, "da": da}[mod], name
 
 
 def with_constants(sets, call, *args, **kw):
