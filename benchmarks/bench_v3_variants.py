@@ -199,10 +199,9 @@ VARIANTS = {
     # session 18: v1's tile and warps on short calls (one tile a program: the split rule's), `_short_tiles` picks
     **{f"v1_n{n}_w{w}": {"_impl": "v1", "block_n": n, "num_warps": w} for n, w in ((64, 4), (32, 4), (32, 2))},
     "v1_nodot_n16_S32": {"_impl": "v1", "num_splits": 32, "block_n": 16, "use_dot": False},
-    # session 19: a short call kept at whole tiles without half tiles in its value window's region (what "auto" ran
-    # before), and `_short_tiles`' choice at 2 warps
-    "auto_nowinhalf": {"_impl": "auto", "_set": {"da.SHORT_WINDOW_HALF": False}},
-    "v1_w2": {"_impl": "v1", "num_warps": 2},
+    # session 19's auto_nowinhalf (half tiles only in a short call's value window region off) went with the option
+    # after commit 66c5825 (h200_round56: the option was slower)
+    "v1_w2": {"_impl": "v1", "num_warps": 2},  # v1's own tile rule at 2 warps
 }
 ROWS = [(8, 32768), (64, 4096), (16, 16384), (128, 4096), (1, 32768)]
 

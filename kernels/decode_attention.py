@@ -173,7 +173,7 @@ def _attend(qt, k, v, offs_n, seg_end, pos_r, valid_ptr, s_vt, m_i, l_i, acc, qk
 def _decode_attn_split_kernel(
     q_ptr, kc_ptr, ks_ptr, km_ptr, kt_ptr, vc_ptr, vs_ptr, vm_ptr, vw_ptr, valid_ptr, lens_ptr,
     acc_ptr, m_ptr, l_ptr, out_ptr,
-    H, L, n_kq, n_vq, chunk, n_big, qk_scale,
+    H, L, n_kq, n_vq, chunk, qk_scale,
     s_qb, s_qh, s_qi, s_qd,
     s_kcb, s_kch, s_kcw, s_kcd,
     s_ksb, s_ksh, s_ksg, s_ksd,
@@ -223,11 +223,8 @@ def _decode_attn_split_kernel(
     l_i = tl.zeros((MP,), tl.float32)
     acc = tl.zeros((MP, DP), tl.float32)
 
-    # splits [0, n_big) take `chunk` tokens, those after one tile each (`_short_tiles`: a short call's window region);
-    # chunk is a multiple of BLOCK_N, so packed-key tiles start on word rows
-    big = split < n_big
-    lo = tl.where(big, split * chunk, n_big * chunk + (split - n_big) * BLOCK_N)
-    hi = tl.minimum(lo + tl.where(big, chunk, BLOCK_N), L)
+    lo = split * chunk  # chunk is a multiple of BLOCK_N, so packed-key tiles start on word rows
+    hi = tl.minimum(lo + chunk, L)
     CAUSAL: tl.constexpr = QLEN > 1
 
     # -- phase 1: [lo, min(hi, n_kq)): keys packed. Three branch-free loops (so Triton can pipeline the
@@ -367,10 +364,8 @@ def _default_block_n(head_dim: int) -> int:
 # tiles) one tile a program 34.8, v3 33.2, SDPA 27.9.
 SHORT_TILES = 512
 # ... and the wave a short call's programs fill: SHORT_PROGRAMS_SM an SM (4 warps, 168 registers), for its tile rule
-# (`_short_tiles`)
+# (`_short_block_n`)
 SHORT_PROGRAMS_SM = 3
-# ... and whether a short call kept at whole tiles may give its value window's region programs of half a tile
-SHORT_WINDOW_HALF = True
 # splits a merge step loads at once (a [MERGE_SPLITS, D] fp32 tile: 64 registers a thread in the one-warp
 # reduce kernel at D = 128)
 MERGE_SPLITS = 16
@@ -393,33 +388,23 @@ def short_call(batch_heads: int, length: int, block_n: int) -> bool:
     return batch_heads * cdiv(length, block_n) <= SHORT_TILES
 
 
-def _short_tiles(batch_heads: int, length: int, n_vq: int | None, head_dim: int,
-                 device: torch.device) -> tuple[int, int | None]:
-    """v1's tile on a call, and where a short call's programs of one tile start: (tile, None) when every program takes
-    one tile (or `_num_splits` decides), (tile, first) when the programs before token `first` take two.
-
-    A short call's programs run in waves of SHORT_PROGRAMS_SM an SM, each about as long as its tile: the tile is
-    `_default_block_n`, halved where that takes less time in all (waves x tokens a tile; ties keep the whole tile).
-    Kept whole, the programs of the value window's region (fp16 values: ~3x the bytes of a packed tile) take half a
-    tile each where that adds no wave (SHORT_WINDOW_HALF; `n_vq` None: lengths only the device knows).
-    H200, GPU time from CUDA graphs, us (h200_round52-54), tiles of 64 / 32 at 4 warps: Llama-3.1-8B (8 kv heads)
-    1x512 8.7-9.1 / 6.8-7.2 (fp16 SDPA 8.2), 1x1024 8.9 / 8.7 (7.5), 1x2048 11.0 / 16.0 (9.2: 2 waves at 32);
-    Llama-2 (32 heads) 1x512 10.1-10.5 / 12.6-12.7 (9.1-9.2), 1x1024 and 2x512 17.2-17.3 / 14.9-15.0 (10.2-11.5: 2
-    waves at 64, 3 at 32). Not measured better: 2 warps (1x512 8B 8.1, Llama-2 9.9-10.3), tiles of 16 (8B 1x512
-    7.5)."""
+def _short_block_n(batch_heads: int, length: int, head_dim: int, device: torch.device) -> int:
+    """v1's tile: `_default_block_n`, but on a short call half that where it takes less time in all. A short call's
+    one-tile programs run in waves of SHORT_PROGRAMS_SM an SM, each about as long as its tile, so the rule compares
+    waves x tokens a tile (ties keep the whole tile). H200, GPU time from CUDA graphs, us, tiles of 64 / 32 at 4 warps
+    (h200_round52-54, h200_round56): Llama-3.1-8B (8 kv heads) 1x512 8.7-9.1 / 6.7-7.2 (fp16 SDPA 8.2: one wave
+    either way), 1x1024 8.7-8.9 / 8.7 (7.5-7.7), 1x2048 11.0-11.2 / 16.0-16.1 (8.9-9.2: 1 wave against 2); Llama-2
+    (32 heads) 1x512 10.1-10.5 / 12.4-12.7 (9.1-9.2: 1 against 2), 1x1024 17.3-17.4 / 14.9 (11.3-11.5: 2 against 3)
+    and 2x512 alike. Measured slower: half tiles only in the value window's region where that adds no wave (its fp16
+    values are ~3x a packed tile's bytes; programs of two half tiles before it): Llama-2 1x512 10.9 against 10.3, 8B
+    1x2048 13.6 against 11.1 (h200_round56); 2 warps (Llama-2 1x512 9.9-10.3, 8B 8.1); tiles of 16 (8B 1x512 7.5)."""
     block_n = _default_block_n(head_dim)
     if device.type != "cuda" or block_n < 64 or not short_call(batch_heads, length, block_n):
-        return block_n, None  # (head_dim 256's tiles of 32 are not measured halved)
+        return block_n  # (head_dim 256's tiles of 32 are not measured halved)
     slots = SHORT_PROGRAMS_SM * _num_sms(device.index if device.index is not None else torch.cuda.current_device())
     half = block_n // 2
-    waves = cdiv(batch_heads * cdiv(length, block_n), slots)
-    if cdiv(batch_heads * cdiv(length, half), slots) * half < waves * block_n:
-        return half, None
-    first = None if n_vq is None else (n_vq // block_n) * block_n
-    if (SHORT_WINDOW_HALF and first is not None and first < length
-            and cdiv(batch_heads * (first // block_n + cdiv(length - first, half)), slots) <= waves):
-        return half, first
-    return block_n, None
+    whole_waves = cdiv(batch_heads * cdiv(length, block_n), slots)
+    return half if cdiv(batch_heads * cdiv(length, half), slots) * half < whole_waves * block_n else block_n
 
 
 def _num_splits(batch_heads: int, length: int, block_n: int, device: torch.device) -> int:
@@ -625,19 +610,13 @@ def _decode_attention_v1(
     out = torch.empty((B, q, Hq, D), device=query.device, dtype=query.dtype)
     if L == 0 or B == 0:
         return out.zero_()
-    BLOCK_N, first = (block_n, None) if block_n else _short_tiles(B * H, L, None if lens is not None else s.n_vq, D,
-                                                                   query.device)
+    BLOCK_N = block_n or _short_block_n(B * H, L, D, query.device)
     num_warps = num_warps or 4
     if BLOCK_N % 16 or BLOCK_N & (BLOCK_N - 1):
         raise ValueError(f"block_n={BLOCK_N} must be a power of two >= 16 (whole 2-bit words)")
-    if first is None or num_splits:
-        S = num_splits or _num_splits(B * H, L, BLOCK_N, query.device)
-        chunk = cdiv(cdiv(L, S), BLOCK_N) * BLOCK_N
-        S = n_big = cdiv(L, chunk)  # no empty splits
-    else:  # two tiles a program before `first`, one after
-        chunk = 2 * BLOCK_N
-        n_big = first // chunk
-        S = n_big + cdiv(L - n_big * chunk, BLOCK_N)
+    S = num_splits or _num_splits(B * H, L, BLOCK_N, query.device)
+    chunk = cdiv(cdiv(L, S), BLOCK_N) * BLOCK_N
+    S = cdiv(L, chunk)  # no empty splits
     single = S == 1
     if single:
         acc_ws = m_ws = l_ws = out  # unused
@@ -666,7 +645,7 @@ def _decode_attention_v1(
         query, k_codes, k_scale, k_min, k_tail, v_codes, v_scale, v_min, v_win,
         mask if mask is not None else query, lens if lens is not None else query,
         acc_ws, m_ws, l_ws, out,
-        H, L, s.n_kq, s.n_vq, chunk, n_big, scaling * _LOG2E,
+        H, L, s.n_kq, s.n_vq, chunk, scaling * _LOG2E,
         *query.stride(),
         *k_codes.stride(), *k_scale.stride(), *k_min.stride(), *k_tail.stride(),
         *v_codes.stride(), *v_scale.stride(), *v_min.stride(), *v_win.stride(),

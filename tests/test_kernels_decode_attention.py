@@ -177,16 +177,6 @@ def test_split_counts(num_splits, impl):
           block_n=16, impl=impl)
 
 
-@pytest.mark.parametrize("L,n_kq,n_vq,first", [(150, 128, 118, 96), (150, 128, 118, 0), (97, 80, 13, 64),
-                                                (64, 64, 32, 32), (100, 96, 68, 96)])
-def test_programs_of_two_tiles_then_one(monkeypatch, L, n_kq, n_vq, first):
-    # a short call whose window region takes half tiles (`_short_tiles` -> (tile, first)): programs of two tiles
-    # before `first`, one after, across the tile straddling n_vq, the key tail and padding
-    monkeypatch.setattr(da, "_short_tiles", lambda *a: (16, first))
-    check(2, 4, 2, 1, L, 32, n_kq, n_vq, 2, 2, G_SMALL, torch.float32, pad=True, impl="v1")
-    check(1, 2, 1, 2, L, 32, n_kq, n_vq, 4, 2, G_SMALL, torch.float16, pad=False, impl="v1")
-
-
 @pytest.mark.parametrize("group,q", [(1, 1), (2, 1), (1, 2)])
 @pytest.mark.parametrize("use_dot", [False, True])
 def test_dot_and_dot_free_paths(group, q, use_dot):
@@ -271,21 +261,15 @@ def test_auto_picks_v3_for_one_token_decode_only(monkeypatch):
 
 def test_short_call_tiles(monkeypatch):
     # v1's tile on a short call (132 SMs, 3 programs an SM: waves of 396): 64 tokens, halved where that takes fewer
-    # waves x tokens (8 kv heads at 512 and 1024 tokens: one wave either way; 32 heads at 1024 tokens: 2 waves at 64,
-    # 3 at 32); ties keep 64 (32 heads at 512, 8 at 2048: 1 wave against 2), and then the value window's region takes
-    # programs of 32 where that adds no wave (32 heads at 512, n_vq 384: 6 + 4 programs a head, 320; 8 at 2048: 30 +
-    # 4, 272; 32 at 640: 8 + 4, 384), not where it would (48 heads at 512: 480). Longer calls, head_dim 256, the CPU
-    # and lengths only the device holds (n_vq None) keep theirs
+    # waves x tokens: 8 kv heads at 512 and 1024 tokens (one wave either way), 32 heads at 1024 and 64 at 512 (2 waves
+    # at 64, 3 at 32); ties keep 64: 32 heads at 512, 8 at 2048 (1 wave against 2). Longer calls, head_dim 256 and the
+    # CPU keep theirs
     monkeypatch.setattr(da, "_num_sms", lambda i: 132)
     cuda = torch.device("cuda", 0)
-    cases = {(8, 512, 384, 128): (32, None), (8, 1024, 896, 128): (32, None), (32, 1024, 896, 128): (32, None),
-             (32, 512, 384, 128): (32, 384), (32, 512, None, 128): (64, None), (8, 2048, 1920, 128): (32, 1920),
-             (32, 640, 512, 128): (32, 512), (48, 512, 384, 128): (64, None), (8, 8192, 8064, 128): (64, None),
-             (4, 100, 0, 256): (32, None)}
-    assert {k: da._short_tiles(k[0], k[1], k[2], k[3], cuda) for k in cases} == cases
-    monkeypatch.setattr(da, "SHORT_WINDOW_HALF", False)
-    assert da._short_tiles(32, 512, 384, 128, cuda) == (64, None)
-    assert da._short_tiles(8, 512, 384, 128, torch.device("cpu")) == (64, None)
+    cases = {(8, 512, 128): 32, (8, 1024, 128): 32, (32, 1024, 128): 32, (64, 512, 128): 32, (32, 512, 128): 64,
+             (8, 2048, 128): 64, (48, 512, 128): 64, (8, 8192, 128): 64, (4, 100, 256): 32}
+    assert {k: da._short_block_n(*k, cuda) for k in cases} == cases
+    assert da._short_block_n(8, 512, 128, torch.device("cpu")) == 64
     assert da._num_splits(8, 512, 32, cuda) == 16  # one tile a program
 
 
