@@ -366,6 +366,8 @@ SHORT_TILES = 512
 # ... and the wave a short call's programs fill: SHORT_PROGRAMS_SM an SM (4 warps, 168 registers), for its tile rule
 # (`_short_block_n`)
 SHORT_PROGRAMS_SM = 3
+# software-pipelining stages of v1's tile loops (None: Triton's default); a benchmark variant for now
+V1_STAGES = None
 # splits a merge step loads at once (a [MERGE_SPLITS, D] fp32 tile: 64 registers a thread in the one-warp
 # reduce kernel at D = 128)
 MERGE_SPLITS = 16
@@ -655,7 +657,7 @@ def _decode_attention_v1(
         GROUP=GROUP, QLEN=q, MP=MP, D=D, DP=DP, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits,
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, PREC=prec, DOT_F32=dot_f32,
         USE_DOT=use_dot, DEV_LENS=lens is not None, WIN=win, PDL=dep and not single, PDL_WAIT=first,
-        num_warps=num_warps, **launch_kw(first),
+        num_warps=num_warps, **launch_kw(first), **({"num_stages": V1_STAGES} if V1_STAGES else {}),
     )
     if not single:
         _decode_attn_reduce_kernel[(B * H, M)](
