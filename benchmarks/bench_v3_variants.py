@@ -202,8 +202,10 @@ VARIANTS = {
     # session 19's auto_nowinhalf (half tiles only in a short call's value window region off) went with the option
     # after commit 66c5825 (h200_round56: the option was slower)
     "v1_w2": {"_impl": "v1", "num_warps": 2},  # v1's own tile rule at 2 warps
-    # v1's tile loops at 1 or 2 software-pipelining stages (Triton's default is 3 on sm_90)
-    **{f"auto_v1st{n}": {"_impl": "auto", "_set": {"da.V1_STAGES": n}} for n in (1, 2)},
+    # v1's tile loops at 1, 2 or 3 software-pipelining stages (Triton's default is 3 on sm_90; `_v1_stages` decides
+    # in "auto"), also at v1's tiles of 64 / 32
+    **{f"auto_v1st{n}": {"_impl": "auto", "_set": {"da.V1_STAGES": n}} for n in (1, 2, 3)},
+    **{f"v1_n{b}_st{n}": {"_impl": "v1", "block_n": b, "_set": {"da.V1_STAGES": n}} for b in (64, 32) for n in (1, 2)},
 }
 ROWS = [(8, 32768), (64, 4096), (16, 16384), (128, 4096), (1, 32768)]
 

@@ -366,7 +366,7 @@ SHORT_TILES = 512
 # ... and the wave a short call's programs fill: SHORT_PROGRAMS_SM an SM (4 warps, 168 registers), for its tile rule
 # (`_short_block_n`)
 SHORT_PROGRAMS_SM = 3
-# software-pipelining stages of v1's tile loops (None: Triton's default); a benchmark variant for now
+# software-pipelining stages of v1's tile loops: None lets `_v1_stages` decide, a number forces it (benchmarks)
 V1_STAGES = None
 # splits a merge step loads at once (a [MERGE_SPLITS, D] fp32 tile: 64 registers a thread in the one-warp
 # reduce kernel at D = 128)
@@ -407,6 +407,21 @@ def _short_block_n(batch_heads: int, length: int, head_dim: int, device: torch.d
     half = block_n // 2
     whole_waves = cdiv(batch_heads * cdiv(length, block_n), slots)
     return half if cdiv(batch_heads * cdiv(length, half), slots) * half < whole_waves * block_n else block_n
+
+
+def _v1_stages(batch_heads: int, splits: int, length: int, block_n: int, device: torch.device) -> int | None:
+    """Software-pipelining stages for v1's launch (None: Triton's default, 3 on sm_90). A one-tile program whose call
+    fits one wave of SHORT_PROGRAMS_SM an SM takes 1: with 3 its loads went through shared memory by cp.async (60 a
+    program) for a loop of one iteration. H200, GPU time from CUDA graphs, us, stages 3 / 1 / 2 (h200_round59):
+    Llama-2 1x512 10.4 / 8.3 / 9.2 (fp16 SDPA 9.1); Llama-3.1-8B 1x512 7.0 / 6.6 / 6.4 (8.2), 1x1024 8.8 / 7.9 / 8.1
+    (7.5), 1x2048 11.1 / 9.2 / 10.4 (9.0). Calls of more waves keep 3: Llama-2 1x1024 and 2x512 (three waves of 32-token
+    programs) 15.1 / 17.2 / 15.6."""
+    if device.type != "cuda" or V1_STAGES:
+        return V1_STAGES
+    if splits != cdiv(length, block_n):
+        return None
+    slots = SHORT_PROGRAMS_SM * _num_sms(device.index if device.index is not None else torch.cuda.current_device())
+    return 1 if batch_heads * splits <= slots else None
 
 
 def _num_splits(batch_heads: int, length: int, block_n: int, device: torch.device) -> int:
@@ -619,6 +634,7 @@ def _decode_attention_v1(
     S = num_splits or _num_splits(B * H, L, BLOCK_N, query.device)
     chunk = cdiv(cdiv(L, S), BLOCK_N) * BLOCK_N
     S = cdiv(L, chunk)  # no empty splits
+    stages = _v1_stages(B * H, S, L, BLOCK_N, query.device)
     single = S == 1
     if single:
         acc_ws = m_ws = l_ws = out  # unused
@@ -657,7 +673,7 @@ def _decode_attention_v1(
         GROUP=GROUP, QLEN=q, MP=MP, D=D, DP=DP, G=s.group_size, K_BITS=s.k_bits, V_BITS=s.v_bits,
         BLOCK_N=BLOCK_N, HAS_VALID=valid is not None, SINGLE=single, PREC=prec, DOT_F32=dot_f32,
         USE_DOT=use_dot, DEV_LENS=lens is not None, WIN=win, PDL=dep and not single, PDL_WAIT=first,
-        num_warps=num_warps, **launch_kw(first), **({"num_stages": V1_STAGES} if V1_STAGES else {}),
+        num_warps=num_warps, **launch_kw(first), **({"num_stages": stages} if stages else {}),
     )
     if not single:
         _decode_attn_reduce_kernel[(B * H, M)](

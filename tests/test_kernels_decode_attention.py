@@ -273,6 +273,18 @@ def test_short_call_tiles(monkeypatch):
     assert da._num_splits(8, 512, 32, cuda) == 16  # one tile a program
 
 
+def test_one_wave_short_calls_take_one_pipelining_stage(monkeypatch):
+    # one-tile programs that fit a wave of 396: 1 stage; more waves, programs of several tiles, the CPU: Triton's default
+    monkeypatch.setattr(da, "_num_sms", lambda i: 132)
+    cuda = torch.device("cuda", 0)
+    got = [da._v1_stages(bh, s, L, bn, cuda) for bh, s, L, bn in [(32, 8, 512, 64), (8, 16, 512, 32), (8, 32, 2048, 64),
+                                                                  (32, 32, 1024, 32), (32, 2, 512, 64)]]
+    assert got == [1, 1, 1, None, None]
+    assert da._v1_stages(32, 8, 512, 64, torch.device("cpu")) is None
+    monkeypatch.setattr(da, "V1_STAGES", 2)
+    assert da._v1_stages(32, 32, 1024, 32, cuda) == 2
+
+
 def test_auto_picks_the_gqa_tensor_core_bulk_above_its_short_calls(monkeypatch):
     # head_dim 128, k2v2 fp16, 4 query heads a kv head: v1's one-tile programs up to SHORT_TILES_GQA_MMA tiles
     # of 64 tokens, the tensor-core bulk above (1x4096 at 8 kv heads: 512 tiles); other shapes keep SHORT_TILES
