@@ -391,37 +391,31 @@ def short_call(batch_heads: int, length: int, block_n: int) -> bool:
 
 
 def _short_block_n(batch_heads: int, length: int, head_dim: int, device: torch.device) -> int:
-    """v1's tile: `_default_block_n`, but on a short call half that where it takes less time in all. A short call's
-    one-tile programs run in waves of SHORT_PROGRAMS_SM an SM, each about as long as its tile, so the rule compares
-    waves x tokens a tile (ties keep the whole tile). H200, GPU time from CUDA graphs, us, tiles of 64 / 32 at 4 warps
-    (h200_round52-54, h200_round56): Llama-3.1-8B (8 kv heads) 1x512 8.7-9.1 / 6.7-7.2 (fp16 SDPA 8.2: one wave
-    either way), 1x1024 8.7-8.9 / 8.7 (7.5-7.7), 1x2048 11.0-11.2 / 16.0-16.1 (8.9-9.2: 1 wave against 2); Llama-2
-    (32 heads) 1x512 10.1-10.5 / 12.4-12.7 (9.1-9.2: 1 against 2), 1x1024 17.3-17.4 / 14.9 (11.3-11.5: 2 against 3)
-    and 2x512 alike. Measured slower: half tiles only in the value window's region where that adds no wave (its fp16
-    values are ~3x a packed tile's bytes; programs of two half tiles before it): Llama-2 1x512 10.9 against 10.3, 8B
-    1x2048 13.6 against 11.1 (h200_round56); 2 warps (Llama-2 1x512 9.9-10.3, 8B 8.1); tiles of 16 (8B 1x512 7.5)."""
+    """v1's tile: `_default_block_n`, but on a short call half that where its one-tile programs then fit one wave of
+    SHORT_PROGRAMS_SM an SM. H200, GPU time from CUDA graphs, us, one stage (`_v1_stages`), tiles of 64 / 32
+    (h200_round59-60): Llama-3.1-8B (8 kv heads) 1x512 - / 6.6 (fp16 SDPA 8.2), 1x1024 - / 7.9 (7.5), 1x2048 9.2-9.3 /
+    - (9.0-9.2); Llama-2 (32 heads) 1x512 8.2 / - (9.1-9.2), 1x1024 13.1 / 17.2 (11.6: 1.3 waves at 64, 2.6 at 32),
+    2x512 12.5 / 17.3 (10.3). At 3 stages (h200_round52-56) the halved tile also won where it fit one wave (8B 1x512 8.7-9.1
+    / 6.7-7.2), and at 2.6 waves (Llama-2 1x1024 17.3 / 14.9): measured slower then, at 64: half tiles only in the
+    value window's region (Llama-2 1x512 10.9 against 10.3), 2 warps (9.9-10.3), tiles of 16 (8B 1x512 7.5)."""
     block_n = _default_block_n(head_dim)
     if device.type != "cuda" or block_n < 64 or not short_call(batch_heads, length, block_n):
         return block_n  # (head_dim 256's tiles of 32 are not measured halved)
-    slots = SHORT_PROGRAMS_SM * _num_sms(device.index if device.index is not None else torch.cuda.current_device())
-    half = block_n // 2
-    whole_waves = cdiv(batch_heads * cdiv(length, block_n), slots)
-    return half if cdiv(batch_heads * cdiv(length, half), slots) * half < whole_waves * block_n else block_n
+    n_sm = _num_sms(device.index if device.index is not None else torch.cuda.current_device())
+    return block_n // 2 if batch_heads * cdiv(length, block_n // 2) <= SHORT_PROGRAMS_SM * n_sm else block_n
 
 
-def _v1_stages(batch_heads: int, splits: int, length: int, block_n: int, device: torch.device) -> int | None:
-    """Software-pipelining stages for v1's launch (None: Triton's default, 3 on sm_90). A one-tile program whose call
-    fits one wave of SHORT_PROGRAMS_SM an SM takes 1: with 3 its loads went through shared memory by cp.async (60 a
-    program) for a loop of one iteration. H200, GPU time from CUDA graphs, us, stages 3 / 1 / 2 (h200_round59):
-    Llama-2 1x512 10.4 / 8.3 / 9.2 (fp16 SDPA 9.1); Llama-3.1-8B 1x512 7.0 / 6.6 / 6.4 (8.2), 1x1024 8.8 / 7.9 / 8.1
-    (7.5), 1x2048 11.1 / 9.2 / 10.4 (9.0). Calls of more waves keep 3: Llama-2 1x1024 and 2x512 (three waves of 32-token
-    programs) 15.1 / 17.2 / 15.6."""
+def _v1_stages(splits: int, length: int, block_n: int, device: torch.device) -> int | None:
+    """Software-pipelining stages for v1's launch (None: Triton's default, 3 on sm_90). One-tile programs (short calls)
+    take 1: at 3 their loads went through shared memory by cp.async (60 a program) for a loop of one iteration. H200,
+    GPU time from CUDA graphs, us, stages 3 / 1 / 2 (h200_round59-60): Llama-2 1x512 10.3-10.4 / 8.2-8.3 / 9.2 (fp16
+    SDPA 9.1-9.2), 1x1024 (tiles of 64) - / 13.1 (11.6; 15.1-15.2 at 3 stages and tiles of 32, the rule then); Llama-3.1-8B
+    1x512 6.9-7.0 / 6.6 / 6.4 (8.2), 1x1024 8.8 / 7.9 / 8.1 (7.5), 1x2048 10.9-11.1 / 9.2-9.3 / 10.4 (9.0-9.2); 70B
+    1x512 7.2 / 6.9 (8.2), 1x1024 9.1 / 8.4 (7.7). Tiles of 32 over 2.6 waves ran slower at 1 (Llama-2 1x1024 17.2
+    against 15.1), a case `_short_block_n` does not make."""
     if device.type != "cuda" or V1_STAGES:
         return V1_STAGES
-    if splits != cdiv(length, block_n):
-        return None
-    slots = SHORT_PROGRAMS_SM * _num_sms(device.index if device.index is not None else torch.cuda.current_device())
-    return 1 if batch_heads * splits <= slots else None
+    return 1 if splits == cdiv(length, block_n) else None
 
 
 def _num_splits(batch_heads: int, length: int, block_n: int, device: torch.device) -> int:
@@ -634,7 +628,7 @@ def _decode_attention_v1(
     S = num_splits or _num_splits(B * H, L, BLOCK_N, query.device)
     chunk = cdiv(cdiv(L, S), BLOCK_N) * BLOCK_N
     S = cdiv(L, chunk)  # no empty splits
-    stages = _v1_stages(B * H, S, L, BLOCK_N, query.device)
+    stages = _v1_stages(S, L, BLOCK_N, query.device)
     single = S == 1
     if single:
         acc_ws = m_ws = l_ws = out  # unused

@@ -260,29 +260,27 @@ def test_auto_picks_v3_for_one_token_decode_only(monkeypatch):
 
 
 def test_short_call_tiles(monkeypatch):
-    # v1's tile on a short call (132 SMs, 3 programs an SM: waves of 396): 64 tokens, halved where that takes fewer
-    # waves x tokens: 8 kv heads at 512 and 1024 tokens (one wave either way), 32 heads at 1024 and 64 at 512 (2 waves
-    # at 64, 3 at 32); ties keep 64: 32 heads at 512, 8 at 2048 (1 wave against 2). Longer calls, head_dim 256 and the
-    # CPU keep theirs
+    # v1's tile on a short call: 64 tokens, halved where the one-tile programs then fit a wave of SHORT_PROGRAMS_SM an
+    # SM (132 SMs on the H200: 8 kv heads at 512 and 1024 tokens; not 32 heads at 512 or 1024, nor 8 at 2048); longer
+    # calls, head_dim 256 and the CPU keep theirs
     monkeypatch.setattr(da, "_num_sms", lambda i: 132)
     cuda = torch.device("cuda", 0)
-    cases = {(8, 512, 128): 32, (8, 1024, 128): 32, (32, 1024, 128): 32, (64, 512, 128): 32, (32, 512, 128): 64,
-             (8, 2048, 128): 64, (48, 512, 128): 64, (8, 8192, 128): 64, (4, 100, 256): 32}
+    cases = {(8, 512, 128): 32, (8, 1024, 128): 32, (32, 512, 128): 64, (32, 1024, 128): 64, (8, 2048, 128): 64,
+             (8, 8192, 128): 64, (4, 100, 256): 32}
     assert {k: da._short_block_n(*k, cuda) for k in cases} == cases
     assert da._short_block_n(8, 512, 128, torch.device("cpu")) == 64
     assert da._num_splits(8, 512, 32, cuda) == 16  # one tile a program
 
 
-def test_one_wave_short_calls_take_one_pipelining_stage(monkeypatch):
-    # one-tile programs that fit a wave of 396: 1 stage; more waves, programs of several tiles, the CPU: Triton's default
-    monkeypatch.setattr(da, "_num_sms", lambda i: 132)
+def test_one_tile_programs_take_one_pipelining_stage(monkeypatch):
+    # one-tile programs (a short call's): 1 stage; programs of several tiles and the CPU: Triton's default; V1_STAGES
+    # forces one (benchmarks)
     cuda = torch.device("cuda", 0)
-    got = [da._v1_stages(bh, s, L, bn, cuda) for bh, s, L, bn in [(32, 8, 512, 64), (8, 16, 512, 32), (8, 32, 2048, 64),
-                                                                  (32, 32, 1024, 32), (32, 2, 512, 64)]]
-    assert got == [1, 1, 1, None, None]
-    assert da._v1_stages(32, 8, 512, 64, torch.device("cpu")) is None
+    got = [da._v1_stages(s, L, bn, cuda) for s, L, bn in [(8, 512, 64), (16, 500, 32), (2, 512, 64), (1, 64, 64)]]
+    assert got == [1, 1, None, 1]
+    assert da._v1_stages(8, 512, 64, torch.device("cpu")) is None
     monkeypatch.setattr(da, "V1_STAGES", 2)
-    assert da._v1_stages(32, 32, 1024, 32, cuda) == 2
+    assert da._v1_stages(2, 512, 64, cuda) == 2
 
 
 def test_auto_picks_the_gqa_tensor_core_bulk_above_its_short_calls(monkeypatch):
