@@ -14,24 +14,14 @@ import io
 import os
 import pstats
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_decode_attention import D, kivi_split, make_state  # noqa: E402
+from bench_decode_attention import D, host_us, kivi_split, make_state  # noqa: E402
 from kivi_kernels.decode_attention import decode_attention_triton, pick_impl  # noqa: E402
 
 SHAPES = {"7b": (32, 32), "8b": (32, 8), "70b": (64, 8)}
-
-
-def wall_us(f, calls: int) -> float:
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(calls):
-        f()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - t) / calls * 1e6
 
 
 def main() -> None:
@@ -50,7 +40,7 @@ def main() -> None:
         f = (lambda q=q, st=st: decode_attention_triton(q, st, None, D**-0.5))
         for _ in range(20):
             f()
-        plain = min(wall_us(f, a.calls) for _ in range(3))
+        plain = min(host_us(f, a.calls) for _ in range(3))
         prof = cProfile.Profile()
         prof.enable()
         for _ in range(a.calls):
