@@ -283,8 +283,7 @@ def bench_row(shape, B, ctx, copy_tbps, impls=IMPLS, baselines=True, block_n=Non
         ref = F.scaled_dot_product_attention(query, k, v, enable_gqa=Hq != H).transpose(1, 2)
         for impl, _, _, _, _, kw, _ in timed:
             call = {"auto": decode_attention_triton, "v1": decode_attention_triton, "gqa": decode_attention_gqa,
-                    "gqap": decode_attention_gqa,
-                    "gqaf": decode_attention_gqa}.get(impl, decode_attention_v3)
+                    "gqap": decode_attention_gqa, "gqaf": decode_attention_gqa}.get(impl, decode_attention_v3)
             got = call(query, states[0], None, D**-0.5, **kw)
             errs[impl] = (got.float() - ref.float()).abs().max().item()
         del k, v, ref

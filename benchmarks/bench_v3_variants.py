@@ -196,7 +196,7 @@ VARIANTS = {
     "v1_n64_S8_w8": {"_impl": "v1", "num_splits": 8, "block_n": 64, "num_warps": 8},
     "v1_n64_S8_w2": {"_impl": "v1", "num_splits": 8, "block_n": 64, "num_warps": 2},
     "v1_n32_S16_w2": {"_impl": "v1", "num_splits": 16, "block_n": 32, "num_warps": 2},
-    # session 18: v1's tile and warps on short calls (one tile a program: the split rule's), `_short_tiles` picks
+    # session 18: v1's tile and warps on short calls (one tile a program: the split rule's), `_short_block_n` picks
     **{f"v1_n{n}_w{w}": {"_impl": "v1", "block_n": n, "num_warps": w} for n, w in ((64, 4), (32, 4), (32, 2))},
     "v1_nodot_n16_S32": {"_impl": "v1", "num_splits": 32, "block_n": 16, "use_dot": False},
     # session 19's auto_nowinhalf (half tiles only in a short call's value window region off) went with the option

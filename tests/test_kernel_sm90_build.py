@@ -131,7 +131,7 @@ def test_gqa_mma_rest_on_tensor_cores_builds_for_sm90(tmp_path, part):
      "QG=8 D=128 G=32 BITS=2 BW=2 BLOCK_N=16 HAS_VALID=False NT=32 DEV_LENS=False WIN=0 PACKED=False ASM=True "
      "VDENSE=True REP=1 MMA=True EARLY=False RDOT=True PF=1 PART=1 TAU=2.0 PDL=True PDL_WAIT=1 "
      "num_warps=1 maxnreg=168", "top"),
-    ("decode_attention.py", "_decode_attn_split_kernel",  # v1's one-wave short call: 1 stage, plain loads
+    ("decode_attention.py", "_decode_attn_split_kernel",  # v1's one-tile programs: 1 stage, plain loads
      "GROUP=1 QLEN=1 MP=16 D=128 DP=128 G=32 K_BITS=2 V_BITS=2 BLOCK_N=64 HAS_VALID=False SINGLE=False PREC=tf32 "
      "DOT_F32=False USE_DOT=True DEV_LENS=False WIN=0 PDL=True PDL_WAIT=1 num_warps=4 num_stages=1", "top"),
 ])
