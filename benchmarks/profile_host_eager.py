@@ -3,7 +3,7 @@
 call with and without the profiler. bench_host_path.py measures our Python alone on any CPU (launches stubbed); this
 adds Triton's launch path and the driver.
 
-    python benchmarks/profile_host_eager.py [--rows 8b:1x512,8b:8x32768,7b:1x512] [--calls 300] [--top 18]
+    python benchmarks/profile_host_eager.py [--rows llama3.1-8b:1x512,llama2-7b:8x32768] [--calls 300] [--top 18]
 """
 
 from __future__ import annotations
@@ -18,20 +18,17 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_decode_attention import D, host_us, kivi_split, make_state  # noqa: E402
+from bench_decode_attention import D, SHAPES, host_us, kivi_split, make_state  # noqa: E402
 from kivi_kernels.decode_attention import decode_attention_triton, pick_impl  # noqa: E402
-
-SHAPES = {"7b": (32, 32), "8b": (32, 8), "70b": (64, 8)}
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", default="8b:1x512,8b:8x32768,7b:1x512,7b:8x32768")
+    ap.add_argument("--rows", default="llama3.1-8b:1x512,llama3.1-8b:8x32768,llama2-7b:1x512,llama2-7b:8x32768")
     ap.add_argument("--calls", type=int, default=300)
     ap.add_argument("--top", type=int, default=18)
     a = ap.parse_args()
     for row in a.rows.split(","):
-        shape, bl = row.split(":")
+        shape, bl = row.rsplit(":", 1)
         B, L = (int(x) for x in bl.split("x"))
         Hq, H = SHAPES[shape]
         n_kq, n_vq = kivi_split(L)
